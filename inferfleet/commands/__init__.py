@@ -1,0 +1,1 @@
+"""Sub-commands of `inferfleet`; each module is discovered by `inferfleet.cli`."""

@@ -1,0 +1,31 @@
+"""Errors raised by the sizing core. Each message names the input and the numbers behind it."""
+
+
+class SizingError(ValueError):
+    """Base class: the caller gave input the sizing core cannot use."""
+
+    reason = "InvalidSpec"
+
+
+class InvalidInput(SizingError):
+    """A field is missing, malformed or out of range."""
+
+    reason = "InvalidSpec"
+
+
+class UnknownGPU(SizingError):
+    """The GPU name is not in the catalog."""
+
+    reason = "InvalidSpec"
+
+
+class ModelDoesNotFit(SizingError):
+    """Weights plus the minimum KV cache do not fit even at the largest allowed parallelism."""
+
+    reason = "ModelDoesNotFit"
+
+
+class NoPoolFits(SizingError):
+    """No allowed GPU pool can serve the model within its GPU limit and the SLO."""
+
+    reason = "NoPoolFits"

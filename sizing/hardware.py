@@ -1,0 +1,172 @@
+"""GPU catalog (step 2) and weight-loading paths for cold start.
+
+Figures are vendor datasheet values for dense math (no 2:4 sparsity). `memory_gib_reported`
+is what CUDA reports as total memory (and so what vLLM's `gpu_memory_utilization` multiplies),
+read from real vLLM start-up logs where we have them, otherwise the nvidia-smi size less the
+~0.45 GiB the driver keeps. Prices are indicative on-demand $/GPU-hour; every fleet overrides
+them per pool with `costPerGPUHour`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sizing.errors import InvalidInput, UnknownGPU
+
+# Dtype keys used for `tflops`: what the tensor cores run dense.
+DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8", "fp4")
+
+
+@dataclass(frozen=True)
+class Interconnect:
+    """How GPUs of one replica talk: kind, per-GPU one-direction bandwidth, domain size."""
+
+    kind: str  # "nvlink" | "pcie" | "xgmi"
+    bandwidth_gb_per_s: float  # one direction, per GPU, GB = 10^9 bytes
+    domain_size: int  # GPUs that share this fabric in one node (NVLink domain)
+
+    @property
+    def is_nvlink_class(self) -> bool:
+        """NVLink or AMD's Infinity Fabric: fast enough for TP above 2."""
+        return self.kind in ("nvlink", "xgmi")
+
+
+@dataclass(frozen=True)
+class GPU:
+    name: str
+    vendor: str
+    memory_gb: float  # marketing size, GB = 10^9
+    memory_gib_reported: float  # total memory CUDA/ROCm reports, GiB = 2^30
+    hbm_bandwidth_gb_per_s: float
+    tflops: dict[str, float]  # dense peak per dtype
+    interconnect: Interconnect
+    cost_per_gpu_hour_usd: float
+    aliases: tuple[str, ...] = field(default=())
+    architecture: str = ""
+
+    def peak_tflops(self, dtype: str) -> float:
+        """Peak dense TFLOPS for a math dtype, falling back to the widest supported one."""
+        if dtype in self.tflops:
+            return self.tflops[dtype]
+        # FP8/FP4 weights on a GPU without those tensor cores run as 16-bit math (Marlin kernels).
+        for fallback in ("bf16", "fp16"):
+            if fallback in self.tflops:
+                return self.tflops[fallback]
+        return self.tflops["fp32"]
+
+    def supports(self, dtype: str) -> bool:
+        return dtype in self.tflops
+
+    @property
+    def ridge_point_flops_per_byte(self) -> float:
+        """Arithmetic intensity above which a kernel is compute-bound on this GPU (BF16/FP16)."""
+        return self.peak_tflops("bf16") * 1e12 / (self.hbm_bandwidth_gb_per_s * 1e9)
+
+
+def _nv(bw: float, domain: int = 8) -> Interconnect:
+    return Interconnect("nvlink", bw, domain)
+
+
+def _pcie(gen: int) -> Interconnect:
+    return Interconnect("pcie", {3: 16.0, 4: 32.0, 5: 64.0}[gen], 8)
+
+
+CATALOG: tuple[GPU, ...] = (
+    GPU("H100-SXM-80GB", "nvidia", 80, 79.19, 3350,
+        {"fp32": 67, "fp16": 989, "bf16": 989, "fp8": 1979, "int8": 1979},
+        _nv(450), 3.00, ("H100", "H100-80GB", "H100-SXM", "H100-SXM5-80GB", "H100 80GB"), "hopper"),
+    GPU("H100-PCIe-80GB", "nvidia", 80, 79.19, 2000,
+        {"fp32": 51, "fp16": 756, "bf16": 756, "fp8": 1513, "int8": 1513},
+        _pcie(5), 2.50, ("H100-PCIe", "H100-PCIE-80GB"), "hopper"),
+    GPU("H100-NVL", "nvidia", 94, 93.12, 3900,
+        {"fp32": 60, "fp16": 835, "bf16": 835, "fp8": 1671, "int8": 1671},
+        _nv(300, domain=2), 2.80, ("H100-NVL-94GB", "H100NVL"), "hopper"),
+    GPU("H200-141GB", "nvidia", 141, 139.81, 4800,
+        {"fp32": 67, "fp16": 989, "bf16": 989, "fp8": 1979, "int8": 1979},
+        _nv(450), 3.80, ("H200", "H200-SXM-141GB"), "hopper"),
+    GPU("B200", "nvidia", 180, 178.36, 8000,
+        {"fp32": 80, "fp16": 2250, "bf16": 2250, "fp8": 4500, "int8": 4500, "fp4": 9000},
+        _nv(900), 5.50, ("B200-180GB", "B200-SXM"), "blackwell"),
+    GPU("A100-80GB", "nvidia", 80, 79.15, 2039,
+        {"fp32": 19.5, "fp16": 312, "bf16": 312, "int8": 624},
+        _nv(300), 1.80, ("A100-SXM4-80GB", "A100-SXM-80GB", "A100 80GB"), "ampere"),
+    GPU("A100-40GB", "nvidia", 40, 39.38, 1555,
+        {"fp32": 19.5, "fp16": 312, "bf16": 312, "int8": 624},
+        _nv(300), 1.30, ("A100", "A100-SXM4-40GB", "A100 40GB"), "ampere"),
+    GPU("L40S", "nvidia", 48, 44.53, 864,
+        {"fp32": 91.6, "fp16": 362, "bf16": 362, "fp8": 733, "int8": 733},
+        _pcie(4), 1.00, ("L40S-48GB",), "ada"),
+    GPU("L4", "nvidia", 24, 22.16, 300,
+        {"fp32": 30.3, "fp16": 121, "bf16": 121, "fp8": 242, "int8": 242},
+        _pcie(4), 0.70, ("L4-24GB",), "ada"),
+    GPU("A10G", "nvidia", 24, 22.07, 600,
+        {"fp32": 31.2, "fp16": 70, "bf16": 70, "int8": 140},
+        _pcie(4), 1.00, ("A10G-24GB",), "ampere"),
+    GPU("T4", "nvidia", 16, 14.74, 320,
+        {"fp32": 8.1, "fp16": 65, "int8": 130},
+        _pcie(3), 0.35, ("Tesla-T4", "T4-16GB"), "turing"),
+    GPU("A6000", "nvidia", 48, 47.54, 768,
+        {"fp32": 38.7, "fp16": 155, "bf16": 155, "int8": 310},
+        _pcie(4), 0.80, ("RTX-A6000", "RTXA6000"), "ampere"),
+    GPU("RTX4090", "nvidia", 24, 23.63, 1008,
+        {"fp32": 82.6, "fp16": 165, "bf16": 165, "fp8": 330, "int8": 660},
+        _pcie(4), 0.40, ("RTX-4090", "GeForce-RTX-4090"), "ada"),
+    GPU("RTX3090", "nvidia", 24, 23.58, 936,
+        {"fp32": 35.6, "fp16": 71, "bf16": 71, "int8": 284},
+        _pcie(4), 0.25, ("RTX-3090", "GeForce-RTX-3090"), "ampere"),
+    GPU("MI300X", "amd", 192, 191.5, 5300,
+        {"fp32": 163, "fp16": 1307, "bf16": 1307, "fp8": 2615, "int8": 2615},
+        Interconnect("xgmi", 448, 8), 2.50, ("MI300X-192GB", "AMD-MI300X"), "cdna3"),
+)  # fmt: skip
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+_BY_KEY: dict[str, GPU] = {}
+for _gpu in CATALOG:
+    for _alias in (_gpu.name, *_gpu.aliases):
+        _BY_KEY[_key(_alias)] = _gpu
+
+
+def known_gpu_names() -> list[str]:
+    return [gpu.name for gpu in CATALOG]
+
+
+def get_gpu(name: str) -> GPU:
+    """Look a GPU up by name or alias, ignoring case, spaces, dashes and underscores."""
+    gpu = _BY_KEY.get(_key(name))
+    if gpu is None:
+        raise UnknownGPU(f"unknown GPU {name!r}; known GPUs: {', '.join(known_gpu_names())}")
+    return gpu
+
+
+@dataclass(frozen=True)
+class StoragePath:
+    """Where a replica loads its weights from on cold start (field guide, section 2.1)."""
+
+    name: str
+    bandwidth_gb_per_s: float  # effective, GB = 10^9
+    fixed_overhead_s: float  # container start, engine init, CUDA-graph capture
+    description: str
+
+
+STORAGE_PATHS: dict[str, StoragePath] = {
+    "nvme": StoragePath("nvme", 12.5, 60.0, "local NVMe (PCIe Gen4) model cache"),
+    "network": StoragePath("network", 1.1, 60.0, "network-attached volume (10 GbE)"),
+    "object-store": StoragePath(
+        "object-store", 0.75, 90.0, "object storage (S3/GCS) with container init"
+    ),
+}
+
+
+def cold_start_s(weights_gb: float, storage: str) -> float:
+    """Seconds from scale-up to serving: fixed start-up cost plus weight transfer time."""
+    try:
+        path = STORAGE_PATHS[storage]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown storage path {storage!r}; expected one of {', '.join(STORAGE_PATHS)}"
+        ) from None
+    return path.fixed_overhead_s + weights_gb / path.bandwidth_gb_per_s

@@ -1,0 +1,30 @@
+"""Shared test settings: paths to the repository's shared data, hypothesis profiles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+CALIBRATION = SHARED / "data" / "calibration"
+TRACES = SHARED / "data" / "traces"
+
+settings.register_profile("default", deadline=None, max_examples=60)
+settings.register_profile(
+    "ci", deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by the folder it lives in, so `-m unit` / `-m integration` select layers."""
+    import pytest
+
+    for item in items:
+        path = Path(str(item.fspath))
+        for layer in ("unit", "integration", "e2e"):
+            if layer in path.parts:
+                item.add_marker(getattr(pytest.mark, layer))
