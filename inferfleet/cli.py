@@ -16,6 +16,7 @@ from types import ModuleType
 
 from inferfleet import __version__, commands
 from inferfleet.errors import UsageError
+from sizing.errors import SizingError
 
 
 def _command_modules() -> list[ModuleType]:
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except UsageError as err:
+    except (UsageError, SizingError) as err:
         print(f"inferfleet {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:
