@@ -135,6 +135,7 @@ class LoraSpec(ApiModel):
     max_lora_rank: int = Field(default=16, ge=1, le=512, description="Largest adapter rank.")
     adapter_size_mib: int | None = Field(
         default=None,
+        alias="adapterSizeMiB",
         ge=1,
         description="Size of one adapter in MiB; derived from rank and architecture if unset.",
     )
@@ -200,6 +201,7 @@ class WorkloadSpec(ApiModel):
     )
     usable_rps_per_replica: DecimalStr | None = Field(
         default=None,
+        alias="usableRPSPerReplica",
         description="Measured usable req/s per replica at C_max (from `inferfleet bench`); "
         "overrides the predicted curve.",
     )
@@ -227,9 +229,13 @@ class PoolSpec(ApiModel):
         description="Pool name (DNS label); the Deployment is named <fleet>-<pool>.",
     )
     gpu: str = Field(min_length=1, description="GPU model, e.g. H100-SXM-80GB, L40S, MI300X.")
-    max_gpus: int | None = Field(default=None, ge=1, description="GPUs this fleet may use here.")
+    max_gpus: int | None = Field(
+        default=None, ge=1, alias="maxGPUs", description="GPUs this fleet may use here."
+    )
     cost_per_gpu_hour: DecimalStr | None = Field(
-        default=None, description="$ per GPU-hour; the catalog's default when unset."
+        default=None,
+        alias="costPerGPUHour",
+        description="$ per GPU-hour; the catalog's default when unset.",
     )
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
@@ -288,7 +294,9 @@ class ScalingSpec(ApiModel):
 
 class MonitoringSpec(ApiModel):
     prometheus_url: str | None = Field(
-        default=None, description="Prometheus base URL; the operator's default when unset."
+        default=None,
+        alias="prometheusURL",
+        description="Prometheus base URL; the operator's default when unset.",
     )
     thresholds: dict[str, DecimalStr] = Field(
         default_factory=dict, description="Overrides of the guide's monitoring thresholds."
@@ -363,7 +371,7 @@ class PoolPlanStatus(ApiModel):
     replicas: int
     min_warm: int
     c_max: int
-    usable_rps_per_replica: str
+    usable_rps_per_replica: str = Field(alias="usableRPSPerReplica")
     gpus: int
     cost_per_hour: str
     cost_per_million_tokens: str
@@ -390,7 +398,7 @@ class ReplicaStatus(ApiModel):
 
 
 class ForecastStatus(ApiModel):
-    next_peak_rps: str | None = None
+    next_peak_rps: str | None = Field(default=None, alias="nextPeakRPS")
     next_peak_at: str | None = None
     prewarm_at: str | None = None
     prewarm_replicas: int | None = None
