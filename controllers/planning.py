@@ -1,0 +1,145 @@
+"""Spec to plan and plan to status: the bridge between the API types and the pure sizing core.
+
+Pure: the caller resolves `hfConfig` (inline or from a ConfigMap) and passes the dict in.
+"""
+
+from __future__ import annotations
+
+from controllers.api import (
+    InferenceFleetSpec,
+    PlanStatus,
+    PlanStep,
+    PoolPlanStatus,
+    parse_decimal,
+    parse_duration_s,
+)
+from sizing.curve import Capacity
+from sizing.hardware import get_gpu
+from sizing.memory import EngineConfig
+from sizing.model import load_model_config
+from sizing.plan import CapacityFn, FleetRequest, PoolRequest, SizingPlan, plan_fleet
+from sizing.workload import Percentiles, Workload
+
+_DTYPES = {"auto": "auto", "bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
+
+
+def _percentiles(p) -> Percentiles:
+    return Percentiles(p.p50, p.p95, p.p99)
+
+
+def fleet_request(spec: InferenceFleetSpec, hf_config: dict) -> FleetRequest:
+    """Translate the validated spec into the sizing core's typed request (units resolved)."""
+    model = spec.model
+    params_b = parse_decimal(model.parameter_count) if model.parameter_count else None
+    arch = load_model_config(hf_config, params_b=params_b, name=model.name)
+    w = spec.workload
+    workload = Workload(
+        prompt=_percentiles(w.prompt_tokens),
+        output=_percentiles(w.output_tokens),
+        peak_rps=parse_decimal(w.peak_requests_per_second),
+        average_rps=(
+            parse_decimal(w.average_requests_per_second) if w.average_requests_per_second else None
+        ),
+        max_model_len=w.max_model_len,
+        predictability=w.predictability,
+        prefix_share=parse_decimal(w.prefix_share) if w.prefix_share else None,
+    )
+    pools = tuple(
+        PoolRequest(
+            name=p.name,
+            gpu=get_gpu(p.gpu),
+            max_gpus=p.max_gpus,
+            cost_per_gpu_hour_usd=(
+                parse_decimal(p.cost_per_gpu_hour) if p.cost_per_gpu_hour else None
+            ),
+            storage=p.storage,
+            cold_start_s=parse_duration_s(p.cold_start) if p.cold_start else None,
+        )
+        for p in spec.pools
+    )
+    serving = spec.serving
+    lora = model.lora
+    engine = EngineConfig(
+        dtype=_DTYPES[model.dtype],
+        kv_cache_dtype=model.kv_cache_dtype,
+        gpu_memory_utilization=parse_decimal(serving.gpu_memory_utilization),
+        enforce_eager=serving.enforce_eager,
+        max_loras=lora.max_loras if lora else 0,
+        max_lora_rank=lora.max_lora_rank if lora else 16,
+        lora_adapter_bytes=(
+            lora.adapter_size_mib * 2**20 if lora and lora.adapter_size_mib else None
+        ),
+    )
+    return FleetRequest(
+        arch=arch,
+        workload=workload,
+        ttft_slo_s=parse_duration_s(spec.slo.ttft_p99),
+        itl_slo_s=parse_duration_s(spec.slo.itl_p99) if spec.slo.itl_p99 else None,
+        pools=pools,
+        engine=engine,
+        quantization=model.quantization,
+        method=spec.sizing_method,
+        measured_usable_rps=(
+            parse_decimal(w.usable_rps_per_replica) if w.usable_rps_per_replica else None
+        ),
+        max_replicas=spec.scaling.max_replicas,
+        max_num_seqs=serving.max_num_seqs,
+        max_num_batched_tokens=serving.max_num_batched_tokens,
+        enable_prefix_caching=serving.enable_prefix_caching,
+    )
+
+
+def plan_spec(
+    spec: InferenceFleetSpec, hf_config: dict, capacity_fn: CapacityFn | None = None
+) -> SizingPlan:
+    """Plan a validated spec; raises `sizing.errors.SizingError` subclasses with reasons."""
+    request = fleet_request(spec, hf_config)
+    if capacity_fn is None:
+        return plan_fleet(request)
+    return plan_fleet(request, capacity_fn)
+
+
+def _money(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def plan_status(plan: SizingPlan) -> PlanStatus:
+    """The plan as it appears in `status.plan` (decimals as strings: no floats in the API)."""
+    pools = []
+    for a in plan.allocations:
+        o = a.option
+        assert o.engine is not None and o.memory is not None and o.capacity is not None
+        capacity: Capacity = o.capacity
+        pools.append(
+            PoolPlanStatus(
+                pool=o.pool.name,
+                gpu=o.pool.gpu.name,
+                quantization=o.quantization,
+                kv_cache_dtype=o.engine.kv_cache_dtype,
+                tensor_parallel=o.engine.tp,
+                pipeline_parallel=o.engine.pp,
+                replicas=a.replicas,
+                min_warm=a.min_warm,
+                c_max=capacity.c_max,
+                usable_rps_per_replica=f"{o.usable_rps:.3f}",
+                gpus=a.gpus,
+                cost_per_hour=_money(a.cost_per_hour_usd),
+                cost_per_million_tokens=f"{o.cost_per_million_tokens_usd:.4f}",
+                max_model_len=o.engine.max_model_len or plan.profile.max_model_len,
+                max_num_seqs=o.engine.max_num_seqs,
+                max_num_batched_tokens=o.engine.max_num_batched_tokens or 0,
+                kv_cache_tokens=o.memory.kv_cache_tokens,
+                cold_start_seconds=round(o.cold_start_s),
+            )
+        )
+    return PlanStatus(
+        hash=plan.fingerprint(),
+        pools=pools,
+        steps=[
+            PlanStep(step=f"{s.number}. {s.title}", decision=s.decision, reason=s.reason)
+            for s in plan.steps
+        ],
+        total_gpus=plan.total_gpus,
+        cost_per_hour=_money(plan.cost_per_hour_usd),
+        cost_per_month=_money(plan.cost_per_month_usd),
+    )

@@ -1,0 +1,70 @@
+"""Reading InferenceFleet manifests from disk with errors that point at the line or field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from controllers.api import InferenceFleet, InferenceFleetSpec, describe_validation_error
+from inferfleet.errors import UsageError
+
+
+def load_yaml_documents(path: str) -> list[Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise UsageError(f"{path}: invalid YAML{where}: {problem}") from None
+
+
+def load_fleet(path: str) -> InferenceFleet:
+    """The first InferenceFleet in a YAML file, validated with the API models."""
+    docs = load_yaml_documents(path)
+    fleets = [d for d in docs if isinstance(d, dict) and d.get("kind") == "InferenceFleet"]
+    if not fleets:
+        raise UsageError(f"{path}: no document with kind: InferenceFleet")
+    try:
+        return InferenceFleet.model_validate(fleets[0])
+    except ValidationError as err:
+        raise UsageError(f"{path}: {describe_validation_error(err)}") from None
+
+
+def load_json_file(path: str, what: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise UsageError(f"cannot read {what} {path}: {err.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(
+            f"{what} {path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+        ) from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{what} {path}: expected a JSON object")
+    return data
+
+
+def resolve_hf_config(spec: InferenceFleetSpec, override_path: str | None) -> dict[str, Any]:
+    """Inline config, or a local file standing in for the ConfigMap the cluster would hold."""
+    if override_path:
+        return load_json_file(override_path, "config.json")
+    source = spec.model.hf_config
+    if source.inline is not None:
+        return dict(source.inline)
+    ref = source.config_map_ref
+    assert ref is not None
+    raise UsageError(
+        f"spec.model.hfConfig.configMapRef points at ConfigMap {ref.name} (key {ref.key}), "
+        "which only exists in the cluster; pass --hf-config PATH to plan offline"
+    )
