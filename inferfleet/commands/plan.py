@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import yaml
 
-from controllers.planning import plan_spec, plan_status
 from inferfleet.manifests import load_fleet, resolve_hf_config
 from inferfleet.tables import render_table
-from sizing.plan import SizingPlan
+
+if TYPE_CHECKING:
+    from sizing.plan import SizingPlan
 
 NAME = "plan"
 HELP = "size an InferenceFleet manifest with the 13-step algorithm and explain each decision"
@@ -33,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.file)
     hf_config = resolve_hf_config(fleet.spec, args.hf_config)
+    # Imported here so `inferfleet --help` and the other commands start without the numerics.
+    from controllers.planning import plan_spec, plan_status
+
     plan = plan_spec(fleet.spec, hf_config)
     if args.output == "text":
         print(format_plan(fleet.metadata.name, plan, what_if=args.what_if))
