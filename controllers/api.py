@@ -364,7 +364,10 @@ class PlanStep(ApiModel):
 class PoolPlanStatus(ApiModel):
     pool: str
     gpu: str
-    quantization: str
+    quantization: str = Field(
+        description="vLLM --quantization value; 'none' serves the checkpoint as it is."
+    )
+    weight_format: str = Field(description="Effective weight format, e.g. bf16, fp8, awq.")
     kv_cache_dtype: str
     tensor_parallel: int
     pipeline_parallel: int

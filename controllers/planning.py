@@ -103,6 +103,13 @@ def _money(value: float) -> str:
     return f"{value:.2f}"
 
 
+def weight_format(quantization: str, plan: SizingPlan) -> str:
+    """What the weights are on the GPU: the runtime format, else the checkpoint's own."""
+    if quantization != "none":
+        return quantization
+    return plan.checkpoint_format
+
+
 def plan_status(plan: SizingPlan) -> PlanStatus:
     """The plan as it appears in `status.plan` (decimals as strings: no floats in the API)."""
     pools = []
@@ -115,6 +122,7 @@ def plan_status(plan: SizingPlan) -> PlanStatus:
                 pool=o.pool.name,
                 gpu=o.pool.gpu.name,
                 quantization=o.quantization,
+                weight_format=weight_format(o.quantization, plan),
                 kv_cache_dtype=o.engine.kv_cache_dtype,
                 tensor_parallel=o.engine.tp,
                 pipeline_parallel=o.engine.pp,

@@ -117,6 +117,7 @@ class SizingPlan:
     cost_per_million_tokens_usd: float
     utilization: float
     circuit_breaker_queue: int
+    checkpoint_format: str  # e.g. "bf16", or the pre-quantized checkpoint's "fp8"
 
     @property
     def total_gpus(self) -> int:
@@ -455,4 +456,9 @@ def plan_fleet(request: FleetRequest, capacity_fn: CapacityFn = find_capacity) -
         cost_per_million_tokens_usd=cost.cost_per_million_tokens_usd,
         utilization=utilization,
         circuit_breaker_queue=trip_high,
+        checkpoint_format=arch.checkpoint_quantization or _short_dtype(arch.checkpoint_dtype),
     )
+
+
+def _short_dtype(dtype: str) -> str:
+    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(dtype, dtype)
