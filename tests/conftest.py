@@ -17,14 +17,3 @@ settings.register_profile(
     "ci", deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("ci" if os.environ.get("CI") else "default")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Mark each test by the folder it lives in, so `-m unit` / `-m integration` select layers."""
-    import pytest
-
-    for item in items:
-        path = Path(str(item.fspath))
-        for layer in ("unit", "integration", "e2e"):
-            if layer in path.parts:
-                item.add_marker(getattr(pytest.mark, layer))

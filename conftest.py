@@ -1,0 +1,14 @@
+"""Repository-wide pytest hooks."""
+
+from pathlib import Path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by the folder it lives in, so `-m unit` / `-m integration` select layers."""
+    import pytest
+
+    for item in items:
+        path = Path(str(item.fspath))
+        for layer in ("unit", "integration", "e2e"):
+            if layer in path.parts:
+                item.add_marker(getattr(pytest.mark, layer))
