@@ -1,0 +1,256 @@
+"""Plan to Kubernetes manifests: one vLLM Deployment, Service and PodDisruptionBudget per pool.
+
+Pure: takes the validated spec, the plan as it appears in status and the desired replica count
+per pool, and returns plain dicts ready for server-side apply. It never sees the sizing
+dataclasses, so the operator can re-render from `status.plan` alone, and it adds no
+ownerReferences (the kube adapter knows the owner's uid; rendering does not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controllers.api import InferenceFleetSpec, PlanStatus, PoolPlanStatus
+from sizing.hardware import get_gpu
+
+VLLM_PORT = 8000
+HF_CACHE_PATH = "/root/.cache/huggingface"
+PLAN_HASH_ANNOTATION = "inferfleet.io/plan-hash"
+MANIFEST_HASH_ANNOTATION = "inferfleet.io/manifest-hash"
+MANAGED_BY = "inferfleet"
+STARTUP_PERIOD_S = 10
+# Cold-start estimates are rough: the startup probe allows twice the plan's figure, at least 5 min.
+STARTUP_MARGIN = 2.0
+STARTUP_FLOOR_S = 300
+_GPU_RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
+# Modes in which another controller (HPA on metrics, KEDA, a person) owns `replicas`.
+EXTERNALLY_SCALED = {"external"}
+
+
+@dataclass(frozen=True)
+class PoolObjects:
+    """The manifests for one pool, in apply order."""
+
+    pool: str
+    deployment: dict[str, Any]
+    service: dict[str, Any]
+    pod_disruption_budget: dict[str, Any]
+
+    def all(self) -> tuple[dict[str, Any], ...]:
+        return (self.deployment, self.service, self.pod_disruption_budget)
+
+
+def object_name(fleet: str, pool: str) -> str:
+    return f"{fleet}-{pool}"
+
+
+def selector_labels(fleet: str, pool: str) -> dict[str, str]:
+    """The immutable subset used in selectors (a Deployment's selector can never change)."""
+    return {
+        "app.kubernetes.io/name": "vllm",
+        "app.kubernetes.io/instance": fleet,
+        "app.kubernetes.io/component": pool,
+    }
+
+
+def labels(fleet: str, pool: str) -> dict[str, str]:
+    return {
+        **selector_labels(fleet, pool),
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "inferfleet",
+    }
+
+
+def desired_replicas(spec: InferenceFleetSpec, plan: PlanStatus) -> dict[str, int]:
+    """Replicas per pool. For now the plan's count; the scaling policy plugs in here."""
+    return {pool.pool: pool.replicas for pool in plan.pools}
+
+
+def gpu_resource_name(gpu: str) -> str:
+    return _GPU_RESOURCE[get_gpu(gpu).vendor]
+
+
+def startup_failure_threshold(cold_start_s: int) -> int:
+    """Probe attempts so that threshold × period covers the cold start with margin."""
+    budget_s = max(STARTUP_FLOOR_S, cold_start_s * STARTUP_MARGIN)
+    return math.ceil(budget_s / STARTUP_PERIOD_S)
+
+
+def vllm_args(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> list[str]:
+    """The vLLM server flags for one pool, from the plan (layout, limits) and the spec."""
+    model = spec.model
+    serving = spec.serving
+    args = [
+        f"--model={model.name}",
+        f"--port={VLLM_PORT}",
+        f"--tensor-parallel-size={pool.tensor_parallel}",
+        f"--pipeline-parallel-size={pool.pipeline_parallel}",
+        f"--max-model-len={pool.max_model_len}",
+        f"--gpu-memory-utilization={serving.gpu_memory_utilization}",
+        f"--max-num-seqs={pool.max_num_seqs}",
+    ]
+    if pool.max_num_batched_tokens:
+        args.append(f"--max-num-batched-tokens={pool.max_num_batched_tokens}")
+    if model.dtype != "auto":
+        args.append(f"--dtype={model.dtype}")
+    if pool.quantization != "none":
+        args.append(f"--quantization={pool.quantization}")
+    args.append(f"--kv-cache-dtype={pool.kv_cache_dtype}")
+    args.append(
+        "--enable-prefix-caching" if serving.enable_prefix_caching else "--no-enable-prefix-caching"
+    )
+    if serving.enforce_eager:
+        args.append("--enforce-eager")
+    if model.lora is not None:
+        args += [
+            "--enable-lora",
+            f"--max-loras={model.lora.max_loras}",
+            f"--max-lora-rank={model.lora.max_lora_rank}",
+        ]
+    return args + list(model.extra_args)
+
+
+def _pod_spec(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> dict[str, Any]:
+    pool_spec = next(p for p in spec.pools if p.name == pool.pool)
+    gpus = pool.tensor_parallel * pool.pipeline_parallel
+    gpu_resource = gpu_resource_name(pool.gpu)
+    volumes: list[dict[str, Any]] = [{"name": "model-cache", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "model-cache", "mountPath": HF_CACHE_PATH}]
+    if pool.tensor_parallel > 1:
+        # NCCL between tensor-parallel workers needs more shared memory than the 64 MiB default.
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    health = {"path": "/health", "port": "http"}
+    container = {
+        "name": "vllm",
+        "image": spec.model.image,
+        "args": vllm_args(spec, pool),
+        "env": [{"name": "HF_HOME", "value": HF_CACHE_PATH}],
+        "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
+        "resources": {"limits": {gpu_resource: str(gpus)}, "requests": {gpu_resource: str(gpus)}},
+        "volumeMounts": mounts,
+        "startupProbe": {
+            "httpGet": health,
+            "periodSeconds": STARTUP_PERIOD_S,
+            "failureThreshold": startup_failure_threshold(pool.cold_start_seconds),
+        },
+        "readinessProbe": {"httpGet": health, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": health, "periodSeconds": 10, "failureThreshold": 6},
+    }
+    pod: dict[str, Any] = {"containers": [container], "volumes": volumes}
+    if pool_spec.node_selector:
+        pod["nodeSelector"] = dict(pool_spec.node_selector)
+    if pool_spec.tolerations:
+        pod["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in pool_spec.tolerations
+        ]
+    if pool_spec.affinity:
+        pod["affinity"] = dict(pool_spec.affinity)
+    return pod
+
+
+def manifest_hash(manifest: Mapping[str, Any]) -> str:
+    """Short digest of a manifest's content: equal digests mean nothing to apply."""
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _stamped(manifest: dict[str, Any]) -> dict[str, Any]:
+    manifest["metadata"]["annotations"][MANIFEST_HASH_ANNOTATION] = manifest_hash(manifest)
+    return manifest
+
+
+def _metadata(fleet: str, namespace: str, pool: str, plan_hash: str) -> dict[str, Any]:
+    return {
+        "name": object_name(fleet, pool),
+        "namespace": namespace,
+        "labels": labels(fleet, pool),
+        "annotations": {PLAN_HASH_ANNOTATION: plan_hash},
+    }
+
+
+def render_pool(
+    fleet: str,
+    namespace: str,
+    spec: InferenceFleetSpec,
+    plan: PlanStatus,
+    pool: PoolPlanStatus,
+    replicas: int,
+) -> PoolObjects:
+    selector = selector_labels(fleet, pool.pool)
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector},
+        # Surge one replica at a time: GPUs are scarce, and a new replica warms before an old
+        # one goes away.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        },
+        "template": {
+            "metadata": {"labels": labels(fleet, pool.pool)},
+            "spec": _pod_spec(spec, pool),
+        },
+    }
+    if spec.scaling.mode not in EXTERNALLY_SCALED:
+        deployment_spec = {"replicas": replicas, **deployment_spec}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(fleet, namespace, pool.pool, plan.hash),
+        "spec": deployment_spec,
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(fleet, namespace, pool.pool, plan.hash),
+        "spec": {
+            "selector": selector,
+            "ports": [{"name": "http", "port": VLLM_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(fleet, namespace, pool.pool, plan.hash),
+        # The plan keeps an N+1 spare, so one voluntary eviction at a time never drops capacity.
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+    }
+    return PoolObjects(pool.pool, _stamped(deployment), _stamped(service), _stamped(pdb))
+
+
+def render_fleet(
+    fleet: str,
+    namespace: str,
+    spec: InferenceFleetSpec,
+    plan: PlanStatus,
+    replicas: Mapping[str, int],
+) -> list[PoolObjects]:
+    """Manifests for every pool the plan gives replicas; pools at zero get none."""
+    return [
+        render_pool(fleet, namespace, spec, plan, pool, replicas[pool.pool])
+        for pool in plan.pools
+        if pool.replicas > 0
+    ]
+
+
+def drifted(desired: Any, observed: Any) -> bool:
+    """True when `observed` lacks or changes anything `desired` sets.
+
+    Fields the API server or other controllers add (defaults, status, other managers' fields)
+    are ignored: only what the operator owns is compared, so an unchanged fleet writes nothing
+    while a hand edit of an owned field is put back.
+    """
+    if isinstance(desired, Mapping):
+        if not isinstance(observed, Mapping):
+            return True
+        return any(key not in observed or drifted(v, observed[key]) for key, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(observed, list) or len(desired) != len(observed):
+            return True
+        return any(drifted(d, o) for d, o in zip(desired, observed, strict=True))
+    return desired != observed
