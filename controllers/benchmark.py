@@ -1,0 +1,284 @@
+"""Streaming load generator for any OpenAI-compatible endpoint (a real vLLM or the emulator).
+
+Why our own: the sizing method needs the *measured* load curve (throughput, TTFT, ITL against
+concurrency or request rate) in the same shape as the predicted one, so the two can be compared
+point by point and the step-time model calibrated. TTFT and every inter-token gap are taken
+from SSE chunk arrival times at the client, which is what a user sees.
+
+Closed loop (`concurrency`): that many workers each send a request, wait for its last token,
+send the next. Open loop (`request_rate`): Poisson arrivals at that rate, whatever the server
+does. Failures and time-outs are counted, never raised: a benchmark reports a sick server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+# Token ids for synthetic prompts: clear of the special tokens at the bottom of common vocabs
+# and below the smallest vocab we target (32k), so any Llama-family tokenizer accepts them.
+_PROMPT_TOKEN_ID_RANGE = (1000, 30000)
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What each request looks like and how long to drive one load point."""
+
+    url: str  # base URL, e.g. http://127.0.0.1:8000
+    model: str
+    input_len: int
+    output_len: int
+    endpoint: str = "/v1/completions"
+    duration_s: float | None = None  # stop starting requests after this long
+    num_prompts: int | None = None  # or after this many requests
+    request_timeout_s: float = 600.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.duration_s is None and self.num_prompts is None:
+            raise ValueError("LoadSpec needs duration_s or num_prompts to know when to stop")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the client saw it; times are seconds since the load point started."""
+
+    start_s: float
+    end_s: float
+    ttft_s: float | None = None
+    itl_s: tuple[float, ...] = ()
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    error: str | None = None
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.timed_out
+
+
+@dataclass
+class Recorder:
+    """Collects records as they finish, so an interrupted run still has what it measured."""
+
+    records: list[RequestRecord] = field(default_factory=list)
+    started: int = 0
+    on_change: Callable[[Recorder], None] | None = None
+
+    def add(self, record: RequestRecord) -> None:
+        self.records.append(record)
+        if self.on_change is not None:
+            self.on_change(self)
+
+
+def request_body(spec: LoadSpec, rng: random.Random) -> dict[str, object]:
+    """An exact-length request: token ids for completions, words for chat; EOS ignored."""
+    body: dict[str, object] = {
+        "model": spec.model,
+        "max_tokens": spec.output_len,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0.0,
+    }
+    # Fresh random ids per request, so a prefix cache cannot make the benchmark look faster.
+    ids = [rng.randrange(*_PROMPT_TOKEN_ID_RANGE) for _ in range(spec.input_len)]
+    if spec.endpoint.rstrip("/").endswith("chat/completions"):
+        body["messages"] = [{"role": "user", "content": " ".join(f"w{i}" for i in ids)}]
+    else:
+        body["prompt"] = ids
+    return body
+
+
+def _chunk_text(chunk: dict[str, object]) -> str:
+    choices = chunk.get("choices") or []
+    if not isinstance(choices, list) or not choices:
+        return ""
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        return ""
+    if "delta" in choice:
+        return str((choice.get("delta") or {}).get("content") or "")
+    return str(choice.get("text") or "")
+
+
+async def send_request(
+    client: httpx.AsyncClient, spec: LoadSpec, body: dict[str, object], t0: float
+) -> RequestRecord:
+    """Stream one request and time every content chunk; never raises for server faults."""
+    start = time.perf_counter() - t0
+    arrivals: list[float] = []
+    usage_tokens: int | None = None
+    prompt_tokens = spec.input_len
+    done = False
+    error: str | None = None
+    timed_out = False
+    try:
+        async with asyncio.timeout(spec.request_timeout_s):
+            async with client.stream("POST", spec.url.rstrip("/") + spec.endpoint, json=body) as r:
+                if r.status_code != 200:
+                    await r.aread()
+                    error = f"HTTP {r.status_code}"
+                else:
+                    async for line in r.aiter_lines():
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            done = True
+                            break
+                        chunk = json.loads(data)
+                        if _chunk_text(chunk):
+                            arrivals.append(time.perf_counter() - t0)
+                        usage = chunk.get("usage")
+                        if isinstance(usage, dict):
+                            usage_tokens = int(usage.get("completion_tokens") or 0)
+                            prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
+                    if not done:
+                        error = "stream ended before [DONE]"
+    except TimeoutError:
+        timed_out = True
+    except (httpx.HTTPError, json.JSONDecodeError) as err:
+        error = f"{type(err).__name__}: {err}"
+    end = time.perf_counter() - t0
+    return RequestRecord(
+        start_s=start,
+        end_s=end,
+        ttft_s=arrivals[0] - start if arrivals else None,
+        itl_s=tuple(float(g) for g in np.diff(arrivals)) if len(arrivals) > 1 else (),
+        prompt_tokens=prompt_tokens,
+        output_tokens=usage_tokens if usage_tokens is not None else len(arrivals),
+        error=error,
+        timed_out=timed_out,
+    )
+
+
+def _client(spec: LoadSpec, connections: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    timeout = httpx.Timeout(spec.request_timeout_s, connect=30.0)
+    return httpx.AsyncClient(limits=limits, timeout=timeout)
+
+
+async def run_closed_loop(
+    spec: LoadSpec, concurrency: int, recorder: Recorder, stop: asyncio.Event | None = None
+) -> float:
+    """`concurrency` workers back to back; returns the wall time of the load point in seconds."""
+    rng = random.Random(spec.seed)
+    stop = stop or asyncio.Event()
+    t0 = time.perf_counter()
+
+    def may_start() -> bool:
+        if stop.is_set():
+            return False
+        if spec.num_prompts is not None and recorder.started >= spec.num_prompts:
+            return False
+        return spec.duration_s is None or time.perf_counter() - t0 < spec.duration_s
+
+    async with _client(spec, concurrency) as client:
+
+        async def worker() -> None:
+            while may_start():
+                recorder.started += 1
+                recorder.add(await send_request(client, spec, request_body(spec, rng), t0))
+
+        await _until_stopped([asyncio.create_task(worker()) for _ in range(concurrency)], stop)
+    return time.perf_counter() - t0
+
+
+async def run_open_loop(
+    spec: LoadSpec, rate_rps: float, recorder: Recorder, stop: asyncio.Event | None = None
+) -> float:
+    """Poisson arrivals at `rate_rps` (seeded); returns the wall time of the load point in s."""
+    if rate_rps <= 0:
+        raise ValueError(f"request rate must be > 0 requests/s, got {rate_rps}")
+    rng = random.Random(spec.seed)
+    stop = stop or asyncio.Event()
+    t0 = time.perf_counter()
+    tasks: list[asyncio.Task[None]] = []
+    connections = 1000
+    async with _client(spec, connections) as client:
+
+        async def one(body: dict[str, object]) -> None:
+            recorder.add(await send_request(client, spec, body, t0))
+
+        next_s = 0.0
+        while not stop.is_set():
+            if spec.num_prompts is not None and recorder.started >= spec.num_prompts:
+                break
+            if spec.duration_s is not None and next_s >= spec.duration_s:
+                break
+            delay = next_s - (time.perf_counter() - t0)
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    break
+                except TimeoutError:
+                    pass
+            recorder.started += 1
+            tasks.append(asyncio.create_task(one(request_body(spec, rng))))
+            next_s += rng.expovariate(rate_rps)
+        await _until_stopped(tasks, stop)
+    return time.perf_counter() - t0
+
+
+async def _until_stopped(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+    """Wait for all tasks, or cancel the rest as soon as `stop` is set (Ctrl-C)."""
+    if not tasks:
+        return
+    stopper = asyncio.create_task(stop.wait())
+    pending = set(tasks)
+    while pending and not stopper.done():
+        _, pending = await asyncio.wait(pending | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+        pending.discard(stopper)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stopper.cancel()
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # a bug in our client, not a server fault: keep its traceback
+
+
+def _percentile_ms(values_s: list[float], q: float, time_scale: float) -> float | None:
+    return float(np.percentile(values_s, q) * 1000 * time_scale) if values_s else None
+
+
+def summarize(
+    records: list[RequestRecord], x_key: str, x: float, wall_s: float, time_scale: float = 1.0
+) -> dict[str, object]:
+    """One point of the load curve, in the shape `inferfleet curve` prints.
+
+    Rates divide by the wall time of the load point; latency percentiles use successful
+    requests only (a failed request has no meaningful TTFT), the failures are counted beside.
+    `time_scale` reads an emulator run at `--speedup X` in GPU time: latencies times X, rates
+    divided by X.
+    """
+    ok = [r for r in records if r.ok]
+    ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
+    itl = [g for r in ok for g in r.itl_s]
+    e2e = [r.end_s - r.start_s for r in ok]
+    out_tokens = sum(r.output_tokens for r in ok)
+    in_tokens = sum(r.prompt_tokens for r in ok)
+    wall = max(wall_s, 1e-9) * time_scale
+    return {
+        x_key: x,
+        "ttft_p50_ms": _percentile_ms(ttft, 50, time_scale),
+        "ttft_p99_ms": _percentile_ms(ttft, 99, time_scale),
+        "itl_p50_ms": _percentile_ms(itl, 50, time_scale),
+        "itl_p99_ms": _percentile_ms(itl, 99, time_scale),
+        "e2e_p50_ms": _percentile_ms(e2e, 50, time_scale),
+        "output_tok_per_s": out_tokens / wall,
+        "total_tok_per_s": (out_tokens + in_tokens) / wall,
+        "request_per_s": len(ok) / wall,
+        "completed": len(ok),
+        "failed": sum(1 for r in records if r.error is not None),
+        "timed_out": sum(1 for r in records if r.timed_out),
+        "duration_s": wall_s,
+    }

@@ -1,0 +1,1 @@
+"""End-to-end support: the vLLM + DCGM emulator and the kind-cluster suite."""

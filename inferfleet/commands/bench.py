@@ -1,0 +1,233 @@
+"""`inferfleet bench`: measure an endpoint's load curve, in the shape `inferfleet curve` predicts.
+
+Each value of `--concurrency` (closed loop) or `--request-rate` (Poisson open loop) is one load
+point, driven for `--num-prompts` requests or `--duration-s` seconds. Ctrl-C prints what was
+measured so far and exits 130; failed and timed-out requests are counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+from controllers.benchmark import (
+    LoadSpec,
+    Recorder,
+    run_closed_loop,
+    run_open_loop,
+    summarize,
+)
+from inferfleet.errors import UsageError
+from inferfleet.tables import render_table
+
+NAME = "bench"
+HELP = "measure TTFT, ITL and throughput of an OpenAI-compatible endpoint (vLLM or the emulator)"
+EXIT_INTERRUPTED = 130
+
+
+def _positive_list(kind: type, flag: str, text: str) -> list:
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
+        raise UsageError(f"{flag} must be a comma-separated list of numbers, got {text!r}") from err
+    if not values or any(v <= 0 for v in values):
+        raise UsageError(f"{flag} values must all be > 0, got {text!r}")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", required=True, help="base URL of the server, e.g. http://host:8000"
+    )
+    parser.add_argument("--model", required=True, help="served model name sent in each request")
+    parser.add_argument("--input-len", type=int, required=True, help="prompt tokens per request")
+    parser.add_argument("--output-len", type=int, required=True, help="output tokens per request")
+    load = parser.add_mutually_exclusive_group(required=True)
+    load.add_argument("--concurrency", help="closed loop: requests in flight, e.g. 1,8,64")
+    load.add_argument("--request-rate", help="open loop: Poisson arrivals per second, e.g. 2,4,8")
+    parser.add_argument("--num-prompts", type=int, help="requests per load point")
+    parser.add_argument("--duration-s", type=float, help="seconds per load point")
+    parser.add_argument(
+        "--endpoint",
+        default="/v1/completions",
+        help="API path: /v1/completions (token-id prompts) or /v1/chat/completions",
+    )
+    parser.add_argument("--request-timeout-s", type=float, default=600.0)
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="the emulator's --speedup: request rates, durations and results are then all in "
+        "emulated GPU time (the wall clock runs this many times faster)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", choices=["text", "json"], default="text")
+    parser.add_argument("--plot", metavar="FILE.png", help="draw TTFT/ITL P99 and throughput")
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    x_key: str  # "concurrency" | "request_rate"
+    xs: tuple[float, ...]
+    spec: LoadSpec
+    time_scale: float
+
+
+def plan_from_args(args: argparse.Namespace) -> BenchPlan:
+    for flag, value in (("--input-len", args.input_len), ("--output-len", args.output_len)):
+        if value < 1:
+            raise UsageError(f"{flag} must be >= 1 token, got {value}")
+    if args.num_prompts is None and args.duration_s is None:
+        raise UsageError("give --num-prompts N or --duration-s S to say how long each point runs")
+    if args.num_prompts is not None and args.num_prompts < 1:
+        raise UsageError(f"--num-prompts must be >= 1, got {args.num_prompts}")
+    if args.duration_s is not None and args.duration_s <= 0:
+        raise UsageError(f"--duration-s must be > 0 seconds, got {args.duration_s}")
+    if args.time_scale <= 0:
+        raise UsageError(f"--time-scale must be > 0, got {args.time_scale}")
+    if not args.url.startswith(("http://", "https://")):
+        raise UsageError(f"--url must start with http:// or https://, got {args.url!r}")
+    if args.concurrency is not None:
+        x_key, xs = "concurrency", _positive_list(int, "--concurrency", args.concurrency)
+    else:
+        x_key, xs = "request_rate", _positive_list(float, "--request-rate", args.request_rate)
+    spec = LoadSpec(
+        url=args.url,
+        model=args.model,
+        input_len=args.input_len,
+        output_len=args.output_len,
+        endpoint=args.endpoint,
+        duration_s=None if args.duration_s is None else args.duration_s / args.time_scale,
+        num_prompts=args.num_prompts,
+        request_timeout_s=args.request_timeout_s,
+        seed=args.seed,
+    )
+    return BenchPlan(x_key, tuple(xs), spec, args.time_scale)
+
+
+@dataclass
+class _Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal."""
+
+    label: str
+    total: int | None
+    duration_s: float | None
+    started_at: float = field(default_factory=time.perf_counter)
+    enabled: bool = field(default_factory=sys.stderr.isatty)
+
+    def __call__(self, recorder: Recorder) -> None:
+        if not self.enabled:
+            return
+        done = len(recorder.records)
+        if self.total is not None:
+            frac = done / self.total
+        else:
+            frac = (time.perf_counter() - self.started_at) / (self.duration_s or 1.0)
+        frac = min(max(frac, 0.0), 1.0)
+        bar = "#" * int(30 * frac)
+        failed = sum(1 for r in recorder.records if not r.ok)
+        sys.stderr.write(f"\r{self.label} [{bar:<30}] {done} done, {failed} failed")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+async def measure(plan: BenchPlan, stop: asyncio.Event) -> tuple[list[dict[str, object]], bool]:
+    """Every load point in turn; returns the points and whether Ctrl-C cut the run short."""
+    points: list[dict[str, object]] = []
+    for x in plan.xs:
+        progress = _Progress(f"{plan.x_key}={x:g}", plan.spec.num_prompts, plan.spec.duration_s)
+        recorder = Recorder(on_change=progress)
+        if plan.x_key == "concurrency":
+            wall_s = await run_closed_loop(plan.spec, int(x), recorder, stop)
+        else:
+            wall_s = await run_open_loop(plan.spec, x * plan.time_scale, recorder, stop)
+        progress.close()
+        if recorder.records:
+            points.append(summarize(recorder.records, plan.x_key, x, wall_s, plan.time_scale))
+        if stop.is_set():
+            return points, True
+    return points, False
+
+
+async def _measure_until_interrupted(plan: BenchPlan) -> tuple[list[dict[str, object]], bool]:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        return await measure(plan, stop)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _ms(value: object) -> str:
+    return "-" if value is None else f"{float(value):.1f}"
+
+
+def format_points(points: list[dict[str, object]], x_key: str) -> str:
+    header = [x_key, "TTFT P50 ms", "TTFT P99 ms", "ITL P50 ms", "ITL P99 ms",
+              "out tok/s", "total tok/s", "req/s", "failed", "timed out"]  # fmt: skip
+    rows = [
+        [
+            f"{float(p[x_key]):g}",
+            _ms(p["ttft_p50_ms"]),
+            _ms(p["ttft_p99_ms"]),
+            _ms(p["itl_p50_ms"]),
+            _ms(p["itl_p99_ms"]),
+            f"{float(p['output_tok_per_s']):.1f}",
+            f"{float(p['total_tok_per_s']):.1f}",
+            f"{float(p['request_per_s']):.2f}",
+            str(p["failed"]),
+            str(p["timed_out"]),
+        ]
+        for p in points
+    ]
+    return render_table(header, rows)
+
+
+def plot_points(points: list[dict[str, object]], x_key: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [float(p[x_key]) for p in points]
+    fig, (lat, thr) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, label in (("ttft_p99_ms", "TTFT P99"), ("itl_p99_ms", "ITL P99")):
+        ys = [float("nan") if p[key] is None else p[key] for p in points]
+        lat.plot(xs, ys, "o-", label=label)
+    lat.set_xlabel(x_key.replace("_", " "))
+    lat.set_ylabel("ms")
+    lat.set_yscale("log")
+    lat.legend()
+    thr.plot(xs, [p["output_tok_per_s"] for p in points], "o-", label="output tok/s")
+    thr.set_xlabel(x_key.replace("_", " "))
+    thr.set_ylabel("tokens/s")
+    thr.legend()
+    fig.suptitle("measured load curve")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = plan_from_args(args)
+    points, interrupted = asyncio.run(_measure_until_interrupted(plan))
+    if args.output == "json":
+        json.dump({"points": points}, sys.stdout, indent=2)
+        print()
+    else:
+        print(format_points(points, plan.x_key))
+    if args.plot and points:
+        plot_points(points, plan.x_key, args.plot)
+    if interrupted:
+        print("inferfleet bench: interrupted; printed the points measured so far", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
