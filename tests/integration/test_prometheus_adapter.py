@@ -1,0 +1,210 @@
+"""The adapter against a real Prometheus scraping pods with known numbers.
+
+Three fleets run side by side (steady, long prompts, low load) so one Prometheus start and one
+wait cover every scenario; the stop/start scenario has its own server.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import yaml
+
+from controllers.api import InferenceFleet, PlanStatus, PoolPlanStatus
+from controllers.monitoring import evaluate, metrics_condition, observed_spec, resolve_thresholds
+from controllers.prometheus import QueryWindows, fetch_snapshot, make_client, request_rate_history
+from tests.conftest import REPO
+from tests.integration.prometheus_support import (
+    PrometheusServer,
+    Target,
+    VllmLoad,
+    requires_prometheus,
+    serve_pods,
+    vllm_pod,
+)
+
+pytestmark = requires_prometheus
+
+# Short windows: the server only has seconds of data, and rate() divides by the window.
+WINDOWS = QueryWindows(rate="8s", workload="8s", peak_step="1s", max_age_s=10.0)
+NS = "llm"
+
+SCENARIOS = {
+    "steady": VllmLoad(),
+    "longprompt": VllmLoad(
+        running=40.0,
+        waiting=12.0,
+        kv_usage=0.97,
+        ttft_points={1.0: 0.2, 2.5: 0.5, 5.0: 0.98},
+        prompt_points={4096.0: 0.3, 8192.0: 0.9, 16384.0: 0.99},
+    ),
+    "idle": VllmLoad(running=1.0, rps=0.2, gpu_util_percent=70.0),
+}
+PODS_PER_POOL = 2
+
+
+def _spec():
+    fleet = InferenceFleet.model_validate(
+        yaml.safe_load((REPO / "examples" / "fleet-chat-70b.yaml").read_text())
+    )
+    return fleet.spec
+
+
+def _plan(pool: str, usable_rps: str = "3.000") -> PlanStatus:
+    """A plan for one pool with the capacity the numbers below are judged against."""
+    pool_plan = PoolPlanStatus(
+        pool=pool,
+        gpu="H100-SXM-80GB",
+        quantization="fp8",
+        weight_format="fp8",
+        kv_cache_dtype="auto",
+        tensor_parallel=2,
+        pipeline_parallel=1,
+        replicas=PODS_PER_POOL,
+        min_warm=1,
+        c_max=32,
+        usable_rps_per_replica=usable_rps,
+        gpus=2 * PODS_PER_POOL,
+        cost_per_hour="11.96",
+        cost_per_million_tokens="0.5000",
+        max_model_len=8192,
+        max_num_seqs=64,
+        max_num_batched_tokens=8192,
+        kv_cache_tokens=400000,
+        cold_start_seconds=120,
+    )
+    return PlanStatus(
+        hash="x",
+        pools=[pool_plan],
+        steps=[],
+        total_gpus=pool_plan.gpus,
+        cost_per_hour="11.96",
+        cost_per_month="8730.80",
+    )
+
+
+@pytest.fixture(scope="module")
+def fleets():
+    servers, targets = [], []
+    for fleet, load in SCENARIOS.items():
+        for pod in range(PODS_PER_POOL):
+            server = serve_pods([vllm_pod({}, load)])
+            servers.append(server)
+            labels = {"namespace": NS, "fleet": fleet, "pool": "h100", "pod": f"{fleet}-{pod}"}
+            targets.append(Target(server.address, labels))
+    prom = PrometheusServer(targets).start()
+    try:
+        # Wait until every pod has samples spanning the rate window.
+        prom.wait_for_series("vllm:num_requests_running", count=len(targets))
+        time.sleep(10)
+        yield prom
+    finally:
+        prom.close()
+        for server in servers:
+            server.close()
+
+
+def test_steady_fleet_values_match_what_the_pods_expose(fleets):
+    snap = fetch_snapshot(make_client(fleets.url), NS, "steady", ["h100"], windows=WINDOWS)
+    assert snap.reachable
+    pool = snap.pool("h100")
+    assert pool is not None
+    assert pool.replicas_reporting.value == PODS_PER_POOL
+    assert pool.requests_running.value == 8.0 * PODS_PER_POOL
+    assert pool.requests_waiting.value == 0.0
+    assert pool.kv_cache_usage_ratio.value == pytest.approx(0.6)
+    assert pool.request_rate_rps.value == pytest.approx(2.0 * PODS_PER_POOL, rel=0.05)
+    assert pool.prefix_cache_hit_ratio.value == pytest.approx(0.5, rel=1e-6)
+    # Bucket shares scale together, so quantiles land exactly on the chosen bounds.
+    assert pool.ttft_p50_s.value == pytest.approx(0.1, rel=1e-6)
+    assert pool.ttft_p99_s.value == pytest.approx(0.25, rel=1e-6)
+    assert pool.itl_p99_s.value == pytest.approx(0.05, rel=1e-6)
+    assert pool.gpu_util_percent.value == 75.0
+    assert pool.fb_used_mib.value == 69000.0 * PODS_PER_POOL
+    assert pool.preemptions_per_s.value == 0.0
+    assert snap.workload.prompt_tokens_p50.value == pytest.approx(512.0, rel=1e-6)
+    assert snap.workload.prompt_tokens_p95.value == pytest.approx(2048.0, rel=1e-6)
+    assert snap.workload.output_tokens_p99.value == pytest.approx(1024.0, rel=1e-6)
+    assert snap.workload.peak_request_rate_rps.value == pytest.approx(4.0, rel=0.1)
+    assert all(0.0 <= s.age_s < 5.0 for s in (pool.requests_running, pool.ttft_p99_s))
+    # Spec decoding is not enabled on these pods: missing, not zero.
+    assert pool.spec_decode_acceptance_ratio is None
+    assert "h100/spec_decode_acceptance_ratio" in snap.missing
+    assert metrics_condition(snap, ["h100"])[:2] == ("True", "MetricsFresh")
+
+
+def test_steady_load_within_slo_gives_no_finding(fleets):
+    snap = fetch_snapshot(make_client(fleets.url), NS, "steady", ["h100"], windows=WINDOWS)
+    findings = evaluate(snap, _spec(), _plan("h100"), resolve_thresholds({}))
+    assert findings == ()
+
+
+def test_long_prompts_saturate_kv_cache_and_break_ttft(fleets):
+    snap = fetch_snapshot(make_client(fleets.url), NS, "longprompt", ["h100"], windows=WINDOWS)
+    findings = evaluate(snap, _spec(), _plan("h100"), resolve_thresholds({}))
+    by_metric = {f.metric: f for f in findings}
+    assert by_metric["kvCacheUtilization"].severity == "warning"
+    assert by_metric["kvCacheUtilization"].observed == "97.0%"
+    assert by_metric["ttftP99"].severity == "critical"  # P50 2.5 s also above the 2 s SLO
+    assert by_metric["queueDepth"].observed == "12.0 per replica"
+    # The observed workload replaces the spec's 1000/4000/6000 prompt tokens: Prometheus
+    # interpolates linearly inside a bucket, and the spec wants whole tokens, rounded up.
+    prompt = observed_spec(snap, _spec()).workload.prompt_tokens
+    assert prompt.p50 == math.ceil(4096 + 4096 * (0.5 - 0.3) / (0.9 - 0.3))
+    assert prompt.p95 == math.ceil(8192 + 8192 * (0.95 - 0.9) / (0.99 - 0.9))
+    assert prompt.p99 == 16384
+
+
+def test_low_load_is_the_utilization_trap(fleets):
+    snap = fetch_snapshot(make_client(fleets.url), NS, "idle", ["h100"], windows=WINDOWS)
+    findings = evaluate(snap, _spec(), _plan("h100"), resolve_thresholds({}))
+    trap = [f for f in findings if f.metric == "fleetUtilization"]
+    assert len(trap) == 1
+    assert trap[0].threshold == ">= 40.0%"
+    assert float(trap[0].observed.rstrip("%")) == pytest.approx(100 * 0.2 / 3.0, rel=0.05)
+
+
+def test_a_fleet_without_series_is_missing(fleets):
+    snap = fetch_snapshot(make_client(fleets.url), NS, "absent", ["h100"], windows=WINDOWS)
+    assert snap.reachable
+    assert snap.pool("h100").requests_running is None
+    assert metrics_condition(snap, ["h100"])[:2] == ("False", "MetricsMissing")
+
+
+def test_request_rate_history_is_a_range_query(fleets):
+    now = time.time()
+    history = request_rate_history(
+        make_client(fleets.url), NS, "steady", now - 5, now, step_s=1, rate_window="8s"
+    )
+    assert len(history.rps) >= 4
+    assert history.rps[-1] == pytest.approx(4.0, rel=0.1)
+
+
+def test_unreachable_prometheus_then_recovery():
+    server = serve_pods([vllm_pod({}, VllmLoad())])
+    labels = {"namespace": NS, "fleet": "steady", "pool": "h100", "pod": "p0"}
+    prom = PrometheusServer([Target(server.address, labels)]).start()
+    client = make_client(prom.url, timeout_s=2.0)
+    try:
+        prom.wait_for_series("vllm:num_requests_running")
+        assert (
+            metrics_condition(
+                fetch_snapshot(client, NS, "steady", ["h100"], windows=WINDOWS), ["h100"]
+            )[0]
+            == "True"
+        )
+        prom.stop()
+        down = fetch_snapshot(client, NS, "steady", ["h100"], windows=WINDOWS)
+        assert not down.reachable
+        status, reason, message = metrics_condition(down, ["h100"])
+        assert (status, reason) == ("False", "PrometheusUnreachable")
+        assert "ConnectionError" in message
+        prom.start()
+        prom.wait_for_series("vllm:num_requests_running")
+        back = fetch_snapshot(client, NS, "steady", ["h100"], windows=WINDOWS)
+        assert metrics_condition(back, ["h100"])[:2] == ("True", "MetricsFresh")
+    finally:
+        prom.close()
+        server.close()
