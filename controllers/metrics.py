@@ -1,0 +1,168 @@
+"""The operator's own /metrics: what it planned, decided and found, per fleet and pool.
+
+A dedicated `CollectorRegistry` per `OperatorMetrics` (no global state: tests and several
+operators in one process do not collide). Fleet series carry `namespace`, `fleet` (and `pool`)
+labels named like the vLLM series', so alert rules join them with `on (namespace, fleet, pool)`;
+the operator's ServiceMonitor must therefore set `honorLabels: true`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.exposition import generate_latest
+
+from controllers.api import Finding, PlanStatus, parse_decimal, parse_duration_s
+
+_FLEET = ("namespace", "fleet")
+_POOL = ("namespace", "fleet", "pool")
+SEVERITIES = ("info", "warning", "critical")
+REPLICA_STATES = ("desired", "ready", "warming")
+
+
+class OperatorMetrics:
+    """Gauges set from plans and decisions; call `forget_fleet` when a fleet is deleted."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._pools: dict[tuple[str, str], set[str]] = {}  # label sets to remove on change
+        r = self.registry
+        self.replicas = Gauge(
+            "inferfleet_pool_replicas",
+            "Replicas per pool by state (desired, ready, warming).",
+            (*_POOL, "state"),
+            registry=r,
+        )
+        self.planned_gpus = Gauge(
+            "inferfleet_pool_planned_gpus",
+            "GPUs the sizing plan uses in this pool.",
+            _POOL,
+            registry=r,
+        )
+        self.cost_per_hour = Gauge(
+            "inferfleet_pool_cost_per_hour_usd",
+            "Planned $ per hour of this pool.",
+            _POOL,
+            registry=r,
+        )
+        self.c_max = Gauge(
+            "inferfleet_pool_c_max",
+            "Planned concurrency per replica at the SLO knee (C_max).",
+            _POOL,
+            registry=r,
+        )
+        self.usable_rps = Gauge(
+            "inferfleet_pool_usable_rps_per_replica",
+            "Planned usable requests/s of one replica at C_max.",
+            _POOL,
+            registry=r,
+        )
+        self.forecast_rps = Gauge(
+            "inferfleet_fleet_forecast_rps",
+            "Forecast peak requests/s of the fleet.",
+            _FLEET,
+            registry=r,
+        )
+        self.ttft_slo = Gauge(
+            "inferfleet_fleet_slo_ttft_p99_seconds",
+            "The fleet's TTFT P99 target (spec.slo.ttftP99).",
+            _FLEET,
+            registry=r,
+        )
+        self.findings = Gauge(
+            "inferfleet_fleet_findings",
+            "Monitoring findings of the last reconcile by severity.",
+            (*_FLEET, "severity"),
+            registry=r,
+        )
+        self.resize_recommended = Gauge(
+            "inferfleet_resize_recommended",
+            "1 while the step-13 trigger recommends re-sizing the fleet.",
+            _FLEET,
+            registry=r,
+        )
+        self.reconcile_duration = Histogram(
+            "inferfleet_reconcile_duration_seconds",
+            "Time one reconcile took, end to end.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
+        self.errors = Counter(
+            "inferfleet_reconcile_errors",
+            "Reconcile errors by condition reason.",
+            ("reason",),
+            registry=r,
+        )
+
+    def set_plan(self, namespace: str, fleet: str, plan: PlanStatus) -> None:
+        """Per-pool plan figures; pools no longer in the plan are dropped."""
+        self._drop_pools(namespace, fleet, keep={p.pool for p in plan.pools})
+        self._pools[(namespace, fleet)].update(p.pool for p in plan.pools)
+        for p in plan.pools:
+            labels = (namespace, fleet, p.pool)
+            self.planned_gpus.labels(*labels).set(p.gpus)
+            self.cost_per_hour.labels(*labels).set(parse_decimal(p.cost_per_hour))
+            self.c_max.labels(*labels).set(p.c_max)
+            self.usable_rps.labels(*labels).set(parse_decimal(p.usable_rps_per_replica))
+
+    def set_replicas(
+        self, namespace: str, fleet: str, pool: str, desired: int, ready: int, warming: int
+    ) -> None:
+        self._pools.setdefault((namespace, fleet), set()).add(pool)
+        for state, value in zip(REPLICA_STATES, (desired, ready, warming), strict=True):
+            self.replicas.labels(namespace, fleet, pool, state).set(value)
+
+    def set_slo(self, namespace: str, fleet: str, ttft_p99: str) -> None:
+        """`ttft_p99` as written in the spec ('2s'); the TTFT alert compares against it."""
+        self.ttft_slo.labels(namespace, fleet).set(parse_duration_s(ttft_p99))
+
+    def set_forecast(self, namespace: str, fleet: str, peak_rps: float) -> None:
+        self.forecast_rps.labels(namespace, fleet).set(peak_rps)
+
+    def set_findings(self, namespace: str, fleet: str, findings: Iterable[Finding]) -> None:
+        """Counts per severity, zeros included, so a cleared finding shows as 0, not absent."""
+        counts = dict.fromkeys(SEVERITIES, 0)
+        for finding in findings:
+            counts[finding.severity] += 1
+        for severity, count in counts.items():
+            self.findings.labels(namespace, fleet, severity).set(count)
+
+    def set_resize_recommended(self, namespace: str, fleet: str, recommended: bool) -> None:
+        self.resize_recommended.labels(namespace, fleet).set(1 if recommended else 0)
+
+    def observe_reconcile(self, duration_s: float) -> None:
+        self.reconcile_duration.observe(duration_s)
+
+    def count_error(self, reason: str) -> None:
+        """`reason` is the condition reason (e.g. PrometheusUnreachable), a small fixed set."""
+        self.errors.labels(reason).inc()
+
+    def forget_fleet(self, namespace: str, fleet: str) -> None:
+        """Remove every series of a deleted fleet, so dashboards do not show ghosts."""
+        self._drop_pools(namespace, fleet, keep=set())
+        del self._pools[(namespace, fleet)]
+        for gauge in (self.forecast_rps, self.ttft_slo, self.resize_recommended):
+            gauge.remove(namespace, fleet)
+        for severity in SEVERITIES:
+            self.findings.remove(namespace, fleet, severity)
+
+    def _drop_pools(self, namespace: str, fleet: str, keep: set[str]) -> None:
+        known = self._pools.setdefault((namespace, fleet), set())
+        for pool in known - keep:
+            labels = (namespace, fleet, pool)
+            for gauge in (self.planned_gpus, self.cost_per_hour, self.c_max, self.usable_rps):
+                gauge.remove(*labels)
+            for state in REPLICA_STATES:
+                self.replicas.remove(*labels, state)
+        known &= keep
+
+    def exposition(self) -> bytes:
+        """The text format, as `/metrics` serves it."""
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, address: str = "0.0.0.0") -> WSGIServer:
+        """Serve /metrics in a daemon thread; `shutdown()` the returned server to stop."""
+        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        return server

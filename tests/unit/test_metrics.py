@@ -1,0 +1,134 @@
+"""The operator's own metrics: values set from a plan and decisions, removal, serving."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from controllers.api import Finding, PlanStatus, PoolPlanStatus
+from controllers.metrics import OperatorMetrics
+
+
+def _pool(name: str, gpus: int) -> PoolPlanStatus:
+    return PoolPlanStatus(
+        pool=name,
+        gpu="H100-SXM-80GB",
+        quantization="fp8",
+        weight_format="fp8",
+        kv_cache_dtype="auto",
+        tensor_parallel=2,
+        pipeline_parallel=1,
+        replicas=gpus // 2,
+        min_warm=1,
+        c_max=48,
+        usable_rps_per_replica="2.750",
+        gpus=gpus,
+        cost_per_hour=f"{gpus * 2.99:.2f}",
+        cost_per_million_tokens="0.4000",
+        max_model_len=8192,
+        max_num_seqs=64,
+        max_num_batched_tokens=8192,
+        kv_cache_tokens=300000,
+        cold_start_seconds=90,
+    )
+
+
+def _plan(*pools: PoolPlanStatus) -> PlanStatus:
+    return PlanStatus(
+        hash="h",
+        pools=list(pools),
+        steps=[],
+        total_gpus=sum(p.gpus for p in pools),
+        cost_per_hour="0",
+        cost_per_month="0",
+    )
+
+
+def _samples(metrics: OperatorMetrics) -> dict[tuple, float]:
+    out = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _key(name: str, **labels: str) -> tuple:
+    return (name, tuple(sorted(labels.items())))
+
+
+def test_plan_replicas_findings_and_resize_appear_with_fleet_labels():
+    m = OperatorMetrics()
+    m.set_plan("llm", "chat", _plan(_pool("h100", 8), _pool("h200", 4)))
+    m.set_replicas("llm", "chat", "h100", desired=4, ready=3, warming=1)
+    m.set_slo("llm", "chat", "1500ms")
+    m.set_forecast("llm", "chat", 42.5)
+    m.set_findings(
+        "llm",
+        "chat",
+        [
+            Finding(
+                metric="kvCacheUtilization",
+                severity="warning",
+                observed="95%",
+                threshold="90%",
+                advice="a",
+            )
+        ]
+        * 2,
+    )
+    m.set_resize_recommended("llm", "chat", True)
+    m.observe_reconcile(0.2)
+    m.count_error("PrometheusUnreachable")
+    s = _samples(m)
+    pool = {"namespace": "llm", "fleet": "chat", "pool": "h100"}
+    assert s[_key("inferfleet_pool_planned_gpus", **pool)] == 8
+    assert s[_key("inferfleet_pool_cost_per_hour_usd", **pool)] == 23.92
+    assert s[_key("inferfleet_pool_c_max", **pool)] == 48
+    assert s[_key("inferfleet_pool_usable_rps_per_replica", **pool)] == 2.75
+    assert s[_key("inferfleet_pool_replicas", **pool, state="ready")] == 3
+    assert s[_key("inferfleet_pool_replicas", **pool, state="warming")] == 1
+    assert s[_key("inferfleet_fleet_slo_ttft_p99_seconds", namespace="llm", fleet="chat")] == 1.5
+    assert s[_key("inferfleet_fleet_forecast_rps", namespace="llm", fleet="chat")] == 42.5
+    assert (
+        s[_key("inferfleet_fleet_findings", namespace="llm", fleet="chat", severity="warning")] == 2
+    )
+    assert (
+        s[_key("inferfleet_fleet_findings", namespace="llm", fleet="chat", severity="critical")]
+        == 0
+    )
+    assert s[_key("inferfleet_resize_recommended", namespace="llm", fleet="chat")] == 1
+    assert s[_key("inferfleet_reconcile_duration_seconds_count")] == 1
+    assert s[_key("inferfleet_reconcile_errors_total", reason="PrometheusUnreachable")] == 1
+
+
+def test_a_pool_dropped_from_the_plan_and_a_deleted_fleet_leave_no_series():
+    m = OperatorMetrics()
+    m.set_plan("llm", "chat", _plan(_pool("h100", 8), _pool("h200", 4)))
+    m.set_replicas("llm", "chat", "h200", 2, 2, 0)
+    m.set_plan("ops", "other", _plan(_pool("l4", 1)))
+    m.set_plan("llm", "chat", _plan(_pool("h100", 8)))
+    names = {labels for _, labels in _samples(m)}
+    assert not any(("pool", "h200") in labels for labels in names)
+    m.set_resize_recommended("llm", "chat", False)
+    m.forget_fleet("llm", "chat")
+    left = {labels for _, labels in _samples(m)}
+    assert not any(("fleet", "chat") in labels for labels in left)
+    assert any(("fleet", "other") in labels for labels in left)
+
+
+def test_registries_are_separate_and_served_over_http():
+    first, second = OperatorMetrics(), OperatorMetrics()
+    first.set_forecast("llm", "chat", 3.0)
+    assert b"inferfleet_fleet_forecast_rps{" not in second.exposition()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = first.serve(port, address="127.0.0.1")
+    try:
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert 'inferfleet_fleet_forecast_rps{fleet="chat",namespace="llm"} 3.0' in body
