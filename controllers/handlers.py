@@ -1,0 +1,302 @@
+"""Kopf handlers for InferenceFleet: validate -> plan -> render -> apply -> status.
+
+Level-triggered: every pass recomputes from the spec and what is observed in the cluster, so a
+restart, a resync or a second pass over an unchanged fleet writes nothing, and a hand-deleted or
+hand-edited Deployment is put back. A per-fleet daemon re-runs the pass every
+`spec.scaling.interval`; a spec edit runs it at once. The decisions live in the pure modules
+(`planning`, `render`, `conditions`); this module only moves data between them and the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from controllers.api import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Condition,
+    InferenceFleetSpec,
+    InferenceFleetStatus,
+    PlanStatus,
+    ReplicaStatus,
+    describe_validation_error,
+    parse_duration_s,
+)
+from controllers.conditions import READY, SIZED, find, set_condition
+from controllers.kube import Conflict, Kube, KubeError, Owner, Unavailable, owned
+from controllers.planning import plan_spec, plan_status
+from controllers.render import EXTERNALLY_SCALED, desired_replicas, drifted, render_fleet
+from sizing.errors import SizingError
+
+log = logging.getLogger("inferfleet.operator")
+
+RETRY_DELAY_S = 5.0
+DEFAULT_INTERVAL_S = 30.0
+
+
+class SpecRefused(Exception):
+    """The fleet cannot be planned as written; `reason` is the Sized condition's reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile pass wrote (empty when the fleet was already as desired)."""
+
+    applied: tuple[str, ...]
+    status_written: bool
+
+
+def _owner(body: Mapping[str, Any]) -> Owner:
+    meta = body["metadata"]
+    return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def _current_status(body: Mapping[str, Any]) -> InferenceFleetStatus:
+    try:
+        return InferenceFleetStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        # A status someone else mangled is rebuilt from scratch rather than trusted.
+        return InferenceFleetStatus()
+
+
+async def _hf_config(kube: Kube, owner: Owner, spec: InferenceFleetSpec) -> dict[str, Any]:
+    source = spec.model.hf_config
+    if source.inline is not None:
+        return dict(source.inline)
+    ref = source.config_map_ref
+    assert ref is not None  # the model validator guarantees exactly one source
+    text = await kube.read_config_map_key(owner.namespace, ref.name, ref.key)
+    where = f"spec.model.hfConfig.configMapRef: ConfigMap {ref.name}, key {ref.key}"
+    if text is None:
+        raise SpecRefused("InvalidSpec", f"{where}: not found in namespace {owner.namespace}")
+    try:
+        config = json.loads(text)
+    except ValueError as err:
+        raise SpecRefused("InvalidSpec", f"{where}: not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise SpecRefused("InvalidSpec", f"{where}: expected a JSON object")
+    return config
+
+
+async def _plan(kube: Kube, owner: Owner, body: Mapping[str, Any]):
+    try:
+        spec = InferenceFleetSpec.model_validate(body.get("spec") or {})
+    except ValidationError as err:
+        raise SpecRefused("InvalidSpec", describe_validation_error(err, "spec.")) from None
+    hf_config = await _hf_config(kube, owner, spec)
+    try:
+        return spec, plan_status(plan_spec(spec, hf_config))
+    except SizingError as err:
+        raise SpecRefused(err.reason, str(err)) from None
+
+
+def _status_patch(current: Mapping[str, Any], new: InferenceFleetStatus) -> dict[str, Any]:
+    """Only the keys this operator owns that differ from what is stored."""
+    wanted = new.model_dump(
+        by_alias=True,
+        exclude_none=True,
+        include={"observed_generation", "conditions", "plan", "replicas"},
+    )
+    return {key: value for key, value in wanted.items() if current.get(key) != value}
+
+
+async def _write_status(
+    kube: Kube, owner: Owner, body: Mapping[str, Any], new: InferenceFleetStatus
+) -> bool:
+    patch = _status_patch(body.get("status") or {}, new)
+    if patch:
+        await kube.patch_status(owner, patch)
+    return bool(patch)
+
+
+async def _refuse(
+    kube: Kube, owner: Owner, body: Mapping[str, Any], refusal: SpecRefused, now_s: float
+) -> Outcome:
+    """Say why in status and an Event; touch nothing that already runs."""
+    current = _current_status(body)
+    generation = body["metadata"].get("generation")
+    conditions = set_condition(
+        current.conditions,
+        SIZED,
+        "False",
+        refusal.reason,
+        str(refusal),
+        generation=generation,
+        now_s=now_s,
+    )
+    new = current.model_copy(update={"conditions": conditions, "observed_generation": generation})
+    before = find(current.conditions, SIZED)
+    after = find(conditions, SIZED)
+    if before is None or (before.reason, before.message) != (after.reason, after.message):
+        await kube.post_event(owner, "Warning", refusal.reason, str(refusal))
+    return Outcome((), await _write_status(kube, owner, body, new))
+
+
+def _ready_condition(
+    conditions: list[Condition], desired: int, ready: int, generation: int | None, now_s: float
+) -> list[Condition]:
+    if ready >= desired:
+        return set_condition(
+            conditions,
+            READY,
+            "True",
+            "ReplicasReady",
+            f"{ready}/{desired} replicas ready",
+            generation=generation,
+            now_s=now_s,
+        )
+    return set_condition(
+        conditions,
+        READY,
+        "False",
+        "ReplicasWarming",
+        f"{ready}/{desired} replicas ready; the rest are starting or pending GPUs",
+        generation=generation,
+        now_s=now_s,
+    )
+
+
+def _describe_apply(manifest: Mapping[str, Any], plan: PlanStatus, pool: str) -> str:
+    kind = manifest["kind"]
+    name = manifest["metadata"]["name"]
+    if kind != "Deployment":
+        return f"Applied {kind} {name} (plan {plan.hash})"
+    layout = next(p for p in plan.pools if p.pool == pool)
+    count = manifest["spec"].get("replicas")
+    replicas = f"{count} replicas" if count is not None else "replicas left to the external scaler"
+    return (
+        f"Applied Deployment {name}: {replicas} of TP{layout.tensor_parallel}"
+        f"xPP{layout.pipeline_parallel} on {layout.gpu} (plan {plan.hash})"
+    )
+
+
+async def reconcile(kube: Kube, body: Mapping[str, Any], *, now_s: float) -> Outcome:
+    """One level-triggered pass over a fleet."""
+    owner = _owner(body)
+    try:
+        spec, plan = await _plan(kube, owner, body)
+    except SpecRefused as refusal:
+        return await _refuse(kube, owner, body, refusal, now_s)
+    generation = body["metadata"].get("generation")
+    replicas = desired_replicas(spec, plan)
+    applied: list[str] = []
+    ready = 0
+    warming = 0
+    for pool in render_fleet(owner.name, owner.namespace, spec, plan, replicas):
+        for manifest in pool.all():
+            desired = owned(manifest, owner)
+            meta = desired["metadata"]
+            observed = await kube.get(
+                desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"]
+            )
+            if observed is None or drifted(desired, observed):
+                observed = await kube.apply(desired)
+                message = _describe_apply(desired, plan, pool.pool)
+                applied.append(message)
+                await kube.post_event(owner, "Normal", "Applied", message)
+            if desired["kind"] == "Deployment":
+                state = observed.get("status", {})
+                ready += state.get("readyReplicas", 0)
+                warming += max(0, state.get("replicas", 0) - state.get("readyReplicas", 0))
+    current = _current_status(body)
+    total = sum(replicas.values())
+    sized_message = (
+        f"{plan.total_gpus} GPUs, ${plan.cost_per_hour}/hour: "
+        + ", ".join(f"{p.pool}: {p.replicas}x TP{p.tensor_parallel} {p.gpu}" for p in plan.pools)
+        + f" (plan {plan.hash})"
+    )
+    conditions = set_condition(
+        current.conditions, SIZED, "True", "Planned", sized_message,
+        generation=generation, now_s=now_s,
+    )  # fmt: skip
+    if spec.scaling.mode not in EXTERNALLY_SCALED:
+        conditions = _ready_condition(conditions, total, ready, generation, now_s)
+    new = current.model_copy(
+        update={
+            "observed_generation": generation,
+            "conditions": conditions,
+            "plan": plan,
+            "replicas": ReplicaStatus(desired=total, ready=ready, warming=warming),
+        }
+    )
+    return Outcome(tuple(applied), await _write_status(kube, owner, body, new))
+
+
+# --- Kopf wiring -----------------------------------------------------------------------------
+
+
+def _lock(memo: kopf.Memo, uid: str) -> asyncio.Lock:
+    """One pass at a time per fleet: the spec-change handler and the daemon never interleave."""
+    locks: dict[str, asyncio.Lock] = memo.locks
+    return locks.setdefault(uid, asyncio.Lock())
+
+
+async def _reconcile_once(memo: kopf.Memo, body: Mapping[str, Any]) -> Outcome:
+    async with _lock(memo, body["metadata"]["uid"]):
+        outcome = await reconcile(memo.kube, body, now_s=time.time())
+    for message in outcome.applied:
+        log.info("%s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], message)
+    return outcome
+
+
+def _interval_s(spec: Mapping[str, Any]) -> float:
+    try:
+        return parse_duration_s(spec.get("scaling", {}).get("interval", "30s"))
+    except (ValueError, TypeError, AttributeError):
+        return DEFAULT_INTERVAL_S
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # The operator posts its own Events with the what and why; Kopf's per-handler log Events
+    # would be writes on every restart.
+    settings.posting.enabled = False
+    memo.kube = Kube.from_environment()
+    memo.locks = {}
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await memo.kube.close()
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A spec edit re-plans at once instead of waiting for the next resync."""
+    try:
+        await _reconcile_once(memo, body)
+    except (Conflict, Unavailable) as err:
+        raise kopf.TemporaryError(str(err), delay=RETRY_DELAY_S) from err
+    except KubeError as err:
+        raise kopf.PermanentError(str(err)) from err
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
+async def resync(
+    stopped: kopf.DaemonStopped, body: kopf.Body, spec: kopf.Spec, memo: kopf.Memo, **_: Any
+) -> None:
+    """Reconcile on start (create or operator restart), then every spec.scaling.interval."""
+    while not stopped:
+        delay_s = _interval_s(spec)
+        try:
+            await _reconcile_once(memo, body)
+        except (Conflict, Unavailable) as err:
+            log.warning("%s: %s; retrying in %.0f s", body["metadata"]["name"], err, RETRY_DELAY_S)
+            delay_s = RETRY_DELAY_S
+        except KubeError as err:
+            log.error("%s: %s", body["metadata"]["name"], err)
+        await stopped.wait(delay_s)

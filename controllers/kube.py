@@ -1,0 +1,263 @@
+"""The Kubernetes API as the operator uses it: read, server-side apply, status, Events.
+
+An adapter, deliberately small: plain JSON over aiohttp (already Kopf's HTTP client), with the
+credentials the official client resolves (in-cluster service account or kubeconfig). Every
+call here has a matching rule in `controllers.rbac`. Errors come back typed so handlers can
+choose between "retry later" (`Conflict`, `Unavailable`) and "tell the user" (`Rejected`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from controllers.api import API_VERSION, KIND, PLURAL
+
+FIELD_MANAGER = "inferfleet"
+_APPLY = "application/apply-patch+yaml"
+_MERGE = "application/merge-patch+json"
+_PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "ConfigMap": "configmaps",
+    "Event": "events",
+    KIND: PLURAL,
+}
+
+
+class KubeError(Exception):
+    """A failed API call, with the HTTP status and the API server's own message."""
+
+    def __init__(self, status: int, message: str, *, method: str, path: str) -> None:
+        super().__init__(f"{method} {path}: HTTP {status}: {message}")
+        self.status = status
+        self.api_message = message
+
+
+class Conflict(KubeError):
+    """409: someone else changed the object first; re-read and try again."""
+
+
+class Unavailable(KubeError):
+    """429, 5xx or no connection: the API server may recover; retry with backoff."""
+
+
+class Rejected(KubeError):
+    """Other 4xx: the request itself is wrong or forbidden; retrying will not help."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The fleet that owns what the operator creates, for ownerReferences and Events."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    """URL path of a namespaced object (or its collection when `name` is None)."""
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{prefix}/namespaces/{namespace}/{_PLURALS[kind]}"
+    return f"{path}/{name}" if name else path
+
+
+def owned(manifest: Mapping[str, Any], owner: Owner) -> dict[str, Any]:
+    """The manifest with the fleet as its controller, so deleting the fleet collects it."""
+    metadata = {**manifest["metadata"], "ownerReferences": [owner.reference()]}
+    return {**manifest, "metadata": metadata}
+
+
+def _load_configuration() -> k8s_client.Configuration:
+    configuration = k8s_client.Configuration()
+    try:
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
+    return configuration
+
+
+def _ssl_context(configuration: k8s_client.Configuration) -> ssl.SSLContext | bool:
+    if not configuration.host.startswith("https"):
+        return False
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Kube:
+    """One API client per operator process (aiohttp keeps the connections warm)."""
+
+    def __init__(self, configuration: k8s_client.Configuration) -> None:
+        self._configuration = configuration
+        self._base = configuration.host.rstrip("/")
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=_ssl_context(configuration)),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        """In-cluster service account when present, else $KUBECONFIG or ~/.kube/config."""
+        return cls(_load_configuration())
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        token = self._configuration.get_api_key_with_prefix("authorization")
+        if token:
+            headers["Authorization"] = token
+        return headers
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body)
+        try:
+            async with self._session.request(
+                method,
+                self._base + path,
+                data=data,
+                params=params,
+                headers=self._headers(content_type if body is not None else None),
+            ) as response:
+                text = await response.text()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise Unavailable(0, f"{type(err).__name__}: {err}", method=method, path=path) from err
+        if status < 300:
+            return json.loads(text) if text else {}
+        try:
+            message = json.loads(text).get("message", text)
+        except ValueError:
+            message = text
+        kind = (
+            Conflict
+            if status == 409
+            else Unavailable
+            if status == 429 or status >= 500
+            else Rejected
+        )
+        raise kind(status, str(message)[:500], method=method, path=path)
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
+        """The object, or None when it does not exist."""
+        try:
+            return await self._call("GET", object_path(api_version, kind, namespace, name))
+        except Rejected as err:
+            if err.status == 404:
+                return None
+            raise
+
+    async def list_labelled(
+        self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        """Objects carrying all `labels` (filtered here too, so a lax server cannot widen it)."""
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        found = await self._call(
+            "GET", object_path(api_version, kind, namespace), params={"labelSelector": selector}
+        )
+        return [
+            item
+            for item in found.get("items", [])
+            if labels.items() <= item.get("metadata", {}).get("labels", {}).items()
+        ]
+
+    async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply as field manager `inferfleet`, taking over conflicting fields."""
+        meta = manifest["metadata"]
+        path = object_path(
+            manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]
+        )
+        return await self._call(
+            "PATCH",
+            path,
+            body=manifest,
+            content_type=_APPLY,
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+        )
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        try:
+            await self._call("DELETE", object_path(api_version, kind, namespace, name))
+        except Rejected as err:
+            if err.status != 404:
+                raise
+
+    async def patch_status(self, owner: Owner, status: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch the fleet's status subresource (keys set to None are removed)."""
+        path = object_path(API_VERSION, KIND, owner.namespace, owner.name) + "/status"
+        return await self._call("PATCH", path, body={"status": status}, content_type=_MERGE)
+
+    async def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None:
+        """A ConfigMap's data value, or None when the ConfigMap or the key is missing."""
+        found = await self.get("v1", "ConfigMap", namespace, name)
+        if found is None:
+            return None
+        return found.get("data", {}).get(key)
+
+    async def post_event(self, owner: Owner, event_type: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the fleet, the way `kubectl describe` shows it."""
+        now = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{owner.name}.", "namespace": owner.namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": owner.name,
+                "namespace": owner.namespace,
+                "uid": owner.uid,
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._call(
+            "POST",
+            object_path("v1", "Event", owner.namespace),
+            body=event,
+            content_type="application/json",
+        )

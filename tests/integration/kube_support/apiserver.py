@@ -1,0 +1,291 @@
+"""KMock's Kubernetes emulator with the API-server semantics Kopf and the operator rely on.
+
+KMock 0.8 serves discovery, list, watch and get from its object store; what it lacks is done
+here, for every write: uid, resourceVersion, generation and creationTimestamp; 201 on create;
+merge-patch, JSON-patch (a failed `test` is 422, not 500) and server-side apply (create when
+absent, merge when present; field ownership is not tracked); the `/status` subresource kept
+apart from the main object; finalizers and deletionTimestamp; and garbage collection of
+objects whose controller owner is gone. Every write is recorded, so a test can assert that a
+reconcile wrote nothing, and a fault can be injected for the next matching write.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp.web
+import attrs
+import jsonpatch
+import kmock
+import yaml
+
+WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
+
+
+@dataclass(frozen=True)
+class Write:
+    """One mutating request as the server saw it."""
+
+    method: str
+    path: str
+    content_type: str
+    body: Any
+    status: int
+
+    @property
+    def is_status(self) -> bool:
+        return self.path.endswith("/status")
+
+
+@dataclass
+class Fault:
+    """Answer the next `times` writes whose method and path match with `status`."""
+
+    method: str
+    path_suffix: str
+    status: int
+    times: int = 1
+    hits: list[str] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (null removes a key; lists are replaced)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+@attrs.define(kw_only=True)
+class ApiServer(kmock.KubernetesEmulator):
+    """The emulator with real write semantics; reads stay KMock's own."""
+
+    writes: list[Write] = attrs.field(factory=list, init=False)
+    faults: list[Fault] = attrs.field(factory=list, init=False)
+    status_subresources: set[str] = attrs.field(factory=set, init=False)
+    _versions: Any = attrs.field(factory=lambda: itertools.count(1000), init=False)
+
+    def declare(
+        self, group_version_plural: str, kind: str, *, namespaced: bool = True, status: bool = False
+    ) -> None:
+        """Make a resource discoverable (Kopf scans discovery before it watches)."""
+        info = self.resources[group_version_plural]
+        info.kind = kind
+        info.namespaced = namespaced
+        info.verbs = {"get", "list", "watch", "create", "patch", "update", "delete"}
+        if status:
+            info.subresources = {"status"}
+            self.status_subresources.add(group_version_plural.rsplit("/", 1)[-1])
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        method = str(request.method.value).upper()
+        if request.resource is None or method not in WRITE_METHODS:
+            return await super()._handle(request)
+        async with self._lock:
+            status, body = await self._write(request, method)
+            self.writes.append(
+                Write(
+                    method,
+                    request.url.path,
+                    request.headers.get("Content-Type", ""),
+                    request.data,
+                    status,
+                )
+            )
+        return aiohttp.web.json_response(body, status=status)
+
+    # --- writes --------------------------------------------------------------------------------
+
+    async def _write(self, request: kmock.Request, method: str) -> tuple[int, Any]:
+        for fault in self.faults:
+            if (
+                fault.times > 0
+                and fault.method == method
+                and request.url.path.endswith(fault.path_suffix)
+            ):
+                fault.times -= 1
+                fault.hits.append(request.url.path)
+                return fault.status, self._status_body(fault.status, "injected by the test")
+        try:
+            if method == "POST":
+                return 201, await self._create(request, self._body(request))
+            if method == "DELETE":
+                return 200, await self._delete(request)
+            return await self._patch(request, method)
+        except kmock.KubernetesError as err:
+            return err.status, self._status_body(err.status, err.message or "")
+
+    @staticmethod
+    def _status_body(code: int, message: str) -> dict[str, Any]:
+        reason = {404: "NotFound", 409: "Conflict", 422: "Invalid"}.get(code, "InternalError")
+        return {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "status": "Failure",
+            "code": code,
+            "reason": reason,
+            "message": message,
+        }
+
+    @staticmethod
+    def _body(request: kmock.Request) -> Any:
+        if request.data is not None:
+            return copy.deepcopy(request.data)
+        return yaml.safe_load(request.text) if request.text else None
+
+    def _key(self, request: kmock.Request, name: str | None = None) -> tuple[Any, Any, Any]:
+        return (request.resource, request.namespace, name or request.name)
+
+    async def _publish(self, resource: Any, kind: str, obj: dict[str, Any]) -> None:
+        await self._buses[resource].put({"type": kind, "object": obj})
+
+    def _live(self, key: tuple[Any, Any, Any]) -> dict[str, Any] | None:
+        if key not in self._objects or self._objects[key].deleted:
+            return None
+        return copy.deepcopy(self._objects[key].raw)
+
+    def _store(self, key: tuple[Any, Any, Any], obj: dict[str, Any]) -> None:
+        if key in self._objects:
+            self._objects[key].history.append(obj)
+        else:
+            self._objects[key] = obj
+
+    async def _create(self, request: kmock.Request, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        if request.namespace:
+            meta["namespace"] = request.namespace
+        key = self._key(request, meta.get("name"))
+        if self._live(key) is not None:
+            raise kmock.KubernetesError(
+                status=409, message=f"{request.resource.plural} {meta['name']} already exists"
+            )
+        meta.update(
+            uid=str(uuid.uuid4()),
+            resourceVersion=str(next(self._versions)),
+            generation=1,
+            creationTimestamp=_now(),
+        )
+        if request.resource.plural in self.status_subresources:
+            obj.pop("status", None)
+        self._store(key, obj)
+        await self._publish(key[0], "ADDED", obj)
+        return obj
+
+    async def _patch(self, request: kmock.Request, method: str) -> tuple[int, Any]:
+        key = self._key(request)
+        old = self._live(key)
+        content_type = request.headers.get("Content-Type", "").split(";")[0]
+        body = self._body(request)
+        if old is None:
+            if content_type == "application/apply-patch+yaml":
+                return 201, await self._create(request, body)
+            raise kmock.KubernetesError(status=404, message=f"{request.url.path} not found")
+        if method == "PUT" or content_type == "application/json-patch+json":
+            try:
+                new = body if method == "PUT" else jsonpatch.apply_patch(old, body)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
+                raise kmock.KubernetesError(status=422, message=str(err)) from None
+        else:  # merge, strategic merge (approximated as merge) and server-side apply
+            new = merge_patch(old, body)
+        new = self._keep_apart(request, old, new)
+        if new == old:
+            return 200, old
+        new["metadata"]["resourceVersion"] = str(next(self._versions))
+        if _spec_part(new) != _spec_part(old):
+            new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            self._objects[key].delete()
+            await self._publish(key[0], "DELETED", new)
+            await self._collect_garbage()
+            return 200, new
+        self._store(key, new)
+        await self._publish(key[0], "MODIFIED", new)
+        return 200, new
+
+    def _keep_apart(
+        self, request: kmock.Request, old: dict[str, Any], new: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Identity fields never change; status and the rest change only through their paths."""
+        for field_name in ("uid", "creationTimestamp", "name", "namespace", "generation"):
+            if field_name in old["metadata"]:
+                new.setdefault("metadata", {})[field_name] = old["metadata"][field_name]
+        if request.resource.plural not in self.status_subresources:
+            return new
+        if request.subresource == "status":
+            kept = copy.deepcopy(old)
+            if "status" in new:
+                kept["status"] = new["status"]
+            else:
+                kept.pop("status", None)
+            return kept
+        if "status" in old:
+            new["status"] = old["status"]
+        else:
+            new.pop("status", None)
+        return new
+
+    async def _delete(self, request: kmock.Request) -> dict[str, Any]:
+        key = self._key(request)
+        old = self._live(key)
+        if old is None:
+            raise kmock.KubernetesError(status=404, message=f"{request.url.path} not found")
+        if old["metadata"].get("finalizers"):
+            if not old["metadata"].get("deletionTimestamp"):
+                old["metadata"]["deletionTimestamp"] = _now()
+                old["metadata"]["resourceVersion"] = str(next(self._versions))
+                self._store(key, old)
+                await self._publish(key[0], "MODIFIED", old)
+            return old
+        self._objects[key].delete()
+        await self._publish(key[0], "DELETED", old)
+        await self._collect_garbage()
+        return old
+
+    async def _collect_garbage(self) -> None:
+        """Delete objects whose owners are all gone, until nothing more goes (cascades)."""
+        while True:
+            live = {key: stored.raw for key, stored in self._objects.items() if not stored.deleted}
+            uids = {obj.get("metadata", {}).get("uid") for obj in live.values()}
+            orphans = [
+                key
+                for key, obj in live.items()
+                if (owners := obj.get("metadata", {}).get("ownerReferences"))
+                and not any(o.get("uid") in uids for o in owners)
+            ]
+            if not orphans:
+                return
+            for key in orphans:
+                obj = copy.deepcopy(live[key])
+                self._objects[key].delete()
+                await self._publish(key[0], "DELETED", obj)
+
+    # --- for tests --------------------------------------------------------------------------
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every live object (deep copies)."""
+        return [copy.deepcopy(s.raw) for s in self._objects.values() if not s.deleted]
+
+    def dumps(self) -> str:
+        return json.dumps(self.snapshot(), indent=1, sort_keys=True)

@@ -1,0 +1,189 @@
+"""Run the API server and the real Kopf operator in threads; drive them like kubectl would.
+
+Each runs on its own event loop in its own thread (TESTING.md: KMock and Kopf each want a loop
+they own), so tests are plain synchronous functions that talk HTTP to the server and wait for
+conditions with a timeout instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import kmock
+import kopf
+import yaml
+
+from controllers.kube import object_path
+from tests.integration.kube_support.apiserver import ApiServer, Fault, Write
+
+T = TypeVar("T")
+START_TIMEOUT_S = 10.0
+
+# What the operator and Kopf touch; Kopf discovers them before it watches.
+RESOURCES = (
+    ("inferfleet.io/v1alpha1/inferencefleets", "InferenceFleet", True),
+    ("apps/v1/deployments", "Deployment", True),
+    ("v1/services", "Service", False),
+    ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True),
+    ("v1/configmaps", "ConfigMap", False),
+    ("v1/events", "Event", False),
+    ("v1/namespaces", "Namespace", False),
+)
+
+
+class _LoopThread:
+    """An event loop running in a daemon thread, for coroutines submitted from the test."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = START_TIMEOUT_S) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(START_TIMEOUT_S)
+        self.loop.close()
+
+
+class Cluster:
+    """KMock-based API server on 127.0.0.1 with a kubeconfig pointing at it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self._loop = _LoopThread("kmock-apiserver")
+        self.server = ApiServer()
+        for path, kind, status in RESOURCES:
+            self.server.declare(path, kind, status=status, namespaced=kind != "Namespace")
+        self.server.declare(
+            "apiextensions.k8s.io/v1/customresourcedefinitions",
+            "CustomResourceDefinition",
+            namespaced=False,
+        )
+        self._http_server = kmock.Server(self.server)
+        self._loop.run(self._enter())
+        self.url = str(self._http_server.url).rstrip("/")
+        self.kubeconfig = workdir / "kubeconfig"
+        self.kubeconfig.write_text(yaml.safe_dump(self._kubeconfig()))
+        self.client = httpx.Client(base_url=self.url, timeout=10.0)
+
+    async def _enter(self) -> None:
+        await self.server.__aenter__()
+        await self._http_server.__aenter__()
+
+    async def _exit(self) -> None:
+        await self._http_server.__aexit__(None, None, None)
+        await self.server.__aexit__(None, None, None)
+
+    def close(self) -> None:
+        self.client.close()
+        self._loop.run(self._exit())
+        self._loop.close()
+
+    def _kubeconfig(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "kmock", "cluster": {"server": self.url}}],
+            "users": [{"name": "test", "user": {"token": "test-token"}}],
+            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
+            "current-context": "kmock",
+        }
+
+    # --- like kubectl -----------------------------------------------------------------------
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        response = self.client.post(
+            object_path(obj["apiVersion"], obj["kind"], meta["namespace"]), json=obj
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
+        response = self.client.get(object_path(api_version, kind, namespace, name))
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        response = self.client.patch(
+            object_path(api_version, kind, namespace, name),
+            json=patch,
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self.client.delete(object_path(api_version, kind, namespace, name)).raise_for_status()
+
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        return [o for o in self._loop.run(self._snapshot()) if o.get("kind") == kind]
+
+    async def _snapshot(self) -> list[dict[str, Any]]:
+        async with self.server._lock:
+            return self.server.snapshot()
+
+    def writes(self) -> list[Write]:
+        return list(self.server.writes)
+
+    def inject(self, fault: Fault) -> Fault:
+        self.server.faults.append(fault)
+        return fault
+
+
+def wait_for(check: Callable[[], T | None], what: str, timeout_s: float = 10.0) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
+class Operator:
+    """The real Kopf operator with `controllers.handlers` registered, in its own thread."""
+
+    def __init__(self) -> None:
+        import controllers.handlers  # noqa: F401  (registers the handlers with Kopf)
+
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self.errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._main, name="kopf-operator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT_S):
+            raise AssertionError(f"the operator did not start: {self.errors}")
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(
+                kopf.operator(
+                    clusterwide=True,
+                    standalone=True,
+                    stop_flag=self._stop,
+                    ready_flag=self._ready,
+                )
+            )
+        except BaseException as err:  # reported by stop(), not lost in the thread
+            self.errors.append(err)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the operator did not stop within 30 s"
+        assert not self.errors, f"the operator failed: {self.errors!r}"
