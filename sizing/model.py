@@ -1,0 +1,387 @@
+"""Model architecture from a Hugging Face `config.json`: shapes, parameter counts, KV bytes.
+
+Everything memory depends on is a shape: weights are parameter groups times bytes, the KV cache
+is layers x KV heads x head size per token. We derive the parameter groups from the shapes so a
+quantized checkpoint can keep embeddings and norms in 16 bit while the linear layers shrink,
+and so MoE models know their active parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sizing.errors import InvalidInput
+
+# Model types whose MLP is up -> activation -> down (two matrices), not gated (three).
+_UNGATED_MLP_TYPES = frozenset({"phi", "opt", "gpt2", "gpt_neox", "gptj", "falcon", "bloom", "mpt"})
+_DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+
+
+@dataclass(frozen=True)
+class ParamGroups:
+    """Parameter counts by role, for the whole model before sharding.
+
+    The roles matter because quantized checkpoints keep some of them in 16 bit and because
+    tensor parallelism splits them differently (vocab-parallel embeddings, replicated norms).
+    """
+
+    embedding: int
+    lm_head: int  # 0 when tied to the embedding
+    attention: int  # all layers
+    dense_mlp: int  # dense (non-MoE) MLP layers
+    routed_experts: int  # all routed experts of all MoE layers
+    shared_experts: int
+    router: int
+    norms: int
+    other: int  # vision tower + projector (multimodal), biases: what the shapes leave out
+    active_routed_experts: int  # experts_per_token of them, all MoE layers
+
+    @property
+    def total(self) -> int:
+        return (
+            self.embedding
+            + self.lm_head
+            + self.attention
+            + self.dense_mlp
+            + self.routed_experts
+            + self.shared_experts
+            + self.router
+            + self.norms
+            + self.other
+        )
+
+    @property
+    def active(self) -> int:
+        """Parameters one token touches: everything but the experts the router skips."""
+        return self.total - self.routed_experts + self.active_routed_experts
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    name: str
+    model_type: str
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_attention_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    max_position_embeddings: int
+    checkpoint_dtype: str  # bfloat16 | float16 | float32
+    tie_word_embeddings: bool
+    params: ParamGroups
+    gated_mlp: bool = True
+    # MoE
+    num_experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+    num_shared_experts: int = 0
+    shared_expert_intermediate_size: int = 0
+    first_k_dense_replace: int = 0
+    num_moe_layers: int = 0
+    # MLA (DeepSeek-V2/V3, Kimi): one compressed latent per token per layer
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    # Sliding-window / hybrid attention
+    sliding_window: int | None = None
+    layer_types: tuple[str, ...] = ()
+    # Pre-quantized checkpoint: fp8 | int8 | int4 | awq | gptq | mxfp4 | bnb4 | None
+    checkpoint_quantization: str | None = None
+    quantization_group_size: int = 128
+    has_vision: bool = False
+
+    @property
+    def total_params(self) -> int:
+        return self.params.total
+
+    @property
+    def active_params(self) -> int:
+        return self.params.active
+
+    @property
+    def vision_params(self) -> int:
+        return self.params.other if self.has_vision else 0
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def attention_head_counts(self) -> tuple[int, int]:
+        """(query heads, KV heads): tensor parallelism must divide the query heads."""
+        return self.num_attention_heads, self.num_kv_heads
+
+    @property
+    def num_sliding_layers(self) -> int:
+        return sum(1 for t in self.layer_types if "sliding" in t or "local" in t)
+
+    def kv_heads_per_gpu(self, tp: int) -> int:
+        """KV heads each TP rank caches: split when TP divides them, replicated when TP exceeds."""
+        return max(1, self.num_kv_heads // tp)
+
+    def stage_layer_counts(self, pp: int) -> tuple[int, ...]:
+        """Layers per pipeline stage as vLLM splits them: the remainder goes to the later-but-last
+        stages, so the last stage (which also holds lm_head and the sampler) stays light."""
+        if pp < 1 or pp > self.num_layers:
+            raise InvalidInput(
+                f"pipeline_parallel_size: {pp} must be between 1 and num_layers {self.num_layers}"
+            )
+        counts = [self.num_layers // pp] * pp
+        for i in range(2, self.num_layers % pp + 2):
+            counts[-i] += 1
+        return tuple(counts)
+
+    def kv_bytes_per_token_per_layer(self, kv_dtype_bytes: float, tp: int = 1) -> float:
+        if self.is_mla:
+            return (self.kv_lora_rank + self.qk_rope_head_dim) * kv_dtype_bytes
+        return 2 * self.kv_heads_per_gpu(tp) * self.head_dim * kv_dtype_bytes
+
+    def kv_bytes_per_token(self, kv_dtype_bytes: float, tp: int = 1, pp: int = 1) -> float:
+        """KV-cache bytes one token needs on one GPU, on the stage with the most layers.
+
+        That stage has the fewest tokens for a given memory, and vLLM keeps the smallest
+        stage's count engine-wide. Sliding-window layers are counted like full ones: vLLM's
+        hybrid manager gives every layer group blocks of the same size from one pool.
+        """
+        if tp < 1:
+            raise InvalidInput(f"tensor_parallel_size: {tp} must be at least 1")
+        layers = max(self.stage_layer_counts(pp))
+        return layers * self.kv_bytes_per_token_per_layer(kv_dtype_bytes, tp)
+
+    def kv_tokens(self, kv_cache_bytes: float, kv_dtype_bytes: float, tp: int = 1, pp: int = 1,
+                  block_size: int = 16) -> int:  # fmt: skip
+        """Engine-level token capacity of `kv_cache_bytes` per GPU, in whole blocks."""
+        per_token = self.kv_bytes_per_token(kv_dtype_bytes, tp, pp)
+        if kv_cache_bytes <= 0:
+            return 0
+        blocks = math.floor(kv_cache_bytes / (per_token * block_size))
+        return blocks * block_size
+
+
+def _get(cfg: dict[str, Any], key: str, where: str) -> Any:
+    if key not in cfg or cfg[key] is None:
+        raise InvalidInput(f"config.json: missing key {where}{key!r}")
+    return cfg[key]
+
+
+def _int(cfg: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
+    if default is not None and cfg.get(key) is None:
+        return default
+    value = _get(cfg, key, where)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(
+            f"config.json: key {where}{key!r} must be a non-negative integer, got {value!r}"
+        )
+    return value
+
+
+def _quantization(qc: Any) -> tuple[str | None, int]:
+    """Map a `quantization_config` to our format name and its group size."""
+    if not qc:
+        return None, 128
+    if not isinstance(qc, dict):
+        raise InvalidInput(f"config.json: 'quantization_config' must be an object, got {qc!r}")
+    method = str(qc.get("quant_method", "")).lower()
+    group = int(qc.get("group_size") or 128)
+    if method in ("fp8", "fbgemm_fp8"):
+        return "fp8", group
+    if method in ("awq", "gptq", "mxfp4"):
+        bits = int(qc.get("bits", 4))
+        if method == "gptq" and bits == 8:
+            return "int8", group
+        return method, group
+    if method == "bitsandbytes":
+        return ("int8" if qc.get("load_in_8bit") else "bnb4"), 64
+    if method == "compressed-tensors":
+        groups = qc.get("config_groups") or {}
+        weights = next(iter(groups.values()), {}).get("weights", {}) if groups else {}
+        bits = int(weights.get("num_bits", 8))
+        kind = str(weights.get("type", "int"))
+        group = int(weights.get("group_size") or 128)
+        if bits <= 4:
+            return "int4", group
+        return ("fp8" if kind == "float" else "int8"), group
+    raise InvalidInput(
+        f"config.json: quantization_config.quant_method {method!r} is not one of fp8, awq, "
+        "gptq, mxfp4, bitsandbytes, compressed-tensors"
+    )
+
+
+def _dtype(cfg: dict[str, Any], outer: dict[str, Any]) -> str:
+    raw = cfg.get("torch_dtype") or cfg.get("dtype") or outer.get("torch_dtype") or "bfloat16"
+    name = _DTYPE_NAMES.get(str(raw).lower())
+    if name is None:
+        raise InvalidInput(
+            f"config.json: 'torch_dtype' {raw!r} is not one of bfloat16, float16, float32"
+        )
+    return name
+
+
+def load_model_config(
+    config: dict[str, Any], params_b: float | None = None, name: str = ""
+) -> ModelArch:
+    """Parse a Hugging Face config.json (already decoded) into a ModelArch.
+
+    `params_b` (billions) overrides the checkpoint's total parameter count; otherwise the
+    config's `total_params_b` is used, else the count derived from the shapes. A given total
+    larger than the derived language model is a vision tower (multimodal) or unmodelled weights.
+    """
+    if not isinstance(config, dict):
+        raise InvalidInput("config.json: the top level must be a JSON object")
+    text = config.get("text_config") or config.get("llm_config")
+    where = "text_config." if text else ""
+    cfg: dict[str, Any] = {**text} if isinstance(text, dict) else config
+
+    hidden = _int(cfg, "hidden_size", where)
+    layers = _int(cfg, "num_hidden_layers", where)
+    heads = _int(cfg, "num_attention_heads", where)
+    vocab = _int(cfg, "vocab_size", where)
+    if min(hidden, layers, heads, vocab) == 0:
+        raise InvalidInput(
+            f"config.json: hidden_size {hidden}, num_hidden_layers {layers}, "
+            f"num_attention_heads {heads} and vocab_size {vocab} must all be positive"
+        )
+    kv_heads = _int(cfg, "num_key_value_heads", where, default=heads)
+    head_dim = _int(cfg, "head_dim", where, default=hidden // heads)
+    max_pos = _int(cfg, "max_position_embeddings", where, default=2048)
+    model_type = str(cfg.get("model_type") or config.get("model_type") or "")
+    gated = model_type not in _UNGATED_MLP_TYPES
+    mlp_mats = 3 if gated else 2
+
+    num_experts = _int(cfg, "num_local_experts", where, default=0) or _int(
+        cfg, "num_experts", where, default=0
+    ) or _int(cfg, "n_routed_experts", where, default=0)  # fmt: skip
+    inter = _int(cfg, "intermediate_size", where, default=0)
+    if inter == 0 and not num_experts:
+        raise InvalidInput(f"config.json: missing key {where}'intermediate_size'")
+    top_k = _int(cfg, "num_experts_per_tok", where, default=0) if num_experts else 0
+    if num_experts and top_k == 0:
+        raise InvalidInput(f"config.json: MoE model needs {where}'num_experts_per_tok'")
+    moe_inter = _int(cfg, "moe_intermediate_size", where, default=inter) if num_experts else 0
+    n_shared = _int(cfg, "n_shared_experts", where, default=0)
+    shared_inter = _int(cfg, "shared_expert_intermediate_size", where, default=0)
+    if n_shared and not shared_inter:
+        shared_inter = n_shared * moe_inter
+    first_dense = _int(cfg, "first_k_dense_replace", where, default=0)
+    mlp_only = set(cfg.get("mlp_only_layers") or [])
+    step = _int(cfg, "decoder_sparse_step", where, default=1) or 1
+    moe_layers = 0
+    if num_experts:
+        moe_layers = sum(
+            1
+            for i in range(layers)
+            if i >= first_dense and i not in mlp_only and (i + 1) % step == 0
+        )
+
+    kv_lora = _int(cfg, "kv_lora_rank", where, default=0)
+    rope_dim = _int(cfg, "qk_rope_head_dim", where, default=0)
+    if kv_lora:
+        q_lora = _int(cfg, "q_lora_rank", where, default=0)
+        nope = _int(cfg, "qk_nope_head_dim", where, default=head_dim)
+        v_dim = _int(cfg, "v_head_dim", where, default=head_dim)
+        q_dim = heads * (nope + rope_dim)
+        q_params = hidden * q_dim if not q_lora else hidden * q_lora + q_lora * q_dim + q_lora
+        attn_per_layer = (
+            q_params
+            + hidden * (kv_lora + rope_dim)
+            + kv_lora * heads * (nope + v_dim)
+            + kv_lora
+            + heads * v_dim * hidden
+        )
+    else:
+        attn_per_layer = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim
+
+    tied = bool(cfg.get("tie_word_embeddings", config.get("tie_word_embeddings", False)))
+    embedding = vocab * hidden
+    active_experts = moe_layers * top_k * mlp_mats * hidden * moe_inter
+    derived = ParamGroups(
+        embedding=embedding,
+        lm_head=0 if tied else embedding,
+        attention=layers * attn_per_layer,
+        dense_mlp=(layers - moe_layers) * mlp_mats * hidden * inter,
+        routed_experts=moe_layers * num_experts * mlp_mats * hidden * moe_inter,
+        shared_experts=moe_layers * mlp_mats * hidden * shared_inter,
+        router=moe_layers * hidden * num_experts,
+        norms=(2 * layers + 1) * hidden,
+        other=0,
+        active_routed_experts=active_experts,
+    )
+    given_b = params_b if params_b is not None else config.get("total_params_b")
+    params = derived
+    if given_b is not None:
+        if not isinstance(given_b, (int, float)) or isinstance(given_b, bool) or given_b <= 0:
+            raise InvalidInput(f"params_b: {given_b!r} must be a positive number of billions")
+        params = _reconcile(derived, round(float(given_b) * 1e9))
+
+    layer_types = tuple(str(t) for t in cfg.get("layer_types") or ())
+    sliding = cfg.get("sliding_window")
+    if cfg.get("use_sliding_window") is False:
+        sliding = None
+    quant, group = _quantization(config.get("quantization_config"))
+    return ModelArch(
+        name=name or str(config.get("_name_or_path") or model_type),
+        model_type=model_type,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_layers=layers,
+        num_attention_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        vocab_size=vocab,
+        max_position_embeddings=max_pos,
+        checkpoint_dtype=_dtype(cfg, config),
+        tie_word_embeddings=tied,
+        params=params,
+        gated_mlp=gated,
+        num_experts=num_experts,
+        experts_per_token=top_k,
+        moe_intermediate_size=moe_inter,
+        num_shared_experts=n_shared or (1 if shared_inter else 0),
+        shared_expert_intermediate_size=shared_inter,
+        first_k_dense_replace=first_dense,
+        num_moe_layers=moe_layers,
+        kv_lora_rank=kv_lora,
+        qk_rope_head_dim=rope_dim,
+        sliding_window=int(sliding) if isinstance(sliding, int) and sliding > 0 else None,
+        layer_types=layer_types,
+        checkpoint_quantization=quant,
+        quantization_group_size=group,
+        has_vision=bool(config.get("vision_config")),
+    )
+
+
+def _reconcile(derived: ParamGroups, total: int) -> ParamGroups:
+    """Honour a stated total count. Extra parameters are a vision tower (or what we do not
+    model, e.g. biases); a smaller total scales the per-layer weights down to match."""
+    gap = total - derived.total
+    if gap >= 0:
+        return ParamGroups(**{**derived.__dict__, "other": derived.other + gap})
+    layer_params = (
+        derived.attention + derived.dense_mlp + derived.routed_experts + derived.shared_experts
+    )
+    scale = max(0.0, 1 + gap / layer_params)
+    return ParamGroups(
+        **{
+            **derived.__dict__,
+            "attention": round(derived.attention * scale),
+            "dense_mlp": round(derived.dense_mlp * scale),
+            "routed_experts": round(derived.routed_experts * scale),
+            "shared_experts": round(derived.shared_experts * scale),
+            "active_routed_experts": round(derived.active_routed_experts * scale),
+        }
+    )
