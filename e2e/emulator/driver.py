@@ -170,9 +170,9 @@ class RealTimeEngine:
                 continue
             result = self.engine.step()
             wall_end = self._wall0 + result.end_s / self.speedup
-            delay = wall_end - self._clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            # Always yield, even when late, so the HTTP handlers stream each step's tokens
+            # before the next step runs instead of in bursts.
+            await asyncio.sleep(max(wall_end - self._clock(), 0.0))
             self._steps.append((wall_end, result.duration_s / self.speedup, *self._shares(result)))
             self._deliver(result)
             self._publish_gauges()
