@@ -48,8 +48,9 @@ class Efficiency:
     compute_fraction: float = 0.55
     # Share of HBM bandwidth that decode GEMVs and paged attention stream at.
     hbm_fraction: float = 0.85
-    # Share of the per-GPU link bandwidth an all-reduce reaches for mid-size messages.
-    interconnect_fraction: float = 0.7
+    # Share of the per-GPU link bandwidth an all-reduce reaches (NCCL bus bandwidth ~360 of
+    # NVLink's 450 GB/s per direction on H100).
+    interconnect_fraction: float = 0.8
     # Latency of one all-reduce call (vLLM's custom all-reduce on NVLink is a few microseconds).
     allreduce_latency_s: float = 5e-6
     # Latency of one pipeline-stage hand-off (send/recv of the activations).
