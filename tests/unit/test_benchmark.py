@@ -1,0 +1,123 @@
+"""The load generator's pure parts: request bodies, chunk parsing, load-point summaries, flags."""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controllers.benchmark import LoadSpec, RequestRecord, _chunk_text, request_body, summarize
+from inferfleet.cli import build_parser
+from inferfleet.commands.bench import plan_from_args
+from inferfleet.errors import UsageError
+
+
+def _spec(**kw) -> LoadSpec:
+    base = {"url": "http://127.0.0.1:1", "model": "m", "input_len": 50, "output_len": 9}
+    return LoadSpec(**{**base, "num_prompts": 4, **kw})
+
+
+def test_completion_body_has_exactly_input_len_fresh_token_ids():
+    rng = random.Random(0)
+    a, b = request_body(_spec(), rng), request_body(_spec(), rng)
+    assert len(a["prompt"]) == 50 and all(isinstance(t, int) for t in a["prompt"])
+    assert a["prompt"] != b["prompt"]  # no prefix-cache hits between requests
+    assert a["max_tokens"] == 9 and a["ignore_eos"] is True and a["stream"] is True
+    assert a["stream_options"] == {"include_usage": True}
+
+
+def test_chat_body_has_one_word_per_token():
+    body = request_body(_spec(endpoint="/v1/chat/completions"), random.Random(0))
+    assert len(body["messages"][0]["content"].split()) == 50
+    assert "prompt" not in body
+
+
+def test_chunk_text_reads_completions_chat_and_usage_chunks():
+    assert _chunk_text({"choices": [{"text": " a"}]}) == " a"
+    assert _chunk_text({"choices": [{"delta": {"content": "b"}}]}) == "b"
+    assert _chunk_text({"choices": [{"delta": {"role": "assistant", "content": ""}}]}) == ""
+    assert _chunk_text({"choices": [], "usage": {"completion_tokens": 3}}) == ""
+
+
+def test_load_spec_needs_a_stopping_rule():
+    with pytest.raises(ValueError, match="duration_s or num_prompts"):
+        LoadSpec("http://x", "m", 1, 1)
+
+
+def _ok(start: float, ttft: float, gaps: tuple[float, ...], prompt: int = 10) -> RequestRecord:
+    end = start + ttft + sum(gaps)
+    return RequestRecord(start, end, ttft, gaps, prompt, len(gaps) + 1)
+
+
+def test_summary_rates_percentiles_and_failures():
+    records = [
+        _ok(0.0, 0.1, (0.02, 0.02, 0.02)),
+        _ok(0.5, 0.3, (0.04, 0.04, 0.04)),
+        RequestRecord(0.2, 0.4, error="HTTP 500"),
+        RequestRecord(0.3, 9.0, timed_out=True),
+    ]
+    point = summarize(records, "concurrency", 2, wall_s=2.0)
+    assert point["concurrency"] == 2
+    assert point["completed"] == 2 and point["failed"] == 1 and point["timed_out"] == 1
+    assert point["output_tok_per_s"] == pytest.approx(8 / 2.0)
+    assert point["total_tok_per_s"] == pytest.approx((8 + 20) / 2.0)
+    assert point["request_per_s"] == pytest.approx(1.0)
+    assert point["ttft_p50_ms"] == pytest.approx(200.0)
+    assert point["itl_p50_ms"] == pytest.approx(30.0)
+    assert point["itl_p99_ms"] == pytest.approx(40.0)
+
+
+def test_summary_of_only_failures_has_no_latencies_but_counts_them():
+    point = summarize([RequestRecord(0, 1, error="x")], "request_rate", 4.0, wall_s=1.0)
+    assert point["ttft_p50_ms"] is None and point["itl_p99_ms"] is None
+    assert point["failed"] == 1 and point["output_tok_per_s"] == 0
+
+
+@given(
+    ttfts=st.lists(st.floats(1e-4, 10), min_size=1, max_size=30),
+    scale=st.floats(0.1, 100),
+    wall=st.floats(0.1, 1000),
+)
+def test_time_scale_multiplies_latencies_and_divides_rates(ttfts, scale, wall):
+    records = [_ok(0.0, t, (t / 2, t / 3)) for t in ttfts]
+    plain = summarize(records, "concurrency", 1, wall)
+    scaled = summarize(records, "concurrency", 1, wall, time_scale=scale)
+    for key in ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms"):
+        assert scaled[key] == pytest.approx(plain[key] * scale)
+    for key in ("output_tok_per_s", "total_tok_per_s", "request_per_s"):
+        assert scaled[key] == pytest.approx(plain[key] / scale)
+    assert plain["ttft_p50_ms"] == pytest.approx(np.percentile(ttfts, 50) * 1000)
+
+
+def _args(*extra: str) -> argparse.Namespace:
+    base = ["bench", "--url", "http://h:8000", "--model", "m", "--input-len", "8"]
+    return build_parser().parse_args([*base, "--output-len", "4", *extra])
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--concurrency", "4"], "--num-prompts N or --duration-s S"),
+        (["--concurrency", "4,0", "--num-prompts", "3"], "--concurrency values must all be > 0"),
+        (["--request-rate", "a", "--num-prompts", "3"], "comma-separated list of numbers"),
+        (["--concurrency", "2", "--duration-s", "-1"], "--duration-s must be > 0 seconds"),
+        (["--concurrency", "2", "--num-prompts", "3", "--time-scale", "0"], "--time-scale"),
+    ],
+)
+def test_bad_flags_are_usage_errors_naming_the_flag(extra, needle):
+    with pytest.raises(UsageError) as info:
+        plan_from_args(_args(*extra))
+    assert needle in str(info.value)
+
+
+def test_time_scale_turns_gpu_time_flags_into_wall_time():
+    plan = plan_from_args(
+        _args("--request-rate", "2,4", "--duration-s", "60", "--time-scale", "10")
+    )
+    assert plan.x_key == "request_rate" and plan.xs == (2.0, 4.0)
+    assert plan.spec.duration_s == pytest.approx(6.0)
+    assert plan.time_scale == 10
