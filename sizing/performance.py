@@ -23,10 +23,12 @@ vLLM gains at high load by keeping several micro-batches in flight is not modell
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sizing.errors import InvalidInput
 from sizing.hardware import GPU
+from sizing.model import ModelArch
+from sizing.quantization import dtype_bytes, effective_format, kv_dtype_bytes, weights_bytes
 
 # Activations travel between GPUs in 16-bit whatever the weight format.
 ACTIVATION_BYTES = 2
@@ -115,6 +117,10 @@ class ReplicaShape:
             )
 
 
+# Our dtype names for the catalog's tensor-core keys.
+_CATALOG_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "bf16"}
+
+
 def math_dtype(weight_format: str, gpu: GPU, activation_dtype: str = "bf16") -> str:
     """The dtype the tensor cores multiply in: native FP8/INT8/FP4 only where the GPU has it."""
     native = _NATIVE_MATH.get(weight_format)
@@ -123,6 +129,49 @@ def math_dtype(weight_format: str, gpu: GPU, activation_dtype: str = "bf16") -> 
     if gpu.supports(activation_dtype):
         return activation_dtype
     return "fp16" if gpu.supports("fp16") else "fp32"
+
+
+def replica_shape(
+    arch: ModelArch,
+    gpu: GPU,
+    tp: int,
+    pp: int = 1,
+    quantization: str = "none",
+    dtype: str = "auto",
+    kv_cache_dtype: str = "auto",
+    cuda_graphs: bool = True,
+) -> ReplicaShape:
+    """What each step of this model, sharded TP x PP in this format, streams and computes.
+
+    A step reads every layer's weights and lm_head, but only looks rows up in the embedding
+    table and never touches a vision tower during text decode, so those two are left out.
+    """
+    wide = dtype_bytes(dtype, arch)
+    params = arch.params
+    total = weights_bytes(arch, quantization, dtype)
+    without_experts = replace(arch, params=replace(params, routed_experts=0))
+    expert_bytes = total - weights_bytes(without_experts, quantization, dtype)
+    streamed_dense = total - expert_bytes - (params.embedding + params.other) * wide
+    gpus = tp * pp
+    fmt = effective_format(arch, quantization)
+    activation = _CATALOG_DTYPE[arch.checkpoint_dtype if dtype == "auto" else dtype]
+    kv_bytes = kv_dtype_bytes(kv_cache_dtype, dtype, arch)
+    kv_per_layer = arch.kv_bytes_per_token_per_layer(kv_bytes, tp)
+    return ReplicaShape(
+        num_layers=arch.num_layers,
+        hidden_size=arch.hidden_size,
+        attention_width=arch.num_attention_heads * arch.head_dim,
+        active_params=params.active - params.embedding - params.other,
+        dense_weight_bytes_per_gpu=streamed_dense / gpus,
+        expert_weight_bytes_per_gpu=expert_bytes / gpus,
+        num_experts=arch.num_experts,
+        experts_per_token=arch.experts_per_token,
+        kv_bytes_per_token_per_gpu=kv_per_layer * arch.num_layers / pp,
+        tp=tp,
+        pp=pp,
+        math_dtype=math_dtype(fmt.name if fmt else "none", gpu, activation),
+        cuda_graphs=cuda_graphs,
+    )
 
 
 @dataclass(frozen=True)

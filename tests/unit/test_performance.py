@@ -11,41 +11,26 @@ from hypothesis import strategies as st
 
 from sizing.errors import InvalidInput
 from sizing.hardware import get_gpu
+from sizing.model import load_model_config
 from sizing.performance import (
     Efficiency,
     ReplicaShape,
     build_step_model,
     math_dtype,
+    replica_shape,
 )
 from tests.conftest import CALIBRATION
 
 H100 = get_gpu("H100")
 
 
-def llama3_70b(tp: int, weight_bytes_per_param: float, kv_bytes_per_value: int = 2) -> ReplicaShape:
-    """Llama-3(.3)-70B from its real config.json; lm_head stays 16-bit in FP8 checkpoints."""
+def llama3_70b(tp: int, quantization: str = "fp8", pp: int = 1, gpu: str = "H100") -> ReplicaShape:
+    """Llama-3(.3)-70B from its real config.json, as a 16-bit checkpoint served in a format."""
     path = CALIBRATION / "model_configs" / "RedHatAI--Llama-3.3-70B-Instruct-FP8-dynamic.json"
     config = json.loads(path.read_text())
-    hidden, layers = config["hidden_size"], config["num_hidden_layers"]
-    kv_width = config["num_key_value_heads"] * config["head_dim"]
-    per_layer = (
-        2 * hidden * hidden + 2 * hidden * kv_width + 3 * hidden * config["intermediate_size"]
-    )
-    lm_head = config["vocab_size"] * hidden
-    linear = layers * per_layer
-    return ReplicaShape(
-        num_layers=layers,
-        hidden_size=hidden,
-        attention_width=config["num_attention_heads"] * config["head_dim"],
-        active_params=linear + lm_head,
-        dense_weight_bytes_per_gpu=(linear * weight_bytes_per_param + lm_head * 2) / tp,
-        expert_weight_bytes_per_gpu=0.0,
-        num_experts=0,
-        experts_per_token=0,
-        kv_bytes_per_token_per_gpu=2 * layers * kv_width * kv_bytes_per_value / tp,
-        tp=tp,
-        math_dtype="fp8",
-    )
+    config.pop("quantization_config")
+    arch = load_model_config(config)
+    return replica_shape(arch, get_gpu(gpu), tp, pp, quantization=quantization)
 
 
 # Guide 3.4: "At batch=1 on a Llama-3 70B FP8 on H100, decode throughput is approximately 80
@@ -58,31 +43,31 @@ CONTEXT_TOKENS = 1100
 
 
 def test_guide_anchor_batch_1_is_about_80_tok_per_s():
-    model = build_step_model(llama3_70b(tp=2, weight_bytes_per_param=1), H100)
+    model = build_step_model(llama3_70b(tp=2), H100)
     assert model.decode_tok_per_s(1, CONTEXT_TOKENS) == pytest.approx(80, rel=0.25)
 
 
 def test_guide_anchor_batch_128_is_about_4500_tok_per_s():
-    model = build_step_model(llama3_70b(tp=2, weight_bytes_per_param=1), H100)
+    model = build_step_model(llama3_70b(tp=2), H100)
     assert model.decode_tok_per_s(128, CONTEXT_TOKENS) == pytest.approx(4500, rel=0.25)
 
 
 def test_the_batch_128_gain_is_tens_of_times_not_128():
     """Weights are read once per step whatever the batch; the KV reads are what grow."""
-    model = build_step_model(llama3_70b(tp=2, weight_bytes_per_param=1), H100)
+    model = build_step_model(llama3_70b(tp=2), H100)
     gain = model.decode_tok_per_s(128, CONTEXT_TOKENS) / model.decode_tok_per_s(1, CONTEXT_TOKENS)
     assert 40 < gain < 100
 
 
 def test_ridge_point_at_peak_is_the_guides_295_flop_per_byte():
     at_peak = Efficiency(compute_fraction=1.0, hbm_fraction=1.0)
-    shape = replace(llama3_70b(tp=1, weight_bytes_per_param=2), math_dtype="bf16")
+    shape = llama3_70b(tp=1, quantization="none")
     model = build_step_model(shape, H100, at_peak)
     assert model.ridge_point_flops_per_byte == pytest.approx(295, rel=0.01)
 
 
 def test_prefill_is_compute_bound_and_decode_memory_bound():
-    model = build_step_model(llama3_70b(tp=4, weight_bytes_per_param=1), H100)
+    model = build_step_model(llama3_70b(tp=4), H100)
     # Prefill: doubling the prompt nearly doubles the time (compute grows with tokens).
     assert model.prefill_s(8192) / model.prefill_s(4096) == pytest.approx(2.0, rel=0.1)
     # Decode: eight times the batch costs far less than eight times the step.
@@ -90,47 +75,38 @@ def test_prefill_is_compute_bound_and_decode_memory_bound():
 
 
 def test_fp8_math_doubles_prefill_speed_only_where_tensor_cores_run_it():
-    bf16 = build_step_model(
-        replace(llama3_70b(tp=4, weight_bytes_per_param=2), math_dtype="bf16"), H100
-    )
-    fp8 = build_step_model(
-        replace(llama3_70b(tp=4, weight_bytes_per_param=1), math_dtype=math_dtype("fp8", H100)),
-        H100,
-    )
+    bf16 = build_step_model(llama3_70b(tp=4, quantization="none"), H100)
+    fp8 = build_step_model(llama3_70b(tp=4, quantization="fp8"), H100)
     assert bf16.compute_s_per_token / fp8.compute_s_per_token == pytest.approx(2.0, rel=0.01)
     # The whole prefill gains less: all-reduces and per-step costs do not shrink.
     assert 1.5 < bf16.prefill_s(8192) / fp8.prefill_s(8192) < 2.0
     a100 = get_gpu("A100-80GB")
     assert math_dtype("fp8", a100) == "bf16"  # weight-only FP8 (Marlin) multiplies in 16-bit
+    a100_fp8 = llama3_70b(tp=4, quantization="fp8", gpu="A100-80GB")
+    assert a100_fp8.math_dtype == "bf16"
 
 
 def test_int4_weight_only_speeds_decode_not_prefill():
-    fp16 = replace(llama3_70b(tp=4, weight_bytes_per_param=2), math_dtype="bf16")
-    int4 = replace(llama3_70b(tp=4, weight_bytes_per_param=0.5), math_dtype=math_dtype("awq", H100))
-    slow, fast = build_step_model(fp16, H100), build_step_model(int4, H100)
+    int4 = llama3_70b(tp=4, quantization="awq")
+    assert int4.math_dtype == "bf16"
+    slow = build_step_model(llama3_70b(tp=4, quantization="none"), H100)
+    fast = build_step_model(int4, H100)
     assert fast.decode_step_s(1, 1000) < 0.5 * slow.decode_step_s(1, 1000)
     assert fast.prefill_s(8192) == pytest.approx(slow.prefill_s(8192), rel=0.05)
 
 
 def test_tensor_parallel_all_reduce_costs_more_on_pcie_than_nvlink():
-    shape = llama3_70b(tp=2, weight_bytes_per_param=1)
+    shape = llama3_70b(tp=2)
     nvlink = build_step_model(shape, H100)
-    pcie = build_step_model(shape, get_gpu("H100-PCIe"))
+    pcie = build_step_model(llama3_70b(tp=2, gpu="H100-PCIe"), get_gpu("H100-PCIe"))
     assert pcie.comm_s_per_token > 5 * nvlink.comm_s_per_token
     assert build_step_model(replace(shape, tp=1), H100).comm_s_per_token == 0
 
 
 def test_pipeline_stages_add_hand_offs_but_not_work():
-    tp4 = llama3_70b(tp=4, weight_bytes_per_param=1)
-    one = build_step_model(tp4, H100)
-    tp2_pp2 = replace(
-        llama3_70b(tp=2, weight_bytes_per_param=1),
-        pp=2,
-        dense_weight_bytes_per_gpu=tp4.dense_weight_bytes_per_gpu,
-        kv_bytes_per_token_per_gpu=tp4.kv_bytes_per_token_per_gpu,
-    )
-    two = build_step_model(tp2_pp2, H100)
-    # Same GPUs, same bytes per GPU: a step walks both stages one after the other.
+    one = build_step_model(llama3_70b(tp=4), H100)
+    two = build_step_model(llama3_70b(tp=2, pp=2), H100)
+    # Same four GPUs, same bytes each: a step walks both stages one after the other.
     ratio = two.decode_step_s(1, 1000) / one.decode_step_s(1, 1000)
     assert 1.5 < ratio < 2.2
 
@@ -159,7 +135,7 @@ def test_moe_reads_more_experts_as_the_batch_grows():
 
 
 def test_eager_mode_costs_more_per_step_than_cuda_graphs():
-    shape = llama3_70b(tp=4, weight_bytes_per_param=1)
+    shape = llama3_70b(tp=4)
     graphs = build_step_model(shape, H100)
     eager = build_step_model(replace(shape, cuda_graphs=False), H100)
     assert eager.decode_step_s(1, 100) > graphs.decode_step_s(1, 100)
@@ -173,7 +149,7 @@ def test_eager_mode_costs_more_per_step_than_cuda_graphs():
     st.sampled_from(["seqs", "tokens", "kv", "pairs"]),
 )
 def test_step_time_never_shrinks_when_work_grows(seqs, tokens, kv, pairs, which):
-    model = build_step_model(llama3_70b(tp=4, weight_bytes_per_param=1), H100)
+    model = build_step_model(llama3_70b(tp=4), H100)
     args = {"seqs": seqs, "tokens": tokens, "kv": kv, "pairs": pairs}
     before = model.step_time_s(args["seqs"], args["tokens"], args["kv"], args["pairs"])
     args[which] = args[which] * 2 + 1
@@ -187,6 +163,18 @@ def test_bad_efficiency_and_shape_are_refused_with_the_field_named():
     with pytest.raises(InvalidInput, match="step_overhead_s"):
         Efficiency(step_overhead_s=-1)
     with pytest.raises(InvalidInput, match="tp"):
-        replace(llama3_70b(tp=1, weight_bytes_per_param=1), tp=0)
+        replace(llama3_70b(tp=1), tp=0)
     with pytest.raises(InvalidInput, match="experts_per_token"):
-        replace(llama3_70b(tp=1, weight_bytes_per_param=1), num_experts=8, experts_per_token=9)
+        replace(llama3_70b(tp=1), num_experts=8, experts_per_token=9)
+
+
+def test_a_real_moe_streams_its_experts_only_as_tokens_reach_them():
+    path = CALIBRATION / "model_configs" / "Qwen--Qwen3-235B-A22B-FP8.json"
+    arch = load_model_config(json.loads(path.read_text()))
+    h200 = get_gpu("H200")
+    shape = replica_shape(arch, h200, tp=4)
+    assert shape.active_params == pytest.approx(22e9, rel=0.1)
+    assert shape.expert_weight_bytes_per_gpu > 10 * shape.dense_weight_bytes_per_gpu
+    model = build_step_model(shape, h200)
+    # Batch 1 reads ~8 of 128 experts per layer; batch 256 reads nearly all of them.
+    assert model.decode_step_s(256, 100) > 5 * model.decode_step_s(1, 100)
