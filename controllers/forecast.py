@@ -1,0 +1,461 @@
+"""Load forecasters for predictive scaling: one small interface, a registry by name.
+
+Every forecaster learns online from one rate per decision interval (`observe`) and answers
+`forecast(now_s, horizon_s)`: the highest rate expected in (now, now + horizon], as a point and
+an upper quantile. The upper quantile comes from the forecaster's own track record at the
+decision horizon, so a forecaster that is often wrong asks for more headroom by itself.
+
+Fallback order (documented in docs/scaling.md): weekly profile when two weeks are seen, daily
+profile when two days are seen, else `last-value` (the highest rate of the last cold start or
+so). NaN, negative and missing intervals are skipped, never averaged in.
+
+Pure: no clock (time is a parameter), no I/O. State round-trips through `to_dict`/`from_dict`
+so the operator can keep it in `status.history` across restarts.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+DAY_S = 86_400
+WEEK_S = 7 * DAY_S
+PROFILE_BIN_S = 600  # seasonal profile resolution: 10 minutes
+RECENT_WINDOW_S = 600  # last-value looks at the highest rate of the last 10 minutes
+ERROR_QUANTILE = 0.95  # upper forecast = point scaled by this quantile of past misses
+ERROR_HALF_LIFE_N = 2 * 1440  # forget forecast misses over about two days of minutes
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Highest rate expected over the horizon: a point and an upper quantile, in req/s."""
+
+    point_rps: float
+    upper_rps: float
+    horizon_s: float
+    method: str  # which model answered, e.g. "seasonal/daily" or "last-value"
+
+
+def _valid(rate_rps: float | None) -> bool:
+    return rate_rps is not None and math.isfinite(rate_rps) and rate_rps >= 0.0
+
+
+class DecayingHistogram:
+    """A streaming quantile over fixed bin edges; old samples fade with a half-life.
+
+    Compact (one float per bin) and serialisable, unlike a raw sample window.
+    """
+
+    def __init__(self, edges: np.ndarray, half_life_n: float) -> None:
+        self.edges = np.asarray(edges, dtype=float)
+        self.weights = np.zeros(len(self.edges) - 1)
+        self.decay = 0.5 ** (1.0 / half_life_n)
+
+    def add(self, value: float) -> None:
+        self.weights *= self.decay
+        i = int(np.searchsorted(self.edges, value, side="right")) - 1
+        self.weights[min(max(i, 0), len(self.weights) - 1)] += 1.0
+
+    @property
+    def total(self) -> float:
+        return float(self.weights.sum())
+
+    def quantile(self, q: float) -> float | None:
+        """Upper edge of the bin holding quantile q (conservative); None when empty.
+
+        The last bin is open-ended, so it answers with its lower edge.
+        """
+        total = self.total
+        if total <= 0.0:
+            return None
+        i = int(np.searchsorted(np.cumsum(self.weights), q * total, side="left"))
+        i = min(i, len(self.weights) - 1)
+        return float(self.edges[i if i == len(self.weights) - 1 else i + 1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"w": [round(float(w), 4) for w in self.weights]}
+
+    def load(self, data: dict[str, Any]) -> None:
+        weights = np.asarray(data["w"], dtype=float)
+        if weights.shape != self.weights.shape:
+            raise ValueError(
+                f"histogram state has {weights.size} bins, expected {self.weights.size}"
+            )
+        self.weights = weights
+
+
+# log(actual max / forecast max): misses beyond +1.6 (5x) are clipped into the last bin.
+_ERROR_EDGES = np.concatenate(([-50.0], np.linspace(-1.0, 1.6, 105), [50.0]))
+
+
+class Forecaster(ABC):
+    """One interval's rate in, the horizon's highest expected rate out."""
+
+    name: ClassVar[str]
+
+    def __init__(self, interval_s: float = 60.0, error_horizon_s: float = 360.0) -> None:
+        if interval_s <= 0 or error_horizon_s <= 0:
+            raise ValueError(
+                f"interval_s ({interval_s}) and error_horizon_s ({error_horizon_s}) must be > 0"
+            )
+        self.interval_s = interval_s
+        self.error_horizon_s = error_horizon_s
+        self.recent: deque[tuple[float, float]] = deque()
+        self.errors = DecayingHistogram(_ERROR_EDGES, ERROR_HALF_LIFE_N)
+        # open checks of our own forecasts: [due_s, forecast max, observed max so far]
+        self.pending: deque[list[float]] = deque()
+        self.first_s: float | None = None
+        self.last_s: float | None = None
+
+    # --- the interface ---------------------------------------------------------------------
+
+    def observe(self, t_s: float, rate_rps: float | None) -> None:
+        """Learn the mean rate of the interval ending at t_s; missing or NaN is skipped."""
+        if not _valid(rate_rps) or (self.last_s is not None and t_s <= self.last_s):
+            return
+        assert rate_rps is not None
+        self._score_pending(t_s, rate_rps)
+        if self.first_s is None:
+            self.first_s = t_s
+        self.last_s = t_s
+        self.recent.append((t_s, rate_rps))
+        while self.recent and self.recent[0][0] <= t_s - RECENT_WINDOW_S:
+            self.recent.popleft()
+        self._learn(t_s, rate_rps)
+        point, _ = self._point(t_s, self.error_horizon_s)
+        self.pending.append([t_s + self.error_horizon_s, point, 0.0])
+
+    def forecast(self, now_s: float, horizon_s: float) -> Forecast:
+        """Highest rate expected in (now, now + horizon]; zeros before any observation."""
+        point, method = self._point(now_s, horizon_s)
+        point = max(point, 0.0)
+        return Forecast(point, self._upper(point), horizon_s, method)
+
+    @abstractmethod
+    def _learn(self, t_s: float, rate_rps: float) -> None: ...
+
+    @abstractmethod
+    def _model_point(self, now_s: float, horizon_s: float) -> tuple[float, str] | None:
+        """The model's own answer, or None when its history is too short."""
+
+    # --- shared machinery ------------------------------------------------------------------
+
+    def _point(self, now_s: float, horizon_s: float) -> tuple[float, str]:
+        answer = self._model_point(now_s, horizon_s)
+        if answer is not None:
+            return answer
+        return self.recent_max_rps(), "last-value"
+
+    def recent_max_rps(self) -> float:
+        return max((r for _, r in self.recent), default=0.0)
+
+    def level_rps(self) -> float:
+        """Current level: the mean of the last few intervals (smooths per-minute noise)."""
+        tail = [r for _, r in list(self.recent)[-3:]]
+        return sum(tail) / len(tail) if tail else 0.0
+
+    def _floor_rps(self) -> float:
+        """One request per interval: keeps error ratios finite when the load is near zero."""
+        return 1.0 / self.interval_s
+
+    def _score_pending(self, t_s: float, rate_rps: float) -> None:
+        floor = self._floor_rps()
+        for check in self.pending:
+            if check[0] >= t_s:
+                check[2] = max(check[2], rate_rps)
+        while self.pending and self.pending[0][0] <= t_s:
+            _, predicted, actual = self.pending.popleft()
+            self.errors.add(math.log((actual + floor) / (predicted + floor)))
+
+    def _upper(self, point_rps: float) -> float:
+        q = self.errors.quantile(ERROR_QUANTILE)
+        if q is None:
+            return 2.0 * point_rps  # no track record yet: assume we could be off by 2x
+        floor = self._floor_rps()
+        return max(point_rps, (point_rps + floor) * math.exp(q) - floor)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "forecaster": self.name,
+            "intervalS": self.interval_s,
+            "errorHorizonS": self.error_horizon_s,
+            "firstS": self.first_s,
+            "lastS": self.last_s,
+            "recent": [[t, round(r, 6)] for t, r in self.recent],
+            "pending": [[round(v, 6) for v in p] for p in self.pending],
+            "errors": self.errors.to_dict(),
+            "model": self._model_dict(),
+        }
+
+    def _model_dict(self) -> dict[str, Any]:
+        return {}
+
+    def _load_model(self, data: dict[str, Any]) -> None:
+        return None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Forecaster:
+        """Rebuild any registered forecaster from `to_dict` output (name inside)."""
+        try:
+            kind = FORECASTERS[data["forecaster"]]
+            fc = kind(interval_s=data["intervalS"], error_horizon_s=data["errorHorizonS"])
+            fc.first_s, fc.last_s = data["firstS"], data["lastS"]
+            fc.recent = deque((float(t), float(r)) for t, r in data["recent"])
+            fc.pending = deque([float(v) for v in p] for p in data["pending"])
+            fc.errors.load(data["errors"])
+            fc._load_model(data["model"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"forecaster state is not usable ({err!r}); start afresh") from err
+        return fc
+
+
+class LastValue(Forecaster):
+    """The highest rate of the last few minutes: needs no history, never wrong for long."""
+
+    name = "last-value"
+
+    def _learn(self, t_s: float, rate_rps: float) -> None:
+        return None
+
+    def _model_point(self, now_s: float, horizon_s: float) -> tuple[float, str] | None:
+        return None
+
+
+class SeasonalProfile:
+    """Per-bin robust levels for one period (day or week): median of the last `depth` cycles.
+
+    A bin's value for one cycle is the mean of the rates seen in it; gaps leave it missing.
+    """
+
+    def __init__(self, period_s: int, depth: int) -> None:
+        self.period_s = period_s
+        self.depth = depth
+        self.values = np.full((period_s // PROFILE_BIN_S, depth), np.nan)
+        self.cycle_of_bin = np.full(period_s // PROFILE_BIN_S, -1, dtype=np.int64)
+        self.sum_rps = 0.0
+        self.count = 0
+        self.open_bin: int | None = None  # absolute bin index (t // PROFILE_BIN_S)
+
+    def add(self, t_s: float, rate_rps: float) -> None:
+        abs_bin = int((t_s - 1e-9) // PROFILE_BIN_S)  # the interval ending at t_s
+        if self.open_bin is not None and abs_bin != self.open_bin:
+            self._close()
+        self.open_bin = abs_bin
+        self.sum_rps += rate_rps
+        self.count += 1
+
+    def _close(self) -> None:
+        assert self.open_bin is not None
+        b = self.open_bin % len(self.cycle_of_bin)
+        cycle = self.open_bin * PROFILE_BIN_S // self.period_s
+        if self.cycle_of_bin[b] != cycle:
+            self.values[b] = np.roll(self.values[b], 1)
+            self.values[b, 0] = np.nan
+            self.cycle_of_bin[b] = cycle
+        self.values[b, 0] = self.sum_rps / self.count
+        self.sum_rps, self.count, self.open_bin = 0.0, 0, None
+
+    def cycles_seen(self) -> int:
+        """Cycles with data in most bins: the profile is trusted from two on."""
+        filled = np.sum(~np.isnan(self.values), axis=1)
+        return int(np.median(filled))
+
+    def level(self, t_s: float) -> float | None:
+        column = self.values[int(t_s // PROFILE_BIN_S) % len(self.cycle_of_bin)]
+        known = column[~np.isnan(column)]
+        return float(np.median(known)) if known.size else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "values": [
+                [None if math.isnan(v) else round(float(v), 6) for v in row] for row in self.values
+            ],
+            "cycles": self.cycle_of_bin.tolist(),
+            "open": [self.open_bin, self.sum_rps, self.count],
+        }
+
+    def load(self, data: dict[str, Any]) -> None:
+        values = np.array([[np.nan if v is None else v for v in row] for row in data["values"]])
+        if values.shape != self.values.shape:
+            raise ValueError(f"profile shape {values.shape}, expected {self.values.shape}")
+        self.values = values
+        self.cycle_of_bin = np.asarray(data["cycles"], dtype=np.int64)
+        self.open_bin, self.sum_rps, self.count = data["open"]
+
+
+class Seasonal(Forecaster):
+    """Hour-of-day x day-of-week profile (10-minute bins, medians of past cycles).
+
+    The forecast scales today's level by the profile's shape: level x profile(target) /
+    profile(now). Medians make one outage or one burst day harmless; the current level keeps
+    a slow trend (growth, a holiday) from being ignored.
+    """
+
+    name = "seasonal"
+
+    def __init__(self, interval_s: float = 60.0, error_horizon_s: float = 360.0) -> None:
+        super().__init__(interval_s, error_horizon_s)
+        self.daily = SeasonalProfile(DAY_S, depth=7)
+        self.weekly = SeasonalProfile(WEEK_S, depth=3)
+
+    def _learn(self, t_s: float, rate_rps: float) -> None:
+        self.daily.add(t_s, rate_rps)
+        self.weekly.add(t_s, rate_rps)
+
+    def _model_point(self, now_s: float, horizon_s: float) -> tuple[float, str] | None:
+        for profile, label in ((self.weekly, "weekly"), (self.daily, "daily")):
+            if profile.cycles_seen() >= 2:
+                point = _scaled_profile_max(
+                    profile, now_s, horizon_s, self.level_rps(), self._floor_rps()
+                )
+                if point is not None:
+                    return point, f"seasonal/{label}"
+        return None
+
+    def _model_dict(self) -> dict[str, Any]:
+        return {"daily": self.daily.to_dict(), "weekly": self.weekly.to_dict()}
+
+    def _load_model(self, data: dict[str, Any]) -> None:
+        self.daily.load(data["daily"])
+        self.weekly.load(data["weekly"])
+
+
+def _scaled_profile_max(
+    profile: SeasonalProfile, now_s: float, horizon_s: float, level_rps: float, floor_rps: float
+) -> float | None:
+    base = profile.level(now_s - 1e-9)
+    if base is None:
+        return None
+    best = 0.0
+    t = now_s
+    while t < now_s + horizon_s:
+        t = min(t + PROFILE_BIN_S, now_s + horizon_s)
+        target = profile.level(t - 1e-9)
+        if target is None:
+            return None
+        best = max(best, (level_rps + floor_rps) * (target + floor_rps) / (base + floor_rps))
+    return max(best - floor_rps, level_rps)
+
+
+class HoltWinters(Forecaster):
+    """Exponential smoothing with a level and daily and weekly seasonal factors (multiplicative).
+
+    Factors live in 10-minute bins, so the state stays small; weekly factors are used once two
+    weeks are seen, daily ones once two days are.
+    """
+
+    name = "holt-winters"
+    ALPHA = 0.3  # level
+    GAMMA = 0.1  # seasonal factors
+
+    def __init__(self, interval_s: float = 60.0, error_horizon_s: float = 360.0) -> None:
+        super().__init__(interval_s, error_horizon_s)
+        self.level: float | None = None
+        self.daily = np.ones(DAY_S // PROFILE_BIN_S)
+        self.weekly = np.ones(WEEK_S // PROFILE_BIN_S)
+
+    def _factor(self, t_s: float) -> float:
+        return float(
+            self.daily[int(t_s // PROFILE_BIN_S) % len(self.daily)]
+            * self.weekly[int(t_s // PROFILE_BIN_S) % len(self.weekly)]
+        )
+
+    def _seen_s(self) -> float:
+        return 0.0 if self.first_s is None or self.last_s is None else self.last_s - self.first_s
+
+    def _learn(self, t_s: float, rate_rps: float) -> None:
+        floor = self._floor_rps()
+        t_mid = t_s - self.interval_s / 2
+        factor = self._factor(t_mid)
+        if self.level is None:
+            self.level = rate_rps
+            return
+        deseasoned = (rate_rps + floor) / factor
+        self.level = self.ALPHA * deseasoned + (1 - self.ALPHA) * self.level
+        ratio = (rate_rps + floor) / (self.level + floor)
+        d = int(t_mid // PROFILE_BIN_S) % len(self.daily)
+        w = int(t_mid // PROFILE_BIN_S) % len(self.weekly)
+        weekly_share = self.weekly[w]
+        self.daily[d] = (1 - self.GAMMA) * self.daily[d] + self.GAMMA * ratio / weekly_share
+        if self._seen_s() >= WEEK_S:
+            self.weekly[w] = (1 - self.GAMMA) * weekly_share + self.GAMMA * ratio / self.daily[d]
+
+    def _model_point(self, now_s: float, horizon_s: float) -> tuple[float, str] | None:
+        seen_s = self._seen_s()
+        if self.level is None or seen_s < 2 * DAY_S:
+            return None
+        label = "weekly" if seen_s >= 2 * WEEK_S else "daily"
+        best, t = 0.0, now_s
+        while t < now_s + horizon_s:
+            t = min(t + PROFILE_BIN_S, now_s + horizon_s)
+            best = max(best, self.level * self._factor(t - 1e-9))
+        return max(best - self._floor_rps(), 0.0), f"holt-winters/{label}"
+
+    def _model_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "daily": [round(float(v), 5) for v in self.daily],
+            "weekly": [round(float(v), 5) for v in self.weekly],
+        }
+
+    def _load_model(self, data: dict[str, Any]) -> None:
+        self.level = data["level"]
+        self.daily = np.asarray(data["daily"], dtype=float)
+        self.weekly = np.asarray(data["weekly"], dtype=float)
+
+
+FORECASTERS: dict[str, type[Forecaster]] = {
+    cls.name: cls for cls in (Seasonal, HoltWinters, LastValue)
+}
+
+
+def make_forecaster(name: str, interval_s: float, error_horizon_s: float) -> Forecaster:
+    """The forecaster registered under `name` (spec.scaling.forecaster)."""
+    try:
+        kind = FORECASTERS[name]
+    except KeyError:
+        raise ValueError(
+            f"scaling.forecaster {name!r} is unknown; choose one of {', '.join(FORECASTERS)}"
+        ) from None
+    return kind(interval_s=interval_s, error_horizon_s=error_horizon_s)
+
+
+class RampTracker:
+    """How fast load grows over one cold start: the input to `minWarmReplicas: auto`.
+
+    For each interval, the growth is the highest rate over the next cold start minus the rate
+    now (req/s, zero when load falls). A decaying histogram keeps a high percentile of it.
+    """
+
+    QUANTILE = 0.99
+
+    def __init__(self, interval_s: float, cold_start_s: float, half_life_n: float = 7 * 1440):
+        self.window_n = max(1, math.ceil(cold_start_s / interval_s))
+        self.window: deque[float] = deque()
+        edges = np.concatenate(([0.0], np.logspace(-4, 7, 12 * 11 + 1)))
+        self.growth = DecayingHistogram(edges, half_life_n)
+
+    def observe(self, rate_rps: float | None) -> None:
+        if not _valid(rate_rps):
+            return
+        assert rate_rps is not None
+        self.window.append(rate_rps)
+        if len(self.window) > self.window_n:
+            start = self.window.popleft()
+            self.growth.add(max(0.0, max(self.window) - start))
+
+    def high_growth_rps(self) -> float | None:
+        """The QUANTILE growth over one cold start; None until one cold start is seen."""
+        return self.growth.quantile(self.QUANTILE)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"window": list(self.window), "growth": self.growth.to_dict()}
+
+    def load(self, data: dict[str, Any]) -> None:
+        self.window = deque(float(v) for v in data["window"])
+        self.growth.load(data["growth"])

@@ -1,0 +1,290 @@
+"""The scaling decision: one frozen input per interval in, one explained decision out.
+
+`decide` is the only place replicas are chosen. The operator, `inferfleet policy-replay` and
+`inferfleet simulate` all reach it through `ScalingPolicy.step`, which owns the learning state
+(forecaster, ramp statistics, the stabilization window) and can be saved in `status.history`.
+
+Predictive mode asks for the most of:
+  * the current load plus the warm spare (`minWarmReplicas`: a number, or `auto` = the growth
+    seen over one cold start at the 99th percentile of past ramps, at least one replica, the
+    N+1 spare for a failure domain);
+  * the forecast upper quantile over the next cold start plus a lead margin, because a replica
+    asked for now only serves after its cold start;
+  * active `schedules` entries and `minReplicas`;
+then clamps to [min, max] and the pool's GPU limit, and scales down only after the
+stabilization window and by bounded steps. Unknown or stale metrics never lower the count.
+
+Pure: time is a parameter; no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from croniter import croniter
+
+from controllers.forecast import Forecast, Forecaster, RampTracker, make_forecaster
+
+Mode = Literal["predictive", "reactive", "static", "external", "keda"]
+MODES: tuple[str, ...] = ("predictive", "reactive", "static", "external", "keda")
+SCALE_DOWN_STEP_FRACTION = 0.2  # at most this share of the fleet leaves per interval (min 1)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A cron-started floor: `min_replicas` for `duration_s` after each firing (policy time)."""
+
+    cron: str
+    min_replicas: int
+    duration_s: float
+
+    def __post_init__(self) -> None:
+        if not croniter.is_valid(self.cron):
+            raise ValueError(
+                f"scaling.schedules cron {self.cron!r} is not a 5-field cron expression "
+                "such as '0 8 * * 1-5'"
+            )
+
+    def active(self, now_s: float) -> bool:
+        last_fire_s = croniter(self.cron, now_s + 1).get_prev(float)
+        return now_s - last_fire_s < self.duration_s
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """Everything the decision needs from the spec and the plan, units resolved."""
+
+    usable_rps_per_replica: float
+    cold_start_s: float
+    interval_s: float = 60.0
+    mode: Mode = "predictive"
+    min_replicas: int = 1
+    max_replicas: int | None = None
+    gpus_per_replica: int = 1
+    max_gpus: int | None = None
+    usable_tok_per_s_per_replica: float | None = None
+    min_warm_replicas: int | None = None  # None = auto, from ramps
+    schedules: tuple[Schedule, ...] = ()
+    scale_down_stabilization_s: float = 600.0
+    lead_margin_s: float | None = None  # None = one interval
+    static_replicas: int | None = None  # the plan's count, for mode static
+    stale_after_s: float | None = None  # None = three intervals
+    forecaster: str = "seasonal"
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("usableRPSPerReplica", self.usable_rps_per_replica > 0, self.usable_rps_per_replica),
+            ("coldStart", self.cold_start_s >= 0, self.cold_start_s),
+            ("interval", self.interval_s > 0, self.interval_s),
+            ("minReplicas", self.min_replicas >= 0, self.min_replicas),
+            ("gpusPerReplica", self.gpus_per_replica >= 1, self.gpus_per_replica),
+        ]
+        for name, ok, value in checks:
+            if not ok:
+                raise ValueError(f"scaling: {name} must be positive, got {value}")
+        if self.max_replicas is not None and self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"scaling.minReplicas ({self.min_replicas}) must be <= scaling.maxReplicas "
+                f"({self.max_replicas})"
+            )
+        if self.mode not in MODES:
+            raise ValueError(f"scaling.mode {self.mode!r} is not one of {', '.join(MODES)}")
+
+    @property
+    def horizon_s(self) -> float:
+        """How far ahead a replica asked for now must look: its cold start plus a margin."""
+        lead = self.interval_s if self.lead_margin_s is None else self.lead_margin_s
+        return self.cold_start_s + lead
+
+    @property
+    def upper_limit(self) -> int | None:
+        """maxReplicas and the pool's GPU budget, whichever is tighter."""
+        limits = [self.max_replicas] if self.max_replicas is not None else []
+        if self.max_gpus is not None:
+            limits.append(self.max_gpus // self.gpus_per_replica)
+        return min(limits) if limits else None
+
+    @property
+    def stale_limit_s(self) -> float:
+        return 3 * self.interval_s if self.stale_after_s is None else self.stale_after_s
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What the monitoring adapter measured over the last interval; None = unknown."""
+
+    rps: float | None
+    tok_per_s: float | None = None  # prompt + output tokens per second
+    age_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class TickInput:
+    now_s: float
+    config: ScalingConfig
+    metrics: Metrics
+    current_replicas: int
+    forecast: Forecast | None
+    ramp_growth_rps: float | None  # high-percentile growth over one cold start
+    recent: tuple[tuple[float, int], ...] = ()  # (time, recommendation) in the window
+
+
+@dataclass(frozen=True)
+class ScalingDecision:
+    desired_replicas: int
+    recommended_replicas: int  # before stabilization and step limits
+    reason: str
+    need_now: int | None
+    need_forecast: int | None
+    warm_spare: int
+    schedule_floor: int
+    recent: tuple[tuple[float, int], ...] = field(default=(), repr=False)
+
+
+def replicas_for(rps: float, rps_per_replica: float) -> int:
+    """Replicas to serve rps; a hair of tolerance so 30.0000001 / 1.0 stays 30."""
+    return max(0, math.ceil(rps / rps_per_replica - 1e-9))
+
+
+def rps_per_replica(config: ScalingConfig, metrics: Metrics) -> float:
+    """Usable req/s per replica, lowered when today's requests carry more tokens than planned."""
+    usable = config.usable_rps_per_replica
+    tok = config.usable_tok_per_s_per_replica
+    if tok and metrics.tok_per_s and metrics.rps:
+        usable = min(usable, tok / (metrics.tok_per_s / metrics.rps))
+    return usable
+
+
+def warm_spare(
+    config: ScalingConfig, growth_rps: float | None, per_replica: float
+) -> tuple[int, str]:
+    if config.min_warm_replicas is not None:
+        return config.min_warm_replicas, f"minWarmReplicas {config.min_warm_replicas}"
+    if growth_rps is None:
+        return 1, "warm spare 1 (N+1; no ramp history yet)"
+    spare = max(1, replicas_for(growth_rps, per_replica))
+    return spare, f"warm spare {spare} (P99 growth {growth_rps:.3g} RPS per cold start, >= N+1)"
+
+
+def _clock(t_s: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(t_s))
+
+
+def decide(tick: TickInput) -> ScalingDecision:
+    """Desired replicas for this interval, with the reason."""
+    cfg, m = tick.config, tick.metrics
+    current = tick.current_replicas
+    per_replica = rps_per_replica(cfg, m)
+    known = m.rps is not None and math.isfinite(m.rps) and m.age_s <= cfg.stale_limit_s
+    schedule_floor = max((s.min_replicas for s in cfg.schedules if s.active(tick.now_s)), default=0)
+    spare, spare_why = warm_spare(cfg, tick.ramp_growth_rps, per_replica)
+    need_now = replicas_for(m.rps, per_replica) if known and m.rps is not None else None
+    need_fc = None
+    if tick.forecast is not None and cfg.mode != "reactive":
+        need_fc = replicas_for(tick.forecast.upper_rps, per_replica)
+
+    candidates: list[tuple[int, str]] = [(cfg.min_replicas, f"minReplicas {cfg.min_replicas}")]
+    if cfg.mode == "static":
+        static = cfg.static_replicas if cfg.static_replicas is not None else current
+        candidates.append((static, f"static plan count {static}"))
+    else:
+        if need_now is not None:
+            candidates.append(
+                (need_now + spare, f"load {m.rps:.3g} RPS → {need_now} + {spare_why}")
+            )
+        if need_fc is not None and tick.forecast is not None:
+            fc = tick.forecast
+            candidates.append(
+                (
+                    need_fc,
+                    f"forecast {fc.upper_rps:.3g} RPS ({fc.method}, upper) by "
+                    f"{_clock(tick.now_s + fc.horizon_s)} incl. {cfg.cold_start_s / 60:.3g} min "
+                    f"cold start → {need_fc}",
+                )
+            )
+        if cfg.mode != "reactive" and schedule_floor:
+            candidates.append((schedule_floor, f"schedule floor {schedule_floor}"))
+    recommended, why = max(candidates, key=lambda c: c[0])
+    if not known and cfg.mode != "static":
+        if current > recommended:
+            recommended, why = current, f"metrics unknown or stale (age {m.age_s:.0f} s): hold"
+        else:
+            why += "; metrics unknown or stale"
+
+    window = tuple(
+        (t, r) for t, r in tick.recent if t > tick.now_s - cfg.scale_down_stabilization_s
+    ) + ((tick.now_s, recommended),)
+    desired = recommended
+    if recommended < current and cfg.mode != "static":
+        desired = max(r for _, r in window)
+        step = max(1, math.ceil(current * SCALE_DOWN_STEP_FRACTION))
+        desired = min(current, max(desired, current - step))
+        if desired > recommended:
+            why += (
+                f"; scale-down held to {desired} (stabilization "
+                f"{cfg.scale_down_stabilization_s / 60:.3g} min, step ≤ {step})"
+            )
+    limit = cfg.upper_limit
+    if limit is not None and desired > limit:
+        why += f"; capped at {limit} (maxReplicas / GPU limit)"
+        desired = limit
+    desired = max(desired, cfg.min_replicas)
+    return ScalingDecision(
+        desired_replicas=desired,
+        recommended_replicas=recommended,
+        reason=f"{why} → {desired} replicas; was {current}",
+        need_now=need_now,
+        need_forecast=need_fc,
+        warm_spare=spare,
+        schedule_floor=schedule_floor,
+        recent=window,
+    )
+
+
+class ScalingPolicy:
+    """The operator's policy with its memory: feed one interval at a time with `step`."""
+
+    def __init__(self, config: ScalingConfig, forecaster: Forecaster | None = None) -> None:
+        self.config = config
+        self.forecaster = forecaster or make_forecaster(
+            config.forecaster, config.interval_s, config.horizon_s
+        )
+        self.ramps = RampTracker(config.interval_s, config.cold_start_s)
+        self.recent: tuple[tuple[float, int], ...] = ()
+
+    def step(self, now_s: float, metrics: Metrics, current_replicas: int) -> ScalingDecision:
+        """Learn from the interval ending at now_s, then decide replicas from now_s on."""
+        fresh = metrics.age_s <= self.config.stale_limit_s
+        rate = metrics.rps if fresh else None
+        self.forecaster.observe(now_s, rate)
+        self.ramps.observe(rate)
+        decision = decide(
+            TickInput(
+                now_s=now_s,
+                config=self.config,
+                metrics=metrics,
+                current_replicas=current_replicas,
+                forecast=self.forecaster.forecast(now_s, self.config.horizon_s),
+                ramp_growth_rps=self.ramps.high_growth_rps(),
+                recent=self.recent,
+            )
+        )
+        self.recent = decision.recent
+        return decision
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "forecast": self.forecaster.to_dict(),
+            "ramps": self.ramps.to_dict(),
+            "recent": [list(r) for r in self.recent],
+        }
+
+    @classmethod
+    def from_dict(cls, config: ScalingConfig, data: dict[str, Any]) -> ScalingPolicy:
+        policy = cls(config, Forecaster.from_dict(data["forecast"]))
+        policy.ramps.load(data["ramps"])
+        policy.recent = tuple((float(t), int(r)) for t, r in data["recent"])
+        return policy

@@ -1,0 +1,88 @@
+"""Predictive scaling on the shared traces: SLO-met minutes and replica-hours vs the oracle.
+
+One set of defaults for every trace (no per-trace tuning): cold start 300 s, usable req/s per
+replica = the trace's P99 one-minute rate / 30. Run: `.venv/bin/python scripts/bench_scaling.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from controllers.replay import Trace, compare
+from controllers.scaling import ScalingConfig
+from inferfleet.tables import render_table
+from inferfleet.traces import read_hourly_column, read_per_minute
+
+TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "traces"
+PER_MINUTE = {
+    "servegen m_small": "servegen_m_small.per_minute_uniform.csv",
+    "servegen deepseek_r1": "servegen_deepseek_r1.per_minute_uniform.csv",
+    "servegen mm_image": "servegen_mm_image.per_minute_uniform.csv",
+    "burstgpt all": "burstgpt1.per_minute_uniform.csv",
+    "azure2023 code": "azure2023_code.per_minute.csv",
+    "azure2023 conv": "azure2023_conv.per_minute.csv",
+}
+
+
+def load_traces(folder: Path) -> dict[str, Trace]:
+    traces = {name: read_per_minute(str(folder / file)) for name, file in PER_MINUTE.items()}
+    traces["burstgpt conversation"] = read_hourly_column(
+        str(folder / "burstgpt1_hourly.csv"), "conversation"
+    )
+    return traces
+
+
+def p99_rps(trace: Trace) -> float:
+    known = [c for c in trace.requests if c is not None]
+    return float(np.percentile(known, 99)) / trace.interval_s
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--traces", type=Path, default=TRACES, help="folder of trace files")
+    parser.add_argument("--cold-start-s", type=float, default=300.0)
+    args = parser.parse_args()
+    rows = []
+    for name, trace in load_traces(args.traces).items():
+        config = ScalingConfig(
+            usable_rps_per_replica=p99_rps(trace) / 30, cold_start_s=args.cold_start_s
+        )
+        print(f"{name}: {len(trace.requests)} minutes", file=sys.stderr, flush=True)
+        s = compare(trace, config).scores
+        oracle_h = s["oracle"].replica_hours
+        rows.append(
+            [
+                name,
+                f"{100 * s['predictive'].slo_met_share:.2f}",
+                f"{s['predictive'].replica_hours:.0f}",
+                f"{oracle_h:.0f}",
+                f"{s['predictive'].replica_hours / oracle_h:.3f}",
+                f"{100 * s['reactive'].slo_met_share:.2f}",
+                f"{s['reactive'].replica_hours / oracle_h:.3f}",
+                f"{s['static'].replica_hours / oracle_h:.3f}",
+            ]
+        )
+    print(
+        render_table(
+            [
+                "trace",
+                "SLO-met %",
+                "replica-h",
+                "oracle replica-h",
+                "ratio",
+                "reactive SLO-met %",
+                "reactive ratio",
+                "static ratio",
+            ],
+            rows,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
