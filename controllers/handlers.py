@@ -21,7 +21,9 @@ import kopf
 from pydantic import ValidationError
 
 from controllers.api import (
+    API_VERSION,
     GROUP,
+    KIND,
     PLURAL,
     VERSION,
     Condition,
@@ -40,7 +42,7 @@ from sizing.errors import SizingError
 
 log = logging.getLogger("inferfleet.operator")
 
-RETRY_DELAY_S = 5.0
+RETRY_BASE_S = 1.0
 DEFAULT_INTERVAL_S = 30.0
 
 
@@ -92,16 +94,43 @@ async def _hf_config(kube: Kube, owner: Owner, spec: InferenceFleetSpec) -> dict
     return config
 
 
-async def _plan(kube: Kube, owner: Owner, body: Mapping[str, Any]):
+class PlanCache:
+    """The last plan per fleet, reused while its spec and config.json stay the same.
+
+    Planning is the costly, pure part of a pass; resyncs and owned-object events of an unchanged
+    fleet reuse it. Only a cache: after a restart the first pass recomputes the same plan.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str, PlanStatus | SpecRefused]] = {}
+
+    def plan(self, uid: str, spec: InferenceFleetSpec, hf_config: dict[str, Any]) -> PlanStatus:
+        key = json.dumps([spec.model_dump(mode="json"), hf_config], sort_keys=True)
+        cached = self._entries.get(uid)
+        if cached is None or cached[0] != key:
+            try:
+                result: PlanStatus | SpecRefused = plan_status(plan_spec(spec, hf_config))
+            except SizingError as err:
+                result = SpecRefused(err.reason, str(err))
+            cached = (key, result)
+            self._entries[uid] = cached
+        if isinstance(cached[1], SpecRefused):
+            raise cached[1]
+        return cached[1]
+
+    def forget(self, uid: str) -> None:
+        self._entries.pop(uid, None)
+
+
+async def _plan(
+    kube: Kube, owner: Owner, body: Mapping[str, Any], plans: PlanCache
+) -> tuple[InferenceFleetSpec, PlanStatus]:
     try:
         spec = InferenceFleetSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
         raise SpecRefused("InvalidSpec", describe_validation_error(err, "spec.")) from None
     hf_config = await _hf_config(kube, owner, spec)
-    try:
-        return spec, plan_status(plan_spec(spec, hf_config))
-    except SizingError as err:
-        raise SpecRefused(err.reason, str(err)) from None
+    return spec, plans.plan(owner.uid, spec, hf_config)
 
 
 def _status_patch(current: Mapping[str, Any], new: InferenceFleetStatus) -> dict[str, Any]:
@@ -184,11 +213,13 @@ def _describe_apply(manifest: Mapping[str, Any], plan: PlanStatus, pool: str) ->
     )
 
 
-async def reconcile(kube: Kube, body: Mapping[str, Any], *, now_s: float) -> Outcome:
+async def reconcile(
+    kube: Kube, body: Mapping[str, Any], *, now_s: float, plans: PlanCache
+) -> Outcome:
     """One level-triggered pass over a fleet."""
     owner = _owner(body)
     try:
-        spec, plan = await _plan(kube, owner, body)
+        spec, plan = await _plan(kube, owner, body, plans)
     except SpecRefused as refusal:
         return await _refuse(kube, owner, body, refusal, now_s)
     generation = body["metadata"].get("generation")
@@ -240,14 +271,14 @@ async def reconcile(kube: Kube, body: Mapping[str, Any], *, now_s: float) -> Out
 
 
 def _lock(memo: kopf.Memo, uid: str) -> asyncio.Lock:
-    """One pass at a time per fleet: the spec-change handler and the daemon never interleave."""
+    """One pass at a time per fleet: the handlers and the daemon never interleave."""
     locks: dict[str, asyncio.Lock] = memo.locks
     return locks.setdefault(uid, asyncio.Lock())
 
 
 async def _reconcile_once(memo: kopf.Memo, body: Mapping[str, Any]) -> Outcome:
     async with _lock(memo, body["metadata"]["uid"]):
-        outcome = await reconcile(memo.kube, body, now_s=time.time())
+        outcome = await reconcile(memo.kube, body, now_s=time.time(), plans=memo.plans)
     for message in outcome.applied:
         log.info("%s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], message)
     return outcome
@@ -260,13 +291,20 @@ def _interval_s(spec: Mapping[str, Any]) -> float:
         return DEFAULT_INTERVAL_S
 
 
+def retry_delay_s(failures: int, interval_s: float) -> float:
+    """Exponential backoff from RETRY_BASE_S, never longer than the resync interval."""
+    return min(interval_s, RETRY_BASE_S * 2 ** max(0, failures - 1))
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # The operator posts its own Events with the what and why; Kopf's per-handler log Events
     # would be writes on every restart.
     settings.posting.enabled = False
+    settings.peering.standalone = True
     memo.kube = Kube.from_environment()
     memo.locks = {}
+    memo.plans = PlanCache()
 
 
 @kopf.on.cleanup()
@@ -275,14 +313,37 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-async def spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def spec_changed(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
     """A spec edit re-plans at once instead of waiting for the next resync."""
     try:
         await _reconcile_once(memo, body)
     except (Conflict, Unavailable) as err:
-        raise kopf.TemporaryError(str(err), delay=RETRY_DELAY_S) from err
+        delay_s = retry_delay_s(retry + 1, DEFAULT_INTERVAL_S)
+        raise kopf.TemporaryError(str(err), delay=delay_s) from err
     except KubeError as err:
         raise kopf.PermanentError(str(err)) from err
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "inferfleet"})
+async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A Deployment deleted, edited or scaled by someone else: re-check its fleet now."""
+    owners = [o for o in body["metadata"].get("ownerReferences", []) if o.get("kind") == KIND]
+    for owner in owners:
+        namespace = body["metadata"]["namespace"]
+        fleet = await memo.kube.get(API_VERSION, KIND, namespace, owner["name"])
+        if fleet is None or fleet["metadata"].get("deletionTimestamp"):
+            continue
+        try:
+            await _reconcile_once(memo, fleet)
+        except KubeError as err:  # the fleet's own daemon retries with backoff
+            log.warning("%s/%s: %s", namespace, owner["name"], err)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+async def forget(uid: str, memo: kopf.Memo, **_: Any) -> None:
+    """Drop per-fleet memory; the owned objects go with the fleet (ownerReferences)."""
+    memo.plans.forget(uid)
+    memo.locks.pop(uid, None)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
@@ -290,13 +351,16 @@ async def resync(
     stopped: kopf.DaemonStopped, body: kopf.Body, spec: kopf.Spec, memo: kopf.Memo, **_: Any
 ) -> None:
     """Reconcile on start (create or operator restart), then every spec.scaling.interval."""
+    failures = 0
     while not stopped:
         delay_s = _interval_s(spec)
         try:
             await _reconcile_once(memo, body)
+            failures = 0
         except (Conflict, Unavailable) as err:
-            log.warning("%s: %s; retrying in %.0f s", body["metadata"]["name"], err, RETRY_DELAY_S)
-            delay_s = RETRY_DELAY_S
+            failures += 1
+            delay_s = retry_delay_s(failures, delay_s)
+            log.warning("%s: %s; retrying in %.1f s", body["metadata"]["name"], err, delay_s)
         except KubeError as err:
             log.error("%s: %s", body["metadata"]["name"], err)
         await stopped.wait(delay_s)

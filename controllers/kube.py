@@ -149,6 +149,9 @@ class Kube:
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         data = None if body is None else json.dumps(body)
+        if self._session.closed:
+            raise Unavailable(0, "the client is closed: the operator is stopping", method=method,
+                              path=path)  # fmt: skip
         try:
             async with self._session.request(
                 method,

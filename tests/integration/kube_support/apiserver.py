@@ -80,6 +80,7 @@ class ApiServer(kmock.KubernetesEmulator):
     """The emulator with real write semantics; reads stay KMock's own."""
 
     writes: list[Write] = attrs.field(factory=list, init=False)
+    paths: list[str] = attrs.field(factory=list, init=False)  # every request, reads included
     faults: list[Fault] = attrs.field(factory=list, init=False)
     status_subresources: set[str] = attrs.field(factory=set, init=False)
     _versions: Any = attrs.field(factory=lambda: itertools.count(1000), init=False)
@@ -98,6 +99,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         method = str(request.method.value).upper()
+        self.paths.append(f"{method} {request.url.path}")
         if request.resource is None or method not in WRITE_METHODS:
             return await super()._handle(request)
         async with self._lock:
