@@ -25,8 +25,8 @@ from sizing.workload import Percentiles
 
 # Requests measured per load point at least (P99 over fewer is the maximum, not a percentile),
 # and per concurrency slot (each client completes this many requests in the window).
-MIN_MEASURED_REQUESTS = 48
-MEASURED_REQUESTS_PER_SLOT = 4
+MIN_MEASURED_REQUESTS = 64
+MEASURED_REQUESTS_PER_SLOT = 8
 # Above max_num_seqs extra requests only queue; twice it shows that queueing and stops.
 SEARCH_CAP_OVER_MAX_NUM_SEQS = 2
 # Little's-law gap above which the guide says the benchmark does not reflect production.

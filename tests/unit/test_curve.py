@@ -41,8 +41,11 @@ SMALL = EngineLimits(max_num_seqs=16, max_num_batched_tokens=2048, kv_cache_toke
 CHAT = Workload(Percentiles(500, 1500, 3000), Percentiles(60, 150, 300), max_model_len=4096)
 
 
-def test_search_agrees_with_a_brute_force_sweep():
-    slo_s = measure_point(MODEL, SMALL, CHAT, 10, seed=0).ttft_p99_s
+@pytest.mark.parametrize("slo_over_low_load", [3.0, 5.0, 10.0])
+def test_search_agrees_with_a_brute_force_sweep(slo_over_low_load):
+    """Where the SLO crosses the rising part of the curve. (Below saturation P99 TTFT is a
+    flat, noisy band — prefill collisions — and a crossing inside it is not well defined.)"""
+    slo_s = measure_point(MODEL, SMALL, CHAT, 1, seed=0).ttft_p99_s * slo_over_low_load
     capacity = search_capacity(MODEL, SMALL, CHAT, slo_s, None, seed=0)
     brute = 0
     for concurrency in range(1, 2 * SMALL.max_num_seqs + 1):
@@ -50,7 +53,7 @@ def test_search_agrees_with_a_brute_force_sweep():
             break
         brute = concurrency
     assert capacity.c_max == brute
-    assert capacity.c_max >= 10
+    assert SMALL.max_num_seqs <= capacity.c_max < 2 * SMALL.max_num_seqs
     at = next(p for p in capacity.points if p.concurrency == capacity.c_max)
     assert capacity.usable_rps == at.request_per_s > 0
     assert capacity.ttft_p99_s <= slo_s
