@@ -26,10 +26,12 @@ from typing import Any, Literal
 
 from croniter import croniter
 
+from controllers.api import ScalingSpec, parse_duration_s
 from controllers.forecast import Forecast, Forecaster, RampTracker, make_forecaster
 
 Mode = Literal["predictive", "reactive", "static", "external", "keda"]
 MODES: tuple[str, ...] = ("predictive", "reactive", "static", "external", "keda")
+EXPERIMENT_SPARE1 = False
 SCALE_DOWN_STEP_FRACTION = 0.2  # at most this share of the fleet leaves per interval (min 1)
 
 
@@ -181,6 +183,13 @@ def decide(tick: TickInput) -> ScalingDecision:
     known = m.rps is not None and math.isfinite(m.rps) and m.age_s <= cfg.stale_limit_s
     schedule_floor = max((s.min_replicas for s in cfg.schedules if s.active(tick.now_s)), default=0)
     spare, spare_why = warm_spare(cfg, tick.ramp_growth_rps, per_replica)
+    if (
+        EXPERIMENT_SPARE1
+        and cfg.mode != "reactive"
+        and tick.forecast is not None
+        and cfg.min_warm_replicas is None
+    ):
+        spare, spare_why = 1, "spare 1"
     need_now = replicas_for(m.rps, per_replica) if known and m.rps is not None else None
     need_fc = None
     if tick.forecast is not None and cfg.mode != "reactive":
@@ -214,9 +223,10 @@ def decide(tick: TickInput) -> ScalingDecision:
         else:
             why += "; metrics unknown or stale"
 
-    window = tuple(
-        (t, r) for t, r in tick.recent if t > tick.now_s - cfg.scale_down_stabilization_s
-    ) + ((tick.now_s, recommended),)
+    window = (
+        *tuple((t, r) for t, r in tick.recent if t > tick.now_s - cfg.scale_down_stabilization_s),
+        (tick.now_s, recommended),
+    )
     desired = recommended
     if recommended < current and cfg.mode != "static":
         desired = max(r for _, r in window)
@@ -288,3 +298,31 @@ class ScalingPolicy:
         policy.ramps.load(data["ramps"])
         policy.recent = tuple((float(t), int(r)) for t, r in data["recent"])
         return policy
+
+
+def config_from_spec(
+    spec: ScalingSpec,
+    usable_rps_per_replica: float,
+    cold_start_s: float,
+    gpus_per_replica: int = 1,
+    max_gpus: int | None = None,
+    static_replicas: int | None = None,
+) -> ScalingConfig:
+    """The decision's settings from `spec.scaling` plus the plan's per-replica figures."""
+    return ScalingConfig(
+        usable_rps_per_replica=usable_rps_per_replica,
+        cold_start_s=cold_start_s,
+        interval_s=parse_duration_s(spec.interval),
+        mode=spec.mode,
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        gpus_per_replica=gpus_per_replica,
+        max_gpus=max_gpus,
+        min_warm_replicas=None if spec.min_warm_replicas == "auto" else spec.min_warm_replicas,
+        schedules=tuple(
+            Schedule(s.cron, s.min_replicas, parse_duration_s(s.duration)) for s in spec.schedules
+        ),
+        scale_down_stabilization_s=parse_duration_s(spec.scale_down_stabilization),
+        static_replicas=static_replicas,
+        forecaster=spec.forecaster,
+    )

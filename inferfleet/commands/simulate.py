@@ -1,0 +1,202 @@
+"""`inferfleet simulate`: replay a per-minute trace through the scaling policy with cold starts.
+
+Prints SLO-met minutes (demand <= ready capacity), replica-hours, GPU-hours and cost for the
+predictive policy beside a reactive HPA-like baseline, a static peak fleet and the hindsight
+oracle. The policies run through the operator's own decision function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from controllers.api import InferenceFleet, parse_decimal
+from controllers.replay import POLICIES, Comparison, cold_start_intervals, compare, ready_replicas
+from controllers.scaling import ScalingConfig, config_from_spec
+from inferfleet.errors import UsageError
+from inferfleet.manifests import load_fleet
+from inferfleet.tables import render_table
+from inferfleet.traces import read_per_minute
+from sizing.hardware import get_gpu
+
+NAME = "simulate"
+HELP = "replay a per-minute trace through the scaling policy with cold starts, vs baselines"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trace",
+        required=True,
+        metavar="FILE.csv",
+        help="minute,requests,input_tokens_sum,output_tokens_sum[,gap,...]",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--fleet", metavar="FLEET.yaml", help="InferenceFleet manifest")
+    source.add_argument("--usable-rps-per-replica", type=float, metavar="RPS")
+    parser.add_argument("--cold-start-s", type=float, required=True, metavar="S")
+    parser.add_argument(
+        "--policy",
+        choices=POLICIES,
+        default="predictive",
+        help="the policy drawn by --plot (the table shows all)",
+    )
+    parser.add_argument(
+        "--start-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="time of day of minute 0, seconds after local midnight",
+    )
+    parser.add_argument("--gpus-per-replica", type=int, default=1, metavar="N")
+    parser.add_argument("--cost-per-gpu-hour", type=float, default=None, metavar="USD")
+    parser.add_argument("--plot", metavar="FILE.png", help="demand vs ready capacity vs forecast")
+    parser.add_argument("--output", choices=["text", "json"], default="text")
+
+
+def usable_rps_from_fleet(fleet: InferenceFleet) -> float:
+    """Usable req/s per replica for a fleet: the measured figure in the spec, for now.
+
+    This is the boundary where the sizing plan's predicted figure will plug in.
+    """
+    text = fleet.spec.workload.usable_rps_per_replica
+    if text is None:
+        raise UsageError(
+            f"{fleet.metadata.name}: spec.workload.usableRPSPerReplica is not set; set it "
+            "(e.g. from `inferfleet bench`) or pass --usable-rps-per-replica"
+        )
+    return parse_decimal(text)
+
+
+def _config(args: argparse.Namespace) -> tuple[ScalingConfig, float]:
+    """The scaling settings and the $ per GPU-hour."""
+    if args.cold_start_s < 0:
+        raise UsageError(f"--cold-start-s must be >= 0, got {args.cold_start_s}")
+    cost = args.cost_per_gpu_hour
+    try:
+        if args.fleet:
+            fleet = load_fleet(args.fleet)
+            pool = fleet.spec.pools[0]
+            if cost is None:
+                cost = (
+                    parse_decimal(pool.cost_per_gpu_hour)
+                    if pool.cost_per_gpu_hour
+                    else get_gpu(pool.gpu).cost_per_gpu_hour_usd
+                )
+            config = config_from_spec(
+                fleet.spec.scaling,
+                usable_rps_from_fleet(fleet),
+                args.cold_start_s,
+                gpus_per_replica=args.gpus_per_replica,
+                max_gpus=pool.max_gpus,
+            )
+        else:
+            if args.usable_rps_per_replica is None or args.usable_rps_per_replica <= 0:
+                raise UsageError(
+                    f"--usable-rps-per-replica must be > 0, got {args.usable_rps_per_replica}"
+                )
+            config = ScalingConfig(
+                usable_rps_per_replica=args.usable_rps_per_replica,
+                cold_start_s=args.cold_start_s,
+                gpus_per_replica=args.gpus_per_replica,
+            )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    # The trace is per minute, so the policy decides once a minute whatever the spec says.
+    return (ScalingConfig(**{**config.__dict__, "interval_s": 60.0}), cost or 0.0)
+
+
+def _progress(policy: str, done: int, total: int) -> None:
+    print(f"simulate: {policy} {done}/{total} minutes", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    config, cost = _config(args)
+    trace = read_per_minute(args.trace, start_s=args.start_s)
+    long_run = len(trace.requests) > 5000
+    result = compare(trace, config, cost, _progress if long_run else None)
+    oracle_h = result.scores["oracle"].replica_hours
+    if args.output == "json":
+        out = {
+            name: {
+                "sloMetMinutes": s.slo_met_intervals,
+                "scoredMinutes": s.scored_intervals,
+                "sloMetShare": round(s.slo_met_share, 6),
+                "replicaHours": round(s.replica_hours, 3),
+                "gpuHours": round(s.gpu_hours, 3),
+                "costUSD": round(s.cost_usd, 2),
+                "vsOracle": round(s.replica_hours / oracle_h, 4) if oracle_h else None,
+            }
+            for name, s in result.scores.items()
+        }
+        json.dump(
+            {
+                "usableRPSPerReplica": config.usable_rps_per_replica,
+                "coldStartSeconds": config.cold_start_s,
+                "policies": out,
+            },
+            sys.stdout,
+            indent=2,
+        )
+        print()
+    else:
+        rows = [
+            [
+                name,
+                f"{s.slo_met_intervals}/{s.scored_intervals}",
+                f"{100 * s.slo_met_share:.2f}%",
+                f"{s.replica_hours:.1f}",
+                f"{s.gpu_hours:.1f}",
+                f"${s.cost_usd:,.2f}",
+                f"{s.replica_hours / oracle_h:.3f}" if oracle_h else "-",
+            ]
+            for name, s in result.scores.items()
+        ]
+        print(
+            render_table(
+                [
+                    "policy",
+                    "SLO-met minutes",
+                    "SLO-met",
+                    "replica-hours",
+                    "GPU-hours",
+                    "cost",
+                    "vs oracle",
+                ],
+                rows,
+            )
+        )
+    if args.plot:
+        plot(result, config, args.policy, args.plot)
+    return 0
+
+
+def plot(result: Comparison, config: ScalingConfig, policy: str, path: str) -> None:
+    """Demand, the policy's ready capacity and (predictive) the forecast, in req/s."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    usable = config.usable_rps_per_replica
+    lag_n = cold_start_intervals(config.cold_start_s, 60.0)
+    ready = ready_replicas(result.asked[policy], lag_n)
+    hours = [k / 60 for k in range(len(result.need))]
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    ax.plot(hours, [n * usable for n in result.need], lw=0.8, label="demand (as replicas x usable)")
+    ax.step(
+        hours, [r * usable for r in ready], lw=0.8, where="post", label=f"{policy} ready capacity"
+    )
+    if policy == "predictive":
+        fc = [0.0] + [(d.need_forecast or 0) * usable for d in result.decisions[:-1]]
+        ax.plot(hours, fc, lw=0.6, alpha=0.7, label="forecast need (upper)")
+    ax.set_xlabel("hours since trace start")
+    ax.set_ylabel("req/s")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as err:
+        raise UsageError(f"cannot write plot {path}: {err.strerror}") from None
+    finally:
+        plt.close(fig)
