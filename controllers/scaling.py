@@ -31,7 +31,6 @@ from controllers.forecast import Forecast, Forecaster, RampTracker, make_forecas
 
 Mode = Literal["predictive", "reactive", "static", "external", "keda"]
 MODES: tuple[str, ...] = ("predictive", "reactive", "static", "external", "keda")
-EXPERIMENT_SPARE1 = False
 SCALE_DOWN_STEP_FRACTION = 0.2  # at most this share of the fleet leaves per interval (min 1)
 
 
@@ -183,13 +182,6 @@ def decide(tick: TickInput) -> ScalingDecision:
     known = m.rps is not None and math.isfinite(m.rps) and m.age_s <= cfg.stale_limit_s
     schedule_floor = max((s.min_replicas for s in cfg.schedules if s.active(tick.now_s)), default=0)
     spare, spare_why = warm_spare(cfg, tick.ramp_growth_rps, per_replica)
-    if (
-        EXPERIMENT_SPARE1
-        and cfg.mode != "reactive"
-        and tick.forecast is not None
-        and cfg.min_warm_replicas is None
-    ):
-        spare, spare_why = 1, "spare 1"
     need_now = replicas_for(m.rps, per_replica) if known and m.rps is not None else None
     need_fc = None
     if tick.forecast is not None and cfg.mode != "reactive":
