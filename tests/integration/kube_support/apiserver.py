@@ -83,15 +83,25 @@ class ApiServer(kmock.KubernetesEmulator):
     paths: list[str] = attrs.field(factory=list, init=False)  # every request, reads included
     faults: list[Fault] = attrs.field(factory=list, init=False)
     status_subresources: set[str] = attrs.field(factory=set, init=False)
+    kinds: dict[str, str] = attrs.field(factory=dict, init=False)  # plural -> kind
     _versions: Any = attrs.field(factory=lambda: itertools.count(1000), init=False)
 
     def declare(
-        self, group_version_plural: str, kind: str, *, namespaced: bool = True, status: bool = False
+        self,
+        group_version_plural: str,
+        kind: str,
+        *,
+        namespaced: bool = True,
+        status: bool = False,
+        short_names: tuple[str, ...] = (),
     ) -> None:
-        """Make a resource discoverable (Kopf scans discovery before it watches)."""
+        """Make a resource discoverable (Kopf and kubectl read discovery first)."""
         info = self.resources[group_version_plural]
         info.kind = kind
+        info.singular = kind.lower()
+        info.shortnames = set(short_names)
         info.namespaced = namespaced
+        self.kinds[group_version_plural.rsplit("/", 1)[-1]] = kind
         info.verbs = {"get", "list", "watch", "create", "patch", "update", "delete"}
         if status:
             info.subresources = {"status"}
@@ -114,6 +124,14 @@ class ApiServer(kmock.KubernetesEmulator):
                 )
             )
         return aiohttp.web.json_response(body, status=status)
+
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        """KMock's list, typed as a `<Kind>List` (kubectl refuses a list without a kind)."""
+        listed = await super()._serve_list(request)
+        resource = request.resource
+        group_version = f"{resource.group}/{resource.version}".lstrip("/")
+        return {"apiVersion": group_version, "kind": f"{self.kinds[resource.plural]}List",
+                **listed}  # fmt: skip
 
     # --- writes --------------------------------------------------------------------------------
 

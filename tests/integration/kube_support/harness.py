@@ -19,6 +19,8 @@ import kmock
 import kopf
 import yaml
 
+from controllers.api import GROUP, KIND, PLURAL, VERSION
+from controllers.crd import SHORT_NAME
 from controllers.kube import object_path
 from tests.integration.kube_support.apiserver import ApiServer, Fault, Write
 
@@ -27,7 +29,6 @@ START_TIMEOUT_S = 10.0
 
 # What the operator and Kopf touch; Kopf discovers them before it watches.
 RESOURCES = (
-    ("inferfleet.io/v1alpha1/inferencefleets", "InferenceFleet", True),
     ("apps/v1/deployments", "Deployment", True),
     ("v1/services", "Service", False),
     ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True),
@@ -62,6 +63,8 @@ class Cluster:
         self.server = ApiServer()
         for path, kind, status in RESOURCES:
             self.server.declare(path, kind, status=status, namespaced=kind != "Namespace")
+        self.server.declare(f"{GROUP}/{VERSION}/{PLURAL}", KIND, status=True,
+                            short_names=(SHORT_NAME,))  # fmt: skip
         self.server.declare(
             "apiextensions.k8s.io/v1/customresourcedefinitions",
             "CustomResourceDefinition",
