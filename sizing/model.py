@@ -99,6 +99,7 @@ class ModelArch:
     # Pre-quantized checkpoint: fp8 | int8 | int4 | awq | gptq | mxfp4 | bnb4 | None
     checkpoint_quantization: str | None = None
     quantization_group_size: int = 128
+    quantized_experts_only: bool = False  # checkpoint keeps attention/dense MLP in 16 bit
     has_vision: bool = False
 
     @property
@@ -188,6 +189,15 @@ def _int(cfg: dict[str, Any], key: str, where: str, default: int | None = None) 
             f"config.json: key {where}{key!r} must be a non-negative integer, got {value!r}"
         )
     return value
+
+
+def _experts_only(qc: Any) -> bool:
+    """True when the checkpoint's skip list keeps attention in 16 bit (gpt-oss, Kimi-K2):
+    then only the routed experts are quantized."""
+    if not isinstance(qc, dict):
+        return False
+    skipped = [*(qc.get("ignore") or []), *(qc.get("modules_to_not_convert") or [])]
+    return any("self_attn" in str(pattern) for pattern in skipped)
 
 
 def _quantization(qc: Any) -> tuple[str | None, int]:
@@ -361,6 +371,7 @@ def load_model_config(
         layer_types=layer_types,
         checkpoint_quantization=quant,
         quantization_group_size=group,
+        quantized_experts_only=num_experts > 0 and _experts_only(config.get("quantization_config")),
         has_vision=bool(config.get("vision_config")),
     )
 

@@ -1,0 +1,158 @@
+"""Weight formats: bytes per parameter, which tensors each format shrinks, and per-GPU shards.
+
+Quantized formats shrink the linear layers only. Embeddings, lm_head, norms, the MoE router
+and a vision tower stay in the activation dtype, which is why an FP8 8B model is 8.5 GiB and
+not 7.5. Group-wise 4-bit formats also store one scale per group, so "4 bit" costs a little more
+than half a byte.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sizing.errors import InvalidInput
+from sizing.model import ModelArch
+from sizing.precision import CAVEATS
+
+DTYPE_BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
+KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    name: str
+    bits: int
+    scale_bytes_per_group: float  # scales (and zero points) stored per group of weights
+    experts_only: bool = False  # the format quantizes only the routed experts
+
+    def bytes_per_param(self, group_size: int) -> float:
+        return self.bits / 8 + self.scale_bytes_per_group / group_size
+
+
+# Per-channel 8-bit scales are one float per output row: negligible, so left out.
+FORMATS: dict[str, WeightFormat] = {
+    "fp8": WeightFormat("fp8", 8, 0.0),
+    "int8": WeightFormat("int8", 8, 0.0),
+    "int4": WeightFormat("int4", 4, 2.0),  # 16-bit scale per group (compressed-tensors W4A16)
+    "gptq": WeightFormat("gptq", 4, 2.5),  # 16-bit scale + packed 4-bit zero per group
+    "awq": WeightFormat("awq", 4, 2.5),
+    "mxfp4": WeightFormat("mxfp4", 4, 1.0, experts_only=True),  # 8-bit shared exponent / 32
+    "bnb4": WeightFormat("bnb4", 4, 1.0),  # NF4 with double-quantized absmax per 64
+}
+QUANTIZATIONS = ("none", *FORMATS)
+_GROUP_SIZE = {"mxfp4": 32, "bnb4": 64}
+_FOUR_BIT = {"int4", "gptq", "awq"}  # the same packed int4 kernels in vLLM
+# vLLM's MXFP4 MoE kernels pad each rank's expert intermediate size up to a multiple of this.
+_MXFP4_PAD = 256
+
+
+def dtype_bytes(dtype: str, arch: ModelArch) -> float:
+    """Bytes of one 16/32-bit value. `auto` serves the checkpoint's dtype, except that vLLM
+    serves float32 checkpoints in bfloat16."""
+    name = arch.checkpoint_dtype if dtype == "auto" else dtype
+    if name == "float32" and dtype == "auto":
+        name = "bfloat16"
+    if name not in DTYPE_BYTES:
+        raise InvalidInput(f"dtype: {dtype!r} is not one of auto, {', '.join(DTYPE_BYTES)}")
+    return DTYPE_BYTES[name]
+
+
+def kv_dtype_bytes(kv_cache_dtype: str, dtype: str, arch: ModelArch) -> float:
+    if kv_cache_dtype not in KV_CACHE_DTYPES:
+        raise InvalidInput(
+            f"kv_cache_dtype: {kv_cache_dtype!r} is not one of {', '.join(KV_CACHE_DTYPES)}"
+        )
+    return dtype_bytes(dtype, arch) if kv_cache_dtype == "auto" else 1.0
+
+
+def effective_format(arch: ModelArch, quantization: str) -> WeightFormat | None:
+    """The weight format actually served: `none` means the checkpoint as it is.
+
+    A pre-quantized checkpoint cannot be re-quantized into another format by vLLM, so asking
+    for one is an input error rather than a silent guess.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise InvalidInput(
+            f"quantization: {quantization!r} is not one of {', '.join(QUANTIZATIONS)}"
+        )
+    checkpoint = arch.checkpoint_quantization
+    if quantization == "none":
+        return FORMATS[checkpoint] if checkpoint else None
+    if checkpoint and checkpoint != quantization:
+        if not (checkpoint in _FOUR_BIT and quantization in _FOUR_BIT):
+            raise InvalidInput(
+                f"quantization: the checkpoint is already {checkpoint}; use none (serve it as "
+                f"is) instead of {quantization}, or start from a 16-bit checkpoint"
+            )
+        return FORMATS[checkpoint]
+    return FORMATS[quantization]
+
+
+def _weight_bytes(arch: ModelArch, quantization: str, dtype: str, tp: int = 1) -> tuple[
+        float, float, float, float, float]:  # fmt: skip
+    """(all layers' linear bytes, norms+router bytes, embedding, lm_head, other) for the model,
+    as loaded at this TP (padding included)."""
+    fmt = effective_format(arch, quantization)
+    wide = dtype_bytes(dtype, arch)
+    p = arch.params
+    experts = p.routed_experts
+    dense_linear = p.attention + p.dense_mlp + p.shared_experts
+    group = _GROUP_SIZE.get(fmt.name, arch.quantization_group_size) if fmt else 0
+    narrow = fmt.bytes_per_param(group) if fmt else wide
+    experts_only = fmt is not None and (fmt.experts_only or arch.quantized_experts_only)
+    if fmt is not None and fmt.name == "mxfp4" and arch.is_moe:
+        per_rank = arch.moe_intermediate_size / tp
+        experts *= math.ceil(per_rank / _MXFP4_PAD) * _MXFP4_PAD / per_rank
+    if experts_only and arch.is_moe:
+        linear = experts * narrow + dense_linear * wide
+    else:
+        linear = (experts + dense_linear) * narrow
+    lm_head = p.lm_head * wide
+    return linear, (p.norms + p.router) * wide, p.embedding * wide, lm_head, p.other * wide
+
+
+def weights_bytes(arch: ModelArch, quantization: str = "none", dtype: str = "auto") -> float:
+    """Bytes of all weights of the model in this format, before any sharding."""
+    return sum(_weight_bytes(arch, quantization, dtype))
+
+
+def stage_weights_bytes(
+    arch: ModelArch, quantization: str, dtype: str, tp: int = 1, pp: int = 1
+) -> tuple[float, ...]:
+    """Weight bytes on one GPU of each pipeline stage.
+
+    Tensor parallelism splits the linear layers and the (vocab-parallel) embedding and lm_head;
+    norms and the router are replicated. Under pipeline parallelism the first stage holds the
+    embedding and any vision tower, the last holds lm_head (its own copy even when tied).
+    """
+    linear, replicated, embedding, lm_head, other = _weight_bytes(arch, quantization, dtype, tp)
+    layers = arch.stage_layer_counts(pp)
+    if lm_head == 0 and pp > 1:
+        lm_head = embedding
+    per_layer = linear / arch.num_layers / tp + replicated / arch.num_layers
+    stages = []
+    for i, count in enumerate(layers):
+        shard = count * per_layer
+        if i == 0:
+            shard += embedding / tp + other / tp
+        if i == pp - 1:
+            shard += lm_head / tp
+        stages.append(shard)
+    return tuple(stages)
+
+
+def weights_bytes_per_gpu(
+    arch: ModelArch, quantization: str, dtype: str, tp: int = 1, pp: int = 1
+) -> float:
+    """The heaviest GPU's share of the weights."""
+    return max(stage_weights_bytes(arch, quantization, dtype, tp, pp))
+
+
+def quality_caveat(quantization: str, arch: ModelArch | None = None) -> str:
+    """What serving this format costs in quality, for the planner to print beside the choice."""
+    fmt = effective_format(arch, quantization) if arch is not None else FORMATS.get(quantization)
+    key = fmt.name if fmt else "none"
+    if key not in CAVEATS:
+        raise InvalidInput(f"quantization: {quantization!r} has no known quality caveat")
+    return CAVEATS[key]
