@@ -18,8 +18,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from sizing.errors import InvalidInput
+from sizing.hardware import GPU
 from sizing.lengths import check_percentiles, sample_lengths
-from sizing.performance import StepTimeModel
+from sizing.memory import EngineConfig, MemoryBreakdown, default_batching
+from sizing.model import ModelArch
+from sizing.performance import (
+    DEFAULT_EFFICIENCY,
+    Efficiency,
+    StepTimeModel,
+    build_step_model,
+    replica_shape,
+)
 from sizing.simulator import EngineLimits, LoadPoint, simulate_closed_loop
 from sizing.workload import Percentiles
 
@@ -27,8 +36,12 @@ from sizing.workload import Percentiles
 # and per concurrency slot (each client completes this many requests in the window).
 MIN_MEASURED_REQUESTS = 64
 MEASURED_REQUESTS_PER_SLOT = 8
-# Above max_num_seqs extra requests only queue; twice it shows that queueing and stops.
-SEARCH_CAP_OVER_MAX_NUM_SEQS = 2
+# Enough for a P99 with a handful of samples above it, at high concurrency.
+MAX_MEASURED_REQUESTS = 2048
+# Above what the replica can run at once (max_num_seqs, or the requests the KV cache holds)
+# extra requests only queue; the search goes to twice that and stops.
+SEARCH_CAP_OVER_RUNNABLE = 2
+SAMPLES_FOR_MEAN_LENGTH = 4096
 # Little's-law gap above which the guide says the benchmark does not reflect production.
 LITTLES_LAW_MAX_GAP = 2.0
 
@@ -83,11 +96,22 @@ def measure_point(
     seed: int,
 ) -> LoadPoint:
     """Steady-state closed-loop point at one concurrency."""
-    measured = max(MIN_MEASURED_REQUESTS, MEASURED_REQUESTS_PER_SLOT * concurrency)
+    measured = min(
+        MAX_MEASURED_REQUESTS,
+        max(MIN_MEASURED_REQUESTS, MEASURED_REQUESTS_PER_SLOT * concurrency),
+    )
     prompts, outputs = workload.sample(measured + 2 * concurrency, seed)
     return simulate_closed_loop(
         step_model, limits, prompts, outputs, concurrency, steady_state=True
     )
+
+
+def runnable_requests(limits: EngineLimits, workload: Workload, seed: int) -> int:
+    """Requests the replica can run at once: max_num_seqs, or fewer when the KV cache holds
+    fewer requests of the workload's mean length."""
+    prompts, outputs = workload.sample(SAMPLES_FOR_MEAN_LENGTH, seed)
+    mean_tokens = float(np.mean(prompts + outputs))
+    return max(1, min(limits.max_num_seqs, int(limits.kv_cache_tokens // mean_tokens)))
 
 
 def meets_slo(point: LoadPoint, ttft_slo_s: float, itl_slo_s: float | None) -> bool:
@@ -134,7 +158,7 @@ def search_capacity(
     """C_max by galloping then bisection over concurrency, with the closed-loop simulator."""
     if ttft_slo_s <= 0 or (itl_slo_s is not None and itl_slo_s <= 0):
         raise InvalidInput(f"SLOs must be > 0 s, got TTFT {ttft_slo_s} and ITL {itl_slo_s}")
-    cap = SEARCH_CAP_OVER_MAX_NUM_SEQS * limits.max_num_seqs
+    cap = SEARCH_CAP_OVER_RUNNABLE * runnable_requests(limits, workload, seed)
     points: dict[int, LoadPoint] = {}
 
     def passes(concurrency: int) -> bool:
@@ -195,3 +219,54 @@ def _capacity(
         limited_by=limited_by,
         points=ordered,
     )
+
+
+def find_capacity(
+    arch: ModelArch,
+    gpu: GPU,
+    cfg: EngineConfig,
+    memory: MemoryBreakdown,
+    prompt: Percentiles,
+    output: Percentiles,
+    ttft_slo_s: float,
+    itl_slo_s: float | None,
+    efficiency: Efficiency = DEFAULT_EFFICIENCY,
+    seed: int = 0,
+) -> Capacity:
+    """C_max and usable RPS of one replica of this model, engine config and memory split."""
+    step_model, limits = replica_engine(arch, gpu, cfg, memory, efficiency)
+    workload = Workload(prompt, output, memory.max_model_len)
+    return search_capacity(step_model, limits, workload, ttft_slo_s, itl_slo_s, seed)
+
+
+def replica_engine(
+    arch: ModelArch,
+    gpu: GPU,
+    cfg: EngineConfig,
+    memory: MemoryBreakdown,
+    efficiency: Efficiency = DEFAULT_EFFICIENCY,
+) -> tuple[StepTimeModel, EngineLimits]:
+    """The step-time model and scheduler limits vLLM would run with for this configuration."""
+    shape = replica_shape(
+        arch,
+        gpu,
+        cfg.tp,
+        cfg.pp,
+        quantization=cfg.quantization,
+        dtype=cfg.dtype,
+        kv_cache_dtype=cfg.kv_cache_dtype,
+        cuda_graphs=not cfg.enforce_eager,
+    )
+    max_num_seqs, max_num_batched_tokens = default_batching(gpu, cfg)
+    if memory.kv_cache_tokens < memory.max_model_len:
+        raise InvalidInput(
+            f"the KV cache holds {memory.kv_cache_tokens} tokens, less than one request of "
+            f"max_model_len {memory.max_model_len}: vLLM would not start; add GPUs or memory"
+        )
+    limits = EngineLimits(
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        kv_cache_tokens=memory.kv_cache_tokens,
+        block_size=cfg.block_size,
+    )
+    return build_step_model(shape, gpu, efficiency), limits
