@@ -136,7 +136,7 @@ class ModelArch:
         return max(1, self.num_kv_heads // tp)
 
     def stage_layer_counts(self, pp: int) -> tuple[int, ...]:
-        """Layers per pipeline stage as vLLM splits them: the remainder goes to the later-but-last
+        """Layers per pipeline stage as vLLM splits them: the remainder goes to the stages before
         stages, so the last stage (which also holds lm_head and the sampler) stays light."""
         if pp < 1 or pp > self.num_layers:
             raise InvalidInput(
@@ -248,8 +248,8 @@ def load_model_config(
     """Parse a Hugging Face config.json (already decoded) into a ModelArch.
 
     `params_b` (billions) overrides the checkpoint's total parameter count; otherwise the
-    config's `total_params_b` is used, else the count derived from the shapes. A given total
-    larger than the derived language model is a vision tower (multimodal) or unmodelled weights.
+    config's `total_params_b` is used, else the count derived from the shapes (see
+    `_reconcile` for how a stated total that differs is spread).
     """
     if not isinstance(config, dict):
         raise InvalidInput("config.json: the top level must be a JSON object")
@@ -336,7 +336,7 @@ def load_model_config(
     if given_b is not None:
         if not isinstance(given_b, (int, float)) or isinstance(given_b, bool) or given_b <= 0:
             raise InvalidInput(f"params_b: {given_b!r} must be a positive number of billions")
-        params = _reconcile(derived, round(float(given_b) * 1e9))
+        params = _reconcile(derived, round(float(given_b) * 1e9), bool(config.get("vision_config")))
 
     layer_types = tuple(str(t) for t in cfg.get("layer_types") or ())
     sliding = cfg.get("sliding_window")
@@ -376,11 +376,12 @@ def load_model_config(
     )
 
 
-def _reconcile(derived: ParamGroups, total: int) -> ParamGroups:
-    """Honour a stated total count. Extra parameters are a vision tower (or what we do not
-    model, e.g. biases); a smaller total scales the per-layer weights down to match."""
+def _reconcile(derived: ParamGroups, total: int, multimodal: bool) -> ParamGroups:
+    """Honour a stated total count. For a multimodal model the extra parameters are the
+    vision tower; otherwise the gap (biases, extra heads, rounding) scales the per-layer
+    weights, active experts included, so MoE active counts stay in proportion."""
     gap = total - derived.total
-    if gap >= 0:
+    if multimodal and gap >= 0:
         return ParamGroups(**{**derived.__dict__, "other": derived.other + gap})
     layer_params = (
         derived.attention + derived.dense_mlp + derived.routed_experts + derived.shared_experts

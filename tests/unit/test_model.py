@@ -1,0 +1,159 @@
+"""sizing.model: config.json parsing, parameter counts, KV bytes per token."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sizing.errors import InvalidInput
+from sizing.model import ModelArch, load_model_config
+from tests.conftest import CALIBRATION
+
+CONFIGS = CALIBRATION / "model_configs"
+
+
+def _raw(name: str) -> dict:
+    return json.loads((CONFIGS / f"{name}.json").read_text())
+
+
+def _arch(name: str, **kwargs: object) -> ModelArch:
+    return load_model_config(_raw(name), **kwargs)
+
+
+def _derived(name: str) -> ModelArch:
+    """Parameter counts from the shapes alone (the config's total dropped)."""
+    raw = {k: v for k, v in _raw(name).items() if k != "total_params_b"}
+    return load_model_config(raw)
+
+
+TEXT_ONLY = sorted(
+    p.stem for p in CONFIGS.glob("*.json") if "vision_config" not in json.loads(p.read_text())
+)
+
+
+@pytest.mark.parametrize("name", TEXT_ONLY)
+def test_parameter_count_from_shapes_matches_the_checkpoint(name: str) -> None:
+    stated = _raw(name)["total_params_b"] * 1e9
+    derived = _derived(name).total_params
+    assert derived == pytest.approx(stated, rel=0.015), name
+
+
+def test_dense_gqa_llama() -> None:
+    arch = _arch("meta-llama--Llama-3.1-8B-Instruct")
+    assert (arch.num_layers, arch.num_attention_heads, arch.num_kv_heads) == (32, 32, 8)
+    assert arch.head_dim == 128 and arch.vocab_size == 128256
+    assert arch.checkpoint_dtype == "bfloat16" and not arch.tie_word_embeddings
+    assert not arch.is_moe and not arch.is_mla and arch.checkpoint_quantization is None
+    assert arch.total_params == arch.active_params == 8_030_000_000
+    # 2 (K and V) x 32 layers x 8 heads x 128 x 2 bytes
+    assert arch.kv_bytes_per_token(2.0) == 131_072
+    assert arch.kv_bytes_per_token(2.0, tp=2) == 65_536
+    assert arch.kv_bytes_per_token(1.0, tp=8) == 32 * 2 * 1 * 128
+    # TP 16 > 8 KV heads: each rank still holds one head per layer (replicated).
+    assert arch.kv_bytes_per_token(2.0, tp=16) == arch.kv_bytes_per_token(2.0, tp=8)
+
+
+def test_mha_model_has_as_many_kv_heads_as_query_heads() -> None:
+    arch = _arch("microsoft--phi-2")
+    assert arch.num_kv_heads == arch.num_attention_heads == 32
+    assert not arch.gated_mlp  # phi: up -> gelu -> down
+    assert arch.kv_bytes_per_token(2.0) == 32 * 2 * 32 * 80 * 2
+
+
+def test_moe_with_shared_experts_first_k_dense_and_mla_kimi() -> None:
+    arch = _arch("moonshotai--Kimi-K2-Thinking")
+    assert arch.is_moe and arch.is_mla
+    assert (arch.num_experts, arch.experts_per_token, arch.num_shared_experts) == (384, 8, 1)
+    assert arch.first_k_dense_replace == 1 and arch.num_moe_layers == 60
+    assert arch.active_params == pytest.approx(32e9, rel=0.05)  # "32B activated"
+    assert arch.checkpoint_quantization == "int4" and arch.quantized_experts_only
+    # One latent of 512 + 64 values per layer, replicated on every TP rank.
+    assert arch.kv_bytes_per_token(2.0) == 61 * 576 * 2
+    assert arch.kv_bytes_per_token(2.0, tp=8) == 61 * 576 * 2
+
+
+def test_qwen_moe_active_parameters() -> None:
+    arch = _arch("Qwen--Qwen3-235B-A22B-FP8")
+    assert arch.num_experts == 128 and arch.num_moe_layers == 94
+    assert arch.active_params == pytest.approx(22e9, rel=0.03)
+    assert arch.checkpoint_quantization == "fp8"
+    assert arch.kv_heads_per_gpu(8) == 1  # 4 KV heads replicated at TP 8
+
+
+def test_hybrid_sliding_window_gpt_oss() -> None:
+    arch = _arch("openai--gpt-oss-20b")
+    assert arch.sliding_window == 128
+    assert arch.num_sliding_layers == 12 and len(arch.layer_types) == 24
+    assert arch.checkpoint_quantization == "mxfp4"
+    assert arch.moe_intermediate_size == 2880  # experts use intermediate_size
+    # vLLM's hybrid manager gives every layer equal-size blocks: all 24 layers count.
+    assert arch.kv_bytes_per_token(2.0) == 24 * 2 * 8 * 64 * 2
+
+
+def test_multimodal_keeps_language_keys_under_text_config() -> None:
+    arch = _arch("mistralai--Mistral-Small-3.1-24B-Instruct-2503")
+    assert arch.has_vision and arch.num_layers == 40 and arch.hidden_size == 5120
+    assert arch.vision_params == pytest.approx(0.43e9, rel=0.05)
+    assert arch.total_params == 24_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("RedHatAI--Llama-3.3-70B-Instruct-FP8-dynamic", "fp8"),
+        ("RedHatAI--Meta-Llama-3.1-8B-Instruct-quantized.w8a8", "int8"),
+        ("RedHatAI--Meta-Llama-3.1-8B-Instruct-quantized.w4a16", "gptq"),
+        ("TheBloke--zephyr-7B-beta-AWQ", "awq"),
+        ("unsloth--phi-4-bnb-4bit", "bnb4"),
+        ("openai--gpt-oss-120b", "mxfp4"),
+        ("Qwen--Qwen3-8B", None),
+    ],
+)
+def test_checkpoint_quantization(name: str, expected: str | None) -> None:
+    assert _arch(name).checkpoint_quantization == expected
+
+
+def test_params_b_overrides_the_count() -> None:
+    arch = _arch("meta-llama--Llama-3.1-8B-Instruct", params_b=7.5)
+    assert arch.total_params == pytest.approx(7.5e9, rel=1e-6)
+    assert arch.params.embedding == 128256 * 4096  # embeddings are shapes, not rescaled
+
+
+def test_pipeline_stages_follow_vllm_split() -> None:
+    arch = _arch("meta-llama--Llama-3.1-8B-Instruct")
+    assert arch.stage_layer_counts(1) == (32,)
+    assert arch.stage_layer_counts(3) == (11, 11, 10)  # the last stage gets no extra layer
+    assert arch.kv_bytes_per_token(2.0, pp=3) == 11 * 2 * 8 * 128 * 2
+    assert arch.kv_tokens(2**30, 2.0, block_size=16) % 16 == 0
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c.pop("num_hidden_layers"), "missing key 'num_hidden_layers'"),
+        (lambda c: c.update(hidden_size="big"), "'hidden_size' must be a non-negative integer"),
+        (lambda c: c.update(torch_dtype="int3"), "'torch_dtype'"),
+        (lambda c: c.update(quantization_config={"quant_method": "zip"}), "quant_method 'zip'"),
+        (lambda c: c.update(vocab_size=0), "must all be positive"),
+    ],
+)
+def test_malformed_config_names_the_key(mutate, message: str) -> None:
+    raw = _raw("meta-llama--Llama-3.1-8B-Instruct")
+    mutate(raw)
+    with pytest.raises(InvalidInput, match=message):
+        load_model_config(raw)
+
+
+def test_missing_key_inside_text_config_says_so() -> None:
+    raw = _raw("mistralai--Mistral-Small-3.1-24B-Instruct-2503")
+    raw["text_config"].pop("num_attention_heads")
+    with pytest.raises(InvalidInput, match=r"text_config\.'num_attention_heads'"):
+        load_model_config(raw)
+
+
+def test_bad_params_b_and_pipeline_size() -> None:
+    with pytest.raises(InvalidInput, match="params_b"):
+        _arch("Qwen--Qwen3-8B", params_b=-1.0)
+    with pytest.raises(InvalidInput, match="pipeline_parallel_size: 99"):
+        _arch("Qwen--Qwen3-8B").stage_layer_counts(99)
