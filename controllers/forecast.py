@@ -78,7 +78,7 @@ class DecayingHistogram:
         return float(self.edges[i if i == len(self.weights) - 1 else i + 1])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"w": [round(float(w), 4) for w in self.weights]}
+        return {"w": self.weights.tolist()}
 
     def load(self, data: dict[str, Any]) -> None:
         weights = np.asarray(data["w"], dtype=float)
@@ -186,8 +186,8 @@ class Forecaster(ABC):
             "errorHorizonS": self.error_horizon_s,
             "firstS": self.first_s,
             "lastS": self.last_s,
-            "recent": [[t, round(r, 6)] for t, r in self.recent],
-            "pending": [[round(v, 6) for v in p] for p in self.pending],
+            "recent": [[t, r] for t, r in self.recent],
+            "pending": [list(p) for p in self.pending],
             "errors": self.errors.to_dict(),
             "model": self._model_dict(),
         }
@@ -272,9 +272,7 @@ class SeasonalProfile:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "values": [
-                [None if math.isnan(v) else round(float(v), 6) for v in row] for row in self.values
-            ],
+            "values": [[None if math.isnan(v) else float(v) for v in row] for row in self.values],
             "cycles": self.cycle_of_bin.tolist(),
             "open": [self.open_bin, self.sum_rps, self.count],
         }
@@ -399,8 +397,8 @@ class HoltWinters(Forecaster):
     def _model_dict(self) -> dict[str, Any]:
         return {
             "level": self.level,
-            "daily": [round(float(v), 5) for v in self.daily],
-            "weekly": [round(float(v), 5) for v in self.weekly],
+            "daily": self.daily.tolist(),
+            "weekly": self.weekly.tolist(),
         }
 
     def _load_model(self, data: dict[str, Any]) -> None:

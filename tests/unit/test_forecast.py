@@ -1,0 +1,120 @@
+"""Forecasters on real traces and on bad input: fallback order, NaN, state round-trip."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from controllers.forecast import (
+    DAY_S,
+    FORECASTERS,
+    Forecaster,
+    LastValue,
+    RampTracker,
+    Seasonal,
+    make_forecaster,
+)
+from inferfleet.traces import read_per_minute
+from tests.conftest import TRACES
+
+HORIZON_S = 300.0
+
+
+@pytest.fixture(scope="module")
+def m_small_rps() -> list[float]:
+    trace = read_per_minute(str(TRACES / "servegen_m_small.per_minute_uniform.csv"))
+    return [c / 60 for c in trace.requests]
+
+
+def mean_abs_error(fc: Forecaster, rps: list[float], score_from: int) -> float:
+    """Mean |forecast max over the next 5 min - actual max| once the model is warm."""
+    errors = []
+    for k, rate in enumerate(rps):
+        now_s = (k + 1) * 60.0
+        fc.observe(now_s, rate)
+        if score_from <= k < len(rps) - 5:
+            errors.append(abs(fc.forecast(now_s, HORIZON_S).point_rps - max(rps[k + 1 : k + 6])))
+    return float(np.mean(errors))
+
+
+def test_seasonal_beats_last_value_five_minutes_ahead_on_m_small(m_small_rps):
+    score_from = 2 * 1440  # days 2..6, once the daily profile is trusted
+    seasonal = mean_abs_error(Seasonal(), m_small_rps, score_from)
+    last = mean_abs_error(LastValue(), m_small_rps, score_from)
+    assert seasonal < 0.9 * last, (seasonal, last)
+
+
+def test_holt_winters_beats_last_value_on_m_small(m_small_rps):
+    score_from = 2 * 1440
+    hw = mean_abs_error(make_forecaster("holt-winters", 60, 360), m_small_rps, score_from)
+    last = mean_abs_error(LastValue(), m_small_rps, score_from)
+    assert hw < last, (hw, last)
+
+
+def test_fallback_order_last_value_then_daily():
+    fc = Seasonal()
+    for k in range(1, 1441):  # one day: not enough for a profile
+        fc.observe(k * 60.0, 10.0 + (k % 7))
+    assert fc.forecast(1440 * 60.0, HORIZON_S).method == "last-value"
+    assert fc.forecast(1440 * 60.0, HORIZON_S).point_rps == 16.0  # max of the last 10 min
+    for k in range(1441, 2 * 1440 + 11):
+        fc.observe(k * 60.0, 10.0 + (k % 7))
+    assert fc.forecast((2 * 1440 + 10) * 60.0, HORIZON_S).method == "seasonal/daily"
+
+
+def test_nan_negative_and_repeated_times_are_skipped():
+    fc = Seasonal()
+    fc.observe(60.0, 5.0)
+    for bad in (math.nan, math.inf, -3.0, None):
+        fc.observe(120.0, bad)
+    fc.observe(60.0, 999.0)  # not after the last observation
+    f = fc.forecast(120.0, HORIZON_S)
+    assert f.point_rps == 5.0 and math.isfinite(f.upper_rps) and f.upper_rps >= 5.0
+
+
+def test_empty_history_forecasts_zero():
+    for name in FORECASTERS:
+        f = make_forecaster(name, 60, 360).forecast(0.0, HORIZON_S)
+        assert (f.point_rps, f.upper_rps) == (0.0, 0.0)
+
+
+def test_unknown_forecaster_names_the_choices():
+    with pytest.raises(ValueError, match=r"scaling.forecaster .prophet. is unknown; choose one of"):
+        make_forecaster("prophet", 60, 360)
+
+
+@pytest.mark.parametrize("name", sorted(FORECASTERS))
+def test_state_round_trips_and_forgets_nothing(name, m_small_rps):
+    fc = make_forecaster(name, 60, 360)
+    rps = m_small_rps[: 3 * 1440]
+    for k, rate in enumerate(rps[:-60]):
+        fc.observe((k + 1) * 60.0, rate)
+    copy = Forecaster.from_dict(fc.to_dict())
+    for k in range(len(rps) - 60, len(rps)):
+        fc.observe((k + 1) * 60.0, rps[k])
+        copy.observe((k + 1) * 60.0, rps[k])
+        assert copy.forecast((k + 1) * 60.0, 360) == fc.forecast((k + 1) * 60.0, 360)
+
+
+def test_corrupt_state_is_a_clear_error():
+    with pytest.raises(ValueError, match="forecaster state is not usable"):
+        Forecaster.from_dict({"forecaster": "seasonal"})
+
+
+def test_upper_quantile_learns_the_size_of_misses():
+    fc = LastValue()
+    for k in range(1, 3 * DAY_S // 60):
+        fc.observe(k * 60.0, 100.0 if (k // 10) % 2 else 50.0)  # jumps 2x every 10 minutes
+    f = fc.forecast(k * 60.0, 360)
+    assert f.upper_rps >= 1.9 * f.point_rps or f.point_rps == 100.0
+
+
+def test_ramp_tracker_reports_high_growth_over_one_cold_start():
+    ramps = RampTracker(interval_s=60, cold_start_s=300)
+    assert ramps.high_growth_rps() is None
+    for k in range(2000):
+        ramps.observe(10.0 + (30.0 if k % 100 == 0 else 0.0))
+    growth = ramps.high_growth_rps()
+    assert growth is not None and 29.0 <= growth <= 33.0
