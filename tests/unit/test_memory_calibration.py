@@ -1,0 +1,69 @@
+"""The `vllm` memory method against real vLLM V1 start-up logs (the calibration folder).
+
+Targets: KV-cache token capacity within a median 3 % and a maximum 10 % absolute error on every
+usable case; every start-up that failed for lack of KV memory is predicted to fail. The cases
+and the reasons for excluding the others live in scripts/calibration_report.py, which prints the
+same comparison as a table.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import sys
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import CALIBRATION, REPO
+
+
+def _report() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "calibration_report", REPO / "scripts" / "calibration_report.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+report = _report()
+CASES, EXCLUDED = report.load_cases(CALIBRATION)
+RESULTS = report.evaluate(CASES)
+
+
+def test_enough_cases_are_usable() -> None:
+    assert len(RESULTS) >= 45
+    assert sum(r.case.case_id.startswith("llmd-v0.19") for r in RESULTS) == 38
+    assert all(why for _, why in EXCLUDED)
+
+
+def test_kv_token_capacity_median_and_max_error() -> None:
+    errors = [abs(r.error) for r in RESULTS]
+    assert statistics.median(errors) <= 0.03
+    worst = max(RESULTS, key=lambda r: abs(r.error))
+    assert abs(worst.error) <= 0.10, f"{worst.case.case_id}: {worst.error:+.1%}"
+
+
+@pytest.mark.parametrize("result", RESULTS, ids=lambda r: r.case.case_id)
+def test_each_case_within_ten_percent(result) -> None:
+    assert abs(result.error) <= 0.10
+
+
+def test_weights_match_the_logged_shard() -> None:
+    """Within 2 %, except MXFP4 at TP 2 whose kernel padding we only approximate (5 %)."""
+    for r in RESULTS:
+        logged = r.case.logged["weights_gib"]
+        if logged is None:
+            continue
+        tolerance = 0.05 if r.case.arch.checkpoint_quantization == "mxfp4" else 0.02
+        assert r.predicted.weights_gib == pytest.approx(logged, rel=tolerance), r.case.case_id
+
+
+def test_memory_failures_are_predicted() -> None:
+    failed = report.failed_starts(CALIBRATION)
+    assert len(failed) >= 2
+    for case_id, memory in failed:
+        assert report.predicts_failure(memory), case_id
