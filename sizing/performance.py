@@ -23,7 +23,11 @@ vLLM gains at high load by keeping several micro-batches in flight is not modell
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
+
+import numpy as np
 
 from sizing.errors import InvalidInput
 from sizing.hardware import GPU
@@ -37,6 +41,8 @@ ACTIVATION_BYTES = 2
 ATTENTION_FLOPS_PER_PAIR_PER_WIDTH = 4
 FLOPS_PER_PARAM_PER_TOKEN = 2
 ALLREDUCES_PER_LAYER = 2  # after attention and after the MLP (Megatron-style TP)
+# A step's work: one step (float) or a run of decode steps (array), through the same formula.
+Work = TypeVar("Work", float, np.ndarray)
 
 # The math dtype vLLM's kernels run for each weight format, if the GPU has those tensor cores.
 _NATIVE_MATH = {"fp8": "fp8", "int8": "int8", "w8a8": "int8", "mxfp4": "fp4", "nvfp4": "fp4"}
@@ -208,6 +214,22 @@ class StepTimeModel:
         """
         if tokens <= 0:
             return 0.0
+        return self._time(sequences, tokens, kv_tokens_read, attention_pairs, max)
+
+    def decode_run_s(self, batch: int, kv_tokens_read: np.ndarray) -> np.ndarray:
+        """Durations of consecutive decode-only steps of one batch (step j reads
+        `kv_tokens_read[j]` KV entries): the offline simulator's fast path."""
+        return self._time(batch, batch, kv_tokens_read, kv_tokens_read, np.maximum)
+
+    def _time(
+        self,
+        sequences: int,
+        tokens: int,
+        kv_tokens_read: Work,
+        attention_pairs: Work,
+        roofline: Callable[[Work, Work], Work],
+    ) -> Work:
+        """The one formula, for a scalar step (`roofline=max`) or an array of steps."""
         compute = (
             self.compute_s_per_token * tokens + self.compute_s_per_attention_pair * attention_pairs
         )
@@ -215,7 +237,7 @@ class StepTimeModel:
         if self.all_experts_s:
             weights += self.all_experts_s * (1.0 - self.expert_miss_fraction**tokens)
         memory = weights + self.memory_s_per_kv_token * kv_tokens_read
-        stage = max(compute, memory) + self.comm_fixed_s + self.comm_s_per_token * tokens
+        stage = roofline(compute, memory) + self.comm_fixed_s + self.comm_s_per_token * tokens
         handoffs = (self.stages - 1) * (self.handoff_fixed_s + self.handoff_s_per_token * tokens)
         return (
             self.stages * stage + handoffs + self.fixed_overhead_s + self.per_sequence_s * sequences

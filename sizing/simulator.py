@@ -80,6 +80,19 @@ class StepResult:
         return self.start_s + self.duration_s
 
 
+@dataclass(frozen=True)
+class DecodeRun:
+    """Consecutive decode-only steps over one unchanged batch, run at once (offline only)."""
+
+    start_s: float
+    durations_s: np.ndarray
+    decode_tokens: int  # per step: every running request got one token in each step
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + float(self.durations_s.sum())
+
+
 class Engine:
     """One replica's scheduler and clock. Requests get ids 0, 1, 2, ... in the order added."""
 
@@ -199,6 +212,58 @@ class Engine:
         self.preemptions += 1
         return rid, phase
 
+    # -- the offline fast path ----------------------------------------------------------------
+    def run_decodes(
+        self, until_s: float = float("inf"), max_steps: int = 1 << 16
+    ) -> DecodeRun | None:
+        """Run, in one go, the decode-only steps that `step()` would run one by one.
+
+        Applies while nothing can change the batch: no prefill in flight, nobody admissible
+        (queue empty, no free sequence slot, or no KV room for the next prompt), no finish and
+        no block shortage before the stretch ends, and no arrival (`until_s`) during it. The
+        steps' durations differ only by the growing contexts, so they come from one vectorised
+        evaluation of the same step-time formula. Returns None when a normal step is needed.
+        """
+        if self._prefilling or not self._n_decode:
+            return None
+        waiting = self._waiting
+        free = self._total_blocks - self._blocks_used
+        admissible_seats = len(self._running) < self._limits.max_num_seqs
+        budget_left = self._limits.max_num_batched_tokens > self._n_decode
+        head_blocked = False
+        if waiting and admissible_seats and budget_left:
+            if self._blocks_for(self._prompt[waiting[0]]) <= free:
+                return None
+            head_blocked = True
+        heap = self._finish_heap
+        while heap and (
+            self._state[heap[0][1]] != _DECODING or self._enter[heap[0][1]] != heap[0][2]
+        ):
+            heapq.heappop(heap)
+        steps = min(max_steps, heap[0][0] - self._tick)  # the finishing step is a normal one
+        if steps <= 0:
+            return None
+        ticks = self._tick + np.arange(steps)
+        needs = np.cumsum(np.asarray(self._phase_count)[-ticks % self._block])
+        steps = int(np.searchsorted(needs, free, side="right"))
+        if steps == 0:
+            return None
+        n = self._n_decode
+        kv_read = (self._decode_base + n * (ticks[:steps] + 1)).astype(np.float64)
+        durations = self._model.decode_run_s(n, kv_read)
+        starts = self.now_s + np.concatenate(([0.0], np.cumsum(durations[:-1])))
+        steps = int(np.searchsorted(starts, until_s, side="left"))
+        if steps == 0:
+            return None
+        durations = durations[:steps]
+        run = DecodeRun(self.now_s, durations, n)
+        self.now_s = run.end_s
+        self._tick += steps
+        self._blocks_used += int(needs[steps - 1])
+        if head_blocked:
+            self.kv_blocked_steps += steps
+        return run
+
     # -- the step ---------------------------------------------------------------------------
     def step(self) -> StepResult:
         """Schedule and run one forward pass; the clock advances by its duration."""
@@ -265,9 +330,10 @@ class Engine:
         finished: list[int] = []
         heap = self._finish_heap
         while heap and heap[0][0] <= tick:
-            _, rid, enter = heapq.heappop(heap)
-            if self._state[rid] != _DECODING or self._enter[rid] != enter:
+            entry = heapq.heappop(heap)
+            if not self._is_current(entry):
                 continue  # stale entry of a request preempted since
+            rid = entry[1]
             self._stop_decoding(rid)
             self._finish(rid, self._prompt[rid] + self._out_left[rid] - 1)
             finished.append(rid)
@@ -309,6 +375,11 @@ class Engine:
             kv_blocks_used=self._blocks_used,
             token_ids=token_ids,
         )
+
+    def _is_current(self, entry: tuple[int, int, int]) -> bool:
+        """A finish-heap entry is stale once its request was preempted (or re-entered)."""
+        _, rid, enter = entry
+        return self._state[rid] == _DECODING and self._enter[rid] == enter
 
     def _finish(self, rid: int, written_tokens: int) -> None:
         self._state[rid] = _DONE
@@ -365,6 +436,8 @@ class _Recorder:
         self.step_output_tokens: list[int] = []
         self.resume_end_s: list[float] = []
         self.resume_gap_s: list[float] = []
+        self.runs: list[DecodeRun] = []
+        self.run_in_system: list[int] = []
 
     def record(self, result: StepResult, in_system: int) -> None:
         end = result.end_s
@@ -387,6 +460,30 @@ class _Recorder:
             self.resume_end_s.extend([end] * len(result.resume_gaps_s))
             self.resume_gap_s.extend(result.resume_gaps_s)
 
+    def record_run(self, run: DecodeRun, in_system: int) -> None:
+        self.runs.append(run)
+        self.run_in_system.append(in_system)
+
+    def _steps(self) -> dict[str, np.ndarray]:
+        """Every step as columns: the single steps, then the decode runs expanded."""
+        sizes = [run.durations_s.size for run in self.runs]
+        per_run_tokens = np.repeat([run.decode_tokens for run in self.runs], sizes)
+        run_durations = np.concatenate([np.zeros(0)] + [run.durations_s for run in self.runs])
+        run_ends = np.concatenate(
+            [np.zeros(0)] + [run.start_s + np.cumsum(run.durations_s) for run in self.runs]
+        )
+        return {
+            "end_s": np.concatenate([self.step_end_s, run_ends]),
+            "duration_s": np.concatenate([self.step_duration_s, run_durations]),
+            "decode_tokens": np.concatenate([self.step_decode_tokens, per_run_tokens]),
+            "batch": np.concatenate([self.step_batch, per_run_tokens]),
+            "in_system": np.concatenate(
+                [self.step_in_system, np.repeat(self.run_in_system, sizes)]
+            ),
+            "prompt_tokens": np.concatenate([self.step_prompt_tokens, np.zeros(sum(sizes))]),
+            "output_tokens": np.concatenate([self.step_output_tokens, per_run_tokens]),
+        }
+
     def load_point(
         self,
         engine: Engine,
@@ -400,21 +497,19 @@ class _Recorder:
         sent = np.asarray(self.sent_s)[measured]
         ttft = np.asarray(self.first_s)[measured] - sent
         e2e = np.asarray(self.finish_s)[measured] - sent
-        ends = np.asarray(self.step_end_s)
-        durations = np.asarray(self.step_duration_s)
+        steps = self._steps()
+        ends, durations = steps["end_s"], steps["duration_s"]
         in_window = (ends > start_s) & (ends <= end_s)
         gaps = np.concatenate([durations, np.asarray(self.resume_gap_s)])
-        weights = np.concatenate(
-            [np.asarray(self.step_decode_tokens), np.ones(len(self.resume_gap_s), dtype=np.int64)]
-        )
+        weights = np.concatenate([steps["decode_tokens"], np.ones(len(self.resume_gap_s))])
         resume_ends = np.asarray(self.resume_end_s)
         gap_window = np.concatenate([in_window, (resume_ends > start_s) & (resume_ends <= end_s)])
         itl_p50, itl_p95, itl_p99 = weighted_percentiles(
             gaps[gap_window], weights[gap_window], (50, 95, 99)
         )
         span = max(end_s - start_s, 1e-12)
-        output_tokens = float(np.asarray(self.step_output_tokens)[in_window].sum())
-        prompt_tokens = float(np.asarray(self.step_prompt_tokens)[in_window].sum())
+        output_tokens = float(steps["output_tokens"][in_window].sum())
+        prompt_tokens = float(steps["prompt_tokens"][in_window].sum())
         finishes = np.asarray(self.finish_s)
         completed = int(np.count_nonzero((finishes > start_s) & (finishes <= end_s)))
         window_durations = durations[in_window]
@@ -441,12 +536,8 @@ class _Recorder:
             request_per_s=completed / span,
             preemptions=engine.preemptions,
             kv_blocked_steps=engine.kv_blocked_steps,
-            mean_batch_size=float(
-                np.dot(np.asarray(self.step_batch)[in_window], window_durations) / busy
-            ),
-            mean_running=float(
-                np.dot(np.asarray(self.step_in_system)[in_window], window_durations) / busy
-            ),
+            mean_batch_size=float(np.dot(steps["batch"][in_window], window_durations) / busy),
+            mean_running=float(np.dot(steps["in_system"][in_window], window_durations) / busy),
         )
 
 
@@ -505,6 +596,10 @@ def simulate_closed_loop(
         sent += 1
     warm_s = last_send_s = 0.0
     while engine.has_work:
+        run = engine.run_decodes()
+        if run is not None:
+            rec.record_run(run, engine.running + engine.waiting)
+            continue
         result = engine.step()
         rec.record(result, engine.running + engine.waiting)
         for _ in result.finished_ids:
@@ -553,6 +648,10 @@ def simulate_arrivals(
         while i < n and arrivals[i] <= now:
             add(prompt_list[i], output_list[i])
             i += 1
+        run = engine.run_decodes(arrivals[i] if i < n else float("inf"))
+        if run is not None:
+            rec.record_run(run, engine.running + engine.waiting)
+            continue
         record(step(), engine.running + engine.waiting)
     return rec.load_point(engine, slice(0, n), (arrivals[0], engine.now_s), None, request_rate)
 
