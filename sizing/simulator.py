@@ -572,12 +572,14 @@ def simulate_closed_loop(
     outputs: np.ndarray,
     concurrency: int,
     steady_state: bool = False,
+    fast_path: bool = True,
 ) -> LoadPoint:
     """`vllm bench serve --max-concurrency C`: C clients, each sends its next prompt on finish.
 
     Bench mode (default) reports over every request and the whole run, as vLLM's client does.
     `steady_state` leaves out the first C requests (they all arrive at once) and the last C
     (concurrency drains), and takes rates between the first and the last send after warm-up.
+    `fast_path=False` runs every step through `Engine.step` (same result, slower).
     """
     prompt_list, output_list = _check_lengths(prompts, outputs)
     n = len(prompt_list)
@@ -596,7 +598,7 @@ def simulate_closed_loop(
         sent += 1
     warm_s = last_send_s = 0.0
     while engine.has_work:
-        run = engine.run_decodes()
+        run = engine.run_decodes() if fast_path else None
         if run is not None:
             rec.record_run(run, engine.running + engine.waiting)
             continue
@@ -624,6 +626,7 @@ def simulate_arrivals(
     prompts: np.ndarray,
     outputs: np.ndarray,
     request_rate: float | None = None,
+    fast_path: bool = True,
 ) -> LoadPoint:
     """Open loop: requests arrive at the given times (a trace, or Poisson draws) whatever the
     engine's state; rates are over the first arrival to the last finish."""
@@ -648,7 +651,7 @@ def simulate_arrivals(
         while i < n and arrivals[i] <= now:
             add(prompt_list[i], output_list[i])
             i += 1
-        run = engine.run_decodes(arrivals[i] if i < n else float("inf"))
+        run = engine.run_decodes(arrivals[i] if i < n else float("inf")) if fast_path else None
         if run is not None:
             rec.record_run(run, engine.running + engine.waiting)
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -230,3 +231,25 @@ def test_weighted_percentiles_repeat_values_by_weight():
     weights = np.array([1, 98, 1])
     assert weighted_percentiles(values, weights, (50, 99, 100)) == (1.0, 2.0, 3.0)
     assert weighted_percentiles(values[:0], weights[:0], (50,)) == (0.0,)
+
+
+def same_point(a, b):
+    for (name, x), y in zip(asdict(a).items(), asdict(b).values(), strict=True):
+        assert x == (y if y is None else pytest.approx(y, rel=1e-9)), name
+
+
+@pytest.mark.parametrize("kv_cache_tokens", [400_000, 6_000])
+def test_the_fast_path_gives_the_step_by_step_result(kv_cache_tokens):
+    """Decode-only stretches run at once must change nothing but the speed (also when the KV
+    cache is short and admission is blocked, or blocks run out inside a stretch)."""
+    rng = np.random.default_rng(11)
+    limits = replace(ROOMY, kv_cache_tokens=kv_cache_tokens)
+    prompts, outputs = rng.integers(1, 1500, 120), rng.integers(1, 400, 120)
+    for concurrency in (2, 7, 40):
+        fast = simulate_closed_loop(MODEL, limits, prompts, outputs, concurrency)
+        slow = simulate_closed_loop(MODEL, limits, prompts, outputs, concurrency, fast_path=False)
+        same_point(fast, slow)
+    arrivals = poisson_arrivals(3.0, 120, rng)
+    fast = simulate_arrivals(MODEL, limits, arrivals, prompts, outputs)
+    slow = simulate_arrivals(MODEL, limits, arrivals, prompts, outputs, fast_path=False)
+    same_point(fast, slow)
