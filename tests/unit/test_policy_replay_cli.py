@@ -1,0 +1,88 @@
+"""`inferfleet policy-replay` through a real pipe: one line in, one answer out, in lockstep."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+ARGS = ["--usable-rps-per-replica", "2.0", "--cold-start-s", "300", "--max-replicas", "40"]
+
+
+def start() -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "inferfleet", "policy-replay", *ARGS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
+def lines(n: int) -> list[dict[str, object]]:
+    return [
+        {
+            "t": 60 * (k + 1),
+            "requests": 600 + 60 * (k % 9) * (k % 4),
+            "input_tokens": None if k % 3 else 1000 * k,
+            "output_tokens": None if k % 3 else 50 * k,
+        }
+        for k in range(n)
+    ]
+
+
+def test_answers_each_line_before_the_next_is_written():
+    with start() as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        answers = []
+        for record in lines(30):
+            proc.stdin.write(json.dumps(record) + "\n")
+            proc.stdin.flush()
+            answer = json.loads(proc.stdout.readline())  # blocks until the policy has answered
+            assert answer["t"] == record["t"]
+            assert 1 <= answer["replicas"] <= 40
+            answers.append(answer["replicas"])
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    assert answers[0] >= 5  # 10 req/s at 2 req/s per replica, before any spare
+    # Only the past is used: a shorter run gives the same answers for its prefix.
+    short = subprocess.run(
+        [sys.executable, "-m", "inferfleet", "policy-replay", *ARGS],
+        input="".join(json.dumps(r) + "\n" for r in lines(12)),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    )
+    assert [json.loads(x)["replicas"] for x in short.stdout.splitlines()] == answers[:12]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("not json", "stdin line 2: not JSON"),
+        ('{"t": 120, "requests": -1}', "'requests' must be a non-negative integer"),
+        ('{"t": 60, "requests": 5}', "t 60 is not after the previous t 60"),
+        ('{"t": 120.5, "requests": 5}', "'t' must be an integer"),
+        ('{"t": 120, "requests": 5, "input_tokens": "many"}', "'input_tokens' must be"),
+    ],
+)
+def test_a_bad_line_is_one_clear_error_and_exit_2(bad, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "inferfleet", "policy-replay", *ARGS],
+        input='{"t": 60, "requests": 5}\n' + bad + "\n",
+        capture_output=True,
+        check=False,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout.count("\n") == 1  # the good first line was answered
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
