@@ -1,0 +1,270 @@
+"""`inferfleet curve`: predict what `vllm bench serve` would report for one replica.
+
+Fixed prompt and output lengths (the random dataset with range ratio 0), a concurrency sweep
+(`--max-concurrency`) or a request-rate sweep (Poisson arrivals), over the continuous-batching
+simulator with the first-principles step-time model. JSON for other tools, a table for people,
+and an optional plot of P99 TTFT/ITL against concurrency with the SLO lines and C_max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inferfleet.errors import UsageError
+from inferfleet.tables import render_table
+
+if TYPE_CHECKING:
+    from sizing.simulator import LoadPoint
+
+NAME = "curve"
+HELP = "predict the latency-throughput curve of one vLLM replica (like vllm bench serve)"
+# `vllm bench serve` defaults we mirror.
+DEFAULT_NUM_PROMPTS = 1000
+DEFAULT_SEED = 0
+MS_PER_S = 1000.0
+
+
+def _positive_list(kind: type, flag: str) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        try:
+            values = [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{flag} wants comma-separated numbers like 1,8,64, got {text!r}"
+            ) from None
+        if not values or any(v <= 0 for v in values):
+            raise argparse.ArgumentTypeError(f"{flag} values must be > 0, got {text!r}")
+        return values
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model and replica (vLLM serve flags)")
+    model.add_argument("--model-config", required=True, metavar="PATH", help="config.json")
+    model.add_argument("--gpu", required=True, help="GPU name, e.g. H100 or L40S")
+    model.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
+    model.add_argument("--pp", type=int, default=1, help="pipeline-parallel size")
+    model.add_argument("--params-b", type=float, help="total parameters in billions (override)")
+    model.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32")
+    model.add_argument(
+        "--quantization", default="none", help="none (checkpoint as is) | fp8 | int8 | awq | ..."
+    )
+    model.add_argument("--kv-cache-dtype", default="auto", help="auto | fp8")
+    model.add_argument("--max-model-len", type=int, help="context limit (default: the model's)")
+    model.add_argument("--max-num-seqs", type=int, help="default: vLLM's for this GPU")
+    model.add_argument("--max-num-batched-tokens", type=int, help="default: vLLM's for this GPU")
+    model.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    model.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs")
+    load = parser.add_argument_group("load (vllm bench serve flags)")
+    load.add_argument("--input-len", type=int, required=True, help="prompt tokens per request")
+    load.add_argument("--output-len", type=int, required=True, help="output tokens per request")
+    sweep = load.add_mutually_exclusive_group(required=True)
+    sweep.add_argument(
+        "--concurrency", type=_positive_list(int, "--concurrency"), help="e.g. 1,8,64"
+    )
+    sweep.add_argument(
+        "--request-rate", type=_positive_list(float, "--request-rate"), help="req/s, e.g. 2,4,8"
+    )
+    load.add_argument("--num-prompts", type=int, default=DEFAULT_NUM_PROMPTS)
+    load.add_argument("--seed", type=int, default=DEFAULT_SEED, help="Poisson arrivals seed")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output", choices=["text", "json"], default="text")
+    out.add_argument("--plot", metavar="FILE.png", help="draw P99 TTFT/ITL vs concurrency")
+    out.add_argument("--ttft-slo-ms", type=float, help="TTFT P99 SLO line (and C_max)")
+    out.add_argument("--itl-slo-ms", type=float, help="ITL P99 SLO line")
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    try:
+        config = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--model-config: no such file {path!r}") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise UsageError(f"--model-config: cannot read {path!r} as JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"--model-config: {path!r} must hold a JSON object (a config.json)")
+    return config
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for flag in ("tp", "pp", "input_len", "output_len", "num_prompts"):
+        if getattr(args, flag) < 1:
+            name = "--" + flag.replace("_", "-")
+            raise UsageError(f"{name} must be >= 1, got {getattr(args, flag)}")
+    if args.plot and args.output == "json":
+        raise UsageError("--plot draws the text-mode sweep; drop --output json or --plot")
+    if args.plot and not args.concurrency:
+        raise UsageError("--plot needs a --concurrency sweep (C_max is a concurrency)")
+    for flag in ("ttft_slo_ms", "itl_slo_ms"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be > 0 ms, got {value}")
+
+
+def predict_points(args: argparse.Namespace) -> list[LoadPoint]:
+    """Build the replica from the flags and run the sweep."""
+    import numpy as np
+
+    from sizing.curve import replica_engine
+    from sizing.hardware import get_gpu
+    from sizing.memory import EngineConfig, estimate_memory
+    from sizing.model import load_model_config
+    from sizing.simulator import poisson_arrivals, simulate_arrivals, simulate_closed_loop
+
+    arch = load_model_config(_load_config(args.model_config), params_b=args.params_b)
+    gpu = get_gpu(args.gpu)
+    cfg = EngineConfig(
+        tp=args.tp,
+        pp=args.pp,
+        dtype=args.dtype,
+        quantization=args.quantization,
+        kv_cache_dtype=args.kv_cache_dtype,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_model_len=args.max_model_len,
+        max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        enforce_eager=args.enforce_eager,
+    )
+    memory = estimate_memory(arch, gpu, cfg)
+    if not memory.fits:
+        raise UsageError(
+            f"the model does not fit on {args.tp * args.pp} x {gpu.name} at TP {args.tp} "
+            f"PP {args.pp}: {'; '.join(memory.notes)}"
+        )
+    if args.input_len + args.output_len > memory.max_model_len:
+        raise UsageError(
+            f"--input-len {args.input_len} + --output-len {args.output_len} exceeds "
+            f"max_model_len {memory.max_model_len}; raise --max-model-len or shorten them"
+        )
+    step_model, limits = replica_engine(arch, gpu, cfg, memory)
+    prompts = np.full(args.num_prompts, args.input_len)
+    outputs = np.full(args.num_prompts, args.output_len)
+    if args.concurrency:
+        return [
+            simulate_closed_loop(step_model, limits, prompts, outputs, c) for c in args.concurrency
+        ]
+    rng_seed = args.seed
+    return [
+        simulate_arrivals(
+            step_model,
+            limits,
+            poisson_arrivals(rate, args.num_prompts, np.random.default_rng(rng_seed)),
+            prompts,
+            outputs,
+            rate,
+        )
+        for rate in args.request_rate
+    ]
+
+
+def point_json(point: LoadPoint) -> dict[str, float | int]:
+    """One point in `vllm bench serve`'s units (milliseconds for latencies)."""
+    load: dict[str, float | int] = (
+        {"concurrency": point.concurrency}
+        if point.concurrency is not None
+        else {"request_rate": float(point.request_rate or 0.0)}
+    )
+    return {
+        **load,
+        "ttft_p50_ms": point.ttft_p50_s * MS_PER_S,
+        "ttft_p99_ms": point.ttft_p99_s * MS_PER_S,
+        "itl_p50_ms": point.itl_p50_s * MS_PER_S,
+        "itl_p99_ms": point.itl_p99_s * MS_PER_S,
+        "output_tok_per_s": point.output_tok_per_s,
+        "total_tok_per_s": point.total_tok_per_s,
+        "request_per_s": point.request_per_s,
+    }
+
+
+def c_max_of(points: list[LoadPoint], ttft_slo_ms: float | None, itl_slo_ms: float | None):
+    """The highest swept concurrency within the SLOs (None without a TTFT SLO or a pass)."""
+    if ttft_slo_ms is None:
+        return None
+    passing = [
+        p.concurrency
+        for p in points
+        if p.concurrency is not None
+        and p.ttft_p99_s * MS_PER_S <= ttft_slo_ms
+        and (itl_slo_ms is None or p.itl_p99_s * MS_PER_S <= itl_slo_ms)
+    ]
+    return max(passing, default=None)
+
+
+def format_table(points: list[LoadPoint]) -> str:
+    header = ["load", "TTFT P50 ms", "TTFT P99 ms", "ITL P50 ms", "ITL P99 ms",
+              "out tok/s", "total tok/s", "req/s", "batch", "preempt"]  # fmt: skip
+    rows = []
+    for p in points:
+        load = f"C={p.concurrency}" if p.concurrency is not None else f"{p.request_rate:g} req/s"
+        rows.append([
+            load, f"{p.ttft_p50_s * MS_PER_S:.1f}", f"{p.ttft_p99_s * MS_PER_S:.1f}",
+            f"{p.itl_p50_s * MS_PER_S:.2f}", f"{p.itl_p99_s * MS_PER_S:.2f}",
+            f"{p.output_tok_per_s:,.0f}", f"{p.total_tok_per_s:,.0f}",
+            f"{p.request_per_s:.2f}", f"{p.mean_batch_size:.1f}", str(p.preemptions),
+        ])  # fmt: skip
+    return render_table(header, rows)
+
+
+def plot(
+    points: list[LoadPoint],
+    path: str,
+    ttft_slo_ms: float | None,
+    itl_slo_ms: float | None,
+    c_max: int | None,
+) -> None:
+    """P99 TTFT and ITL against concurrency, SLO lines dashed, C_max marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conc = [p.concurrency for p in points]
+    fig, (ttft_ax, itl_ax) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
+    ttft_ax.plot(conc, [p.ttft_p99_s * MS_PER_S for p in points], "o-", label="TTFT P99")
+    ttft_ax.plot(conc, [p.ttft_p50_s * MS_PER_S for p in points], ".--", label="TTFT P50")
+    itl_ax.plot(conc, [p.itl_p99_s * MS_PER_S for p in points], "o-", label="ITL P99")
+    for ax, slo, name in ((ttft_ax, ttft_slo_ms, "TTFT"), (itl_ax, itl_slo_ms, "ITL")):
+        if slo is not None:
+            ax.axhline(slo, color="red", linestyle="--", label=f"{name} SLO {slo:g} ms")
+        if c_max is not None:
+            ax.axvline(c_max, color="purple", linestyle=":", label=f"C_max {c_max}")
+        ax.set_ylabel(f"{name} (ms)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(conc, [str(c) for c in conc])
+        ax.minorticks_off()
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+    itl_ax.set_xlabel("concurrency")
+    ttft_ax.set_title("Predicted latency vs concurrency (one replica)")
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except OSError as err:
+        raise UsageError(f"--plot: cannot write {path!r}: {err}") from None
+    finally:
+        plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args)
+    points = predict_points(args)
+    if args.output == "json":
+        json.dump({"points": [point_json(p) for p in points]}, sys.stdout, indent=2)
+        print()
+        return 0
+    print(format_table(points))
+    c_max = c_max_of(points, args.ttft_slo_ms, args.itl_slo_ms)
+    if args.ttft_slo_ms is not None and args.concurrency:
+        within = f"C_max {c_max}" if c_max is not None else "no swept concurrency"
+        print(f"{within} meets TTFT P99 <= {args.ttft_slo_ms:g} ms"
+              + (f" and ITL P99 <= {args.itl_slo_ms:g} ms" if args.itl_slo_ms else ""))  # fmt: skip
+    if args.plot:
+        plot(points, args.plot, args.ttft_slo_ms, args.itl_slo_ms, c_max)
+        print(f"plot written to {args.plot}")
+    return 0
