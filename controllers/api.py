@@ -389,7 +389,7 @@ class PlanStatus(ApiModel):
     hash: str
     pools: list[PoolPlanStatus]
     steps: list[PlanStep]
-    total_gpus: int
+    total_gpus: int = Field(alias="totalGPUs")
     cost_per_hour: str
     cost_per_month: str
 

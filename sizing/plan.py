@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from sizing.curve import Capacity, find_capacity
+from sizing.curve import Capacity, find_capacity, replica_engine
 from sizing.errors import ModelDoesNotFit, NoPoolFits
 from sizing.fleet import circuit_breaker_queue_depth, size_fleet
 from sizing.hardware import GPU, cold_start_s
@@ -187,6 +187,11 @@ def evaluate_pool(
     quant, engine, memory = fitted
     assert isinstance(memory, MemoryBreakdown)
     mean_tokens = workload.prompt.mean_estimate + workload.output.mean_estimate
+    step_model, _ = replica_engine(arch, pool.gpu, engine, memory)
+
+    def prefill_step_s(tokens: int) -> float:
+        return step_model.step_time_s(1, tokens, tokens, tokens * (tokens + 1) / 2)
+
     batching = choose_batching(
         memory.kv_cache_tokens,
         mean_tokens,
@@ -194,6 +199,7 @@ def evaluate_pool(
         request.itl_slo_s,
         request.max_num_seqs,
         request.max_num_batched_tokens,
+        prefill_step_s,
     )
     engine = replace(
         engine,
@@ -229,7 +235,7 @@ def evaluate_pool(
         engine.kv_cache_dtype,
         request.enable_prefix_caching,
         workload.prefix_share,
-        capacity.c_max,
+        kv_limits_c_max=capacity.limited_by == "kv_cache",
     )
     notes = (
         precision.reason,
@@ -428,7 +434,8 @@ def plan_fleet(request: FleetRequest, capacity_fn: CapacityFn = find_capacity) -
         source = f"average {workload.average_rps:g} req/s over {capacity_rps:.1f} req/s capacity"
     else:
         utilization, source = DEFAULT_UTILIZATION, "assumed; set averageRequestsPerSecond"
-    cost = fleet_cost(1, per_hour, capacity_tok_s, utilization, source)
+    total_gpus = sum(a.gpus for a in allocations)
+    cost = fleet_cost(total_gpus, per_hour / total_gpus, capacity_tok_s, utilization, source)
     steps.append(
         Step(12, "TCO", f"${cost.cost_per_million_tokens_usd:.3f} per 1M tokens", cost.reason)
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # vLLM V1 chunks prefills into a per-step token budget. 8192 keeps long prompts moving on big
-# GPUs; a tight ITL SLO wants smaller chunks so a prefill never stalls running decodes long.
-DEFAULT_BATCHED_TOKENS = 8192
-TIGHT_ITL_BATCHED_TOKENS = 2048
-TIGHT_ITL_S = 0.05
+# GPUs; under an ITL SLO a running decode waits for the whole step, so the chunk must be small
+# enough that one step of it stays inside the SLO (with a margin for the decodes beside it).
+BATCHED_TOKEN_CHOICES = (8192, 4096, 2048, 1024, 512)
+ITL_SHARE_FOR_PREFILL = 0.8
 MAX_NUM_SEQS_CAP = 256
 MIN_NUM_SEQS = 8
 
@@ -27,8 +28,12 @@ def choose_batching(
     itl_slo_s: float | None,
     max_num_seqs: int | None,
     max_num_batched_tokens: int | None,
+    prefill_step_s: Callable[[int], float],
 ) -> Batching:
-    """Sequences: as many as the KV cache holds at mean length (capped); tokens: by ITL SLO."""
+    """Sequences: as many as the KV cache holds at mean length (capped); tokens: by ITL SLO.
+
+    `prefill_step_s(n)` is the duration of one engine step that prefills n prompt tokens.
+    """
     if max_num_seqs is not None:
         seqs, seqs_why = max_num_seqs, "as set"
     else:
@@ -40,12 +45,18 @@ def choose_batching(
         )
     if max_num_batched_tokens is not None:
         tokens, tokens_why = max_num_batched_tokens, "as set"
-    elif itl_slo_s is not None and itl_slo_s < TIGHT_ITL_S:
-        tokens = TIGHT_ITL_BATCHED_TOKENS
-        tokens_why = f"ITL SLO {itl_slo_s * 1000:.0f} ms is tight: small prefill chunks"
+    elif itl_slo_s is None:
+        tokens = BATCHED_TOKEN_CHOICES[0]
+        tokens_why = "no ITL SLO: vLLM's online-serving chunk budget"
     else:
-        tokens = DEFAULT_BATCHED_TOKENS
-        tokens_why = "chunked prefill with vLLM's online-serving budget"
+        budget_s = ITL_SHARE_FOR_PREFILL * itl_slo_s
+        fitting = [n for n in BATCHED_TOKEN_CHOICES if prefill_step_s(n) <= budget_s]
+        tokens = fitting[0] if fitting else BATCHED_TOKEN_CHOICES[-1]
+        tokens_why = (
+            f"a {tokens}-token prefill step takes {prefill_step_s(tokens) * 1000:.0f} ms, "
+            f"{'within' if fitting else 'still above'} {ITL_SHARE_FOR_PREFILL:.0%} of the "
+            f"{itl_slo_s * 1000:.0f} ms ITL SLO"
+        )
     tokens = max(tokens, seqs)
     reason = (
         f"continuous batching with chunked prefill; max_num_seqs {seqs} ({seqs_why}); "
@@ -68,21 +79,18 @@ def choose_kv_strategy(
     kv_cache_dtype: str,
     enable_prefix_caching: bool,
     prefix_share: float | None,
-    needed_concurrency: float,
+    *,
+    kv_limits_c_max: bool,
 ) -> KVStrategy:
-    """PagedAttention always; prefix caching when asked; FP8 KV when the cache is short."""
+    """PagedAttention always; prefix caching when asked; FP8 KV when the cache caps C_max."""
     at_max = kv_cache_tokens / max_model_len
     parts = [f"{kv_cache_tokens:,} KV tokens → {at_max:.1f} requests at max_model_len"]
     if enable_prefix_caching:
         share = f" ({prefix_share:.0%} shared prefix)" if prefix_share else ""
         parts.append(f"prefix caching on{share}")
-    short = at_max < needed_concurrency
-    recommend_fp8 = short and kv_cache_dtype == "auto"
+    recommend_fp8 = kv_limits_c_max and kv_cache_dtype == "auto"
     if recommend_fp8:
-        parts.append(
-            f"KV limits concurrency below the {needed_concurrency:.0f} needed at C_max: "
-            "consider kvCacheDtype fp8 (doubles it)"
-        )
+        parts.append("the KV cache is what caps C_max: kvCacheDtype fp8 would double it")
     elif kv_cache_dtype == "fp8":
         parts.append("FP8 KV cache halves bytes per token")
     parts.append("no offload (online serving)")

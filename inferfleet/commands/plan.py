@@ -87,14 +87,17 @@ def format_plan(name: str, plan: SizingPlan, *, what_if: bool = False) -> str:
         lines.append(f"{s.number:>2}. {s.title:<{width}}  {s.decision}")
         lines.append(f"    {'':<{width}}  why: {s.reason}")
     lines.append("")
-    header = ["pool", "GPU", "quant", "TP", "PP", "replicas", "min warm", "C_max",
-              "req/s/replica", "GPUs", "$/hour", "$/1M tok"]  # fmt: skip
+    from controllers.planning import weight_format
+
+    header = ["pool", "GPU", "weights", "TP", "PP", "replicas", "min warm", "C_max",
+              "req/s/replica", "GPUs", "$/hour", "$/1M tok@cap"]  # fmt: skip
     rows = []
     for a in plan.allocations:
         o = a.option
         assert o.engine is not None and o.capacity is not None
         rows.append([
-            o.pool.name, o.pool.gpu.name, o.quantization, str(o.engine.tp), str(o.engine.pp),
+            o.pool.name, o.pool.gpu.name, weight_format(o.quantization, plan),
+            str(o.engine.tp), str(o.engine.pp),
             str(a.replicas), str(a.min_warm), str(o.capacity.c_max), f"{o.usable_rps:.2f}",
             str(a.gpus), f"{a.cost_per_hour_usd:,.2f}", f"{o.cost_per_million_tokens_usd:.3f}",
         ])  # fmt: skip
@@ -102,7 +105,7 @@ def format_plan(name: str, plan: SizingPlan, *, what_if: bool = False) -> str:
     lines.append(
         f"total: {plan.total_replicas} replicas, {plan.total_gpus} GPUs, "
         f"${plan.cost_per_hour_usd:,.2f}/hour, ${plan.cost_per_month_usd:,.0f}/month, "
-        f"${plan.cost_per_million_tokens_usd:.3f} per 1M tokens at "
+        f"${plan.cost_per_million_tokens_usd:.3f} per 1M tokens (prompt + output) at "
         f"{plan.utilization:.0%} utilization; plan {plan.fingerprint()}"
     )
     if what_if:
