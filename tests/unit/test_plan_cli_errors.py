@@ -37,7 +37,7 @@ def test_malformed_yaml_names_the_line(capsys, tmp_path):
     [
         ("ttftP99: 2s", "ttftP99: 2 seconds", "spec.slo.ttftP99: '2 seconds' is not a duration"),
         ("maxGPUs: 64", "maxGPUs: 0", "spec.pools.0.maxGPUs"),
-        ("p50: 1000, p95: 4000", "p50: 5000, p95: 4000", "p50 <= p95 <= p99"),
+        ("p50: 1000, p95: 3500", "p50: 5000, p95: 3500", "p50 <= p95 <= p99"),
         ("gpu: H200-141GB", "gpu: H200-141GB\n      gpuCount: 2", "gpuCount: unknown field"),
         ('peakRequestsPerSecond: "120"', "peakRequestsPerSecond: 120.5", "peakRequestsPerSecond"),
     ],
