@@ -23,7 +23,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -42,9 +42,10 @@ NO_ENDPOINT = "no ready replica"
 
 @dataclass(frozen=True)
 class Demand:
-    """Requests per second (real time) per trace minute."""
+    """Requests per second (real time) per trace minute, from trace minute `first_minute`."""
 
     rps: tuple[float, ...]
+    first_minute: int = 0
 
     @classmethod
     def from_trace(
@@ -69,7 +70,7 @@ class Demand:
         busiest = max(counts)
         if busiest <= 0 or peak_rps <= 0:
             raise ValueError(f"cannot rescale: busiest minute {busiest}, peak {peak_rps} req/s")
-        return cls(tuple(c * peak_rps / busiest for c in counts))
+        return cls(tuple(c * peak_rps / busiest for c in counts), first_minute)
 
     def __len__(self) -> int:
         return len(self.rps)
@@ -84,7 +85,7 @@ class ReplayConfig:
     ttft_slo_s: float
     speedup: float  # emulated GPU seconds per wall second (the emulators' --speedup)
     wall_s_per_minute: float  # wall seconds one trace minute lasts
-    shift_from_minute: int | None = None  # prompt lengths change from this trace minute on
+    shift_from_minute: int | None = None  # prompts change from this trace minute (from 00:00)
     prompt_shift_factor: float = 1.0
     seed: int = 0
 
@@ -143,10 +144,10 @@ class LoadDriver:
         self.demand = demand
         self.config = config
         self._endpoints = endpoints
-        self.stats = [MinuteStats(m, rps) for m, rps in enumerate(demand.rps)]
+        self.stats = [MinuteStats(demand.first_minute + i, rps) for i, rps in enumerate(demand.rps)]
         self.outstanding: dict[str, int] = {}
         self._rng = random.Random(config.seed)
-        self._lengths = np.random.default_rng(config.seed)
+        self._np_rng = np.random.default_rng(config.seed)  # lengths and prompt token ids
         self._stop = threading.Event()
         self._started_s: float | None = None
         self._thread = threading.Thread(target=self._main, name="load-driver", daemon=True)
@@ -156,12 +157,16 @@ class LoadDriver:
     def duration_s(self) -> float:
         return len(self.demand) * self.config.wall_s_per_minute
 
-    def minute_now(self) -> float:
-        """Trace minutes elapsed (fractional); 0 before the start."""
+    def elapsed_minutes(self) -> float:
+        """Trace minutes replayed so far (fractional); 0 before the start."""
         if self._started_s is None:
             return 0.0
         elapsed_s = time.monotonic() - self._started_s
         return min(len(self.demand), elapsed_s / self.config.wall_s_per_minute)
+
+    def minute_now(self) -> float:
+        """The trace minute being replayed (fractional), counted from the trace's 00:00."""
+        return self.demand.first_minute + self.elapsed_minutes()
 
     def start(self) -> LoadDriver:
         self._started_s = time.monotonic()
@@ -175,7 +180,8 @@ class LoadDriver:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(REQUEST_TIMEOUT_S + 5)
+        if self._thread.is_alive():
+            self._thread.join(REQUEST_TIMEOUT_S + 5)
 
     def _main(self) -> None:
         try:
@@ -195,9 +201,10 @@ class LoadDriver:
                     await asyncio.sleep(delay_s)
                 if self._stop.is_set():
                     break
-                minute = int(arrival_s / self.config.wall_s_per_minute)
-                task = asyncio.create_task(self._one(client, minute))
+                index = int(arrival_s / self.config.wall_s_per_minute)
+                task = asyncio.create_task(self._one(client, index))
                 tasks.add(task)
+                task.add_done_callback(self._finished)
                 task.add_done_callback(tasks.discard)
             while tasks and not self._stop.is_set():
                 await asyncio.wait(set(tasks), timeout=0.2)
@@ -205,16 +212,22 @@ class LoadDriver:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _arrivals(self):
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """A request task that raised is a bug in the driver: keep it and stop the replay."""
+        if not task.cancelled() and task.exception() is not None and self.error is None:
+            self.error = task.exception()
+            self._stop.set()
+
+    def _arrivals(self) -> Iterator[float]:
         """Poisson arrival times (wall s), piecewise constant rate per trace minute.
 
         Exponential gaps are memoryless, so at a minute boundary the draw simply restarts at
         the new minute's rate.
         """
         per_minute_s = self.config.wall_s_per_minute
-        for minute, rps in enumerate(self.demand.rps):
+        for index, rps in enumerate(self.demand.rps):
             rate_per_wall_s = rps * self.config.speedup
-            start_s, end_s = minute * per_minute_s, (minute + 1) * per_minute_s
+            start_s, end_s = index * per_minute_s, (index + 1) * per_minute_s
             t = start_s
             while rate_per_wall_s > 0:
                 t += self._rng.expovariate(rate_per_wall_s)
@@ -223,17 +236,18 @@ class LoadDriver:
                 yield t
 
     def _lengths_for(self, minute: int) -> tuple[int, int]:
+        """Prompt and output lengths for a request arriving in trace minute `minute`."""
         cfg = self.config
-        output = int(sample_lengths(cfg.output, 1, self._lengths, cfg.max_model_len - 1)[0])
-        prompt = int(sample_lengths(cfg.prompt, 1, self._lengths)[0])
+        output = int(sample_lengths(cfg.output, 1, self._np_rng, cfg.max_model_len - 1)[0])
+        prompt = int(sample_lengths(cfg.prompt, 1, self._np_rng)[0])
         if cfg.shift_from_minute is not None and minute >= cfg.shift_from_minute:
             prompt = math.ceil(prompt * cfg.prompt_shift_factor)
         return min(prompt, cfg.max_model_len - output), output
 
-    async def _one(self, client: httpx.AsyncClient, minute: int) -> None:
-        stats = self.stats[minute]
+    async def _one(self, client: httpx.AsyncClient, index: int) -> None:
+        stats = self.stats[index]
         stats.sent += 1
-        prompt, output = self._lengths_for(minute)
+        prompt, output = self._lengths_for(stats.minute)
         endpoint = pick_endpoint(self._endpoints(), self.outstanding, self._rng)
         if endpoint is None:
             self._count(stats, RequestRecord(0.0, 0.0, error=NO_ENDPOINT))
@@ -248,7 +262,7 @@ class LoadDriver:
         )
         self.outstanding[endpoint.url] = self.outstanding.get(endpoint.url, 0) + 1
         try:
-            record = await send_request(client, spec, request_body(spec, self._rng), 0.0)
+            record = await send_request(client, spec, request_body(spec, self._np_rng), 0.0)
         finally:
             self.outstanding[endpoint.url] -= 1
         stats.prompt_tokens += prompt

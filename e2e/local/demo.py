@@ -1,0 +1,335 @@
+"""`python -m e2e.local.demo` (`make demo`): a compressed day through the local harness.
+
+The fleet is applied to the operator and sized; the pod runner turns its Deployments into
+emulator processes; a real trace is replayed against them with the day compressed into a
+few minutes, and a prompt-length shift late in the day. A live view shows replicas, demand
+and TTFT; at the end come the fleet's Events as a timeline and a report figure. The demo
+drives the inputs; whatever the operator does with replicas (the plan's count, or scaling)
+is read back from the API, never assumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controllers.api import KIND, InferenceFleetSpec, parse_duration_s
+from e2e.local.harness import LocalHarness
+from e2e.local.load import Demand, LoadDriver, MinuteStats, ReplayConfig
+from e2e.local.report import write_report
+from e2e.local.timeline import EventLog, Sample, clock, take_sample
+from e2e.local.view import Frame, LiveView
+from inferfleet.errors import UsageError
+from inferfleet.traces import read_per_minute
+from sizing.workload import Percentiles
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_TRACE = REPO / "examples" / "traces" / "servegen_m_small.day0.per_minute.csv"
+DEFAULT_FLEET = REPO / "examples" / "fleet-code-8b.yaml"
+TICK_S = 0.25
+SIZED_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 120.0
+RECENT_MINUTES = 15  # the live view's TTFT P99 and sent rate look back this many trace minutes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m e2e.local.demo",
+        description="Replay a compressed day of real traffic through the operator, emulated "
+        "vLLM replicas and a real Prometheus, all on this machine.",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=3.0,
+        help="wall-clock minutes the replayed day lasts (default 3)",
+    )
+    p.add_argument(
+        "--trace",
+        type=Path,
+        default=DEFAULT_TRACE,
+        help="per-minute trace CSV (minute,requests,input_tokens_sum,"
+        "output_tokens_sum); default: a day of ServeGen m-small",
+    )
+    p.add_argument(
+        "--fleet",
+        type=Path,
+        default=DEFAULT_FLEET,
+        help="InferenceFleet manifest (default: examples/fleet-code-8b.yaml)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo-report.png"),
+        help="report figure to write (default: demo-report.png)",
+    )
+    p.add_argument(
+        "--peak-rps",
+        type=float,
+        default=3.0,
+        help="the trace's busiest minute is rescaled to this rate, and it is the "
+        "fleet's workload.peakRequestsPerSecond (default 3: few processes)",
+    )
+    p.add_argument(
+        "--speedup",
+        type=float,
+        default=4.0,
+        help="emulated GPU seconds per wall second in every replica (default 4)",
+    )
+    p.add_argument("--first-minute", type=int, default=0, help="trace minute to start at")
+    p.add_argument(
+        "--trace-minutes",
+        type=int,
+        default=1440,
+        help="trace minutes to replay (default 1440: a day)",
+    )
+    p.add_argument(
+        "--shift-at",
+        type=float,
+        default=18.0,
+        help="hour of the replayed day from which prompts get longer (default 18)",
+    )
+    p.add_argument(
+        "--prompt-shift",
+        type=float,
+        default=3.0,
+        help="prompt length factor from --shift-at on (default 3; 1 = no shift)",
+    )
+    p.add_argument(
+        "--interval",
+        default="2s",
+        help="the fleet's spec.scaling.interval on the wall clock (default 2s)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep pod and operator logs here (default: a temporary directory)",
+    )
+    return p  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The validated inputs of one run."""
+
+    fleet: dict[str, Any]
+    spec: InferenceFleetSpec
+    demand: Demand
+    replay: ReplayConfig
+    time_compression: float  # trace seconds per wall second
+
+
+def _load_fleet(path: Path) -> dict[str, Any]:
+    try:
+        docs = list(yaml.safe_load_all(path.read_text()))
+    except OSError as err:
+        raise UsageError(f"--fleet {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise UsageError(f"--fleet {path}: not valid YAML ({err})") from None
+    fleet = next((d for d in docs if isinstance(d, dict) and d.get("kind") == KIND), None)
+    if fleet is None:
+        raise UsageError(f"--fleet {path}: no document of kind {KIND}")
+    return fleet
+
+
+def build_scenario(args: argparse.Namespace) -> Scenario:
+    """Check every flag, then derive the fleet as applied and the replay settings."""
+    for flag, value in (("--minutes", args.minutes), ("--peak-rps", args.peak_rps),
+                        ("--speedup", args.speedup), ("--prompt-shift", args.prompt_shift),
+                        ("--trace-minutes", args.trace_minutes)):  # fmt: skip
+        if not value > 0:
+            raise UsageError(f"{flag} must be > 0, got {value}")
+    if args.first_minute < 0:
+        raise UsageError(f"--first-minute must be >= 0, got {args.first_minute}")
+    try:
+        parse_duration_s(args.interval)
+    except ValueError as err:
+        raise UsageError(f"--interval: {err}") from None
+    fleet = copy.deepcopy(_load_fleet(args.fleet))
+    spec_doc = fleet.setdefault("spec", {})
+    spec_doc.setdefault("workload", {})["peakRequestsPerSecond"] = f"{args.peak_rps:g}"
+    spec_doc.setdefault("scaling", {})["interval"] = args.interval
+    fleet.setdefault("metadata", {}).setdefault("namespace", "default")
+    try:
+        spec = InferenceFleetSpec.model_validate(spec_doc)
+    except ValueError as err:
+        raise UsageError(f"--fleet {args.fleet}: {err}") from None
+    try:
+        demand = Demand.from_trace(
+            read_per_minute(str(args.trace)), args.peak_rps, args.first_minute, args.trace_minutes
+        )
+    except ValueError as err:
+        raise UsageError(f"--trace {args.trace}: {err}") from None
+    wall_s_per_minute = args.minutes * 60 / len(demand)
+    workload = spec.workload
+    shift_minute = round(args.shift_at * 60)
+    replay = ReplayConfig(
+        model=spec.model.name,
+        prompt=Percentiles(workload.prompt_tokens.p50, workload.prompt_tokens.p95,
+                           workload.prompt_tokens.p99),
+        output=Percentiles(workload.output_tokens.p50, workload.output_tokens.p95,
+                           workload.output_tokens.p99),
+        max_model_len=workload.max_model_len or 8192,
+        ttft_slo_s=parse_duration_s(spec.slo.ttft_p99),
+        speedup=args.speedup,
+        wall_s_per_minute=wall_s_per_minute,
+        shift_from_minute=shift_minute if args.prompt_shift != 1 else None,
+        prompt_shift_factor=args.prompt_shift,
+        seed=args.seed,
+    )  # fmt: skip
+    return Scenario(fleet, spec, demand, replay, 60.0 / wall_s_per_minute)
+
+
+def _condition(harness: LocalHarness, namespace: str, name: str, type_: str):
+    fleet = harness.fleet(namespace, name) or {}
+    conditions = (fleet.get("status") or {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == type_), None)
+
+
+def _wait_condition(
+    harness: LocalHarness, namespace: str, name: str, type_: str, timeout_s: float
+) -> dict[str, Any]:
+    """Until the condition is True; a Sized=False (a refusal) ends the wait at once."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = _condition(harness, namespace, name, type_)
+        if found and found["status"] == "True":
+            return found
+        if found and type_ == "Sized" and found["status"] == "False":
+            raise RuntimeError(f"the operator refused the fleet: {found['message']}")
+        time.sleep(TICK_S)
+    raise RuntimeError(f"{type_}=True not reached within {timeout_s:.0f} s")
+
+
+def _frame(name: str, scenario: Scenario, driver: LoadDriver, sample: Sample, wall_s: float):
+    minute = driver.minute_now()
+    now = min(int(driver.elapsed_minutes()), len(scenario.demand) - 1)
+    recent = driver.stats[max(0, now - RECENT_MINUTES) : now + 1]
+    ttfts = [v for s in recent for v in s.ttft_s]
+    replay = scenario.replay
+    window_wall_s = max(1, len(recent)) * replay.wall_s_per_minute
+    totals = driver.totals()
+    return Frame(
+        fleet=name,
+        minute=minute,
+        done_share=driver.elapsed_minutes() / len(scenario.demand),
+        sample=sample,
+        demand_rps=scenario.demand.rps[now],
+        sent_rps=sum(s.sent for s in recent) / (window_wall_s * replay.speedup),
+        ttft_p99_s=MinuteStats(-1, 0.0, ttft_s=ttfts).ttft_p99_s,
+        ttft_slo_s=replay.ttft_slo_s,
+        slo_missed_share=totals.slo_missed / totals.done if totals.done else 0.0,
+        wall_s=wall_s,
+    )
+
+
+def _summary(scenario: Scenario, driver: LoadDriver, samples: list[Sample]) -> list[str]:
+    totals = driver.totals()
+    missed = totals.slo_missed / totals.done if totals.done else 0.0
+    cost_usd = sum(
+        a.cost_per_hour_usd * (b.minute - a.minute) / 60 for a, b in itertools.pairwise(samples)
+    )
+    ready = [s.ready for s in samples] or [0]
+    return [
+        f"requests: {totals.sent} sent, {totals.ok} ok, {totals.failed} failed; "
+        f"TTFT P99 {totals.ttft_p99_s or 0:.2f} s vs SLO {scenario.replay.ttft_slo_s:g} s; "
+        f"SLO missed by {missed:.1%} of requests",
+        f"replicas ready: min {min(ready)}, max {max(ready)}; "
+        f"cost of the replayed day ${cost_usd:.2f}",
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    scenario = build_scenario(args)
+    meta = scenario.fleet["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    view = LiveView(sys.stdout)
+    workdir_tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="inferfleet-demo-")
+    workdir = args.workdir or Path(workdir_tmp.name)  # type: ignore[union-attr]
+    workdir.mkdir(parents=True, exist_ok=True)
+    # Operator and Kopf logs go to a file: the terminal is the live view's.
+    logging.basicConfig(filename=workdir / "operator.log", level=logging.INFO, force=True)
+    view.say(
+        f"inferfleet demo: {len(scenario.demand)} trace minutes in {args.minutes:g} wall minutes "
+        f"({scenario.time_compression:.0f}x), emulators at {args.speedup:g}x, "
+        f"peak {args.peak_rps:g} req/s"
+    )
+    started_s = time.monotonic()
+    samples: list[Sample] = []
+    events = EventLog(namespace, name)
+    driver: LoadDriver | None = None
+    try:
+        with LocalHarness(
+            speedup=args.speedup, time_compression=scenario.time_compression, workdir=workdir
+        ) as harness:
+            fleet = copy.deepcopy(scenario.fleet)
+            fleet["spec"].setdefault("monitoring", {})["prometheusURL"] = harness.prometheus.url
+            harness.apply_fleet(fleet)
+            sized = _wait_condition(harness, namespace, name, "Sized", SIZED_TIMEOUT_S)
+            view.say(f"Sized: {sized['message']}")
+            _wait_condition(harness, namespace, name, "Ready", READY_TIMEOUT_S)
+            view.say(f"Ready after {time.monotonic() - started_s:.1f} s; replaying the day")
+            driver = LoadDriver(
+                scenario.demand, scenario.replay, lambda: harness.pods.endpoints(namespace, name)
+            ).start()
+            while True:
+                finished = driver.join(TICK_S)
+                minute = driver.minute_now()
+                samples.append(take_sample(harness, namespace, name, minute))
+                events.poll(harness, minute)
+                view.show(_frame(name, scenario, driver, samples[-1], time.monotonic() - started_s))
+                if finished:
+                    break
+            if driver.error is not None:
+                raise driver.error
+    except RuntimeError as err:
+        view.say(f"demo failed: {err}")
+        return 1
+    finally:
+        if driver is not None:
+            driver.stop()
+        if workdir_tmp is not None:
+            workdir_tmp.cleanup()
+    view.say(f"day replayed in {time.monotonic() - started_s:.0f} s wall")
+    for line in _summary(scenario, driver, samples):
+        view.say(line)
+    view.say("events:")
+    for event in events.seen:
+        view.say(f"  {clock(event.minute)}  {event.type:<7} {event.reason:<16} {event.message}")
+    out = write_report(
+        args.out,
+        title=f"inferfleet demo: {name} on {args.trace.name}",
+        samples=samples,
+        stats=driver.stats,
+        ttft_slo_s=scenario.replay.ttft_slo_s,
+    )
+    view.say(f"report: {out}")
+    return 0 if driver.totals().ok > 0 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as err:
+        print(f"python -m e2e.local.demo: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
