@@ -48,5 +48,9 @@ integration: $(STAMP) tools
 bench: $(STAMP)
 	$(BIN)/pytest -q -m benchmark --benchmark-enable --benchmark-only
 
+# A compressed day through operator + emulated replicas + real Prometheus (docs/demo.md).
+demo: $(STAMP) tools
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m e2e.local.demo
+
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .hypothesis .benchmarks
