@@ -16,6 +16,7 @@ from controllers.api import (
     Finding,
     InferenceFleetSpec,
     PlanStatus,
+    TokenPercentiles,
     parse_decimal,
     parse_duration_s,
 )
@@ -609,7 +610,7 @@ def step_resize(
 # --- the recommendation: re-plan from the observed workload -------------------------------
 
 
-def _tokens(samples: Sequence[Sample | None], current: Any) -> dict[str, int]:
+def _tokens(samples: Sequence[Sample | None], current: TokenPercentiles) -> dict[str, int]:
     """Observed P50/P95/P99, ordered and whole; the current value where one is missing."""
     values = [
         current_value if s is None or not math.isfinite(s.value) else max(1, math.ceil(s.value))

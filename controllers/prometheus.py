@@ -223,6 +223,8 @@ def _split(
             if value is not None:
                 ages[(*key_base, tag.removeprefix(_AGE_PREFIX))] = now_s - value
             continue
+        if not key_base[1]:
+            continue  # a series without the fleet label belongs to no fleet
         fleets.add(key_base[:2])
         if value is not None:
             values[(*key_base, tag)] = value

@@ -40,9 +40,11 @@ def s(value: float) -> Sample:
 
 def spec(prefix_share: bool = True):
     data = yaml.safe_load((REPO / "examples" / "fleet-chat-70b.yaml").read_text())
-    if not prefix_share:
-        del data["spec"]["workload"]["prefixShare"]
-    return InferenceFleet.model_validate(data).spec  # ttftP99 2s, itlP99 100ms
+    data["spec"]["slo"] = {"ttftP99": "2s", "itlP99": "100ms"}  # the numbers judged below
+    data["spec"]["workload"]["promptTokens"] = {"p50": 1000, "p95": 4000, "p99": 6000}
+    data["spec"]["workload"]["outputTokens"] = {"p50": 200, "p95": 600, "p99": 1000}
+    data["spec"]["workload"]["prefixShare"] = "0.30" if prefix_share else None
+    return InferenceFleet.model_validate(data).spec
 
 
 def plan(usable_rps: str = "2.000", gpus: int = 8, cost_per_month: str = "1000.00") -> PlanStatus:
