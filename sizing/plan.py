@@ -144,6 +144,24 @@ class SizingPlan:
 CapacityFn = Callable[..., Capacity]
 
 
+def memoized(capacity_fn: CapacityFn) -> CapacityFn:
+    """The same capacity function with its own cache, for callers that re-plan often.
+
+    A load-curve search simulates dozens of load points; an operator re-planning unchanged or
+    similar fleets (same model, GPU and settings) should pay for it once. The cache belongs to
+    the returned function, so whoever creates it decides its lifetime.
+    """
+    cache: dict[tuple, Capacity] = {}
+
+    def cached(arch, gpu, cfg, memory, prompt, output, ttft_slo_s, itl_slo_s) -> Capacity:
+        key = (arch, gpu.name, cfg, memory, prompt, output, ttft_slo_s, itl_slo_s)
+        if key not in cache:
+            cache[key] = capacity_fn(arch, gpu, cfg, memory, prompt, output, ttft_slo_s, itl_slo_s)
+        return cache[key]
+
+    return cached
+
+
 def _fit_engine(
     arch: ModelArch, pool: PoolRequest, base: EngineConfig, quantization: str, method: str
 ) -> tuple[EngineConfig, MemoryBreakdown] | tuple[None, str]:

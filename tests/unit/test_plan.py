@@ -18,7 +18,7 @@ from inferfleet.cli import main
 from sizing.curve import Capacity
 from sizing.errors import ModelDoesNotFit, NoPoolFits
 from sizing.hardware import get_gpu
-from sizing.plan import PoolRequest, plan_fleet
+from sizing.plan import PoolRequest, memoized, plan_fleet
 from tests.conftest import REPO
 
 EXAMPLES = sorted((REPO / "examples").glob("fleet-*.yaml"))
@@ -151,3 +151,18 @@ def test_more_peak_never_needs_fewer_gpus(chat_request, peak, extra, usable):
         return plan_fleet(request, fixed_capacity(usable)).total_gpus
 
     assert sized(peak + extra) >= sized(peak)
+
+
+def test_memoized_capacity_simulates_each_configuration_once(chat_request):
+    calls = []
+    inner = fixed_capacity(10.0)
+
+    def counting(*args):
+        calls.append(args[1].name)
+        return inner(*args)
+
+    capacity_fn = memoized(counting)
+    first = plan_fleet(chat_request, capacity_fn)
+    again = plan_fleet(chat_request, capacity_fn)
+    assert first.fingerprint() == again.fingerprint()
+    assert sorted(calls) == ["H100-SXM-80GB", "H200-141GB"]
