@@ -27,7 +27,14 @@ from typing import Any, Literal
 from croniter import croniter
 
 from controllers.api import ScalingSpec, parse_duration_s
-from controllers.forecast import Forecast, Forecaster, RampTracker, make_forecaster
+from controllers.forecast import (
+    DAY_S,
+    PROFILE_BIN_S,
+    Forecast,
+    Forecaster,
+    RampTracker,
+    make_forecaster,
+)
 
 Mode = Literal["predictive", "reactive", "static", "external", "keda"]
 MODES: tuple[str, ...] = ("predictive", "reactive", "static", "external", "keda")
@@ -318,3 +325,60 @@ def config_from_spec(
         static_replicas=static_replicas,
         forecaster=spec.forecaster,
     )
+
+
+@dataclass(frozen=True)
+class PrewarmPlan:
+    """When the next forecast peak comes and when warming must start to be ready for it."""
+
+    next_peak_at_s: float
+    next_peak_rps: float  # upper quantile
+    prewarm_at_s: float | None  # None: the current fleet already covers the peak
+    prewarm_replicas: int
+    reason: str
+
+
+def prewarm_plan(
+    forecaster: Forecaster,
+    config: ScalingConfig,
+    now_s: float,
+    current_replicas: int,
+    lookahead_s: float = DAY_S,
+) -> PrewarmPlan:
+    """The next day's peak and the pre-warm time (for `status.forecast`).
+
+    Warming starts one cold start plus the lead margin before the start of the first 10-minute
+    bin whose forecast needs more than the current fleet, so the replicas are ready when it
+    begins. Times are bin starts (the profile's resolution).
+    """
+    lead_s = config.horizon_s
+    per_replica = config.usable_rps_per_replica
+    peak = forecaster.forecast(now_s, lookahead_s)
+    peak_replicas = replicas_for(peak.upper_rps, per_replica)
+    limit = config.upper_limit
+    if limit is not None:
+        peak_replicas = min(peak_replicas, limit)
+    peak_at_s = now_s + lookahead_s
+    first_short_s: float | None = None
+    h = float(PROFILE_BIN_S)
+    while h <= lookahead_s:
+        upto = forecaster.forecast(now_s, h)
+        if first_short_s is None and replicas_for(upto.upper_rps, per_replica) > current_replicas:
+            first_short_s = now_s + h - PROFILE_BIN_S  # that bin's start
+        if upto.point_rps >= peak.point_rps:
+            peak_at_s = now_s + h - PROFILE_BIN_S
+            break
+        h += PROFILE_BIN_S
+    prewarm_at_s = None if first_short_s is None else max(now_s, first_short_s - lead_s)
+    if prewarm_at_s is None:
+        reason = (
+            f"next peak {peak.upper_rps:.3g} RPS ({peak.method}) by {_clock(peak_at_s)}; "
+            f"{current_replicas} replicas already cover it"
+        )
+    else:
+        reason = (
+            f"next peak {peak.upper_rps:.3g} RPS ({peak.method}) by {_clock(peak_at_s)} needs "
+            f"{peak_replicas} replicas; start warming at {_clock(prewarm_at_s)} "
+            f"({lead_s / 60:.3g} min ahead)"
+        )
+    return PrewarmPlan(peak_at_s, peak.upper_rps, prewarm_at_s, peak_replicas, reason)

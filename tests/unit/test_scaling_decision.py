@@ -18,6 +18,7 @@ from controllers.scaling import (
     TickInput,
     config_from_spec,
     decide,
+    prewarm_plan,
     replicas_for,
 )
 
@@ -171,3 +172,21 @@ def test_policy_state_survives_a_restart():
         assert a.step(k * 60.0, m, current) == b.step(k * 60.0, m, current)
         current = a.step(k * 60.0 + 1, m, current).desired_replicas
         b.step(k * 60.0 + 1, m, current)
+
+
+def test_prewarm_plan_starts_warming_one_cold_start_before_the_daily_peak():
+    cfg = ScalingConfig(usable_rps_per_replica=10.0, cold_start_s=300)
+    policy = ScalingPolicy(cfg)
+    current = 1
+    for k in range(1, 3 * 1440 + 1):  # three days: 50 req/s, 200 req/s from 18:00 to 20:00
+        minute = k % 1440
+        rps = 200.0 if 18 * 60 < minute <= 20 * 60 else 50.0
+        current = policy.step(k * 60.0, Metrics(rps=rps), current).desired_replicas
+    now_s = 3 * 86_400 + 12 * 3600.0  # noon on day 3
+    plan = prewarm_plan(policy.forecaster, cfg, now_s, current_replicas=6)
+    assert plan.next_peak_at_s == 3 * 86_400 + 18 * 3600
+    assert plan.prewarm_replicas >= 20
+    assert plan.prewarm_at_s == 3 * 86_400 + 18 * 3600 - 360
+    assert "start warming at 17:54" in plan.reason
+    covered = prewarm_plan(policy.forecaster, cfg, now_s, current_replicas=plan.prewarm_replicas)
+    assert covered.prewarm_at_s is None and "already cover" in covered.reason
