@@ -20,6 +20,7 @@ from controllers.api import (
     parse_decimal,
     parse_duration_s,
 )
+from controllers.scaling import Metrics
 from sizing.errors import InvalidInput
 
 # --- the snapshot the Prometheus adapter fills --------------------------------------------
@@ -44,6 +45,7 @@ class PoolMetrics:
     kv_cache_usage_ratio: Sample | None = None
     preemptions_per_s: Sample | None = None
     request_rate_rps: Sample | None = None
+    prompt_tok_per_s: Sample | None = None
     generation_tok_per_s: Sample | None = None
     prefix_cache_hit_ratio: Sample | None = None
     ttft_p50_s: Sample | None = None
@@ -99,6 +101,22 @@ class MetricsSnapshot:
 
     def pool(self, name: str) -> PoolMetrics | None:
         return next((p for p in self.pools if p.pool == name), None)
+
+
+def scaling_metrics(pool: PoolMetrics | None) -> Metrics:
+    """The scaling policy's input for one pool: req/s, tokens/s, and the oldest age used."""
+    if pool is None or pool.request_rate_rps is None:
+        return Metrics(rps=None)
+    used = [pool.request_rate_rps]
+    tok_per_s = None
+    if pool.prompt_tok_per_s is not None and pool.generation_tok_per_s is not None:
+        used += [pool.prompt_tok_per_s, pool.generation_tok_per_s]
+        tok_per_s = pool.prompt_tok_per_s.value + pool.generation_tok_per_s.value
+    return Metrics(
+        rps=pool.request_rate_rps.value,
+        tok_per_s=tok_per_s,
+        age_s=max(sample.age_s for sample in used),
+    )
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

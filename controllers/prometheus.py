@@ -83,6 +83,7 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family("preemptions_per_s", _rate("vllm:num_preemptions_total"), "vllm:num_preemptions_total"),
     Family("request_rate_rps", _rate(_SUCCESS), _SUCCESS),
+    Family("prompt_tok_per_s", _rate("vllm:prompt_tokens_total"), "vllm:prompt_tokens_total"),
     Family(
         "generation_tok_per_s",
         _rate("vllm:generation_tokens_total"),

@@ -298,6 +298,7 @@ class VllmLoad:
     kv_usage: float = 0.6
     rps: float = 2.0
     preemptions_per_s: float = 0.0
+    prompt_tok_per_s: float = 1600.0
     generation_tok_per_s: float = 400.0
     prefix_hit_share: float = 0.5
     ttft_points: Mapping[float, float] = field(default_factory=lambda: {0.1: 0.5, 0.25: 0.99})
@@ -333,6 +334,7 @@ def vllm_pod(labels: Mapping[str, str], load: VllmLoad) -> PodProfile:
         counter_rates={
             "vllm:request_success_total": load.rps,
             "vllm:num_preemptions_total": load.preemptions_per_s,
+            "vllm:prompt_tokens_total": load.prompt_tok_per_s,
             "vllm:generation_tokens_total": load.generation_tok_per_s,
             "vllm:prefix_cache_queries_total": tokens_per_s,
             "vllm:prefix_cache_hits_total": tokens_per_s * load.prefix_hit_share,

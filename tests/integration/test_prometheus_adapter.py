@@ -13,7 +13,13 @@ import pytest
 import yaml
 
 from controllers.api import InferenceFleet, PlanStatus, PoolPlanStatus
-from controllers.monitoring import evaluate, metrics_condition, observed_spec, resolve_thresholds
+from controllers.monitoring import (
+    evaluate,
+    metrics_condition,
+    observed_spec,
+    resolve_thresholds,
+    scaling_metrics,
+)
 from controllers.prometheus import QueryWindows, fetch_snapshot, make_client, request_rate_history
 from tests.conftest import REPO
 from tests.integration.prometheus_support import (
@@ -115,6 +121,10 @@ def test_steady_fleet_values_match_what_the_pods_expose(fleets):
     assert pool.requests_waiting.value == 0.0
     assert pool.kv_cache_usage_ratio.value == pytest.approx(0.6)
     assert pool.request_rate_rps.value == pytest.approx(2.0 * PODS_PER_POOL, rel=0.05)
+    assert pool.prompt_tok_per_s.value == pytest.approx(1600.0 * PODS_PER_POOL, rel=0.05)
+    scaling = scaling_metrics(pool)
+    assert scaling.tok_per_s == pytest.approx(2000.0 * PODS_PER_POOL, rel=0.05)
+    assert scaling.rps == pool.request_rate_rps.value
     assert pool.prefix_cache_hit_ratio.value == pytest.approx(0.5, rel=1e-6)
     # Bucket shares scale together, so quantiles land exactly on the chosen bounds.
     assert pool.ttft_p50_s.value == pytest.approx(0.1, rel=1e-6)

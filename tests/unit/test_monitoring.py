@@ -27,6 +27,7 @@ from controllers.monitoring import (
     observed_workload,
     recommendation,
     resolve_thresholds,
+    scaling_metrics,
     step_resize,
 )
 from controllers.prometheus import FAMILIES, UNQUERIED
@@ -336,3 +337,14 @@ def test_recommendation_diffs_two_plans_and_carries_the_patch():
     assert rec["costPerMonthDelta"] == "+8730.40"
     assert rec["accept"] == {"spec": {"workload": w}}
     assert rec["proposed"]["pools"][0]["gpus"] == 12
+
+
+def test_scaling_metrics_take_the_oldest_age_and_never_invent_a_rate():
+    assert scaling_metrics(None).rps is None
+    assert scaling_metrics(PoolMetrics(pool="h100")).rps is None
+    pool = dataclasses.replace(
+        HEALTHY, prompt_tok_per_s=Sample(8000.0, 4.0), generation_tok_per_s=Sample(2000.0, 2.0)
+    )
+    m = scaling_metrics(pool)
+    assert (m.rps, m.tok_per_s, m.age_s) == (5.6, 10000.0, 4.0)
+    assert scaling_metrics(HEALTHY).tok_per_s is None  # prompt tokens unknown
