@@ -179,7 +179,8 @@ class PodRunner:
         seen: set[tuple[str, str]] = set()
         for deployment in listed.json().get("items", []):
             meta = deployment["metadata"]
-            if meta.get("deletionTimestamp"):
+            managed = meta.get("labels", {}).get("app.kubernetes.io/managed-by") == MANAGED_BY
+            if meta.get("deletionTimestamp") or not managed:  # the selector, checked again
                 continue
             key = (meta["namespace"], meta["name"])
             seen.add(key)
