@@ -20,6 +20,7 @@ from controllers.api import (
     parse_decimal,
     parse_duration_s,
 )
+from controllers.planning import plan_spec, plan_status
 from controllers.scaling import Metrics
 from sizing.errors import InvalidInput
 
@@ -699,3 +700,19 @@ def recommendation(
         "costPerMonthDelta": f"{cost_delta:+.2f}",
         "accept": {"spec": {"workload": dict(workload)}},
     }
+
+
+def propose_resize(
+    snapshot: MetricsSnapshot,
+    spec: InferenceFleetSpec,
+    hf_config: dict[str, Any],
+    current: PlanStatus,
+    reason: str,
+) -> dict[str, Any]:
+    """`status.recommendation` in one call: re-plan the observed workload and diff the plans.
+
+    Raises `sizing.errors.SizingError` when the observed workload cannot be served at all;
+    that is itself the answer to report (e.g. prompts outgrew every pool).
+    """
+    proposed = plan_status(plan_spec(observed_spec(snapshot, spec), hf_config))
+    return recommendation(current, proposed, observed_workload(snapshot, spec), reason)

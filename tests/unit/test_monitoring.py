@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers.api import InferenceFleet, PlanStatus, PoolPlanStatus
+from controllers.api import InferenceFleet, PlanStatus, PoolPlanStatus, parse_decimal
 from controllers.monitoring import (
     POOL_METRIC_NAMES,
     REQUIRED_POOL_METRICS,
@@ -25,11 +25,13 @@ from controllers.monitoring import (
     metrics_condition,
     observed_spec,
     observed_workload,
+    propose_resize,
     recommendation,
     resolve_thresholds,
     scaling_metrics,
     step_resize,
 )
+from controllers.planning import plan_spec, plan_status
 from controllers.prometheus import FAMILIES, UNQUERIED
 from sizing.errors import InvalidInput
 from tests.conftest import REPO
@@ -348,3 +350,18 @@ def test_scaling_metrics_take_the_oldest_age_and_never_invent_a_rate():
     m = scaling_metrics(pool)
     assert (m.rps, m.tok_per_s, m.age_s) == (5.6, 10000.0, 4.0)
     assert scaling_metrics(HEALTHY).tok_per_s is None  # prompt tokens unknown
+
+
+def test_propose_resize_plans_the_observed_workload_with_the_real_planner():
+    data = yaml.safe_load((REPO / "examples" / "fleet-code-8b.yaml").read_text())
+    fleet = InferenceFleet.model_validate(data).spec
+    hf = fleet.model.hf_config.inline
+    current = plan_status(plan_spec(fleet, hf))
+    peak = 4 * parse_decimal(fleet.workload.peak_requests_per_second)
+    busier = WorkloadMetrics(peak_request_rate_rps=s(peak))
+    rec = propose_resize(snap(workload=busier), fleet, hf, current, "traffic x4")
+    assert rec["reason"] == "traffic x4"
+    assert rec["accept"]["spec"]["workload"]["peakRequestsPerSecond"] == f"{peak:.2f}"
+    assert rec["gpuDelta"] > 0
+    assert rec["gpuDelta"] == rec["proposed"]["totalGPUs"] - current.total_gpus
+    assert rec["costPerMonthDelta"].startswith("+")
