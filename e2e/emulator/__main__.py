@@ -22,11 +22,13 @@ from pathlib import Path
 from aiohttp import web
 
 from e2e.emulator.dcgm import DcgmExporter
-from e2e.emulator.driver import RealTimeEngine
+from e2e.emulator.driver import DEFAULT_ADMISSION_WINDOW_S, RealTimeEngine
 from e2e.emulator.faults import FaultError, FaultInjector, Faults
 from e2e.emulator.metrics import VllmMetrics
 from e2e.emulator.replica import ReplicaSetup, build_replica
 from e2e.emulator.server import ServerState, build_app, build_dcgm_app
+from sizing.errors import SizingError
+from sizing.memory import EngineConfig
 
 GPU_ENV = "INFERFLEET_EMULATOR_GPU"  # lets a Deployment that passes only vLLM's flags pick a GPU
 
@@ -39,11 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", default=os.environ.get(GPU_ENV, "H100-SXM-80GB"))
     p.add_argument("--tp", "--tensor-parallel-size", dest="tp", type=int, default=1)
     p.add_argument("--dtype", default="auto")
-    p.add_argument("--quantization", default=None)
+    p.add_argument("--pp", "--pipeline-parallel-size", dest="pp", type=int, default=1)
+    p.add_argument("--quantization", default="none")
     p.add_argument("--kv-cache-dtype", default="auto")
     p.add_argument("--max-model-len", type=int, default=None)
-    p.add_argument("--max-num-seqs", type=int, default=256)
-    p.add_argument("--max-num-batched-tokens", type=int, default=8192)
+    p.add_argument("--max-num-seqs", type=int, default=None, help="default: vLLM's for the GPU")
+    p.add_argument("--max-num-batched-tokens", type=int, default=None)
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--enforce-eager", action="store_true")
     p.add_argument("--host", default="0.0.0.0")
@@ -53,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-delay-s", type=float, default=0.0, help="cold start (wall s)")
     p.add_argument("--mean-output-tokens", type=float, default=256.0,
                    help="mean length at which a request without ignore_eos stops")  # fmt: skip
+    p.add_argument(
+        "--admission-window-ms",
+        type=float,
+        default=DEFAULT_ADMISSION_WINDOW_S * 1000,
+        help="wall ms an idle engine gathers arrivals into its first step",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--error-500-rate", type=float, default=0.0)
     p.add_argument("--error-503-rate", type=float, default=0.0)
@@ -76,6 +85,7 @@ async def serve(args: argparse.Namespace, setup: ReplicaSetup, faults: Faults) -
     engine = RealTimeEngine(
         setup.engine, setup.step_model, setup.limits, metrics,
         speedup=args.speedup, seed=args.seed, mean_output_tokens=args.mean_output_tokens,
+        admission_window_s=args.admission_window_ms / 1000,
     )  # fmt: skip
     hostname = socket.gethostname()
     dcgm = DcgmExporter(setup.gpu, args.tp, setup.fb_used_gib_per_gpu, hostname, args.seed)
@@ -109,20 +119,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except FaultError as err:
         raise SystemExit(f"emulator: {err}") from err
-    if args.speedup <= 0 or args.startup_delay_s < 0:
-        raise SystemExit("emulator: --speedup must be > 0 and --startup-delay-s >= 0")
-    setup = build_replica(
-        config=_load_config(args.model_config),
-        gpu_name=args.gpu,
+    if args.speedup <= 0 or args.startup_delay_s < 0 or args.admission_window_ms < 0:
+        raise SystemExit(
+            "emulator: --speedup must be > 0, --startup-delay-s and --admission-window-ms >= 0"
+        )
+    engine_config = EngineConfig(
         tp=args.tp,
+        pp=args.pp,
+        dtype=args.dtype,
+        quantization=args.quantization,
+        kv_cache_dtype=args.kv_cache_dtype,
+        gpu_memory_utilization=args.gpu_memory_utilization,
         max_model_len=args.max_model_len,
         max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens,
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        quantization=args.quantization,
-        kv_cache_dtype=args.kv_cache_dtype,
         enforce_eager=args.enforce_eager,
     )
+    try:
+        setup = build_replica(_load_config(args.model_config), args.gpu, engine_config)
+    except SizingError as err:
+        raise SystemExit(f"emulator: {err}") from err
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args, setup, faults))
     return 0

@@ -22,6 +22,9 @@ from sizing.performance import StepTimeModel
 from sizing.simulator import Engine, EngineLimits, StepResult
 
 ACTIVITY_WINDOW_S = 5.0  # wall seconds of step history behind the DCGM utilization figures
+# Wall seconds an idle engine waits for more arrivals before its first step (which still
+# starts, on the engine clock, at the first arrival): larger than localhost HTTP jitter.
+DEFAULT_ADMISSION_WINDOW_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class RealTimeEngine:
         speedup: float,
         seed: int,
         mean_output_tokens: float,
+        admission_window_s: float = DEFAULT_ADMISSION_WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if speedup <= 0:
@@ -86,6 +90,7 @@ class RealTimeEngine:
         self.metrics = metrics
         self.speedup = speedup
         self.mean_output_tokens = mean_output_tokens
+        self.admission_window_s = admission_window_s
         self._rng = random.Random(seed)
         self._clock = clock
         self._wall0 = clock()
@@ -167,6 +172,10 @@ class RealTimeEngine:
                 self._publish_gauges()
                 self._wake.clear()
                 await self._wake.wait()
+                # Requests sent together reach an idle server a few wall ms apart (HTTP and
+                # event-loop jitter, multiplied by the speedup). Gather them into the step
+                # that starts at the first one's arrival, as a batch sent at once would be.
+                await asyncio.sleep(self.admission_window_s)
                 continue
             result = self.engine.step()
             wall_end = self._wall0 + result.end_s / self.speedup

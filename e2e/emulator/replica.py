@@ -1,25 +1,23 @@
-"""Build one replica's engine from a model config and a GPU: shape, step model, KV cache.
+"""Build one replica's engine exactly as `inferfleet curve` does: same model, memory, limits.
 
-INTERIM: until sizing.model / sizing.memory land, the shape and the KV budget are derived
-here from config.json fields directly (dense models only).
+The emulator and the offline curve must agree by construction, so both go through
+`sizing.model.load_model_config`, `sizing.memory.estimate_memory` and
+`sizing.curve.replica_engine`; the only thing added here is what a GPU's framebuffer holds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sizing.curve import replica_engine
+from sizing.errors import ModelDoesNotFit
 from sizing.hardware import GPU, get_gpu
-from sizing.performance import (
-    DEFAULT_EFFICIENCY,
-    Efficiency,
-    ReplicaShape,
-    StepTimeModel,
-    build_step_model,
-)
+from sizing.memory import EngineConfig, MemoryBreakdown, estimate_memory
+from sizing.model import load_model_config
+from sizing.performance import DEFAULT_EFFICIENCY, Efficiency, StepTimeModel
 from sizing.simulator import Engine, EngineLimits
-from sizing.units import GIB
 
-# Meta-Llama-3-8B's config.json fields that matter for timing and memory.
+# Meta-Llama-3-8B's config.json (the fields the sizing model reads): the default model.
 LLAMA_3_8B_CONFIG: dict[str, object] = {
     "architectures": ["LlamaForCausalLM"],
     "model_type": "llama",
@@ -43,60 +41,38 @@ class ReplicaSetup:
     engine: Engine
     step_model: StepTimeModel
     limits: EngineLimits
-    max_model_len: int
-    fb_used_gib_per_gpu: float
+    memory: MemoryBreakdown
+
+    @property
+    def max_model_len(self) -> int:
+        return self.memory.max_model_len
+
+    @property
+    def fb_used_gib_per_gpu(self) -> float:
+        """What nvidia-smi shows once vLLM is up: its whole budget is allocated at start-up."""
+        m = self.memory
+        return (
+            m.weights_gib
+            + m.activation_gib
+            + m.non_torch_gib
+            + m.cuda_graph_gib
+            + m.lora_gib
+            + m.kv_cache_gib
+        )
 
 
 def build_replica(
     config: dict[str, object] | None,
     gpu_name: str,
-    tp: int,
-    max_model_len: int | None,
-    max_num_seqs: int,
-    max_num_batched_tokens: int,
-    gpu_memory_utilization: float,
-    quantization: str | None,
-    kv_cache_dtype: str,
-    enforce_eager: bool,
+    engine_config: EngineConfig,
     efficiency: Efficiency = DEFAULT_EFFICIENCY,
 ) -> ReplicaSetup:
-    cfg = config or LLAMA_3_8B_CONFIG
+    """The engine of one replica; raises a SizingError (with the numbers) if it cannot start."""
+    arch = load_model_config(config or LLAMA_3_8B_CONFIG)
     gpu = get_gpu(gpu_name)
-    hidden = int(cfg["hidden_size"])
-    layers = int(cfg["num_hidden_layers"])
-    heads = int(cfg["num_attention_heads"])
-    kv_heads = int(cfg.get("num_key_value_heads", heads))
-    head_dim = int(cfg.get("head_dim", hidden // heads))
-    inter = int(cfg["intermediate_size"])
-    vocab = int(cfg["vocab_size"])
-    attention = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2
-    per_layer = attention + 3 * hidden * inter
-    embed = vocab * hidden * (1 if cfg.get("tie_word_embeddings") else 2)
-    params = layers * per_layer + embed
-    weight_bytes = 2.0 if quantization is None else 1.0
-    kv_bytes = 1.0 if kv_cache_dtype.startswith("fp8") else 2.0
-    kv_per_token_per_gpu = 2 * layers * kv_heads * head_dim * kv_bytes / tp
-    weights_per_gpu = params * weight_bytes / tp
-    shape = ReplicaShape(
-        num_layers=layers,
-        hidden_size=hidden,
-        attention_width=heads * head_dim,
-        active_params=float(layers * per_layer + vocab * hidden),
-        dense_weight_bytes_per_gpu=weights_per_gpu,
-        expert_weight_bytes_per_gpu=0.0,
-        num_experts=0,
-        experts_per_token=0,
-        kv_bytes_per_token_per_gpu=kv_per_token_per_gpu,
-        tp=tp,
-        cuda_graphs=not enforce_eager,
-        math_dtype="fp8" if quantization == "fp8" and gpu.supports("fp8") else "bf16",
-    )
-    step_model = build_step_model(shape, gpu, efficiency)
-    max_len = max_model_len or int(cfg.get("max_position_embeddings", 8192))
-    budget_gib = gpu.memory_gib_reported * gpu_memory_utilization
-    overhead_gib = 2.0
-    kv_gib = budget_gib - weights_per_gpu / GIB - overhead_gib
-    kv_tokens = int(kv_gib * GIB / kv_per_token_per_gpu)
-    limits = EngineLimits(max_num_seqs, max(max_num_batched_tokens, max_num_seqs), kv_tokens)
+    memory = estimate_memory(arch, gpu, engine_config)
+    if not memory.fits:
+        raise ModelDoesNotFit("; ".join(memory.notes) or f"the model does not fit on {gpu.name}")
+    step_model, limits = replica_engine(arch, gpu, engine_config, memory, efficiency)
     engine = Engine(step_model, limits, track_tokens=True)
-    return ReplicaSetup(gpu, engine, step_model, limits, max_len, budget_gib)
+    return ReplicaSetup(gpu, engine, step_model, limits, memory)

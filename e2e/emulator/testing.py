@@ -120,8 +120,12 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: floa
     raise TimeoutError(f"emulator not listening on {HOST}:{port} after {timeout_s} s")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def emulator() -> Iterator[RunningEmulator]:
-    """One healthy emulator (Llama-3-8B-like on an H100, 10x speedup) for the test."""
+    """One healthy emulator (Llama-3-8B on an H100, 10x speedup) shared by a test module.
+
+    Shared because starting one costs a second or more; a test that sets faults must clear
+    them (`emu.set_faults()`), and counters are cumulative across the module's tests.
+    """
     with run_emulator(speedup=10.0) as emu:
         yield emu

@@ -11,6 +11,13 @@ from e2e.emulator.testing import RunningEmulator, run_emulator
 from e2e.emulator.testing import emulator as emulator  # noqa: PLC0414 (re-exported fixture)
 
 
+@pytest.fixture
+def faulty(emulator):
+    """The shared emulator, with its faults cleared again after the test."""
+    yield emulator
+    emulator.set_faults()
+
+
 def _stream(emu: RunningEmulator, path: str, body: dict[str, object]) -> list[str]:
     """The `data:` payloads of one SSE response, in order."""
     with httpx.stream("POST", emu.url + path, json=body, timeout=30) as r:
@@ -115,22 +122,22 @@ def test_health_is_503_during_cold_start_then_200():
         assert httpx.get(emu.url + "/health", timeout=5).status_code == 200
 
 
-def test_runtime_faults_answer_500_then_recover(emulator):
-    body = {"model": emulator.model, "prompt": "x", "max_tokens": 2}
-    emulator.set_faults(error_500_rate=1.0)
-    assert httpx.post(emulator.url + "/v1/completions", json=body, timeout=5).status_code == 500
-    emulator.set_faults(error_503_rate=1.0)
-    assert httpx.post(emulator.url + "/v1/completions", json=body, timeout=5).status_code == 503
-    assert httpx.get(emulator.url + "/admin/faults", timeout=5).json()["error_503_rate"] == 1.0
-    emulator.set_faults()
-    assert httpx.post(emulator.url + "/v1/completions", json=body, timeout=5).status_code == 200
+def test_runtime_faults_answer_500_then_recover(faulty):
+    body = {"model": faulty.model, "prompt": "x", "max_tokens": 2}
+    faulty.set_faults(error_500_rate=1.0)
+    assert httpx.post(faulty.url + "/v1/completions", json=body, timeout=5).status_code == 500
+    faulty.set_faults(error_503_rate=1.0)
+    assert httpx.post(faulty.url + "/v1/completions", json=body, timeout=5).status_code == 503
+    assert httpx.get(faulty.url + "/admin/faults", timeout=5).json()["error_503_rate"] == 1.0
+    faulty.set_faults()
+    assert httpx.post(faulty.url + "/v1/completions", json=body, timeout=5).status_code == 200
 
 
-def test_dropped_stream_ends_without_done(emulator):
-    emulator.set_faults(drop_stream_rate=1.0)
-    body = {"model": emulator.model, "prompt": "x", "max_tokens": 20, "stream": True}
+def test_dropped_stream_ends_without_done(faulty):
+    faulty.set_faults(drop_stream_rate=1.0)
+    body = {"model": faulty.model, "prompt": "x", "max_tokens": 20, "stream": True}
     lines: list[str] = []
-    url = emulator.url + "/v1/completions"
+    url = faulty.url + "/v1/completions"
     with (
         pytest.raises(httpx.RemoteProtocolError),
         httpx.stream("POST", url, json=body, timeout=10) as r,
@@ -148,15 +155,15 @@ def test_dropped_stream_ends_without_done(emulator):
         ({"slow_s": "x"}, "slow_s must be a number"),
     ],
 )
-def test_bad_faults_are_refused_with_the_field_named(emulator, faults, needle):
-    r = httpx.post(emulator.url + "/admin/faults", json=faults, timeout=5)
+def test_bad_faults_are_refused_with_the_field_named(faulty, faults, needle):
+    r = httpx.post(faulty.url + "/admin/faults", json=faults, timeout=5)
     assert r.status_code == 400
     assert needle in r.json()["message"]
 
 
-def test_slow_fault_delays_the_first_token(emulator):
-    emulator.set_faults(slow_s=0.5)
-    body = {"model": emulator.model, "prompt": "x", "max_tokens": 1}
-    r = httpx.post(emulator.url + "/v1/completions", json=body, timeout=10)
+def test_slow_fault_delays_the_first_token(faulty):
+    faulty.set_faults(slow_s=0.5)
+    body = {"model": faulty.model, "prompt": "x", "max_tokens": 1}
+    r = httpx.post(faulty.url + "/v1/completions", json=body, timeout=10)
     assert r.status_code == 200
     assert r.elapsed.total_seconds() >= 0.5

@@ -85,24 +85,30 @@ def test_vllm_families_have_the_real_names_types_labels_and_buckets(emulator):
 
 
 def test_counters_and_histograms_follow_the_requests_served(emulator):
+    samples = (
+        ("vllm:prompt_tokens", "vllm:prompt_tokens_total", {}),
+        ("vllm:generation_tokens", "vllm:generation_tokens_total", {}),
+        ("vllm:request_success", "vllm:request_success_total", {"finished_reason": "length"}),
+        ("vllm:time_to_first_token_seconds", "vllm:time_to_first_token_seconds_count", {}),
+        ("vllm:inter_token_latency_seconds", "vllm:inter_token_latency_seconds_count", {}),
+        ("vllm:inter_token_latency_seconds", "vllm:inter_token_latency_seconds_sum", {}),
+        ("vllm:request_generation_tokens", "vllm:request_generation_tokens_sum", {}),
+    )
+
+    def read() -> list[float]:
+        f = _families(emulator.url + "/metrics")
+        return [_value(f, family, sample, **labels) for family, sample, labels in samples]
+
+    before = read()
     for _ in range(3):
         _complete(emulator, prompt_tokens=100, max_tokens=10)
-    f = _families(emulator.url + "/metrics")
-    assert _value(f, "vllm:prompt_tokens", "vllm:prompt_tokens_total") == 300
-    assert _value(f, "vllm:generation_tokens", "vllm:generation_tokens_total") == 30
-    assert (
-        _value(f, "vllm:request_success", "vllm:request_success_total", finished_reason="length")
-        == 3
+    prompt, generated, length_ok, ttft_n, itl_n, itl_sum, gen_sum = (
+        after - b for after, b in zip(read(), before, strict=True)
     )
-    ttft_count = "vllm:time_to_first_token_seconds_count"
-    assert _value(f, "vllm:time_to_first_token_seconds", ttft_count) == 3
-    itl_count = "vllm:inter_token_latency_seconds_count"
-    assert _value(f, "vllm:inter_token_latency_seconds", itl_count) == 27
-    gen_sum = "vllm:request_generation_tokens_sum"
-    assert _value(f, "vllm:request_generation_tokens", gen_sum) == 30
+    assert (prompt, generated, length_ok, ttft_n, itl_n, gen_sum) == (300, 30, 3, 3, 27, 30)
     # Latencies are in emulated GPU seconds: an 8B decode step on an H100 takes a few ms.
-    itl_sum = _value(f, "vllm:inter_token_latency_seconds", "vllm:inter_token_latency_seconds_sum")
     assert 0.002 < itl_sum / 27 < 0.05
+    f = _families(emulator.url + "/metrics")
     assert _value(f, "vllm:num_requests_running", "vllm:num_requests_running") == 0
     assert _value(f, "vllm:kv_cache_usage_perc", "vllm:kv_cache_usage_perc") == 0
 
@@ -122,9 +128,9 @@ def test_dcgm_endpoint_has_exporter_names_and_one_series_per_gpu():
         f = _families(emu.dcgm_url + "/metrics")
         used = _value(f, "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_USED", gpu="0")
         free = _value(f, "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_FREE", gpu="0")
-        # vLLM preallocates gpu_memory_utilization (0.9) of the card; the rest stays free.
+        # vLLM preallocates its budget (0.9 of the card) plus CUDA graphs and NCCL buffers.
         assert abs((used + free) - 79.19 * 1024) <= 2
-        assert 0.85 < used / (used + free) <= 0.9 + 1e-3
+        assert 0.85 < used / (used + free) < 0.95
 
 
 def test_dcgm_utilization_rises_with_load_and_falls_when_idle():

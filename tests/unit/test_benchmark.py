@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import random
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ def _spec(**kw) -> LoadSpec:
 
 
 def test_completion_body_has_exactly_input_len_fresh_token_ids():
-    rng = random.Random(0)
+    rng = np.random.default_rng(0)
     a, b = request_body(_spec(), rng), request_body(_spec(), rng)
     assert len(a["prompt"]) == 50 and all(isinstance(t, int) for t in a["prompt"])
     assert a["prompt"] != b["prompt"]  # no prefix-cache hits between requests
@@ -31,7 +30,7 @@ def test_completion_body_has_exactly_input_len_fresh_token_ids():
 
 
 def test_chat_body_has_one_word_per_token():
-    body = request_body(_spec(endpoint="/v1/chat/completions"), random.Random(0))
+    body = request_body(_spec(endpoint="/v1/chat/completions"), np.random.default_rng(0))
     assert len(body["messages"][0]["content"].split()) == 50
     assert "prompt" not in body
 

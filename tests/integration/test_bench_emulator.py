@@ -1,0 +1,153 @@
+"""`inferfleet bench` against emulator processes: the closed-loop check and the failure paths."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from e2e.emulator.replica import build_replica
+from e2e.emulator.testing import REPO, RunningEmulator, run_emulator
+from sizing.memory import EngineConfig
+from sizing.simulator import simulate_closed_loop
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command, check=False, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+
+
+def _bench(emu: RunningEmulator, *flags: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "inferfleet", "bench", "--url", emu.url, "--model", emu.model]
+    return _run([*command, *flags])
+
+
+def _points(result: subprocess.CompletedProcess) -> list[dict[str, object]]:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["points"]
+
+
+# Long prompts on a slow GPU make every modelled time large next to the few wall milliseconds
+# of HTTP and event-loop latency per request (which the speedup multiplies too). A token budget
+# that holds a whole wave of prompts keeps TTFT from hinging on which request won a prefill
+# chunk by a millisecond, and the admission window gathers a wave the client sends over ~20 ms.
+CHECK_GPU, CHECK_SPEEDUP, CHECK_INPUT, CHECK_OUTPUT, CHECK_BUDGET = "L4", 2.0, 4096, 8, 16384
+
+
+@pytest.mark.parametrize(("concurrency", "num_prompts"), [(1, 4), (4, 8)])
+def test_bench_on_the_emulator_reproduces_the_simulated_curve(concurrency, num_prompts):
+    """Emulator + client + simulator checked against each other: within 10 %."""
+    setup = build_replica(None, CHECK_GPU, EngineConfig(max_num_batched_tokens=CHECK_BUDGET))
+    lengths = np.full(num_prompts, CHECK_INPUT), np.full(num_prompts, CHECK_OUTPUT)
+    predicted = simulate_closed_loop(setup.step_model, setup.limits, *lengths, concurrency)
+    emulator_flags = ["--max-num-batched-tokens", str(CHECK_BUDGET), "--admission-window-ms", "25"]
+    with run_emulator(gpu=CHECK_GPU, speedup=CHECK_SPEEDUP, extra_args=emulator_flags) as emu:
+        (measured,) = _points(
+            _bench(
+                emu,
+                *("--input-len", str(CHECK_INPUT), "--output-len", str(CHECK_OUTPUT)),
+                *("--concurrency", str(concurrency), "--num-prompts", str(num_prompts)),
+                *("--time-scale", str(CHECK_SPEEDUP), "--output", "json"),
+            )
+        )
+    assert measured["completed"] == num_prompts and measured["failed"] == 0
+    assert measured["output_tok_per_s"] == pytest.approx(predicted.output_tok_per_s, rel=0.10)
+    assert measured["total_tok_per_s"] == pytest.approx(predicted.total_tok_per_s, rel=0.10)
+    assert measured["ttft_p50_ms"] == pytest.approx(predicted.ttft_p50_s * 1000, rel=0.10)
+
+
+@pytest.fixture(scope="module")
+def fast_emulator():
+    with run_emulator(gpu="H100-SXM-80GB", speedup=10.0) as emu:
+        yield emu
+        emu.set_faults()
+
+
+def test_failures_are_counted_and_the_run_goes_on(fast_emulator):
+    fast_emulator.set_faults(error_500_rate=0.3, error_503_rate=0.2, drop_stream_rate=0.2)
+    try:
+        flags = ["--input-len", "16", "--output-len", "8", "--concurrency", "4"]
+        (point,) = _points(_bench(fast_emulator, *flags, "--num-prompts", "40", "--output", "json"))
+    finally:
+        fast_emulator.set_faults()
+    assert point["failed"] > 0 and point["completed"] > 0
+    assert point["failed"] + point["completed"] == 40
+    assert point["timed_out"] == 0
+
+
+def test_requests_slower_than_the_timeout_are_counted_as_timed_out(fast_emulator):
+    fast_emulator.set_faults(slow_s=2.0)
+    try:
+        flags = ["--input-len", "4", "--output-len", "2", "--request-rate", "20"]
+        result = _bench(
+            fast_emulator, *flags, "--num-prompts", "3", "--request-timeout-s", "0.3",
+            "--output", "json",
+        )  # fmt: skip
+    finally:
+        fast_emulator.set_faults()
+    (point,) = _points(result)
+    assert point["timed_out"] == 3 and point["completed"] == 0 and point["ttft_p50_ms"] is None
+
+
+def test_open_loop_points_and_text_table_and_plot(fast_emulator, tmp_path: Path):
+    plot = tmp_path / "curve.png"
+    flags = ["--input-len", "32", "--output-len", "8", "--request-rate", "5,20"]
+    result = _bench(fast_emulator, *flags, "--num-prompts", "10", "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[0] == "request_rate"
+    assert [line.split()[0] for line in lines[2:]] == ["5", "20"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ctrl_c_prints_what_was_measured_and_exits_130(fast_emulator):
+    command = [
+        sys.executable, "-m", "inferfleet", "bench", "--url", fast_emulator.url,
+        "--model", fast_emulator.model, "--input-len", "16", "--output-len", "16",
+        "--concurrency", "2,4", "--duration-s", "60", "--output", "json",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(3.0)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, err
+    (point,) = json.loads(out)["points"]
+    assert point["concurrency"] == 2 and point["completed"] > 0
+    assert "interrupted" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--concurrency", "2"], "--num-prompts N or --duration-s S"),
+        (["--concurrency", "2", "--num-prompts", "1", "--input-len", "0"], "--input-len"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(flags, needle):
+    command = [sys.executable, "-m", "inferfleet", "bench", "--url", "http://127.0.0.1:9"]
+    base = ["--model", "m", "--input-len", "8", "--output-len", "8"]
+    result = _run([*command, *base, *flags])
+    assert result.returncode == 2
+    assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_server_is_reported_as_failures_not_a_crash():
+    command = [sys.executable, "-m", "inferfleet", "bench", "--url", "http://127.0.0.1:9"]
+    flags = ["--model", "m", "--input-len", "8", "--output-len", "8", "--concurrency", "2"]
+    result = _run([*command, *flags, "--num-prompts", "4", "--output", "json"])
+    (point,) = _points(result)
+    assert point["failed"] == 4 and point["completed"] == 0
