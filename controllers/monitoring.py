@@ -121,6 +121,8 @@ def scaling_metrics(pool: PoolMetrics | None) -> Metrics:
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+METRICS_AVAILABLE = "MetricsAvailable"
+RESIZE_RECOMMENDED = "ResizeRecommended"
 
 
 def metrics_condition(
@@ -624,6 +626,15 @@ def step_resize(
     if now_s - since_s >= t.resize_clear_after_s:
         return ResizeState()
     return ResizeState(recommended=True, since_s=since_s, reason=state.reason)
+
+
+def resize_condition(state: ResizeState) -> tuple[ConditionStatus, str, str]:
+    """The `ResizeRecommended` condition as (status, reason, message)."""
+    if state.recommended:
+        return "True", "ProductionDiverges", f"step 13: {state.reason}; see status.recommendation"
+    if state.since_s is not None:
+        return "False", "DivergencePending", f"diverging, not yet sustained: {state.reason}"
+    return "False", "MatchesPrediction", "production matches the sizing prediction"
 
 
 # --- the recommendation: re-plan from the observed workload -------------------------------

@@ -27,6 +27,7 @@ from controllers.monitoring import (
     observed_workload,
     propose_resize,
     recommendation,
+    resize_condition,
     resolve_thresholds,
     scaling_metrics,
     step_resize,
@@ -365,3 +366,13 @@ def test_propose_resize_plans_the_observed_workload_with_the_real_planner():
     assert rec["gpuDelta"] > 0
     assert rec["gpuDelta"] == rec["proposed"]["totalGPUs"] - current.total_gpus
     assert rec["costPerMonthDelta"].startswith("+")
+
+
+def test_resize_condition_follows_the_trigger_state():
+    slow = Expectation(1.4, 70.0)
+    pending = step_resize(ResizeState(), slow, EXPECTED, FAST, now_s=0.0)
+    assert resize_condition(pending)[:2] == ("False", "DivergencePending")
+    fired = step_resize(pending, slow, EXPECTED, FAST, now_s=600.0)
+    status, reason, message = resize_condition(fired)
+    assert (status, reason) == ("True", "ProductionDiverges") and "TTFT P99 1.400s" in message
+    assert resize_condition(ResizeState())[:2] == ("False", "MatchesPrediction")
