@@ -237,6 +237,9 @@ class SeasonalProfile:
         self.depth = depth
         self.values = np.full((period_s // PROFILE_BIN_S, depth), np.nan)
         self.cycle_of_bin = np.full(period_s // PROFILE_BIN_S, -1, dtype=np.int64)
+        self.medians = np.full(period_s // PROFILE_BIN_S, math.nan)
+        self.filled = np.zeros(period_s // PROFILE_BIN_S, dtype=np.int64)
+        self.cycles = 0
         self.sum_rps = 0.0
         self.count = 0
         self.open_bin: int | None = None  # absolute bin index (t // PROFILE_BIN_S)
@@ -259,16 +262,24 @@ class SeasonalProfile:
             self.cycle_of_bin[b] = cycle
         self.values[b, 0] = self.sum_rps / self.count
         self.sum_rps, self.count, self.open_bin = 0.0, 0, None
+        self._refresh(b)
+
+    def _refresh(self, b: int | None = None) -> None:
+        """Cache the medians and the trusted cycle count; they change only when a bin closes."""
+        rows = range(len(self.medians)) if b is None else (b,)
+        for i in rows:
+            known = self.values[i][~np.isnan(self.values[i])]
+            self.medians[i] = float(np.median(known)) if known.size else math.nan
+            self.filled[i] = known.size
+        self.cycles = int(np.median(self.filled))
 
     def cycles_seen(self) -> int:
         """Cycles with data in most bins: the profile is trusted from two on."""
-        filled = np.sum(~np.isnan(self.values), axis=1)
-        return int(np.median(filled))
+        return self.cycles
 
     def level(self, t_s: float) -> float | None:
-        column = self.values[int(t_s // PROFILE_BIN_S) % len(self.cycle_of_bin)]
-        known = column[~np.isnan(column)]
-        return float(np.median(known)) if known.size else None
+        median = self.medians[int(t_s // PROFILE_BIN_S) % len(self.medians)]
+        return None if math.isnan(median) else float(median)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -284,6 +295,7 @@ class SeasonalProfile:
         self.values = values
         self.cycle_of_bin = np.asarray(data["cycles"], dtype=np.int64)
         self.open_bin, self.sum_rps, self.count = data["open"]
+        self._refresh()
 
 
 class Seasonal(Forecaster):
