@@ -69,7 +69,7 @@ def exclusion(case: dict, root: Path) -> str | None:
     """Why a case cannot check the V1 model, or None when it can."""
     version = _version(case["vllm_version"])
     if case["engine"] != "V1" or version is None or version < (0, 10):
-        return f"V0 / pre-0.10 engine ({case['vllm_version'][:12]}): other profiler"
+        return f"V0 engine or before 0.10 ({case['vllm_version'][:12]}): other profiler"
     if case["case_id"].startswith(("unsloth-", "selfllm-")):
         return "Unsloth-managed vLLM: its own LoRA buffers and utilization"
     if case["gpu_memory_utilization"] is None or "unknown" in (case["gpu"] or "").lower():
