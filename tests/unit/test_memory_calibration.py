@@ -67,3 +67,13 @@ def test_memory_failures_are_predicted() -> None:
     assert len(failed) >= 2
     for case_id, memory in failed:
         assert report.predicts_failure(memory), case_id
+
+
+def test_warmup_warning_matches_the_logged_outcome() -> None:
+    """0.19 starts that sized their KV cache and then died in warm-up get the warning; those
+    that came up do not."""
+    for r in RESULTS:
+        if not r.case.case_id.startswith("llmd-v0.19"):
+            continue
+        warned = any("warm-up" in note for note in r.predicted.notes)
+        assert warned == (r.case.logged["startup_succeeded"] is False), r.case.case_id
