@@ -9,13 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from e2e.emulator.replica import build_replica
 from e2e.emulator.testing import REPO, RunningEmulator, run_emulator
-from sizing.memory import EngineConfig
-from sizing.simulator import simulate_closed_loop
+from tests.conftest import CALIBRATION
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
@@ -41,26 +38,30 @@ def _points(result: subprocess.CompletedProcess) -> list[dict[str, object]]:
 CHECK_GPU, CHECK_SPEEDUP, CHECK_INPUT, CHECK_OUTPUT, CHECK_BUDGET = "L4", 2.0, 4096, 8, 16384
 
 
+LLAMA_3_8B = CALIBRATION / "model_configs" / "meta-llama--Meta-Llama-3-8B.json"
+
+
 @pytest.mark.parametrize(("concurrency", "num_prompts"), [(1, 4), (4, 8)])
-def test_bench_on_the_emulator_reproduces_the_simulated_curve(concurrency, num_prompts):
+def test_bench_on_the_emulator_reproduces_inferfleet_curve(concurrency, num_prompts):
     """Emulator + client + simulator checked against each other: within 10 %."""
-    setup = build_replica(None, CHECK_GPU, EngineConfig(max_num_batched_tokens=CHECK_BUDGET))
-    lengths = np.full(num_prompts, CHECK_INPUT), np.full(num_prompts, CHECK_OUTPUT)
-    predicted = simulate_closed_loop(setup.step_model, setup.limits, *lengths, concurrency)
-    emulator_flags = ["--max-num-batched-tokens", str(CHECK_BUDGET), "--admission-window-ms", "25"]
+    replica = ["--gpu", CHECK_GPU, "--max-num-batched-tokens", str(CHECK_BUDGET)]
+    load = [
+        *("--input-len", str(CHECK_INPUT), "--output-len", str(CHECK_OUTPUT)),
+        *("--concurrency", str(concurrency), "--num-prompts", str(num_prompts)),
+        *("--output", "json"),
+    ]
+    curve = [sys.executable, "-m", "inferfleet", "curve", "--model-config", str(LLAMA_3_8B)]
+    (predicted,) = _points(_run([*curve, *replica, *load]))
+    emulator_flags = [
+        *("--model-config", str(LLAMA_3_8B), "--max-num-batched-tokens", str(CHECK_BUDGET)),
+        *("--admission-window-ms", "25"),
+    ]
     with run_emulator(gpu=CHECK_GPU, speedup=CHECK_SPEEDUP, extra_args=emulator_flags) as emu:
-        (measured,) = _points(
-            _bench(
-                emu,
-                *("--input-len", str(CHECK_INPUT), "--output-len", str(CHECK_OUTPUT)),
-                *("--concurrency", str(concurrency), "--num-prompts", str(num_prompts)),
-                *("--time-scale", str(CHECK_SPEEDUP), "--output", "json"),
-            )
-        )
+        (measured,) = _points(_bench(emu, *load, "--time-scale", str(CHECK_SPEEDUP)))
     assert measured["completed"] == num_prompts and measured["failed"] == 0
-    assert measured["output_tok_per_s"] == pytest.approx(predicted.output_tok_per_s, rel=0.10)
-    assert measured["total_tok_per_s"] == pytest.approx(predicted.total_tok_per_s, rel=0.10)
-    assert measured["ttft_p50_ms"] == pytest.approx(predicted.ttft_p50_s * 1000, rel=0.10)
+    for key in ("output_tok_per_s", "total_tok_per_s", "ttft_p50_ms"):
+        ratio = measured[key] / predicted[key]
+        assert measured[key] == pytest.approx(predicted[key], rel=0.10), f"{key}: x{ratio:.3f}"
 
 
 @pytest.fixture(scope="module")
