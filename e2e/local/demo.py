@@ -314,6 +314,7 @@ def run(args: argparse.Namespace) -> int:
         samples=samples,
         stats=driver.stats,
         ttft_slo_s=scenario.replay.ttft_slo_s,
+        shift_minute=scenario.replay.shift_from_minute,
     )
     view.say(f"report: {out}")
     return 0 if driver.totals().ok > 0 else 1

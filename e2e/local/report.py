@@ -39,6 +39,7 @@ def write_report(
     samples: Sequence[Sample],
     stats: Sequence[MinuteStats],
     ttft_slo_s: float,
+    shift_minute: int | None = None,
     bucket_minutes: int = 15,
 ) -> Path:
     # A bare Agg Figure, not pyplot: no global backend state, no display needed (CI, ssh).
@@ -60,6 +61,9 @@ def write_report(
     demand_ax.set_ylabel("req/s")
     demand_ax.legend(loc="upper left", fontsize="small")
 
+    if shift_minute is not None:
+        demand_ax.annotate("prompt-length shift", (shift_minute / 60, 0), xytext=(3, 3),
+                           textcoords="offset points", fontsize="small", color="grey")  # fmt: skip
     bucket_hours, p99s = ttft_p99_by_bucket(stats, bucket_minutes)
     ttft_ax.plot(bucket_hours, p99s, marker=".", label=f"TTFT P99 per {bucket_minutes} min")
     ttft_ax.axhline(ttft_slo_s, color="red", ls="--", label=f"SLO {ttft_slo_s:g} s")
@@ -72,6 +76,8 @@ def write_report(
     if stats:
         cost_ax.set_xlim(stats[0].minute / 60, (stats[-1].minute + 1) / 60)
     for ax in (demand_ax, ttft_ax, cost_ax):
+        if shift_minute is not None:
+            ax.axvline(shift_minute / 60, color="grey", ls=":", lw=1)
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)
     fig.tight_layout()
