@@ -23,6 +23,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,6 +31,8 @@ from sizing.errors import InvalidInput
 from sizing.performance import StepTimeModel
 
 BLOCK_SIZE_TOKENS = 16
+# Decode stretches shorter than this run step by step: numpy's per-call cost exceeds the gain.
+MIN_RUN_STEPS = 4
 
 _WAITING, _PREFILLING, _DECODING, _DONE = 0, 1, 2, 3
 
@@ -58,9 +61,12 @@ class EngineLimits:
         return self.kv_cache_tokens // self.block_size
 
 
-@dataclass(frozen=True)
-class StepResult:
-    """What one engine step did. Times are on the engine's own clock (seconds)."""
+class StepResult(NamedTuple):
+    """What one engine step did. Times are on the engine's own clock (seconds).
+
+    A NamedTuple, not a frozen dataclass: one is built per step on the hot path, and a frozen
+    dataclass's __init__ costs several times more.
+    """
 
     start_s: float
     duration_s: float
@@ -236,19 +242,22 @@ class Engine:
                 return None
             head_blocked = True
         heap = self._finish_heap
-        while heap and (
-            self._state[heap[0][1]] != _DECODING or self._enter[heap[0][1]] != heap[0][2]
-        ):
+        while heap and not self._is_current(heap[0]):
             heapq.heappop(heap)
-        steps = min(max_steps, heap[0][0] - self._tick)  # the finishing step is a normal one
-        if steps <= 0:
+        n = self._n_decode
+        first_kv = self._decode_base + n * (self._tick + 1)
+        # Steps only get longer as contexts grow, so the first one bounds how many fit before
+        # the next arrival. Short stretches are cheaper as normal steps than as numpy calls.
+        first_s = self._model.step_time_s(n, n, first_kv, first_kv)
+        fit_s = (until_s - self.now_s) / first_s
+        steps = min(max_steps, heap[0][0] - self._tick, int(min(fit_s, max_steps)) + 1)
+        if steps < MIN_RUN_STEPS:
             return None
         ticks = self._tick + np.arange(steps)
         needs = np.cumsum(np.asarray(self._phase_count)[-ticks % self._block])
         steps = int(np.searchsorted(needs, free, side="right"))
         if steps == 0:
             return None
-        n = self._n_decode
         kv_read = (self._decode_base + n * (ticks[:steps] + 1)).astype(np.float64)
         durations = self._model.decode_run_s(n, kv_read)
         starts = self.now_s + np.concatenate(([0.0], np.cumsum(durations[:-1])))
