@@ -204,6 +204,7 @@ def _wait_condition(
     """Until the condition is True; a Sized=False (a refusal) ends the wait at once."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        harness.check()
         found = _condition(harness, namespace, name, type_)
         if found and found["status"] == "True":
             return found
@@ -216,7 +217,7 @@ def _wait_condition(
 def _frame(name: str, scenario: Scenario, driver: LoadDriver, sample: Sample, wall_s: float):
     minute = driver.minute_now()
     now = min(int(driver.elapsed_minutes()), len(scenario.demand) - 1)
-    recent = driver.stats[max(0, now - RECENT_MINUTES) : now + 1]
+    recent = driver.stats[max(0, now - RECENT_MINUTES) : now]  # completed minutes only
     ttfts = [v for s in recent for v in s.ttft_s]
     replay = scenario.replay
     window_wall_s = max(1, len(recent)) * replay.wall_s_per_minute
@@ -286,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
             ).start()
             while True:
                 finished = driver.join(TICK_S)
+                harness.check()
                 minute = driver.minute_now()
                 samples.append(take_sample(harness, namespace, name, minute))
                 events.poll(harness, minute)

@@ -102,6 +102,12 @@ class LocalHarness:
     def __exit__(self, *_: object) -> None:
         self._stack.close()
 
+    def check(self) -> None:
+        """Raise if the operator or the pod runner died while the run goes on."""
+        if self.operator.errors:
+            raise RuntimeError(f"the operator failed: {self.operator.errors[-1]!r}")
+        self.pods.check()
+
     # --- like kubectl ------------------------------------------------------------------------
 
     def apply_fleet(self, fleet: dict[str, Any]) -> dict[str, Any]:

@@ -153,6 +153,11 @@ class PodRunner:
         """The fleet's ready replicas across all its pools (what a gateway would route to)."""
         return tuple(e for e in self._endpoints if (e.namespace, e.fleet) == (namespace, fleet))
 
+    def check(self) -> None:
+        """Raise if the loop died (a bug): the pods it left would never change again."""
+        if not self._thread.is_alive() and not self._stop.is_set():
+            raise RuntimeError(f"the pod runner stopped: {self.errors[-1:]!r}")
+
     def pods(self) -> tuple[Pod, ...]:
         """Every pod the runner knows, terminating ones included, as of the last pass."""
         return self._pods

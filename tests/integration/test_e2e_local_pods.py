@@ -134,6 +134,7 @@ def test_pods_follow_the_deployment(cluster: Cluster, tmp_path):
         wait_for(lambda: not runner.pods(), "all pods gone after the delete", timeout_s=20)
         assert all(p.process.poll() is not None for p in survivors)
         assert targets(runner) == []
+        runner.check()  # the loop is still alive
     finally:
         still = list(runner.pods())
         runner.close()
