@@ -252,6 +252,18 @@ def _summary(scenario: Scenario, driver: LoadDriver, samples: list[Sample]) -> l
     ]
 
 
+def _verdict(status: dict[str, Any]) -> list[str]:
+    """The operator's own judgement at the end of the day, when it writes one."""
+    lines = [
+        f"finding: {f.get('severity')} {f.get('metric')} {f.get('observed')} "
+        f"(threshold {f.get('threshold')}): {f.get('advice')}"
+        for f in status.get("findings", [])
+    ]
+    if status.get("recommendation"):
+        lines.append(f"recommendation: {status['recommendation']}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     scenario = build_scenario(args)
     meta = scenario.fleet["metadata"]
@@ -296,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
                     break
             if driver.error is not None:
                 raise driver.error
+            final_status = (harness.fleet(namespace, name) or {}).get("status") or {}
     except RuntimeError as err:
         view.say(f"demo failed: {err}")
         return 1
@@ -306,6 +319,8 @@ def run(args: argparse.Namespace) -> int:
             workdir_tmp.cleanup()
     view.say(f"day replayed in {time.monotonic() - started_s:.0f} s wall")
     for line in _summary(scenario, driver, samples):
+        view.say(line)
+    for line in _verdict(final_status):
         view.say(line)
     view.say("events:")
     for event in events.seen:

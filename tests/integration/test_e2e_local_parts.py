@@ -236,3 +236,17 @@ def test_demo_scenario_compresses_the_day_and_sets_the_fleet():
     assert scenario.fleet["spec"]["scaling"]["interval"] == "2s"
     assert scenario.replay.shift_from_minute == 18 * 60
     assert scenario.replay.ttft_slo_s == pytest.approx(1.5)
+
+
+def test_demo_prints_the_operators_findings_and_recommendation():
+    status = {
+        "findings": [{"severity": "warning", "metric": "ttftP99", "observed": "2.1s",
+                      "threshold": "1.95s", "advice": "re-size for longer prompts"}],
+        "recommendation": {"reason": "prompt P99 grew 3x"},
+    }  # fmt: skip
+    lines = demo._verdict(status)
+    assert lines[0] == (
+        "finding: warning ttftP99 2.1s (threshold 1.95s): re-size for longer prompts"
+    )
+    assert "prompt P99 grew 3x" in lines[1]
+    assert demo._verdict({}) == []
