@@ -65,9 +65,12 @@ def helm(*args: str, values: Mapping[str, Any] | None = None) -> subprocess.Comp
     return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60, check=False)
 
 
-def render(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+def render(values: Mapping[str, Any], prometheus_operator: bool = True) -> list[dict[str, Any]]:
+    """`helm template`; `prometheus_operator` says whether the cluster serves its kinds."""
+    apis = [f"--api-versions=monitoring.coreos.com/v1/{k}" for k in PROMETHEUS_OPERATOR_KINDS]
     done = helm("template", "inferfleet", str(CHART), "--namespace", RELEASE_NS,
-                "--kube-version", KUBE_VERSION, "--include-crds", values=values)  # fmt: skip
+                "--kube-version", KUBE_VERSION, "--include-crds",
+                *(apis if prometheus_operator else []), values=values)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
@@ -237,6 +240,19 @@ def test_toggles_switch_the_optional_parts_off():
     assert {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= kinds
     defaults = {d["kind"] for d in render({})}
     assert {*PROMETHEUS_OPERATOR_KINDS, "ConfigMap", "Service"} <= defaults
+
+
+def test_without_prometheus_operator_its_kinds_are_left_out_and_notes_say_so():
+    """A bare cluster (kind, a fresh EKS) must install; NOTES tell what was skipped and why."""
+    kinds = {d["kind"] for d in render({}, prometheus_operator=False)}
+    assert not kinds & PROMETHEUS_OPERATOR_KINDS
+    assert {"Deployment", "ConfigMap", "Service"} <= kinds
+    done = helm("install", "inferfleet", str(CHART), "--dry-run=client", "--namespace", RELEASE_NS)
+    assert done.returncode == 0, done.stderr
+    notes = done.stdout.split("NOTES:", 1)[1]
+    assert "NOT installed: the ServiceMonitor, PodMonitor and PrometheusRule" in notes
+    assert "kubectl get ifleet" in notes
+    assert "kubectl -n llm describe ifleet chat-70b" in notes
 
 
 def test_metrics_service_and_servicemonitor_meet_on_the_metrics_port():
