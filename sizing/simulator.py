@@ -423,7 +423,7 @@ class LoadPoint:
     preemptions: int
     kv_blocked_steps: int
     mean_batch_size: float
-    mean_running: float  # time-weighted requests in the engine (running + waiting)
+    mean_running: float  # requests in the engine (running + waiting), averaged over the window
 
 
 class _Recorder:
@@ -546,7 +546,7 @@ class _Recorder:
             preemptions=engine.preemptions,
             kv_blocked_steps=engine.kv_blocked_steps,
             mean_batch_size=float(np.dot(steps["batch"][in_window], window_durations) / busy),
-            mean_running=float(np.dot(steps["in_system"][in_window], window_durations) / busy),
+            mean_running=float(np.dot(steps["in_system"][in_window], window_durations) / span),
         )
 
 

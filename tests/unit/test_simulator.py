@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 import itertools
 from dataclasses import asdict, replace
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -21,6 +24,7 @@ from sizing.simulator import (
     simulate_closed_loop,
     weighted_percentiles,
 )
+from tests.conftest import TRACES
 
 # An 8B-class dense model in BF16 on one H100 (Llama-3-8B shape: 32 layers, 4096 wide, 8 KV
 # heads of 128 → 128 KiB of KV per token).
@@ -253,3 +257,21 @@ def test_the_fast_path_gives_the_step_by_step_result(kv_cache_tokens):
     fast = simulate_arrivals(MODEL, limits, arrivals, prompts, outputs)
     slow = simulate_arrivals(MODEL, limits, arrivals, prompts, outputs, fast_path=False)
     same_point(fast, slow)
+
+
+def test_replaying_real_traffic_obeys_littles_law():
+    """The first ~10 minutes of the Azure 2023 conversation trace, replayed open loop: every
+    request is served, and requests in the engine = arrival rate × mean latency."""
+    times, prompts, outputs = [], [], []
+    with gzip.open(TRACES / "azure2023_conv.requests.csv.gz", "rt", newline="") as f:
+        for row in itertools.islice(csv.DictReader(f), 3000):
+            times.append(datetime.fromisoformat(row["TIMESTAMP"][:26]).timestamp())
+            prompts.append(int(row["ContextTokens"]))
+            outputs.append(max(1, int(row["GeneratedTokens"])))
+    arrivals = np.sort(np.asarray(times) - min(times))
+    point = simulate_arrivals(MODEL, ROOMY, arrivals, np.asarray(prompts), np.asarray(outputs))
+    assert point.requests == 3000
+    rate_rps = 3000 / point.duration_s
+    assert point.request_per_s == pytest.approx(rate_rps)
+    assert point.mean_running == pytest.approx(rate_rps * point.e2e_mean_s, rel=0.02)
+    assert point.ttft_p50_s < 0.2  # a lightly loaded 8B on an H100
