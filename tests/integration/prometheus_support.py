@@ -301,13 +301,19 @@ class VllmLoad:
     prompt_tok_per_s: float = 1600.0
     generation_tok_per_s: float = 400.0
     prefix_hit_share: float = 0.5
-    ttft_points: Mapping[float, float] = field(default_factory=lambda: {0.1: 0.5, 0.25: 0.99})
-    itl_points: Mapping[float, float] = field(default_factory=lambda: {0.025: 0.5, 0.05: 0.99})
+    # Cumulative shares at chosen bounds, reaching 1.0 at a finite bound: a quantile that sat
+    # exactly on a share followed by a flat run to +Inf would flip with float rounding.
+    ttft_points: Mapping[float, float] = field(
+        default_factory=lambda: {0.1: 0.4, 0.25: 0.98, 0.5: 1.0}
+    )
+    itl_points: Mapping[float, float] = field(
+        default_factory=lambda: {0.025: 0.4, 0.05: 0.98, 0.1: 1.0}
+    )
     prompt_points: Mapping[float, float] = field(
-        default_factory=lambda: {512.0: 0.5, 2048.0: 0.95, 4096.0: 0.99}
+        default_factory=lambda: {512.0: 0.4, 2048.0: 0.9, 4096.0: 0.98, 8192.0: 1.0}
     )
     output_points: Mapping[float, float] = field(
-        default_factory=lambda: {128.0: 0.5, 512.0: 0.95, 1024.0: 0.99}
+        default_factory=lambda: {128.0: 0.4, 512.0: 0.9, 1024.0: 0.98, 2048.0: 1.0}
     )
     gpu_util_percent: float = 75.0
     sm_active: float = 0.7

@@ -43,8 +43,8 @@ SCENARIOS = {
         running=40.0,
         waiting=12.0,
         kv_usage=0.97,
-        ttft_points={1.0: 0.2, 2.5: 0.5, 5.0: 0.98},
-        prompt_points={4096.0: 0.3, 8192.0: 0.9, 16384.0: 0.99},
+        ttft_points={1.0: 0.2, 2.5: 0.4, 5.0: 0.98, 10.0: 1.0},
+        prompt_points={4096.0: 0.3, 8192.0: 0.9, 16384.0: 1.0},
     ),
     "idle": VllmLoad(running=1.0, rps=0.2, gpu_util_percent=70.0),
 }
@@ -126,16 +126,19 @@ def test_steady_fleet_values_match_what_the_pods_expose(fleets):
     assert scaling.tok_per_s == pytest.approx(2000.0 * PODS_PER_POOL, rel=0.05)
     assert scaling.rps == pool.request_rate_rps.value
     assert pool.prefix_cache_hit_ratio.value == pytest.approx(0.5, rel=1e-6)
-    # Bucket shares scale together, so quantiles land exactly on the chosen bounds.
-    assert pool.ttft_p50_s.value == pytest.approx(0.1, rel=1e-6)
-    assert pool.ttft_p99_s.value == pytest.approx(0.25, rel=1e-6)
-    assert pool.itl_p99_s.value == pytest.approx(0.05, rel=1e-6)
+    # Bucket shares scale together, so the quantiles are the linear interpolation inside the
+    # bucket the rank falls in: lower + width * (rank - share below) / (share of the bucket).
+    assert pool.ttft_p50_s.value == pytest.approx(0.1 + 0.15 * (0.5 - 0.4) / 0.58, rel=1e-6)
+    assert pool.ttft_p99_s.value == pytest.approx(0.25 + 0.25 * (0.99 - 0.98) / 0.02, rel=1e-6)
+    assert pool.itl_p99_s.value == pytest.approx(0.05 + 0.05 * (0.99 - 0.98) / 0.02, rel=1e-6)
     assert pool.gpu_util_percent.value == 75.0
     assert pool.fb_used_mib.value == 69000.0 * PODS_PER_POOL
     assert pool.preemptions_per_s.value == 0.0
-    assert snap.workload.prompt_tokens_p50.value == pytest.approx(512.0, rel=1e-6)
-    assert snap.workload.prompt_tokens_p95.value == pytest.approx(2048.0, rel=1e-6)
-    assert snap.workload.output_tokens_p99.value == pytest.approx(1024.0, rel=1e-6)
+    # Shares stay flat from 512 to 1024 prompt tokens, so the median sits in (1024, 2048].
+    w = snap.workload
+    assert w.prompt_tokens_p50.value == pytest.approx(1024 + 1024 * 0.1 / 0.5, rel=1e-6)
+    assert w.prompt_tokens_p95.value == pytest.approx(2048 + 2048 * 0.05 / 0.08, rel=1e-6)
+    assert w.output_tokens_p99.value == pytest.approx(1024 + 1024 * 0.01 / 0.02, rel=1e-6)
     assert snap.workload.peak_request_rate_rps.value == pytest.approx(4.0, rel=0.1)
     assert all(0.0 <= s.age_s < 5.0 for s in (pool.requests_running, pool.ttft_p99_s))
     # Spec decoding is not enabled on these pods: missing, not zero.
@@ -156,14 +159,14 @@ def test_long_prompts_saturate_kv_cache_and_break_ttft(fleets):
     by_metric = {f.metric: f for f in findings}
     assert by_metric["kvCacheUtilization"].severity == "warning"
     assert by_metric["kvCacheUtilization"].observed == "97.0%"
-    assert by_metric["ttftP99"].severity == "critical"  # P50 2.5 s also above the 2 s SLO
+    assert by_metric["ttftP99"].severity == "critical"  # P50 2.9 s also above the 2 s SLO
     assert by_metric["queueDepth"].observed == "12.0 per replica"
     # The observed workload replaces the spec's prompt tokens: Prometheus
     # interpolates linearly inside a bucket, and the spec wants whole tokens, rounded up.
     prompt = observed_spec(snap, _spec()).workload.prompt_tokens
     assert prompt.p50 == math.ceil(4096 + 4096 * (0.5 - 0.3) / (0.9 - 0.3))
-    assert prompt.p95 == math.ceil(8192 + 8192 * (0.95 - 0.9) / (0.99 - 0.9))
-    assert prompt.p99 == 16384
+    assert prompt.p95 == math.ceil(8192 + 8192 * (0.95 - 0.9) / (1.0 - 0.9))
+    assert prompt.p99 == math.ceil(8192 + 8192 * (0.99 - 0.9) / (1.0 - 0.9))
 
 
 def test_low_load_is_the_utilization_trap(fleets):
