@@ -89,8 +89,10 @@ class DecayingHistogram:
         self.weights = weights
 
 
-# log(actual max / forecast max): misses beyond +1.6 (5x) are clipped into the last bin.
-_ERROR_EDGES = np.concatenate(([-50.0], np.linspace(-1.0, 1.6, 105), [50.0]))
+# log(actual max / forecast max), in bins of 0.02. Misses beyond 2x land in the open last bin,
+# so the upper forecast is at most twice the point: bigger bursts are the warm spare's job,
+# and one early burst must not double-and-more the fleet for days.
+_ERROR_EDGES = np.concatenate(([-50.0], np.linspace(-1.0, math.log(2.0), 86), [50.0]))
 
 
 class Forecaster(ABC):
