@@ -8,6 +8,7 @@ PromQL in the rules and the dashboard parses (promtool), and bad values fail at 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -19,9 +20,12 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from prometheus_client.exposition import generate_latest
 
+from controllers.metrics import OperatorMetrics
 from controllers.rbac import cluster_role_rules
 from controllers.render import labels as vllm_pod_labels
+from e2e.emulator.metrics import VllmMetrics
 from tests.conftest import REPO
 
 CHART = REPO / "charts" / "inferfleet"
@@ -334,6 +338,27 @@ def test_dashboard_covers_the_fleet_view():
         assert series in exprs, series
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"datasource", "namespace", "fleet"} <= variables
+
+
+def exported_series() -> set[str]:
+    """Series names the operator and (the emulator of) vLLM really export."""
+    names: set[str] = set()
+    for family in OperatorMetrics().registry.collect():
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+        names |= {family.name + s for s in suffixes.get(family.type, ("",))}
+    text = generate_latest(VllmMetrics("m", max_model_len=4096).registry).decode()
+    names |= {ln.split("{")[0].split()[0] for ln in text.splitlines() if ln and ln[0] != "#"}
+    return names
+
+
+def test_dashboard_queries_only_series_that_exist():
+    """A renamed metric is how dashboards silently go blank; check every name against code."""
+    (dashboard_map,) = of_kind(render({}), "ConfigMap")
+    dashboard = json.loads(dashboard_map["data"]["inferfleet.json"])
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    used = set(re.findall(r"\b(?:inferfleet_[a-z0-9_]+|vllm:[a-z0-9_]+)", exprs))
+    assert len(used) >= 8
+    assert used <= exported_series(), used - exported_series()
 
 
 def test_chart_crd_is_the_generated_crd():
