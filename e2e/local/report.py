@@ -3,7 +3,7 @@
 1. demand vs the ready replicas' usable capacity (and the operator's forecast when it writes
    one): capacity under demand is where the SLO is at risk;
 2. TTFT P99 per bucket of trace minutes vs the SLO;
-3. $/hour of the replicas that hold GPUs (ready and starting).
+3. $/hour of the replicas that hold GPUs (ready and starting) vs the static plan's.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ def write_report(
         hours, [s.ready_capacity_rps for s in samples], where="post",
         label="ready capacity (ready replicas x usable req/s)",
     )  # fmt: skip
+    demand_ax.step(
+        hours, [s.desired_capacity_rps for s in samples], where="post", ls="--", lw=1,
+        label="desired capacity",
+    )  # fmt: skip
     forecast = [(h, s.forecast_rps) for h, s in zip(hours, samples, strict=True) if s.forecast_rps]
     if forecast:
         demand_ax.plot(*zip(*forecast, strict=True), ls="--", label="forecast next peak")
@@ -70,7 +74,14 @@ def write_report(
     ttft_ax.set_ylabel("seconds")
     ttft_ax.legend(loc="upper left", fontsize="small")
 
-    cost_ax.step(hours, [s.cost_per_hour_usd for s in samples], where="post", color="green")
+    cost_ax.step(
+        hours, [s.cost_per_hour_usd for s in samples], where="post", color="green",
+        label="replicas holding GPUs",
+    )  # fmt: skip
+    plan_costs = [s.plan_cost_per_hour_usd for s in samples if s.plan_cost_per_hour_usd]
+    if plan_costs:
+        cost_ax.axhline(plan_costs[-1], color="grey", ls="--", label="the plan, all day")
+    cost_ax.legend(loc="upper left", fontsize="small")
     cost_ax.set_ylabel("$/hour")
     cost_ax.set_xlabel("hour of day (trace time)")
     if stats:

@@ -30,6 +30,7 @@ class Sample:
     pools: tuple[PoolSample, ...]
     conditions: tuple[tuple[str, str], ...]  # (type, status)
     forecast_rps: float | None  # status.forecast.nextPeakRPS when the operator writes one
+    plan_cost_per_hour_usd: float | None  # the plan's fleet at its sized count, all day
 
     @property
     def desired(self) -> int:
@@ -42,6 +43,10 @@ class Sample:
     @property
     def ready_capacity_rps(self) -> float:
         return sum(p.ready * p.usable_rps_per_replica for p in self.pools)
+
+    @property
+    def desired_capacity_rps(self) -> float:
+        return sum(p.desired * p.usable_rps_per_replica for p in self.pools)
 
     @property
     def cost_per_hour_usd(self) -> float:
@@ -86,11 +91,13 @@ def take_sample(harness: LocalHarness, namespace: str, name: str, minute: float)
         s for s in (_pool_sample(harness, fleet, layout) for layout in layouts) if s is not None
     )
     forecast = (status.get("forecast") or {}).get("nextPeakRPS")
+    plan_cost = (status.get("plan") or {}).get("costPerHour")
     return Sample(
         minute=minute,
         pools=pools,
         conditions=tuple((c["type"], c["status"]) for c in status.get("conditions", [])),
         forecast_rps=float(parse_decimal(forecast)) if forecast is not None else None,
+        plan_cost_per_hour_usd=float(parse_decimal(plan_cost)) if plan_cost is not None else None,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e.local import demo
 from e2e.local.harness import LocalHarness
 from e2e.local.load import Demand, LoadDriver, ReplayConfig
 from e2e.local.timeline import EventLog, take_sample
@@ -109,3 +110,20 @@ def test_fleet_is_sized_runs_as_pods_serves_load_and_is_scraped():
         )
         applied = [e for e in EventLog(NAMESPACE, NAME).poll(harness, 0) if e.reason == "Applied"]
         assert any(e.message.startswith("Applied Deployment") for e in applied)
+
+
+def test_demo_runs_a_short_evening_end_to_end(tmp_path, capsys):
+    """`make demo`'s entry point on two trace hours (15 s of wall time) with a prompt shift."""
+    out = tmp_path / "report.png"
+    argv = ["--minutes", "0.25", "--first-minute", "1140", "--trace-minutes", "120",
+            "--shift-at", "20", "--peak-rps", "2", "--out", str(out),
+            "--workdir", str(tmp_path / "work")]  # fmt: skip
+    assert demo.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Sized: " in printed and "replaying the day" in printed
+    requests = next(line for line in printed.splitlines() if line.startswith("requests: "))
+    sent, ok = (int(word) for word in requests.split()[1:5:2])
+    assert sent == ok > 10
+    assert "Applied Deployment code-8b-" in printed  # the Events timeline
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((tmp_path / "work" / "pods").glob("*.log")), "no pod was started"

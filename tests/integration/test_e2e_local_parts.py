@@ -145,7 +145,8 @@ def test_template_hash_changes_with_the_pod_template_only():
 def sample(minute: float, ready: int, desired: int) -> Sample:
     pool = PoolSample("l40s", desired, ready, usable_rps_per_replica=1.5,
                       cost_per_replica_hour_usd=1.0)  # fmt: skip
-    return Sample(minute, (pool,), (("Sized", "True"), ("Ready", "False")), forecast_rps=None)
+    conditions = (("Sized", "True"), ("Ready", "False"))
+    return Sample(minute, (pool,), conditions, forecast_rps=None, plan_cost_per_hour_usd=2.0)
 
 
 def frame(minute: float = 75.0) -> Frame:
