@@ -1,0 +1,154 @@
+"""`inferfleet simulate` end to end in-process: table, JSON, fleet manifest, plot, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inferfleet.cli import main
+from tests.conftest import REPO
+
+
+def write_trace(path: Path, counts: list[int | None], flags: bool = False) -> Path:
+    head = "minute,requests,input_tokens_sum,output_tokens_sum" + (
+        ",gap,suspect_partial" if flags else ""
+    )
+    rows = [head]
+    for m, c in enumerate(counts):
+        gap = c is None
+        cells = [str(m), "0" if gap else str(c), "", ""]
+        if flags:
+            cells += ["1" if gap else "0", "0"]
+        rows.append(",".join(cells))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+# A morning ramp with a step the oracle sees coming and a reactive policy does not.
+COUNTS = [600] * 30 + [1800] * 30 + [3600] * 40 + [1200] * 20
+
+
+def test_json_figures_for_every_policy(tmp_path, capsys):
+    trace = write_trace(tmp_path / "t.csv", COUNTS)
+    rc = main(
+        [
+            "simulate",
+            "--trace",
+            str(trace),
+            "--usable-rps-per-replica",
+            "2",
+            "--cold-start-s",
+            "300",
+            "--output",
+            "json",
+            "--cost-per-gpu-hour",
+            "2.5",
+        ]
+    )
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)["policies"]
+    assert set(out) == {"predictive", "reactive", "static", "oracle"}
+    assert out["oracle"]["sloMetShare"] == 1.0 == out["static"]["sloMetShare"]
+    assert out["oracle"]["replicaHours"] < out["predictive"]["replicaHours"]
+    assert out["predictive"]["sloMetShare"] >= out["reactive"]["sloMetShare"]
+    assert out["predictive"]["costUSD"] == pytest.approx(
+        2.5 * out["predictive"]["gpuHours"], abs=0.01
+    )
+    assert out["oracle"]["scoredMinutes"] == len(COUNTS) - 1
+
+
+def test_gap_minutes_are_not_scored(tmp_path, capsys):
+    trace = write_trace(tmp_path / "t.csv", [600] * 20 + [None] * 5 + [600] * 20, flags=True)
+    main(
+        [
+            "simulate",
+            "--trace",
+            str(trace),
+            "--usable-rps-per-replica",
+            "2",
+            "--cold-start-s",
+            "300",
+            "--output",
+            "json",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)["policies"]
+    assert out["oracle"]["scoredMinutes"] == 44 - 5
+
+
+def test_fleet_manifest_and_plot(tmp_path, capsys):
+    fleet = yaml.safe_load((REPO / "examples" / "fleet-code-8b.yaml").read_text())
+    fleet["spec"]["workload"]["usableRPSPerReplica"] = "2.5"
+    manifest = tmp_path / "fleet.yaml"
+    manifest.write_text(yaml.safe_dump(fleet))
+    trace = write_trace(tmp_path / "t.csv", COUNTS)
+    png = tmp_path / "plot.png"
+    rc = main(
+        [
+            "simulate",
+            "--trace",
+            str(trace),
+            "--fleet",
+            str(manifest),
+            "--cold-start-s",
+            "240",
+            "--plot",
+            str(png),
+        ]
+    )
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "oracle" in table and "SLO-met" in table
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fleet_without_usable_rps_says_what_to_set(tmp_path, capsys):
+    trace = write_trace(tmp_path / "t.csv", COUNTS)
+    rc = main(
+        [
+            "simulate",
+            "--trace",
+            str(trace),
+            "--fleet",
+            str(REPO / "examples" / "fleet-code-8b.yaml"),
+            "--cold-start-s",
+            "240",
+        ]
+    )
+    assert rc == 2
+    assert "spec.workload.usableRPSPerReplica is not set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("minute,requests\n0,5\n", "missing column(s) input_tokens_sum, output_tokens_sum"),
+        (
+            "minute,requests,input_tokens_sum,output_tokens_sum\n0,lots,,\n",
+            "line 2: requests 'lots' is not a number",
+        ),
+        (
+            "minute,requests,input_tokens_sum,output_tokens_sum\n0,-4,,\n",
+            "line 2: requests -4 is negative",
+        ),
+    ],
+)
+def test_bad_trace_is_one_line_and_exit_2(tmp_path, capsys, content, message):
+    trace = tmp_path / "bad.csv"
+    trace.write_text(content)
+    rc = main(
+        [
+            "simulate",
+            "--trace",
+            str(trace),
+            "--usable-rps-per-replica",
+            "2",
+            "--cold-start-s",
+            "300",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
