@@ -201,7 +201,7 @@ def decide(tick: TickInput) -> ScalingDecision:
     else:
         if need_now is not None:
             candidates.append(
-                (need_now + spare, f"load {m.rps:.3g} RPS → {need_now} + {spare_why}")
+                (need_now + spare, f"load {m.rps:.3g} RPS needs {need_now} + {spare_why}")
             )
         if need_fc is not None and tick.forecast is not None:
             fc = tick.forecast
@@ -210,17 +210,22 @@ def decide(tick: TickInput) -> ScalingDecision:
                     need_fc,
                     f"forecast {fc.upper_rps:.3g} RPS ({fc.method}, upper) by "
                     f"{_clock(tick.now_s + fc.horizon_s)} incl. {cfg.cold_start_s / 60:.3g} min "
-                    f"cold start → {need_fc}",
+                    f"cold start needs {need_fc}",
                 )
             )
         if cfg.mode != "reactive" and schedule_floor:
             candidates.append((schedule_floor, f"schedule floor {schedule_floor}"))
     recommended, why = max(candidates, key=lambda c: c[0])
     if not known and cfg.mode != "static":
+        blind = (
+            f"metrics stale (age {m.age_s:.0f} s > {cfg.stale_limit_s:.0f} s)"
+            if m.rps is not None and math.isfinite(m.rps)
+            else "metrics unknown"
+        )
         if current > recommended:
-            recommended, why = current, f"metrics unknown or stale (age {m.age_s:.0f} s): hold"
+            recommended, why = current, f"{blind}: hold"
         else:
-            why += "; metrics unknown or stale"
+            why += f"; {blind}"
 
     window = (
         *tuple((t, r) for t, r in tick.recent if t > tick.now_s - cfg.scale_down_stabilization_s),
