@@ -27,8 +27,11 @@ from e2e.emulator.faults import FaultError, FaultInjector, Faults
 from e2e.emulator.metrics import VllmMetrics
 from e2e.emulator.replica import ReplicaSetup, build_replica
 from e2e.emulator.server import ServerState, build_app, build_dcgm_app
+from inferfleet.calibration import load_calibration
+from inferfleet.errors import UsageError
 from sizing.errors import SizingError
 from sizing.memory import EngineConfig
+from sizing.performance import DEFAULT_EFFICIENCY
 
 GPU_ENV = "INFERFLEET_EMULATOR_GPU"  # lets a Deployment that passes only vLLM's flags pick a GPU
 
@@ -39,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--served-model-name", help="name clients use (default: --model)")
     p.add_argument("--model-config", type=Path, help="HF config.json (default: Llama-3-8B-like)")
     p.add_argument("--gpu", default=os.environ.get(GPU_ENV, "H100-SXM-80GB"))
+    p.add_argument(
+        "--calibration", type=Path, help="efficiency YAML (inferfleet bench --calibrate)"
+    )
     p.add_argument("--tp", "--tensor-parallel-size", dest="tp", type=int, default=1)
     p.add_argument("--dtype", default="auto")
     p.add_argument("--pp", "--pipeline-parallel-size", dest="pp", type=int, default=1)
@@ -136,8 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         enforce_eager=args.enforce_eager,
     )
     try:
-        setup = build_replica(_load_config(args.model_config), args.gpu, engine_config)
-    except SizingError as err:
+        efficiency = DEFAULT_EFFICIENCY
+        if args.calibration is not None:
+            efficiency = load_calibration(args.calibration)
+        config = _load_config(args.model_config)
+        setup = build_replica(config, args.gpu, engine_config, efficiency)
+    except (SizingError, UsageError) as err:
         raise SystemExit(f"emulator: {err}") from err
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args, setup, faults))

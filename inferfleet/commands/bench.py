@@ -22,6 +22,15 @@ from controllers.benchmark import (
     run_open_loop,
     summarize,
 )
+from inferfleet.calibration import (
+    MeasuredPoint,
+    Predictor,
+    calibration_document,
+    fit_efficiency,
+    read_model_config,
+    simulator_predictor,
+    write_calibration,
+)
 from inferfleet.errors import UsageError
 from inferfleet.tables import render_table
 
@@ -68,6 +77,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", choices=["text", "json"], default="text")
     parser.add_argument("--plot", metavar="FILE.png", help="draw TTFT/ITL P99 and throughput")
+    cal = parser.add_argument_group(
+        "calibration: fit the step-time model's efficiency to the measured --concurrency curve"
+    )
+    cal.add_argument("--calibrate", action="store_true", help="fit and write --calibration-out")
+    cal.add_argument("--calibration-out", metavar="FILE.yaml", help="where to write the fit")
+    cal.add_argument("--model-config", metavar="PATH", help="the served model's config.json")
+    cal.add_argument("--gpu", help="GPU of the measured replica, e.g. H100 or L4")
+    cal.add_argument("--tp", type=int, default=1)
+    cal.add_argument("--pp", type=int, default=1)
+    cal.add_argument("--dtype", default="auto")
+    cal.add_argument("--quantization", default="none")
+    cal.add_argument("--kv-cache-dtype", default="auto")
+    cal.add_argument("--max-model-len", type=int)
+    cal.add_argument("--max-num-seqs", type=int)
+    cal.add_argument("--max-num-batched-tokens", type=int)
+    cal.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    cal.add_argument("--enforce-eager", action="store_true")
 
 
 @dataclass(frozen=True)
@@ -217,8 +243,76 @@ def plot_points(points: list[dict[str, object]], x_key: str, path: str) -> None:
     plt.close(fig)
 
 
+def calibration_predictor(args: argparse.Namespace) -> Predictor:
+    """Check the --calibrate flags and build the replica model before any load is sent."""
+    missing = [
+        flag
+        for flag, value in (
+            ("--calibration-out", args.calibration_out),
+            ("--model-config", args.model_config),
+            ("--gpu", args.gpu),
+            ("--concurrency", args.concurrency),
+        )
+        if not value
+    ]
+    if missing:
+        raise UsageError(f"--calibrate needs {', '.join(missing)} (closed-loop points only)")
+    from sizing.hardware import get_gpu
+    from sizing.memory import EngineConfig, estimate_memory
+    from sizing.model import load_model_config
+
+    arch = load_model_config(read_model_config(args.model_config))
+    gpu = get_gpu(args.gpu)
+    cfg = EngineConfig(
+        tp=args.tp,
+        pp=args.pp,
+        dtype=args.dtype,
+        quantization=args.quantization,
+        kv_cache_dtype=args.kv_cache_dtype,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_model_len=args.max_model_len,
+        max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        enforce_eager=args.enforce_eager,
+    )
+    memory = estimate_memory(arch, gpu, cfg)
+    if not memory.fits:
+        raise UsageError(f"the model does not fit on {gpu.name}: {'; '.join(memory.notes)}")
+    return simulator_predictor(arch, gpu, cfg, memory, args.input_len, args.output_len)
+
+
+def calibrate(args: argparse.Namespace, predict: Predictor, points: list[dict[str, object]]) -> str:
+    """Fit the efficiency to the measured points, write the YAML, say how good the fit is."""
+
+    def seconds(ms: object) -> float | None:
+        return None if ms is None else float(ms) / 1000
+
+    measured = [
+        MeasuredPoint(
+            concurrency=int(p["concurrency"]),
+            num_prompts=int(p["completed"]),
+            ttft_p50_s=seconds(p["ttft_p50_ms"]),
+            itl_p50_s=seconds(p["itl_p50_ms"]),
+            output_tok_per_s=float(p["output_tok_per_s"]),
+        )
+        for p in points
+        if p["completed"]
+    ]
+    fit = fit_efficiency(predict, measured)
+    document = calibration_document(fit, args.gpu, args.model, len(measured))
+    write_calibration(args.calibration_out, document)
+    e = fit.efficiency
+    return (
+        f"calibration written to {args.calibration_out}: compute_fraction "
+        f"{e.compute_fraction:.3f}, hbm_fraction {e.hbm_fraction:.3f}, step_overhead_s "
+        f"{e.step_overhead_s:.4f} (RMS log error {fit.rms_log_error_before:.3f} -> "
+        f"{fit.rms_log_error_after:.3f})"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     plan = plan_from_args(args)
+    predict = calibration_predictor(args) if args.calibrate else None
     points, interrupted = asyncio.run(_measure_until_interrupted(plan))
     if args.output == "json":
         json.dump({"points": points}, sys.stdout, indent=2)
@@ -230,4 +324,6 @@ def run(args: argparse.Namespace) -> int:
     if interrupted:
         print("inferfleet bench: interrupted; printed the points measured so far", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if predict is not None:
+        print(f"inferfleet bench: {calibrate(args, predict, points)}", file=sys.stderr)
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from e2e.emulator.testing import REPO, RunningEmulator, run_emulator
+from inferfleet.calibration import load_calibration
 from tests.conftest import CALIBRATION
 
 
@@ -152,3 +153,36 @@ def test_an_unreachable_server_is_reported_as_failures_not_a_crash():
     result = _run([*command, *flags, "--num-prompts", "4", "--output", "json"])
     (point,) = _points(result)
     assert point["failed"] == 4 and point["completed"] == 0
+
+
+def test_calibrate_recovers_the_efficiency_the_emulator_runs_with(tmp_path: Path):
+    """An emulated L4 that reaches other fractions of peak than the defaults; bench finds them."""
+    truth = {"compute_fraction": 0.4, "hbm_fraction": 0.6, "step_overhead_s": 0.003}
+    emulated = tmp_path / "emulated.yaml"
+    emulated.write_text(
+        "kind: EfficiencyCalibration\nefficiency:\n"
+        + "".join(f"  {k}: {v}\n" for k, v in truth.items())
+    )
+    out = tmp_path / "fitted.yaml"
+    flags = ["--model-config", str(LLAMA_3_8B), "--calibration", str(emulated)]
+    # Long prompts keep the client's few wall ms per request small next to TTFT (see above).
+    with run_emulator(gpu="L4", speedup=2.0, extra_args=flags) as emu:
+        result = _bench(
+            emu,
+            *("--input-len", "2048", "--output-len", "16", "--concurrency", "1,4"),
+            *("--num-prompts", "4", "--time-scale", "2", "--calibrate"),
+            *("--calibration-out", str(out), "--model-config", str(LLAMA_3_8B), "--gpu", "L4"),
+        )
+    assert result.returncode == 0, result.stderr
+    assert "calibration written to" in result.stderr
+    fitted = load_calibration(out)
+    assert fitted.compute_fraction == pytest.approx(truth["compute_fraction"], rel=0.15)
+    assert fitted.hbm_fraction == pytest.approx(truth["hbm_fraction"], rel=0.10)
+
+
+def test_calibrate_without_its_flags_fails_before_sending_load():
+    command = [sys.executable, "-m", "inferfleet", "bench", "--url", "http://127.0.0.1:9"]
+    flags = ["--model", "m", "--input-len", "8", "--output-len", "8", "--concurrency", "2"]
+    result = _run([*command, *flags, "--num-prompts", "2", "--calibrate"])
+    assert result.returncode == 2
+    assert "--calibrate needs --calibration-out, --model-config, --gpu" in result.stderr
