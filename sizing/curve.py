@@ -119,19 +119,23 @@ def meets_slo(point: LoadPoint, ttft_slo_s: float, itl_slo_s: float | None) -> b
 
 
 def knee_concurrency(points: list[LoadPoint]) -> int:
-    """The first concurrency at which P99 TTFT grows faster than throughput (guide 8.1).
+    """Where P99 TTFT starts growing faster than throughput, for good (guide 8.1).
 
     Left of the knee more load buys proportionally more requests per second than it costs in
-    tail latency; from the knee on, the relative rise of P99 TTFT outruns the relative gain in
-    throughput. Without such a point the highest concurrency measured is returned.
+    tail latency; from the knee on, each step up in concurrency raises P99 TTFT by a larger
+    factor than it raises throughput. A blip below saturation (two long prompts sharing a
+    step) does not count, since the curve recovers after it. Without a knee the highest
+    concurrency measured is returned.
     """
     ordered = sorted(points, key=lambda p: p.concurrency or 0)
-    for before, point in itertools.pairwise(ordered):
+    knee = ordered[-1]
+    for before, point in reversed(list(itertools.pairwise(ordered))):
         latency_growth = point.ttft_p99_s / before.ttft_p99_s
         throughput_growth = point.request_per_s / before.request_per_s
-        if latency_growth > throughput_growth:
-            return point.concurrency or 0
-    return ordered[-1].concurrency or 0
+        if latency_growth <= throughput_growth:
+            break
+        knee = point
+    return knee.concurrency or 0
 
 
 def _limited_by(

@@ -102,6 +102,10 @@ def test_knee_is_where_tail_latency_outgrows_throughput():
     points = [point(1, 0.1, 1), point(2, 0.1, 2), point(4, 0.12, 3.8), point(8, 0.4, 5)]
     assert knee_concurrency(points) == 8
     assert knee_concurrency(points[:3]) == 4  # no knee yet: the highest measured
+    blip = [point(1, 0.1, 1), point(2, 0.25, 1.5), point(4, 0.25, 2.8), point(8, 0.6, 3)]
+    assert knee_concurrency(blip) == 8  # the jump at 2 is not sustained
+    saturating = [*points, point(16, 1.5, 5.1), point(32, 4.0, 5.0)]
+    assert knee_concurrency(saturating) == 8
 
 
 def test_bad_slo_and_workload_are_refused():
