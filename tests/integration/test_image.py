@@ -154,7 +154,9 @@ def test_entry_command_starts_and_reconciles(installed: Path, tmp_path: Path):
     work = installed.parent.parent.parent
     cluster = Cluster(tmp_path)
     port = free_port()
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    # As the image runs it: no home directory, no bytecode writes, no repository on the path.
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "HOME": "/nonexistent",
+           "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
     env.pop("PYTHONPATH", None)
     operator_file = work / operator_file_in_image().lstrip("/")
     liveness = f"--liveness=http://127.0.0.1:{port}/healthz"
