@@ -67,7 +67,7 @@ class Capacity:
 
 
 @dataclass(frozen=True)
-class Workload:
+class LengthProfile:
     """Lengths to draw and the context limit they are capped at."""
 
     prompt: Percentiles
@@ -91,7 +91,7 @@ class Workload:
 def measure_point(
     step_model: StepTimeModel,
     limits: EngineLimits,
-    workload: Workload,
+    lengths: LengthProfile,
     concurrency: int,
     seed: int,
 ) -> LoadPoint:
@@ -100,16 +100,16 @@ def measure_point(
         MAX_MEASURED_REQUESTS,
         max(MIN_MEASURED_REQUESTS, MEASURED_REQUESTS_PER_SLOT * concurrency),
     )
-    prompts, outputs = workload.sample(measured + 2 * concurrency, seed)
+    prompts, outputs = lengths.sample(measured + 2 * concurrency, seed)
     return simulate_closed_loop(
         step_model, limits, prompts, outputs, concurrency, steady_state=True
     )
 
 
-def runnable_requests(limits: EngineLimits, workload: Workload, seed: int) -> int:
+def runnable_requests(limits: EngineLimits, lengths: LengthProfile, seed: int) -> int:
     """Requests the replica can run at once: max_num_seqs, or fewer when the KV cache holds
-    fewer requests of the workload's mean length."""
-    prompts, outputs = workload.sample(SAMPLES_FOR_MEAN_LENGTH, seed)
+    fewer requests of the mean length."""
+    prompts, outputs = lengths.sample(SAMPLES_FOR_MEAN_LENGTH, seed)
     mean_tokens = float(np.mean(prompts + outputs))
     return max(1, min(limits.max_num_seqs, int(limits.kv_cache_tokens // mean_tokens)))
 
@@ -154,7 +154,7 @@ def _limited_by(
 def search_capacity(
     step_model: StepTimeModel,
     limits: EngineLimits,
-    workload: Workload,
+    lengths: LengthProfile,
     ttft_slo_s: float,
     itl_slo_s: float | None,
     seed: int = 0,
@@ -162,12 +162,12 @@ def search_capacity(
     """C_max by galloping then bisection over concurrency, with the closed-loop simulator."""
     if ttft_slo_s <= 0 or (itl_slo_s is not None and itl_slo_s <= 0):
         raise InvalidInput(f"SLOs must be > 0 s, got TTFT {ttft_slo_s} and ITL {itl_slo_s}")
-    cap = SEARCH_CAP_OVER_RUNNABLE * runnable_requests(limits, workload, seed)
+    cap = SEARCH_CAP_OVER_RUNNABLE * runnable_requests(limits, lengths, seed)
     points: dict[int, LoadPoint] = {}
 
     def passes(concurrency: int) -> bool:
         if concurrency not in points:
-            points[concurrency] = measure_point(step_model, limits, workload, concurrency, seed)
+            points[concurrency] = measure_point(step_model, limits, lengths, concurrency, seed)
         return meets_slo(points[concurrency], ttft_slo_s, itl_slo_s)
 
     good, bad = 0, None
@@ -239,8 +239,8 @@ def find_capacity(
 ) -> Capacity:
     """C_max and usable RPS of one replica of this model, engine config and memory split."""
     step_model, limits = replica_engine(arch, gpu, cfg, memory, efficiency)
-    workload = Workload(prompt, output, memory.max_model_len)
-    return search_capacity(step_model, limits, workload, ttft_slo_s, itl_slo_s, seed)
+    lengths = LengthProfile(prompt, output, memory.max_model_len)
+    return search_capacity(step_model, limits, lengths, ttft_slo_s, itl_slo_s, seed)
 
 
 def replica_engine(

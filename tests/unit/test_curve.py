@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sizing.curve import (
-    Workload,
+    LengthProfile,
     knee_concurrency,
     measure_point,
     meets_slo,
@@ -38,7 +38,7 @@ def llama_8b_model():
 
 MODEL = llama_8b_model()
 SMALL = EngineLimits(max_num_seqs=16, max_num_batched_tokens=2048, kv_cache_tokens=60_000)
-CHAT = Workload(Percentiles(500, 1500, 3000), Percentiles(60, 150, 300), max_model_len=4096)
+CHAT = LengthProfile(Percentiles(500, 1500, 3000), Percentiles(60, 150, 300), max_model_len=4096)
 
 
 @pytest.mark.parametrize("slo_over_low_load", [3.0, 5.0, 10.0])
@@ -112,7 +112,7 @@ def test_bad_slo_and_workload_are_refused():
     with pytest.raises(InvalidInput, match="SLO"):
         search_capacity(MODEL, SMALL, CHAT, 0, None)
     with pytest.raises(InvalidInput, match="prompt"):
-        Workload(Percentiles(100, 50, 200), Percentiles(1, 1, 1), 1000)
+        LengthProfile(Percentiles(100, 50, 200), Percentiles(1, 1, 1), 1000)
 
 
 @given(
