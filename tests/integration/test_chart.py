@@ -403,6 +403,12 @@ def test_schema_rejects_bad_values(values, field):
     assert field in done.stderr, done.stderr
 
 
+def test_clusters_older_than_the_pod_index_label_are_refused():
+    done = helm("template", "inferfleet", str(CHART), "--kube-version", "1.27.9")
+    assert done.returncode != 0
+    assert "kubeVersion" in done.stderr and ">=1.28.0-0" in done.stderr, done.stderr
+
+
 def test_servicemonitor_without_its_service_fails_clearly():
     done = helm("template", "inferfleet", str(CHART),
                 values={"metrics": {"service": {"enabled": False}}})  # fmt: skip
