@@ -157,7 +157,8 @@ def replica_shape(
     total = weights_bytes(arch, quantization, dtype)
     without_experts = replace(arch, params=replace(params, routed_experts=0))
     expert_bytes = total - weights_bytes(without_experts, quantization, dtype)
-    streamed_dense = total - expert_bytes - (params.embedding + params.other) * wide
+    idle = params.embedding + arch.vision_params  # looked up / unused in text decode
+    streamed_dense = total - expert_bytes - idle * wide
     gpus = tp * pp
     fmt = effective_format(arch, quantization)
     activation = _CATALOG_DTYPE[arch.checkpoint_dtype if dtype == "auto" else dtype]
@@ -167,7 +168,7 @@ def replica_shape(
         num_layers=arch.num_layers,
         hidden_size=arch.hidden_size,
         attention_width=arch.num_attention_heads * arch.head_dim,
-        active_params=params.active - params.embedding - params.other,
+        active_params=params.active - idle,
         dense_weight_bytes_per_gpu=streamed_dense / gpus,
         expert_weight_bytes_per_gpu=expert_bytes / gpus,
         num_experts=arch.num_experts,
