@@ -13,11 +13,13 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from e2e.emulator.dcgm import Activity
 from e2e.emulator.metrics import VllmMetrics
+from e2e.emulator.prefix import PrefixCache
+from e2e.emulator.tokens import Token
 from sizing.performance import StepTimeModel
 from sizing.simulator import Engine, EngineLimits, StepResult
 
@@ -87,6 +89,7 @@ class RealTimeEngine:
         self.step_model = step_model
         self.block_size = limits.block_size
         self.kv_blocks = limits.kv_blocks
+        self._prefix_cache = PrefixCache(limits.kv_blocks, limits.block_size)
         self.metrics = metrics
         self.speedup = speedup
         self.mean_output_tokens = mean_output_tokens
@@ -112,8 +115,9 @@ class RealTimeEngine:
             return max_tokens, "length"
         return drawn, "stop"
 
-    def submit(self, prompt_tokens: int, max_tokens: int, ignore_eos: bool) -> RequestStream:
+    def submit(self, prompt: Sequence[Token], max_tokens: int, ignore_eos: bool) -> RequestStream:
         """Queue a request; its tokens arrive on the returned stream."""
+        prompt_tokens = len(prompt)
         output_tokens, reason = self._output_tokens(max_tokens, ignore_eos)
         arrival = self._sim_now()
         if not self.engine.has_work:
@@ -123,6 +127,7 @@ class RealTimeEngine:
         stream = RequestStream(self, request_id)
         self._tracked[request_id] = _Tracked(stream, arrival, prompt_tokens, output_tokens, reason)
         self.metrics.prefix_queries.inc(prompt_tokens)
+        self.metrics.prefix_hits.inc(self._prefix_cache.query(prompt))
         self._wake.set()
         return stream
 

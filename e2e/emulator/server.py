@@ -21,7 +21,7 @@ from aiohttp import web
 from e2e.emulator.dcgm import DcgmExporter
 from e2e.emulator.driver import RealTimeEngine, RequestStream
 from e2e.emulator.faults import FaultError, FaultInjector, Faults
-from e2e.emulator.tokens import PromptError, count_message_tokens, count_prompt_tokens
+from e2e.emulator.tokens import PromptError, Token, message_tokens, prompt_tokens
 
 ENGINE_KEY = web.AppKey("engine", RealTimeEngine)
 STATE_KEY = web.AppKey("state", "ServerState")
@@ -57,11 +57,15 @@ class Generation:
     """A parsed completion request: how many tokens in, how many out, how to answer."""
 
     chat: bool
-    prompt_tokens: int
+    prompt: tuple[Token, ...]
     max_tokens: int
     ignore_eos: bool
     stream: bool
     include_usage: bool
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt)
 
 
 def _int_field(body: dict[str, object], key: str, default: int | None) -> int | None:
@@ -81,31 +85,33 @@ def parse_generation(body: object, chat: bool, model_name: str, max_model_len: i
         raise BadRequest(f"model {model!r} is not served here; this replica serves {model_name!r}")
     try:
         if chat:
-            prompt_tokens = count_message_tokens(body.get("messages"))
+            prompt = message_tokens(body.get("messages"))
         else:
             if "prompt" not in body:
                 raise BadRequest("prompt is required for /v1/completions")
-            prompt_tokens = count_prompt_tokens(body["prompt"])
+            prompt = prompt_tokens(body["prompt"])
     except PromptError as err:
         raise BadRequest(str(err)) from err
-    prompt_tokens = max(prompt_tokens, 1)
-    room = max_model_len - prompt_tokens
+    if not prompt:
+        raise BadRequest("the prompt is empty; give at least one token")
+    n_prompt = len(prompt)
+    room = max_model_len - n_prompt
     if room < 1:
         raise BadRequest(
-            f"prompt has {prompt_tokens} tokens; max_model_len is {max_model_len}, "
+            f"prompt has {n_prompt} tokens; max_model_len is {max_model_len}, "
             "which leaves no room for output"
         )
     key = "max_completion_tokens" if chat and "max_completion_tokens" in body else "max_tokens"
     max_tokens = _int_field(body, key, None) or room
-    if prompt_tokens + max_tokens > max_model_len:
+    if n_prompt + max_tokens > max_model_len:
         raise BadRequest(
-            f"prompt ({prompt_tokens} tokens) + {key} ({max_tokens}) exceeds max_model_len "
+            f"prompt ({n_prompt} tokens) + {key} ({max_tokens}) exceeds max_model_len "
             f"{max_model_len}; lower {key}"
         )
     options = body.get("stream_options") or {}
     return Generation(
         chat=chat,
-        prompt_tokens=prompt_tokens,
+        prompt=prompt,
         max_tokens=max_tokens,
         ignore_eos=bool(body.get("ignore_eos", False)),
         stream=bool(body.get("stream", False)),
@@ -229,7 +235,7 @@ def _generation_handler(chat: bool) -> Callable[[web.Request], Awaitable[web.Str
             await asyncio.sleep(verdict.delay_s)
         if verdict.status is not None:
             return _error(verdict.status, "injected fault", "InternalServerError")
-        stream = engine.submit(gen.prompt_tokens, gen.max_tokens, gen.ignore_eos)
+        stream = engine.submit(gen.prompt, gen.max_tokens, gen.ignore_eos)
         chunks = _Chunks(gen, state.model_name)
         try:
             if gen.stream:

@@ -14,30 +14,33 @@ class PromptError(ValueError):
     """The request's prompt cannot be understood; the message says what was expected."""
 
 
-def _words(text: str) -> int:
-    return len(text.split())
+Token = int | str  # a token id, or a word standing for one
 
 
-def count_prompt_tokens(prompt: object) -> int:
-    """Tokens in a completions `prompt`: a string, a list of token ids, or a batch of one."""
+def _words(text: str) -> tuple[Token, ...]:
+    return tuple(text.split())
+
+
+def prompt_tokens(prompt: object) -> tuple[Token, ...]:
+    """Tokens of a completions `prompt`: a string, a list of token ids, or a batch of one."""
     if isinstance(prompt, str):
         return _words(prompt)
     if isinstance(prompt, list):
         if len(prompt) == 1 and isinstance(prompt[0], str | list):
-            return count_prompt_tokens(prompt[0])
+            return prompt_tokens(prompt[0])
         if all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-            return len(prompt)
+            return tuple(prompt)
     raise PromptError(
         "prompt must be a string, a list of token ids, or a list holding one of those "
         "(the emulator serves one prompt per request)"
     )
 
 
-def count_message_tokens(messages: object) -> int:
-    """Tokens in a chat `messages` list: words of each message's text content."""
+def message_tokens(messages: object) -> tuple[Token, ...]:
+    """Tokens of a chat `messages` list: words of each message's text content."""
     if not isinstance(messages, list) or not messages:
         raise PromptError("messages must be a non-empty list of {role, content} objects")
-    total = 0
+    total: tuple[Token, ...] = ()
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise PromptError(f"messages[{i}] must be an object with role and content")
@@ -45,9 +48,9 @@ def count_message_tokens(messages: object) -> int:
         if isinstance(content, str):
             total += _words(content)
         elif isinstance(content, list):
-            total += sum(
-                _words(str(part.get("text", ""))) for part in content if isinstance(part, dict)
-            )
+            for part in content:
+                if isinstance(part, dict):
+                    total += _words(str(part.get("text", "")))
         else:
             raise PromptError(f"messages[{i}].content must be a string or a list of parts")
     return total

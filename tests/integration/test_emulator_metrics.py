@@ -147,3 +147,22 @@ def test_dcgm_utilization_rises_with_load_and_falls_when_idle():
         assert util > 0
         assert dram > sm  # decode on an L4 is memory-bound
         assert power > idle_power
+
+
+def test_prefix_cache_hits_count_a_shared_prompt_prefix(emulator):
+    def read() -> tuple[float, float]:
+        f = _families(emulator.url + "/metrics")
+        return (
+            _value(f, "vllm:prefix_cache_queries", "vllm:prefix_cache_queries_total"),
+            _value(f, "vllm:prefix_cache_hits", "vllm:prefix_cache_hits_total"),
+        )
+
+    shared = list(range(5000, 5064))  # four 16-token blocks
+    queries0, hits0 = read()
+    for tail in (7, 8):
+        body = {"model": emulator.model, "prompt": [*shared, tail], "max_tokens": 1}
+        assert (
+            httpx.post(emulator.url + "/v1/completions", json=body, timeout=30).status_code == 200
+        )
+    queries, hits = read()
+    assert (queries - queries0, hits - hits0) == (130, 64)
