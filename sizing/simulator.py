@@ -669,7 +669,9 @@ def simulate_arrivals(
 
 
 def poisson_arrivals(request_rate: float, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Arrival times of a Poisson process (`vllm bench serve --request-rate R`), from 0."""
+    """Arrival times of a Poisson process (`vllm bench serve --request-rate R`): the first
+    request at 0, then exponential gaps of mean 1/R."""
     if request_rate <= 0:
         raise InvalidInput(f"request rate must be > 0 req/s, got {request_rate}")
-    return np.cumsum(rng.exponential(1.0 / request_rate, count)) - 1.0 / request_rate
+    gaps = rng.exponential(1.0 / request_rate, max(count - 1, 0))
+    return np.concatenate(([0.0], np.cumsum(gaps)))[:count]

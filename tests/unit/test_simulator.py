@@ -275,3 +275,15 @@ def test_replaying_real_traffic_obeys_littles_law():
     assert point.request_per_s == pytest.approx(rate_rps)
     assert point.mean_running == pytest.approx(rate_rps * point.e2e_mean_s, rel=0.02)
     assert point.ttft_p50_s < 0.2  # a lightly loaded 8B on an H100
+
+
+@given(st.floats(0.1, 100), st.integers(1, 500), st.integers(0, 2**32 - 1))
+def test_poisson_arrivals_start_at_zero_sorted_at_the_rate(rate, count, seed):
+    arrivals = poisson_arrivals(rate, count, np.random.default_rng(seed))
+    assert arrivals.size == count and arrivals[0] == 0.0
+    assert (np.diff(arrivals) >= 0).all()
+
+
+def test_poisson_arrivals_have_the_requested_rate():
+    arrivals = poisson_arrivals(20.0, 20_001, np.random.default_rng(0))
+    assert 20_000 / arrivals[-1] == pytest.approx(20.0, rel=0.03)
