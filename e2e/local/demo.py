@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from controllers.api import KIND, InferenceFleetSpec, parse_duration_s
+from controllers.api import KIND, InferenceFleetSpec, parse_decimal, parse_duration_s
 from e2e.local.harness import LocalHarness
 from e2e.local.load import Demand, LoadDriver, MinuteStats, ReplayConfig
 from e2e.local.report import write_report
@@ -40,7 +40,7 @@ DEFAULT_FLEET = REPO / "examples" / "fleet-code-8b.yaml"
 TICK_S = 0.25
 SIZED_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 120.0
-RECENT_MINUTES = 15  # the live view's TTFT P99 and sent rate look back this many trace minutes
+RECENT_MINUTES = 30  # the live view's TTFT P99 and sent rate look back this many trace minutes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,15 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--peak-rps",
         type=float,
-        default=3.0,
-        help="the trace's busiest minute is rescaled to this rate, and it is the "
-        "fleet's workload.peakRequestsPerSecond (default 3: few processes)",
+        default=None,
+        help="rescale the trace so its busiest minute is this rate, and make it the fleet's "
+        "workload.peakRequestsPerSecond (default: the fleet's own peak)",
     )
     p.add_argument(
         "--speedup",
         type=float,
-        default=4.0,
-        help="emulated GPU seconds per wall second in every replica (default 4)",
+        default=1.0,
+        help="emulated GPU seconds per wall second in every replica (default 1: Prometheus "
+        "then reads real rates; N sends N times the requests and rates read N times higher)",
     )
     p.add_argument("--first-minute", type=int, default=0, help="trace minute to start at")
     p.add_argument(
@@ -126,6 +127,7 @@ class Scenario:
 
     fleet: dict[str, Any]
     spec: InferenceFleetSpec
+    peak_rps: float  # the fleet's peak as applied; the trace's busiest minute
     demand: Demand
     replay: ReplayConfig
     time_compression: float  # trace seconds per wall second
@@ -149,7 +151,7 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
     for flag, value in (("--minutes", args.minutes), ("--peak-rps", args.peak_rps),
                         ("--speedup", args.speedup), ("--prompt-shift", args.prompt_shift),
                         ("--trace-minutes", args.trace_minutes)):  # fmt: skip
-        if not value > 0:
+        if value is not None and not value > 0:
             raise UsageError(f"{flag} must be > 0, got {value}")
     if args.first_minute < 0:
         raise UsageError(f"--first-minute must be >= 0, got {args.first_minute}")
@@ -159,16 +161,18 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
         raise UsageError(f"--interval: {err}") from None
     fleet = copy.deepcopy(_load_fleet(args.fleet))
     spec_doc = fleet.setdefault("spec", {})
-    spec_doc.setdefault("workload", {})["peakRequestsPerSecond"] = f"{args.peak_rps:g}"
+    if args.peak_rps is not None:
+        spec_doc.setdefault("workload", {})["peakRequestsPerSecond"] = f"{args.peak_rps:g}"
     spec_doc.setdefault("scaling", {})["interval"] = args.interval
     fleet.setdefault("metadata", {}).setdefault("namespace", "default")
     try:
         spec = InferenceFleetSpec.model_validate(spec_doc)
     except ValueError as err:
         raise UsageError(f"--fleet {args.fleet}: {err}") from None
+    peak_rps = parse_decimal(spec.workload.peak_requests_per_second)
     try:
         demand = Demand.from_trace(
-            read_per_minute(str(args.trace)), args.peak_rps, args.first_minute, args.trace_minutes
+            read_per_minute(str(args.trace)), peak_rps, args.first_minute, args.trace_minutes
         )
     except ValueError as err:
         raise UsageError(f"--trace {args.trace}: {err}") from None
@@ -189,7 +193,7 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
         prompt_shift_factor=args.prompt_shift,
         seed=args.seed,
     )  # fmt: skip
-    return Scenario(fleet, spec, demand, replay, 60.0 / wall_s_per_minute)
+    return Scenario(fleet, spec, peak_rps, demand, replay, 60.0 / wall_s_per_minute)
 
 
 def _condition(harness: LocalHarness, namespace: str, name: str, type_: str):
@@ -277,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     view.say(
         f"inferfleet demo: {len(scenario.demand)} trace minutes in {args.minutes:g} wall minutes "
         f"({scenario.time_compression:.0f}x), emulators at {args.speedup:g}x, "
-        f"peak {args.peak_rps:g} req/s"
+        f"peak {scenario.peak_rps:g} req/s"
     )
     started_s = time.monotonic()
     samples: list[Sample] = []

@@ -1,14 +1,14 @@
 """Open-loop replay of a per-minute trace, time-compressed, across the fleet's ready replicas.
 
-Two clocks, chosen so a day fits in minutes on two CPU cores:
+Two clocks, so that a day fits in minutes:
 
 * **time compression**: one trace minute lasts `wall_s_per_minute` wall seconds, so the day's
   shape (night trough, evening peak) passes by quickly;
 * **speedup**: the emulators run `speedup` GPU seconds per wall second, so a wall second
   carries `speedup` seconds of that minute's traffic. Arrivals are Poisson at
-  `demand_rps x speedup` per wall second and every latency is read back times `speedup`.
-  Utilization and TTFT are therefore those of the traced rate, while the work per wall second
-  stays small.
+  `demand_rps x speedup` per wall second and every latency is read back times `speedup`:
+  utilization and TTFT are those of the traced rate. At 1 (the demo's default) request rates
+  scraped by Prometheus are real rates too, which is what the operator reads.
 
 Requests go to the ready replica with the fewest outstanding requests (a Service behind a
 least-request load balancer). With no ready replica a request fails at once, as a Service

@@ -2,7 +2,7 @@
 
 1. demand vs the ready replicas' usable capacity (and the operator's forecast when it writes
    one): capacity under demand is where the SLO is at risk;
-2. TTFT P99 per bucket of trace minutes vs the SLO;
+2. TTFT P99 per half hour of trace time vs the SLO;
 3. $/hour of the replicas that hold GPUs (ready and starting) vs the static plan's.
 """
 
@@ -40,7 +40,7 @@ def write_report(
     stats: Sequence[MinuteStats],
     ttft_slo_s: float,
     shift_minute: int | None = None,
-    bucket_minutes: int = 15,
+    bucket_minutes: int = 30,
 ) -> Path:
     # A bare Agg Figure, not pyplot: no global backend state, no display needed (CI, ssh).
     fig = Figure(figsize=(11, 9))

@@ -201,7 +201,7 @@ def test_ttft_buckets_and_report_file(tmp_path):
     samples = [sample(600 + m, min(m, 2), 2) for m in range(30)]
     out = write_report(
         tmp_path / "r.png", title="t", samples=samples, stats=stats, ttft_slo_s=1.5,
-        shift_minute=610,
+        shift_minute=610, bucket_minutes=15,
     )  # fmt: skip
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -214,6 +214,7 @@ def test_ttft_buckets_and_report_file(tmp_path):
     [
         (["--minutes", "0"], "--minutes must be > 0"),
         (["--speedup", "-1"], "--speedup must be > 0"),
+        (["--peak-rps", "0"], "--peak-rps must be > 0"),
         (["--interval", "soon"], "--interval"),
         (["--fleet", "missing.yaml"], "--fleet missing.yaml"),
         (["--trace", "missing.csv"], "cannot read trace missing.csv"),
@@ -237,6 +238,12 @@ def test_demo_scenario_compresses_the_day_and_sets_the_fleet():
     assert scenario.fleet["spec"]["scaling"]["interval"] == "2s"
     assert scenario.replay.shift_from_minute == 18 * 60
     assert scenario.replay.ttft_slo_s == pytest.approx(1.5)
+    assert scenario.peak_rps == pytest.approx(2.5)
+    assert scenario.replay.speedup == 1.0  # Prometheus reads real rates by default
+    default = demo.build_scenario(demo.build_parser().parse_args([]))
+    assert default.peak_rps == pytest.approx(10.0)  # examples/fleet-code-8b.yaml's own peak
+    assert max(default.demand.rps) == pytest.approx(10.0)
+    assert default.fleet["spec"]["workload"]["peakRequestsPerSecond"] == "10"
 
 
 def test_demo_prints_the_operators_findings_and_recommendation():
