@@ -229,6 +229,33 @@ class PrometheusServer:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+@pytest.fixture
+def prometheus_server():
+    """Factory fixture: `prometheus_server(targets)` starts a Prometheus scraping them at 1 s and
+    returns once `wait_for` has `count` series; every server started is stopped after the test.
+    Import it into a test module (or a conftest) to use it."""
+    started: list[PrometheusServer] = []
+
+    def start(
+        targets: Sequence[Target] = (),
+        *,
+        rule_files: Sequence[Path] = (),
+        data_dir: Path | None = None,
+        wait_for: str | None = "up == 1",
+        count: int | None = None,
+    ) -> PrometheusServer:
+        prom = PrometheusServer(targets, rule_files, data_dir=data_dir)
+        started.append(prom)
+        prom.start()
+        if targets and wait_for:
+            prom.wait_for_series(wait_for, len(targets) if count is None else count)
+        return prom
+
+    yield start
+    for prom in started:
+        prom.close()
+
+
 def backfill_openmetrics(text: str, data_dir: Path) -> None:
     """Write OpenMetrics text (ending in `# EOF`) as TSDB blocks into a Prometheus data dir."""
     if PROMTOOL is None:

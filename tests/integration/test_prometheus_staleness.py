@@ -11,6 +11,7 @@ from tests.integration.prometheus_support import (
     Target,
     VllmLoad,
     backfill_openmetrics,
+    prometheus_server,  # noqa: F401 - a fixture, used by name below
     requires_prometheus,
     serve_pods,
     vllm_pod,
@@ -68,13 +69,12 @@ def test_samples_older_than_max_age_are_stale(tmp_path):
     assert running.value == 3 and running.age_s == 120.0
 
 
-def test_a_target_that_goes_away_turns_missing_not_zero():
+def test_a_target_that_goes_away_turns_missing_not_zero(prometheus_server):  # noqa: F811
     server = serve_pods([vllm_pod({}, VllmLoad())])
     labels = {"namespace": "llm", "fleet": "chat", "pool": "h100", "pod": "a"}
-    prom = PrometheusServer([Target(server.address, labels)]).start()
-    client = make_client(prom.url)
     try:
-        prom.wait_for_series("vllm:num_requests_running")
+        prom = prometheus_server([Target(server.address, labels)])
+        client = make_client(prom.url)
         assert (
             fetch_snapshot(client, "llm", "chat", ["h100"]).pool("h100").requests_running.value == 8
         )
@@ -85,5 +85,4 @@ def test_a_target_that_goes_away_turns_missing_not_zero():
         assert gone.pool("h100").requests_running is None
         assert metrics_condition(gone, ["h100"])[:2] == ("False", "MetricsMissing")
     finally:
-        prom.close()
         server.close()  # again, if the test failed before it went away: a no-op otherwise
