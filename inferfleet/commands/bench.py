@@ -14,25 +14,14 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from controllers.benchmark import (
-    LoadSpec,
-    Recorder,
-    run_closed_loop,
-    run_open_loop,
-    summarize,
-)
-from inferfleet.calibration import (
-    MeasuredPoint,
-    Predictor,
-    calibration_document,
-    fit_efficiency,
-    read_model_config,
-    simulator_predictor,
-    write_calibration,
-)
 from inferfleet.errors import UsageError
 from inferfleet.tables import render_table
+
+if TYPE_CHECKING:
+    from controllers.benchmark import LoadSpec, Recorder
+    from inferfleet.calibration import Predictor
 
 NAME = "bench"
 HELP = "measure TTFT, ITL and throughput of an OpenAI-compatible endpoint (vLLM or the emulator)"
@@ -122,6 +111,8 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         x_key, xs = "concurrency", _positive_list(int, "--concurrency", args.concurrency)
     else:
         x_key, xs = "request_rate", _positive_list(float, "--request-rate", args.request_rate)
+    from controllers.benchmark import LoadSpec
+
     spec = LoadSpec(
         url=args.url,
         model=args.model,
@@ -167,6 +158,8 @@ class _Progress:
 
 async def measure(plan: BenchPlan, stop: asyncio.Event) -> tuple[list[dict[str, object]], bool]:
     """Every load point in turn; returns the points and whether Ctrl-C cut the run short."""
+    from controllers.benchmark import Recorder, run_closed_loop, run_open_loop, summarize
+
     points: list[dict[str, object]] = []
     for x in plan.xs:
         progress = _Progress(f"{plan.x_key}={x:g}", plan.spec.num_prompts, plan.spec.duration_s)
@@ -257,6 +250,7 @@ def calibration_predictor(args: argparse.Namespace) -> Predictor:
     ]
     if missing:
         raise UsageError(f"--calibrate needs {', '.join(missing)} (closed-loop points only)")
+    from inferfleet.calibration import read_model_config, simulator_predictor
     from sizing.hardware import get_gpu
     from sizing.memory import EngineConfig, estimate_memory
     from sizing.model import load_model_config
@@ -283,6 +277,12 @@ def calibration_predictor(args: argparse.Namespace) -> Predictor:
 
 def calibrate(args: argparse.Namespace, predict: Predictor, points: list[dict[str, object]]) -> str:
     """Fit the efficiency to the measured points, write the YAML, say how good the fit is."""
+    from inferfleet.calibration import (
+        MeasuredPoint,
+        calibration_document,
+        fit_efficiency,
+        write_calibration,
+    )
 
     def seconds(ms: object) -> float | None:
         return None if ms is None else float(ms) / 1000
