@@ -159,9 +159,10 @@ def test_operator_pod_is_locked_down(rendered):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"health": 8080, "metrics": 9090}
-    env = {e["name"]: e.get("value") for e in container["env"]}
+    env = {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"] for e in container["env"]}
     assert env["INFERFLEET_PROMETHEUS_URL"].startswith("http")
     assert env["INFERFLEET_METRICS_PORT"] == "9090"
+    assert env["POD_ID"] == {"fieldPath": "metadata.name"}  # Kopf's peer identity
 
 
 def test_one_replica_is_standalone_and_never_overlaps():

@@ -107,14 +107,11 @@ spec:
           value: {{ .Values.prometheus.url | quote }}
         - name: INFERFLEET_METRICS_PORT
           value: {{ .Values.metrics.port | quote }}
-        - name: POD_NAME
+        # Kopf's peer identity: the pod name reads better in the peering status than user@host.
+        - name: POD_ID
           valueFrom:
             fieldRef:
               fieldPath: metadata.name
-        - name: POD_NAMESPACE
-          valueFrom:
-            fieldRef:
-              fieldPath: metadata.namespace
         {{- if include "inferfleet.ha" . }}
         - name: POD_INDEX
           valueFrom:
