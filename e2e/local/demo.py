@@ -11,13 +11,15 @@ is read back from the API, never assumed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import itertools
 import logging
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -341,10 +343,30 @@ def run(args: argparse.Namespace) -> int:
     return 0 if driver.totals().ok > 0 else 1
 
 
+@contextlib.contextmanager
+def _termination_interrupts() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so every process started is stopped.
+
+    Python's default for SIGTERM is to die without running `finally` blocks, which would leave
+    the emulators (each in its own session) and Prometheus running.
+    """
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        with _termination_interrupts():
+            return run(args)
     except UsageError as err:
         print(f"python -m e2e.local.demo: {err}", file=sys.stderr)
         return 2
