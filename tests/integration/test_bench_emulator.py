@@ -35,7 +35,8 @@ def _points(result: subprocess.CompletedProcess) -> list[dict[str, object]]:
 # Long prompts on a slow GPU make every modelled time large next to the few wall milliseconds
 # of HTTP and event-loop latency per request (which the speedup multiplies too). A token budget
 # that holds a whole wave of prompts keeps TTFT from hinging on which request won a prefill
-# chunk by a millisecond, and the admission window gathers a wave the client sends over ~20 ms.
+# chunk by a millisecond, and the admission window gathers a wave the client sends over tens of
+# wall ms on a loaded machine (free in emulated time: it is far shorter than the first step).
 CHECK_GPU, CHECK_SPEEDUP, CHECK_INPUT, CHECK_OUTPUT, CHECK_BUDGET = "L4", 2.0, 4096, 8, 16384
 
 
@@ -55,7 +56,7 @@ def test_bench_on_the_emulator_reproduces_inferfleet_curve(concurrency, num_prom
     (predicted,) = _points(_run([*curve, *replica, *load]))
     emulator_flags = [
         *("--model-config", str(LLAMA_3_8B), "--max-num-batched-tokens", str(CHECK_BUDGET)),
-        *("--admission-window-ms", "25"),
+        *("--admission-window-ms", "100"),
     ]
     with run_emulator(gpu=CHECK_GPU, speedup=CHECK_SPEEDUP, extra_args=emulator_flags) as emu:
         (measured,) = _points(_bench(emu, *load, "--time-scale", str(CHECK_SPEEDUP)))
