@@ -287,3 +287,13 @@ def test_poisson_arrivals_start_at_zero_sorted_at_the_rate(rate, count, seed):
 def test_poisson_arrivals_have_the_requested_rate():
     arrivals = poisson_arrivals(20.0, 20_001, np.random.default_rng(0))
     assert 20_000 / arrivals[-1] == pytest.approx(20.0, rel=0.03)
+
+
+@given(st.integers(1, 4000), st.integers(1, 400), st.sampled_from([1, 2, 4, 8, 16, 32]))
+def test_doubling_concurrency_never_lowers_throughput_below_saturation(prompt, output, c):
+    """With a roomy KV cache and C well under max_num_seqs, more clients keep the GPU busier."""
+    n = 8 * c
+    prompts, outputs = np.full(n, prompt), np.full(n, output)
+    single = simulate_closed_loop(MODEL, ROOMY, prompts, outputs, c)
+    double = simulate_closed_loop(MODEL, ROOMY, prompts, outputs, 2 * c)
+    assert double.output_tok_per_s >= single.output_tok_per_s * (1 - 1e-9)
