@@ -150,11 +150,12 @@ class QueryWindows:
 
 
 def _selector(namespace: str | None, fleet: str | None) -> str:
+    """Label matchers; values quoted as PromQL strings (a stray quote cannot end the query)."""
     matchers = []
     if namespace is not None:
-        matchers.append(f'namespace="{namespace}"')
+        matchers.append(f"namespace={json.dumps(namespace)}")
     if fleet is not None:
-        matchers.append(f'fleet="{fleet}"')
+        matchers.append(f"fleet={json.dumps(fleet)}")
     return ",".join(matchers)
 
 

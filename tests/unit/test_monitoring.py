@@ -33,7 +33,7 @@ from controllers.monitoring import (
     step_resize,
 )
 from controllers.planning import plan_spec, plan_status
-from controllers.prometheus import FAMILIES, UNQUERIED
+from controllers.prometheus import FAMILIES, UNQUERIED, snapshot_query
 from sizing.errors import InvalidInput
 from tests.conftest import REPO
 
@@ -376,3 +376,9 @@ def test_resize_condition_follows_the_trigger_state():
     status, reason, message = resize_condition(fired)
     assert (status, reason) == ("True", "ProductionDiverges") and "TTFT P99 1.400s" in message
     assert resize_condition(ResizeState())[:2] == ("False", "MatchesPrediction")
+
+
+def test_snapshot_query_quotes_label_values():
+    query = snapshot_query(namespace='a"b', fleet="chat")
+    assert 'namespace="a\\"b",fleet="chat"' in query
+    assert 'namespace="a"b"' not in query
