@@ -10,7 +10,7 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sizing.errors import InvalidInput
@@ -289,9 +289,12 @@ def test_poisson_arrivals_have_the_requested_rate():
     assert 20_000 / arrivals[-1] == pytest.approx(20.0, rel=0.03)
 
 
-@given(st.integers(1, 4000), st.integers(1, 400), st.sampled_from([1, 2, 4, 8, 16, 32]))
+@given(st.integers(1, 4000), st.integers(2, 400), st.sampled_from([1, 2, 4, 8, 16, 32]))
 def test_doubling_concurrency_never_lowers_throughput_below_saturation(prompt, output, c):
-    """With a roomy KV cache and C well under max_num_seqs, more clients keep the GPU busier."""
+    """With a roomy KV cache, C well under max_num_seqs and every prompt of a wave fitting one
+    step's token budget, more clients keep the GPU busier. (Once prefills saturate the
+    budget, how prompts pack into steps makes throughput wobble: not a property.)"""
+    assume(2 * c * prompt <= ROOMY.max_num_batched_tokens)
     n = 8 * c
     prompts, outputs = np.full(n, prompt), np.full(n, output)
     single = simulate_closed_loop(MODEL, ROOMY, prompts, outputs, c)
