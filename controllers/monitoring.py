@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
+import numpy as np
+
 from controllers.api import (
     Finding,
     InferenceFleetSpec,
@@ -23,6 +25,7 @@ from controllers.api import (
 from controllers.planning import plan_spec, plan_status
 from controllers.scaling import Metrics
 from sizing.errors import InvalidInput
+from sizing.simulator import LoadPoint
 
 # --- the snapshot the Prometheus adapter fills --------------------------------------------
 
@@ -569,6 +572,26 @@ class ResizeState:
     recommended: bool = False
     since_s: float | None = None
     reason: str = ""
+
+
+def predicted_at_load(
+    points: Sequence[LoadPoint], rps_per_replica: float, gpu_util_percent: float | None = None
+) -> Expectation:
+    """The plan's TTFT P99 at the per-replica rate seen now: the simulated (or benchmarked)
+    load curve, interpolated linearly by request rate and held flat beyond its ends.
+
+    The curve has no GPU-utilization figure; pass one measured by `inferfleet bench` at this
+    load if there is one, otherwise only the TTFT rule of step 13 can fire.
+    """
+    curve = sorted((p.request_per_s, p.ttft_p99_s) for p in points)
+    if not curve:
+        return Expectation(ttft_p99_s=None, gpu_util_percent=gpu_util_percent)
+    rates = np.array([rate for rate, _ in curve])
+    ttfts = np.array([ttft for _, ttft in curve])
+    return Expectation(
+        ttft_p99_s=float(np.interp(rps_per_replica, rates, ttfts)),
+        gpu_util_percent=gpu_util_percent,
+    )
 
 
 def _divergence(

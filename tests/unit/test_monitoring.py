@@ -25,6 +25,7 @@ from controllers.monitoring import (
     metrics_condition,
     observed_spec,
     observed_workload,
+    predicted_at_load,
     propose_resize,
     recommendation,
     resize_condition,
@@ -35,6 +36,7 @@ from controllers.monitoring import (
 from controllers.planning import plan_spec, plan_status
 from controllers.prometheus import FAMILIES, UNQUERIED, snapshot_query
 from sizing.errors import InvalidInput
+from sizing.simulator import LoadPoint
 from tests.conftest import REPO
 
 
@@ -382,3 +384,17 @@ def test_snapshot_query_quotes_label_values():
     query = snapshot_query(namespace='a"b', fleet="chat")
     assert 'namespace="a\\"b",fleet="chat"' in query
     assert 'namespace="a"b"' not in query
+
+
+def _point(rps: float, ttft_s: float) -> LoadPoint:
+    blank = {f.name: 0 for f in dataclasses.fields(LoadPoint)}
+    return LoadPoint(**(blank | {"request_per_s": rps, "ttft_p99_s": ttft_s}))
+
+
+def test_prediction_interpolates_the_load_curve_and_holds_its_ends():
+    curve = [_point(4.0, 0.9), _point(1.0, 0.3), _point(2.0, 0.5)]
+    assert predicted_at_load(curve, 3.0).ttft_p99_s == pytest.approx(0.7)
+    assert predicted_at_load(curve, 0.2).ttft_p99_s == pytest.approx(0.3)
+    assert predicted_at_load(curve, 9.0).ttft_p99_s == pytest.approx(0.9)
+    assert predicted_at_load(curve, 3.0, gpu_util_percent=65.0).gpu_util_percent == 65.0
+    assert predicted_at_load([], 3.0) == Expectation(None, None)
