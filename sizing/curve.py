@@ -265,7 +265,8 @@ def replica_engine(
     if memory.kv_cache_tokens < memory.max_model_len:
         raise InvalidInput(
             f"the KV cache holds {memory.kv_cache_tokens} tokens, less than one request of "
-            f"max_model_len {memory.max_model_len}: vLLM would not start; add GPUs or memory"
+            f"max_model_len {memory.max_model_len}: vLLM would not start; lower max_model_len, "
+            "use an FP8 KV cache or add GPUs"
         )
     limits = EngineLimits(
         max_num_seqs=max_num_seqs,
