@@ -85,3 +85,10 @@ def test_a_model_that_does_not_fit_says_so(capsys):
     args[args.index(LLAMA_8B)] = seventy_b
     assert main(args) == 2
     assert "does not fit" in capsys.readouterr().err
+
+
+def test_a_kv_cache_shorter_than_max_model_len_says_what_to_do(capsys):
+    args = [*BASE, "--concurrency", "4", "--gpu", "L4", "--max-model-len", "131072"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "131072" in err and "lower max_model_len" in err
