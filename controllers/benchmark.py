@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
+
+from sizing.simulator import poisson_arrivals
 
 # Token ids for synthetic prompts: clear of the special tokens at the bottom of common vocabs
 # and below the smallest vocab we target (32k), so any Llama-family tokenizer accepts them.
@@ -203,14 +205,37 @@ async def run_closed_loop(
     return time.perf_counter() - t0
 
 
+def arrival_schedule(
+    rate_rps: float, num_prompts: int | None, duration_s: float | None, seed: int
+) -> np.ndarray:
+    """Send times from 0, the very Poisson draws `inferfleet curve --request-rate` simulates.
+
+    Sharing the generator means a bench point and its predicted point see the same arrivals,
+    so they differ only by what the server does.
+    """
+    if rate_rps <= 0:
+        raise ValueError(f"request rate must be > 0 requests/s, got {rate_rps}")
+    if num_prompts is not None:
+        times = poisson_arrivals(rate_rps, num_prompts, np.random.default_rng(seed))
+        times = times - times[0]
+        return times if duration_s is None else times[times < duration_s]
+    if duration_s is None:
+        raise ValueError("an open loop needs num_prompts or duration_s to know when to stop")
+    count = math.ceil(rate_rps * duration_s) + 1
+    while True:
+        times = poisson_arrivals(rate_rps, count, np.random.default_rng(seed))
+        times = times - times[0]
+        if times[-1] >= duration_s:
+            return times[times < duration_s]
+        count *= 2
+
+
 async def run_open_loop(
     spec: LoadSpec, rate_rps: float, recorder: Recorder, stop: asyncio.Event | None = None
 ) -> float:
     """Poisson arrivals at `rate_rps` (seeded); returns the wall time of the load point in s."""
-    if rate_rps <= 0:
-        raise ValueError(f"request rate must be > 0 requests/s, got {rate_rps}")
+    schedule = arrival_schedule(rate_rps, spec.num_prompts, spec.duration_s, spec.seed)
     rng = np.random.default_rng(spec.seed)
-    arrivals = random.Random(spec.seed)
     stop = stop or asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     connections = 1000
@@ -220,22 +245,15 @@ async def run_open_loop(
         async def one(body: dict[str, object]) -> None:
             recorder.add(await send_request(client, spec, body, t0))
 
-        next_s = 0.0
-        while not stop.is_set():
-            if spec.num_prompts is not None and recorder.started >= spec.num_prompts:
-                break
-            if spec.duration_s is not None and next_s >= spec.duration_s:
-                break
-            delay = next_s - (time.perf_counter() - t0)
+        for send_s in schedule:
+            delay = float(send_s) - (time.perf_counter() - t0)
             if delay > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
-                    break
-                except TimeoutError:
-                    pass
+            if stop.is_set():
+                break
             recorder.started += 1
             tasks.append(asyncio.create_task(one(request_body(spec, rng))))
-            next_s += arrivals.expovariate(rate_rps)
         await _until_stopped(tasks, stop)
     return time.perf_counter() - t0
 

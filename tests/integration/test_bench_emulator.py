@@ -66,6 +66,23 @@ def test_bench_on_the_emulator_reproduces_inferfleet_curve(concurrency, num_prom
         assert measured[key] == pytest.approx(predicted[key], rel=0.10), f"{key}: x{ratio:.3f}"
 
 
+def test_open_loop_bench_reproduces_inferfleet_curve_on_the_same_arrivals():
+    """Bench and curve draw the same Poisson send times, so only the server can differ."""
+    load = [
+        *("--input-len", "2048", "--output-len", "16", "--request-rate", "0.5,1"),
+        *("--num-prompts", "8", "--output", "json"),
+    ]
+    curve = [sys.executable, "-m", "inferfleet", "curve", "--model-config", str(LLAMA_3_8B)]
+    predicted = _points(_run([*curve, "--gpu", CHECK_GPU, *load]))
+    flags = ["--model-config", str(LLAMA_3_8B)]
+    with run_emulator(gpu=CHECK_GPU, speedup=CHECK_SPEEDUP, extra_args=flags) as emu:
+        measured = _points(_bench(emu, *load, "--time-scale", str(CHECK_SPEEDUP)))
+    for m, p in zip(measured, predicted, strict=True):
+        assert m["request_rate"] == p["request_rate"]
+        for key in ("output_tok_per_s", "request_per_s", "ttft_p50_ms", "itl_p50_ms"):
+            assert m[key] == pytest.approx(p[key], rel=0.10), f"{key}: x{m[key] / p[key]:.3f}"
+
+
 @pytest.fixture(scope="module")
 def fast_emulator():
     with run_emulator(gpu="H100-SXM-80GB", speedup=10.0) as emu:

@@ -9,10 +9,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers.benchmark import LoadSpec, RequestRecord, _chunk_text, request_body, summarize
+from controllers.benchmark import (
+    LoadSpec,
+    RequestRecord,
+    _chunk_text,
+    arrival_schedule,
+    request_body,
+    summarize,
+)
 from inferfleet.cli import build_parser
 from inferfleet.commands.bench import plan_from_args
 from inferfleet.errors import UsageError
+from sizing.simulator import poisson_arrivals
 
 
 def _spec(**kw) -> LoadSpec:
@@ -120,3 +128,27 @@ def test_time_scale_turns_gpu_time_flags_into_wall_time():
     assert plan.x_key == "request_rate" and plan.xs == (2.0, 4.0)
     assert plan.spec.duration_s == pytest.approx(6.0)
     assert plan.time_scale == 10
+
+
+def test_arrivals_are_the_simulators_poisson_draws_from_zero():
+    times = arrival_schedule(2.0, 50, None, seed=3)
+    expected = poisson_arrivals(2.0, 50, np.random.default_rng(3))
+    assert times == pytest.approx(expected - expected[0])
+    assert times[0] == 0 and np.all(np.diff(times) >= 0)
+
+
+@given(rate=st.floats(0.1, 50), duration=st.floats(0.5, 100), seed=st.integers(0, 99))
+def test_a_duration_keeps_every_arrival_before_it(rate, duration, seed):
+    times = arrival_schedule(rate, None, duration, seed)
+    assert np.all(times < duration)
+    longer = arrival_schedule(rate, None, duration * 2, seed)
+    assert longer[: times.size] == pytest.approx(times)  # a prefix of the same draws
+    if longer.size > times.size:
+        assert longer[times.size] >= duration  # cut exactly at the duration, nothing dropped
+
+
+@given(rate=st.floats(0.1, 20), scale=st.floats(1, 50))
+def test_a_faster_wall_rate_is_the_same_schedule_compressed(rate, scale):
+    gpu_time = arrival_schedule(rate, 20, None, seed=0)
+    wall_time = arrival_schedule(rate * scale, 20, None, seed=0)
+    assert wall_time == pytest.approx(gpu_time / scale)
