@@ -94,6 +94,15 @@ async def _hf_config(kube: Kube, owner: Owner, spec: InferenceFleetSpec) -> dict
     return config
 
 
+def _plan_or_refusal(
+    spec: InferenceFleetSpec, hf_config: dict[str, Any]
+) -> PlanStatus | SpecRefused:
+    try:
+        return plan_status(plan_spec(spec, hf_config))
+    except SizingError as err:
+        return SpecRefused(err.reason, str(err))
+
+
 class PlanCache:
     """The last plan per fleet, reused while its spec and config.json stay the same.
 
@@ -104,15 +113,15 @@ class PlanCache:
     def __init__(self) -> None:
         self._entries: dict[str, tuple[str, PlanStatus | SpecRefused]] = {}
 
-    def plan(self, uid: str, spec: InferenceFleetSpec, hf_config: dict[str, Any]) -> PlanStatus:
+    async def plan(
+        self, uid: str, spec: InferenceFleetSpec, hf_config: dict[str, Any]
+    ) -> PlanStatus:
         key = json.dumps([spec.model_dump(mode="json"), hf_config], sort_keys=True)
         cached = self._entries.get(uid)
         if cached is None or cached[0] != key:
-            try:
-                result: PlanStatus | SpecRefused = plan_status(plan_spec(spec, hf_config))
-            except SizingError as err:
-                result = SpecRefused(err.reason, str(err))
-            cached = (key, result)
+            # Planning a large model takes a CPU-second or two: off the event loop, so watches
+            # and other fleets' handlers keep running meanwhile.
+            cached = (key, await asyncio.to_thread(_plan_or_refusal, spec, hf_config))
             self._entries[uid] = cached
         if isinstance(cached[1], SpecRefused):
             raise cached[1]
@@ -130,7 +139,7 @@ async def _plan(
     except ValidationError as err:
         raise SpecRefused("InvalidSpec", describe_validation_error(err, "spec.")) from None
     hf_config = await _hf_config(kube, owner, spec)
-    return spec, plans.plan(owner.uid, spec, hf_config)
+    return spec, await plans.plan(owner.uid, spec, hf_config)
 
 
 def _status_patch(current: Mapping[str, Any], new: InferenceFleetStatus) -> dict[str, Any]:

@@ -44,7 +44,8 @@ def wait_sized(cluster: Cluster, obj: dict[str, Any], status: str = "True", gene
         observed = fleet.get("status", {}).get("observedGeneration")
         return fleet if sized and sized["status"] == status and observed == generation else None
 
-    return wait_for(check, f"Sized={status} at generation {generation}")
+    # Planning a large model takes a CPU-second or two; a loaded CI machine may need more.
+    return wait_for(check, f"Sized={status} at generation {generation}", timeout_s=60)
 
 
 def deployments(cluster: Cluster, fleet: str) -> dict[str, dict[str, Any]]:
