@@ -313,7 +313,10 @@ def calibrate(args: argparse.Namespace, predict: Predictor, points: list[dict[st
 def run(args: argparse.Namespace) -> int:
     plan = plan_from_args(args)
     predict = calibration_predictor(args) if args.calibrate else None
-    points, interrupted = asyncio.run(_measure_until_interrupted(plan))
+    try:
+        points, interrupted = asyncio.run(_measure_until_interrupted(plan))
+    except KeyboardInterrupt:  # Ctrl-C before the first load point started
+        points, interrupted = [], True
     if args.output == "json":
         json.dump({"points": points}, sys.stdout, indent=2)
         print()

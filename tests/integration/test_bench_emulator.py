@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from e2e.emulator.testing import REPO, RunningEmulator, run_emulator
@@ -127,6 +128,24 @@ def test_open_loop_points_and_text_table_and_plot(fast_emulator, tmp_path: Path)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _completed(emu: RunningEmulator) -> float:
+    text = httpx.get(emu.url + "/metrics", timeout=5).text
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("vllm:request_success_total")
+    )
+
+
+def _wait_for_completed_requests(emu: RunningEmulator, process: subprocess.Popen) -> None:
+    """Until the bench has finished some requests (its start-up time varies with load)."""
+    before = _completed(emu)
+    for _ in range(600):
+        if process.poll() is not None or _completed(emu) > before + 2:
+            return
+        time.sleep(0.05)
+
+
 def test_ctrl_c_prints_what_was_measured_and_exits_130(fast_emulator):
     command = [
         sys.executable, "-m", "inferfleet", "bench", "--url", fast_emulator.url,
@@ -137,7 +156,7 @@ def test_ctrl_c_prints_what_was_measured_and_exits_130(fast_emulator):
         command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        time.sleep(3.0)
+        _wait_for_completed_requests(fast_emulator, process)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     finally:
