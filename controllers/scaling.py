@@ -84,15 +84,20 @@ class ScalingConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            ("usableRPSPerReplica", self.usable_rps_per_replica > 0, self.usable_rps_per_replica),
-            ("coldStart", self.cold_start_s >= 0, self.cold_start_s),
-            ("interval", self.interval_s > 0, self.interval_s),
-            ("minReplicas", self.min_replicas >= 0, self.min_replicas),
-            ("gpusPerReplica", self.gpus_per_replica >= 1, self.gpus_per_replica),
+            (
+                "usableRPSPerReplica",
+                self.usable_rps_per_replica > 0,
+                "> 0",
+                self.usable_rps_per_replica,
+            ),
+            ("coldStart", self.cold_start_s >= 0, ">= 0 s", self.cold_start_s),
+            ("interval", self.interval_s > 0, "> 0 s", self.interval_s),
+            ("minReplicas", self.min_replicas >= 0, ">= 0", self.min_replicas),
+            ("gpusPerReplica", self.gpus_per_replica >= 1, ">= 1", self.gpus_per_replica),
         ]
-        for name, ok, value in checks:
+        for name, ok, expected, value in checks:
             if not ok:
-                raise ValueError(f"scaling: {name} must be positive, got {value}")
+                raise ValueError(f"scaling: {name} must be {expected}, got {value}")
         if self.max_replicas is not None and self.max_replicas < self.min_replicas:
             raise ValueError(
                 f"scaling.minReplicas ({self.min_replicas}) must be <= scaling.maxReplicas "

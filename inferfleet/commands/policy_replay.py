@@ -28,6 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> ScalingConfig:
+    flags = [
+        ("--usable-rps-per-replica", args.usable_rps_per_replica, 0.0, "> 0"),
+        ("--cold-start-s", args.cold_start_s, -1, ">= 0"),
+        ("--interval-s", args.interval_s, 0, "> 0"),
+        ("--min-replicas", args.min_replicas, -1, ">= 0"),
+    ]
+    for flag, value, must_exceed, expected in flags:
+        if not value > must_exceed:
+            raise UsageError(f"{flag} must be {expected}, got {value}")
+    if args.max_replicas is not None and args.max_replicas < max(1, args.min_replicas):
+        raise UsageError(
+            f"--max-replicas ({args.max_replicas}) must be >= 1 and >= --min-replicas "
+            f"({args.min_replicas})"
+        )
     try:
         return ScalingConfig(
             usable_rps_per_replica=args.usable_rps_per_replica,

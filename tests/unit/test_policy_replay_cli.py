@@ -86,3 +86,33 @@ def test_a_bad_line_is_one_clear_error_and_exit_2(bad, message):
     assert proc.returncode == 2
     assert proc.stdout.count("\n") == 1  # the good first line was answered
     assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--usable-rps-per-replica", "0", "--cold-start-s", "300"],
+            "--usable-rps-per-replica must be > 0, got 0.0",
+        ),
+        (["--usable-rps-per-replica", "1", "--cold-start-s", "-5"], "--cold-start-s must be >= 0"),
+        (
+            [
+                "--usable-rps-per-replica",
+                "1",
+                "--cold-start-s",
+                "300",
+                "--min-replicas",
+                "3",
+                "--max-replicas",
+                "2",
+            ],
+            "--max-replicas (2) must be >= 1 and >= --min-replicas (3)",
+        ),
+    ],
+)
+def test_bad_flags_are_named(flags, message, capsys):
+    from inferfleet.cli import main
+
+    assert main(["policy-replay", *flags]) == 2
+    assert message in capsys.readouterr().err
