@@ -8,7 +8,8 @@ the inferfleet-managed Deployments from the API server and, per Deployment:
   pool's GPU and a cold start of the plan's `coldStartSeconds` divided by the time compression;
 * marks a pod ready once its `/health` answers 200 (the readiness probe);
 * replaces pods of an older pod template once the new ones are ready (a rolling update);
-* stops the surplus when replicas go down (not-ready pods first, then the youngest);
+* stops the surplus when replicas go down (not-ready pods first, then the youngest): a pod
+  leaves the endpoints at once and gets SIGTERM after `drain_s`, so requests in flight end;
 * writes `status.replicas/readyReplicas/availableReplicas/updatedReplicas` back, and the ready
   pods as Prometheus file_sd targets labelled `namespace`, `fleet`, `pool`, `pod`.
 
@@ -44,7 +45,8 @@ DEPLOYMENTS_PATH = "/apis/apps/v1/deployments"
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 FLEET_LABEL = "app.kubernetes.io/instance"
 POOL_LABEL = "app.kubernetes.io/component"
-STOP_GRACE_S = 3.0
+STOP_GRACE_S = 3.0  # SIGTERM to SIGKILL (terminationGracePeriodSeconds)
+DRAIN_S = 5.0  # out of the endpoints before SIGTERM (a preStop sleep): in-flight requests end
 HEALTH_TIMEOUT_S = 0.3
 
 
@@ -73,7 +75,8 @@ class Pod:
     process: subprocess.Popen[bytes]
     started_s: float
     ready: bool = False
-    stop_deadline_s: float | None = None  # set once SIGTERM was sent
+    sigterm_at_s: float | None = None  # set when the pod starts terminating
+    sigkill_at_s: float | None = None  # set once SIGTERM was sent
 
     @property
     def url(self) -> str:
@@ -81,7 +84,7 @@ class Pod:
 
     @property
     def terminating(self) -> bool:
-        return self.stop_deadline_s is not None
+        return self.sigterm_at_s is not None
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class PodRunner:
         speedup: float,
         time_compression: float,
         poll_s: float = 0.25,
+        drain_s: float = DRAIN_S,
     ) -> None:
         if speedup <= 0 or time_compression <= 0:
             raise ValueError(
@@ -128,6 +132,7 @@ class PodRunner:
         self.speedup = speedup
         self.time_compression = time_compression
         self.poll_s = poll_s
+        self.drain_s = drain_s
         self.targets_file = workdir / "targets.json"
         self._logs = workdir / "pods"
         self._logs.mkdir(parents=True, exist_ok=True)
@@ -204,7 +209,7 @@ class PodRunner:
         current_hash = template_hash(deployment)
         for pod in state.pods:
             if not pod.terminating and pod.process.poll() is not None:
-                self._begin_stop(pod)  # it crashed: drop it, a new one replaces it below
+                self._begin_stop(pod, drain_s=0.0)  # it crashed: a new one replaces it below
             elif not pod.ready and not pod.terminating:
                 pod.ready = self._healthy(pod)
         live = [p for p in state.pods if not p.terminating]
@@ -285,23 +290,31 @@ class PodRunner:
         except httpx.HTTPError:
             return False
 
-    def _begin_stop(self, pod: Pod) -> None:
+    def _begin_stop(self, pod: Pod, drain_s: float | None = None) -> None:
+        """Leave the endpoints now (this pass publishes it); SIGTERM once drained."""
         if pod.terminating:
             return
         pod.ready = False
-        pod.stop_deadline_s = time.monotonic() + STOP_GRACE_S
-        _signal_group(pod.process, signal.SIGTERM)
+        pod.sigterm_at_s = time.monotonic() + (self.drain_s if drain_s is None else drain_s)
+        self._signal_due(pod)
+
+    def _signal_due(self, pod: Pod) -> None:
+        now = time.monotonic()
+        assert pod.sigterm_at_s is not None
+        if pod.sigkill_at_s is None and now >= pod.sigterm_at_s:
+            _signal_group(pod.process, signal.SIGTERM)
+            pod.sigkill_at_s = now + STOP_GRACE_S
+        elif pod.sigkill_at_s is not None and now > pod.sigkill_at_s:
+            _signal_group(pod.process, signal.SIGKILL)
 
     def _reap(self) -> None:
-        """Forget pods that exited; SIGKILL those past their grace period."""
-        now = time.monotonic()
+        """Signal terminating pods when due; forget those that exited."""
         for state in self._deployments.values():
             for pod in list(state.pods):
                 if not pod.terminating:
                     continue
-                assert pod.stop_deadline_s is not None
-                if pod.process.poll() is None and now > pod.stop_deadline_s:
-                    _signal_group(pod.process, signal.SIGKILL)
+                if pod.process.poll() is None:
+                    self._signal_due(pod)
                 if pod.process.poll() is not None:
                     state.pods.remove(pod)
                     self.stopped_total += 1
@@ -373,7 +386,8 @@ class PodRunner:
         self._thread.join(timeout=10)
         pods = [p for state in self._deployments.values() for p in state.pods]
         for pod in pods:
-            self._begin_stop(pod)
+            pod.sigterm_at_s = pod.sigkill_at_s = None  # stop now: nothing routes to them
+            self._begin_stop(pod, drain_s=0.0)
         deadline = time.monotonic() + STOP_GRACE_S
         for pod in pods:
             try:

@@ -86,7 +86,9 @@ def targets(runner: PodRunner) -> list[dict[str, Any]]:
 def test_pods_follow_the_deployment(cluster: Cluster, tmp_path):
     fleet = make_fleet(cluster)
     cluster.create(deployment(fleet, 2, ARGS))
-    runner = PodRunner(cluster.url, tmp_path, speedup=4.0, time_compression=480.0, poll_s=0.1)
+    runner = PodRunner(
+        cluster.url, tmp_path, speedup=4.0, time_compression=480.0, poll_s=0.1, drain_s=2.0
+    )
     try:
         wait_for(lambda: settled(cluster, runner, 2), "2 ready pods", timeout_s=40)
         first = {p.name: p for p in runner.pods()}
@@ -99,8 +101,12 @@ def test_pods_follow_the_deployment(cluster: Cluster, tmp_path):
         assert {e.url for e in runner.endpoints(NS, FLEET)} == {p.url for p in first.values()}
         assert runner.endpoints(NS, "another-fleet") == ()
 
-        # Scale down: one pod goes, its process ends, status and targets follow.
+        # Scale down: one pod leaves the endpoints at once but drains before its SIGTERM;
+        # then its process ends and status and targets follow.
         cluster.merge_patch("apps/v1", "Deployment", NS, DEPLOYMENT, {"spec": {"replicas": 1}})
+        wait_for(lambda: len(runner.endpoints(NS, FLEET)) == 1, "the surplus out of endpoints")
+        (draining,) = [p for p in runner.pods() if p.terminating]
+        assert draining.process.poll() is None, "SIGTERM came before the drain period"
         wait_for(lambda: settled(cluster, runner, 1), "1 pod after scale-down", timeout_s=20)
         gone = [p for name, p in first.items() if name not in {q.name for q in runner.pods()}]
         assert len(gone) == 1 and gone[0].process.poll() is not None
