@@ -37,7 +37,13 @@ from controllers.api import (
 from controllers.conditions import READY, SIZED, find, set_condition
 from controllers.kube import Conflict, Kube, KubeError, Owner, Unavailable, owned
 from controllers.planning import plan_spec, plan_status
-from controllers.render import EXTERNALLY_SCALED, desired_replicas, drifted, render_fleet
+from controllers.render import (
+    EXTERNALLY_SCALED,
+    MANAGED_BY,
+    desired_replicas,
+    drifted,
+    render_fleet,
+)
 from sizing.errors import SizingError
 
 log = logging.getLogger("inferfleet.operator")
@@ -222,6 +228,29 @@ def _describe_apply(manifest: Mapping[str, Any], plan: PlanStatus, pool: str) ->
     )
 
 
+# What a pool owns besides its Deployment, named like it.
+_POOL_COMPANIONS = (("v1", "Service"), ("policy/v1", "PodDisruptionBudget"))
+
+
+async def _prune(kube: Kube, owner: Owner, kept: set[str], plan: PlanStatus) -> list[str]:
+    """Delete the objects of pools this fleet no longer runs (removed, or at zero replicas)."""
+    labels = {"app.kubernetes.io/instance": owner.name, "app.kubernetes.io/managed-by": MANAGED_BY}
+    messages = []
+    for deployment in await kube.list_labelled("apps/v1", "Deployment", owner.namespace, labels):
+        meta = deployment["metadata"]
+        ours = any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences", []))
+        if not ours or meta["name"] in kept:
+            continue
+        await kube.delete("apps/v1", "Deployment", owner.namespace, meta["name"])
+        for api_version, kind in _POOL_COMPANIONS:
+            await kube.delete(api_version, kind, owner.namespace, meta["name"])
+        messages.append(
+            f"Deleted Deployment, Service and PodDisruptionBudget {meta['name']}: "
+            f"its pool has no replicas in plan {plan.hash}"
+        )
+    return messages
+
+
 async def reconcile(
     kube: Kube, body: Mapping[str, Any], *, now_s: float, plans: PlanCache
 ) -> Outcome:
@@ -236,7 +265,8 @@ async def reconcile(
     applied: list[str] = []
     ready = 0
     warming = 0
-    for pool in render_fleet(owner.name, owner.namespace, spec, plan, replicas):
+    rendered = render_fleet(owner.name, owner.namespace, spec, plan, replicas)
+    for pool in rendered:
         for manifest in pool.all():
             desired = owned(manifest, owner)
             meta = desired["metadata"]
@@ -252,6 +282,10 @@ async def reconcile(
                 state = observed.get("status", {})
                 ready += state.get("readyReplicas", 0)
                 warming += max(0, state.get("replicas", 0) - state.get("readyReplicas", 0))
+    kept = {pool.deployment["metadata"]["name"] for pool in rendered}
+    for message in await _prune(kube, owner, kept, plan):
+        applied.append(message)
+        await kube.post_event(owner, "Normal", "Pruned", message)
     current = _current_status(body)
     total = sum(replicas.values())
     sized_message = (

@@ -40,7 +40,8 @@ RULES: tuple[Rule, ...] = (
         ("apps",),
         ("deployments",),
         ("get", "list", "watch", "create", "patch", "delete"),
-        "vLLM replicas per pool: read to compare, server-side apply, prune emptied pools.",
+        "vLLM replicas per pool: read to compare, watch for hand edits, server-side apply "
+        "(a patch that creates when absent, so both verbs), prune pools the plan dropped.",
     ),
     Rule(
         ("",),

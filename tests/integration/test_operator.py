@@ -330,3 +330,18 @@ def test_every_example_is_sized_and_deployed(path, cluster: Cluster, operator: O
     name = obj["metadata"]["name"]
     running = [p for p in fleet["status"]["plan"]["pools"] if p["replicas"] > 0]
     assert set(deployments(cluster, name)) == {f"{name}-{p['pool']}" for p in running}
+
+
+def test_pool_dropped_from_the_spec_is_pruned(cluster: Cluster, operator: Operator):
+    obj = example()
+    cluster.create(obj)
+    wait_sized(cluster, obj)
+    before = set(deployments(cluster, "code-8b"))
+    assert before == {"code-8b-l40s"}
+    only_h100 = {"spec": {"pools": [{"name": "h100", "gpu": "H100-SXM-80GB", "maxGPUs": 8}]}}
+    cluster.merge_patch(FLEETS, "InferenceFleet", "llm", "code-8b", only_h100)
+    wait_sized(cluster, obj, generation=2)
+    wait_for(lambda: set(deployments(cluster, "code-8b")) == {"code-8b-h100"}, "only h100")
+    assert {s["metadata"]["name"] for s in cluster.objects("Service")} == {"code-8b-h100"}
+    pruned = [e for e in cluster.objects("Event") if e["reason"] == "Pruned"]
+    assert pruned and "code-8b-l40s" in pruned[0]["message"]
