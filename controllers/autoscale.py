@@ -1,0 +1,241 @@
+"""One reconcile's scaling and monitoring for a fleet: metrics in, replicas and status out.
+
+Pure glue between the scaling policy (`controllers.scaling`) and the monitoring thresholds
+(`controllers.monitoring`): the handler passes what it observed (a Prometheus snapshot or none,
+the Deployments' current replicas, `status.history`) and the time; this returns the replicas
+per pool with their reasons, the next `status.history`, `status.forecast`, the findings and the
+`MetricsAvailable` / `ResizeRecommended` conditions. The policy's memory lives in
+`status.history`, so an operator restart forgets nothing.
+
+A policy steps once per `spec.scaling.interval`; reconciles in between (a spec edit, an owned
+Deployment event) reuse the last decision, so extra passes never speed up the clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from controllers.api import (
+    Finding,
+    ForecastStatus,
+    InferenceFleetSpec,
+    PlanStatus,
+    PoolPlanStatus,
+    parse_decimal,
+)
+from controllers.monitoring import (
+    Expectation,
+    MetricsSnapshot,
+    ResizeState,
+    evaluate,
+    metrics_condition,
+    predicted_at_load,
+    resize_condition,
+    resolve_thresholds,
+    scaling_metrics,
+    step_resize,
+)
+from controllers.scaling import (
+    Metrics,
+    ScalingConfig,
+    ScalingPolicy,
+    config_from_spec,
+    prewarm_plan,
+)
+from sizing.simulator import LoadPoint
+
+HISTORY_VERSION = 1
+# A policy step a little early still counts: the daemon's timer drifts by the reconcile time.
+STEP_TOLERANCE = 0.9
+POLICY_MODES = ("predictive", "reactive")
+
+ConditionTuple = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class FleetTick:
+    spec: InferenceFleetSpec
+    plan: PlanStatus
+    snapshot: MetricsSnapshot | None  # None: no Prometheus configured for this fleet
+    history: Mapping[str, Any] | None  # status.history as stored
+    current: Mapping[str, int]  # pool -> replicas its Deployment asks for now
+    now_s: float
+    curves: Mapping[str, Sequence[LoadPoint]] = field(default_factory=dict)  # predicted, per pool
+
+
+@dataclass(frozen=True)
+class FleetDecision:
+    replicas: dict[str, int]
+    reasons: dict[str, str]
+    changed: dict[str, tuple[int, int]]  # pool -> (was, now), for Events
+    history: dict[str, Any]
+    forecast: ForecastStatus | None
+    findings: tuple[Finding, ...]
+    metrics_condition: ConditionTuple
+    resize_condition: ConditionTuple | None
+    resize_newly_recommended: bool
+
+
+def _iso(t_s: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_s))
+
+
+def pool_config(spec: InferenceFleetSpec, pool: PoolPlanStatus, primary: bool) -> ScalingConfig:
+    """The policy's settings for one pool; the fleet's replica floor applies to its first pool."""
+    pool_spec = next((p for p in spec.pools if p.name == pool.pool), None)
+    scaling = spec.scaling
+    if not primary:
+        scaling = scaling.model_copy(update={"min_replicas": 0, "schedules": []})
+    return config_from_spec(
+        scaling,
+        usable_rps_per_replica=parse_decimal(pool.usable_rps_per_replica),
+        cold_start_s=float(pool.cold_start_seconds),
+        gpus_per_replica=pool.tensor_parallel * pool.pipeline_parallel,
+        max_gpus=pool_spec.max_gpus if pool_spec else None,
+        static_replicas=pool.replicas,
+    )
+
+
+def _pool_metrics(snapshot: MetricsSnapshot | None, pool: str) -> Metrics:
+    if snapshot is None or not snapshot.reachable:
+        return Metrics(rps=None)
+    return scaling_metrics(snapshot.pool(pool))
+
+
+def _step_pool(
+    tick: FleetTick, pool: PoolPlanStatus, primary: bool, stored: Mapping[str, Any] | None
+) -> tuple[int, str, dict[str, Any], ScalingPolicy]:
+    """Replicas for one pool now, its reason, and what to remember."""
+    config = pool_config(tick.spec, pool, primary)
+    current = tick.current.get(pool.pool, pool.replicas)
+    policy = (
+        ScalingPolicy.from_dict(config, stored["policy"])
+        if stored and "policy" in stored
+        else ScalingPolicy(config)
+    )
+    due = stored is None or tick.now_s - float(stored.get("steppedAt", 0.0)) >= (
+        STEP_TOLERANCE * config.interval_s
+    )
+    if not due:
+        assert stored is not None
+        return int(stored["replicas"]), str(stored["reason"]), dict(stored), policy
+    decision = policy.step(tick.now_s, _pool_metrics(tick.snapshot, pool.pool), current)
+    memory = {
+        "policy": policy.to_dict(),
+        "steppedAt": tick.now_s,
+        "replicas": decision.desired_replicas,
+        "reason": decision.reason,
+    }
+    return decision.desired_replicas, decision.reason, memory, policy
+
+
+def _forecast_status(
+    policy: ScalingPolicy, config: ScalingConfig, now_s: float, current: int
+) -> ForecastStatus:
+    plan = prewarm_plan(policy.forecaster, config, now_s, current)
+    return ForecastStatus(
+        next_peak_rps=f"{plan.next_peak_rps:.2f}",
+        next_peak_at=_iso(plan.next_peak_at_s),
+        prewarm_at=_iso(plan.prewarm_at_s) if plan.prewarm_at_s is not None else None,
+        prewarm_replicas=plan.prewarm_replicas,
+        forecaster=config.forecaster,
+        reason=plan.reason,
+    )
+
+
+def _observed_expectation(snapshot: MetricsSnapshot, pool: str) -> Expectation:
+    metrics = snapshot.pool(pool)
+    if metrics is None:
+        return Expectation(None, None)
+    ttft = metrics.ttft_p99_s.value if metrics.ttft_p99_s else None
+    util = metrics.gpu_util_percent.value if metrics.gpu_util_percent else None
+    return Expectation(ttft_p99_s=ttft, gpu_util_percent=util)
+
+
+def _resize(
+    tick: FleetTick, stored: Mapping[str, Any] | None
+) -> tuple[ResizeState, ConditionTuple | None]:
+    """Step 13 for the fleet's first pool against the plan's own predicted curve."""
+    state = ResizeState(**stored) if stored else ResizeState()
+    snapshot = tick.snapshot
+    if snapshot is None or not snapshot.reachable or not tick.plan.pools:
+        return state, None
+    primary = tick.plan.pools[0]
+    metrics = snapshot.pool(primary.pool)
+    points = tick.curves.get(primary.pool, ())
+    ready = tick.current.get(primary.pool, primary.replicas)
+    if metrics is None or metrics.request_rate_rps is None or not points or ready <= 0:
+        return state, resize_condition(state)
+    expected = predicted_at_load(points, metrics.request_rate_rps.value / ready)
+    thresholds = resolve_thresholds(tick.spec.monitoring.thresholds)
+    state = step_resize(
+        state, _observed_expectation(snapshot, primary.pool), expected, thresholds, tick.now_s
+    )
+    return state, resize_condition(state)
+
+
+def decide_fleet(tick: FleetTick) -> FleetDecision:
+    """Replicas per pool with reasons, plus everything the status shows about them."""
+    spec, plan = tick.spec, tick.plan
+    history = dict(tick.history or {})
+    stored_pools: Mapping[str, Any] = (
+        history.get("pools", {}) if history.get("version") == HISTORY_VERSION else {}
+    )
+    replicas: dict[str, int] = {}
+    reasons: dict[str, str] = {}
+    changed: dict[str, tuple[int, int]] = {}
+    pools_memory: dict[str, Any] = {}
+    forecast: ForecastStatus | None = None
+    for index, pool in enumerate(plan.pools):
+        was = tick.current.get(pool.pool, pool.replicas)
+        if spec.scaling.mode not in POLICY_MODES:
+            replicas[pool.pool] = pool.replicas
+            reasons[pool.pool] = f"{spec.scaling.mode} mode: the plan's {pool.replicas} replicas"
+        else:
+            count, reason, memory, policy = _step_pool(
+                tick, pool, index == 0, stored_pools.get(pool.pool)
+            )
+            replicas[pool.pool], reasons[pool.pool] = count, reason
+            pools_memory[pool.pool] = memory
+            if index == 0 and spec.scaling.mode == "predictive":
+                config = pool_config(spec, pool, primary=True)
+                forecast = _forecast_status(policy, config, tick.now_s, count)
+        if pool.pool in tick.current and replicas[pool.pool] != was:
+            changed[pool.pool] = (was, replicas[pool.pool])
+    resize_state, resize_cond = _resize(tick, history.get("resize"))
+    was_recommended = bool((history.get("resize") or {}).get("recommended"))
+    snapshot = tick.snapshot
+    if snapshot is None:
+        condition: ConditionTuple = (
+            "Unknown",
+            "PrometheusNotConfigured",
+            "set spec.monitoring.prometheusURL (or the operator's default) to watch this fleet",
+        )
+        findings: tuple[Finding, ...] = ()
+    else:
+        condition = metrics_condition(snapshot, [p.pool for p in plan.pools])
+        thresholds = resolve_thresholds(spec.monitoring.thresholds)
+        findings = evaluate(snapshot, spec, plan, thresholds) if snapshot.reachable else ()
+    new_history = {
+        "version": HISTORY_VERSION,
+        "pools": pools_memory,
+        "resize": {
+            "recommended": resize_state.recommended,
+            "since_s": resize_state.since_s,
+            "reason": resize_state.reason,
+        },
+    }
+    return FleetDecision(
+        replicas=replicas,
+        reasons=reasons,
+        changed=changed,
+        history=new_history,
+        forecast=forecast,
+        findings=findings,
+        metrics_condition=condition,
+        resize_condition=resize_cond,
+        resize_newly_recommended=resize_state.recommended and not was_recommended,
+    )

@@ -1,0 +1,137 @@
+"""One reconcile's scaling + monitoring glue: cadence, restarts, unknown metrics, modes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controllers.api import InferenceFleet, PlanStatus, PoolPlanStatus
+from controllers.autoscale import FleetTick, decide_fleet
+from controllers.monitoring import MetricsSnapshot, PoolMetrics, Sample
+from tests.conftest import REPO
+
+NOW_S = 1_700_000_000.0
+UPPER = 32  # the h100 pool's 64 GPUs at TP2 bind before maxReplicas 40
+
+
+def spec(mode: str = "predictive", **scaling):
+    doc = yaml.safe_load((REPO / "examples/fleet-chat-70b.yaml").read_text())
+    doc["spec"]["scaling"] = {
+        "mode": mode, "minReplicas": 2, "maxReplicas": 40, "interval": "30s",
+        "scaleDownStabilization": "5m", **scaling,
+    }  # fmt: skip
+    return InferenceFleet.model_validate(doc).spec
+
+
+def plan(replicas: int = 10) -> PlanStatus:
+    pool = PoolPlanStatus(
+        pool="h100", gpu="H100-SXM-80GB", quantization="fp8", weight_format="fp8",
+        kv_cache_dtype="auto", tensor_parallel=2, pipeline_parallel=1, replicas=replicas,
+        min_warm=3, c_max=64, usable_rps_per_replica="10.000", gpus=2 * replicas,
+        cost_per_hour="59.80", cost_per_million_tokens="0.1500", max_model_len=6144,
+        max_num_seqs=128, max_num_batched_tokens=2048, kv_cache_tokens=200000,
+        cold_start_seconds=120,
+    )  # fmt: skip
+    return PlanStatus(hash="abc", pools=[pool], steps=[], total_gpus=2 * replicas,
+                      cost_per_hour="59.80", cost_per_month="43654.00")  # fmt: skip
+
+
+def snapshot(rps: float | None, reachable: bool = True, age_s: float = 5.0) -> MetricsSnapshot:
+    pool = PoolMetrics(
+        pool="h100",
+        requests_running=Sample(4.0, age_s),
+        requests_waiting=Sample(0.0, age_s),
+        kv_cache_usage_ratio=Sample(0.5, age_s),
+        request_rate_rps=None if rps is None else Sample(rps, age_s),
+    )
+    return MetricsSnapshot(
+        namespace="llm", fleet="chat-70b", queried_at_s=NOW_S, reachable=reachable,
+        error=None if reachable else "connection refused", pools=(pool,) if reachable else (),
+    )  # fmt: skip
+
+
+def tick(**kw) -> FleetTick:
+    base = {"spec": spec(), "plan": plan(), "snapshot": snapshot(50.0), "history": None,
+            "current": {"h100": 10}, "now_s": NOW_S}  # fmt: skip
+    base.update(kw)
+    return FleetTick(**base)
+
+
+def test_static_mode_runs_the_plan():
+    decision = decide_fleet(tick(spec=spec("static"), current={"h100": 4}))
+    assert decision.replicas == {"h100": 10}
+    assert decision.changed == {"h100": (4, 10)}
+    assert "static mode" in decision.reasons["h100"]
+
+
+def test_load_above_the_fleet_scales_up_with_a_reason():
+    decision = decide_fleet(tick(snapshot=snapshot(180.0), current={"h100": 10}))
+    assert decision.replicas["h100"] >= 18
+    assert decision.changed["h100"][0] == 10
+    assert decision.reasons["h100"]
+    assert decision.metrics_condition[0] == "True"
+
+
+def test_prometheus_unreachable_never_scales_down():
+    decision = decide_fleet(tick(snapshot=snapshot(None, reachable=False), current={"h100": 25}))
+    assert decision.replicas["h100"] >= 25
+    assert decision.metrics_condition[:2] == ("False", "PrometheusUnreachable")
+    assert decision.findings == ()
+
+
+def test_no_prometheus_configured_is_unknown_and_holds():
+    decision = decide_fleet(tick(snapshot=None, current={"h100": 12}))
+    assert decision.replicas["h100"] >= 12
+    assert decision.metrics_condition[:2] == ("Unknown", "PrometheusNotConfigured")
+
+
+def test_a_pass_within_the_interval_reuses_the_decision():
+    first = decide_fleet(tick(snapshot=snapshot(180.0)))
+    later = NOW_S + 5
+    again = decide_fleet(
+        tick(snapshot=snapshot(5.0), history=first.history, now_s=later, current=first.replicas)
+    )
+    assert again.replicas == first.replicas
+    assert again.changed == {}
+
+
+def test_history_survives_a_restart_as_json():
+    history = None
+    current = {"h100": 10}
+    for i in range(6):
+        decision = decide_fleet(
+            tick(snapshot=snapshot(80.0), history=history, now_s=NOW_S + 30 * i, current=current)
+        )
+        history = json.loads(json.dumps(decision.history))  # what status round-trips through
+        current = decision.replicas
+    assert history["version"] == 1
+    assert "policy" in history["pools"]["h100"]
+    assert decision.forecast is not None and decision.forecast.forecaster == "seasonal"
+
+
+@given(
+    rates=st.lists(st.one_of(st.none(), st.floats(0, 500)), min_size=1, max_size=12),
+    start=st.integers(0, 60),
+)
+def test_replicas_stay_within_bounds_and_never_drop_on_unknown(rates, start):
+    history, current = None, {"h100": start}
+    for i, rps in enumerate(rates):
+        decision = decide_fleet(
+            tick(snapshot=snapshot(rps), history=history, now_s=NOW_S + 30 * i, current=current)
+        )
+        count = decision.replicas["h100"]
+        assert 2 <= count <= UPPER
+        if rps is None:
+            assert count >= min(current["h100"], UPPER)
+        history, current = decision.history, decision.replicas
+
+
+@pytest.mark.parametrize("mode", ["external", "keda"])
+def test_external_modes_do_not_run_the_policy(mode):
+    decision = decide_fleet(tick(spec=spec(mode), snapshot=snapshot(300.0)))
+    assert decision.history["pools"] == {}
+    assert decision.forecast is None
