@@ -1,0 +1,56 @@
+"""The pure parts of the handlers: status diffing, backoff, the plan cache."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controllers.api import InferenceFleet, InferenceFleetStatus, ReplicaStatus
+from controllers.conditions import set_condition
+from controllers.handlers import RETRY_BASE_S, PlanCache, SpecRefused, _status_patch, retry_delay_s
+from tests.conftest import REPO
+
+
+def _spec():
+    doc = yaml.safe_load((REPO / "examples" / "fleet-code-8b.yaml").read_text())
+    return InferenceFleet.model_validate(doc).spec
+
+
+def test_status_patch_holds_only_what_changed():
+    conditions = set_condition([], "Sized", "True", "Planned", "ok", generation=1, now_s=0)
+    status = InferenceFleetStatus(
+        observed_generation=1, conditions=conditions, replicas=ReplicaStatus(desired=3)
+    )
+    stored = status.model_dump(by_alias=True, exclude_none=True)
+    assert _status_patch(stored, status) == {}
+    newer = status.model_copy(update={"observed_generation": 2})
+    assert _status_patch(stored, newer) == {"observedGeneration": 2}
+    # Fields other helpers own (forecast, findings) are never part of the patch.
+    assert _status_patch({**stored, "findings": [{"metric": "x"}]}, status) == {}
+
+
+@given(st.integers(min_value=1, max_value=50), st.floats(min_value=1, max_value=3600))
+def test_backoff_grows_and_is_capped_by_the_interval(failures, interval_s):
+    delay = retry_delay_s(failures, interval_s)
+    assert delay >= RETRY_BASE_S or delay == interval_s
+    assert delay <= interval_s
+    assert retry_delay_s(failures + 1, interval_s) >= delay
+
+
+def test_plan_cache_reuses_until_the_spec_changes():
+    spec = _spec()
+    config = dict(spec.model.hf_config.inline)
+    cache = PlanCache()
+    first = asyncio.run(cache.plan("uid-1", spec, config))
+    assert asyncio.run(cache.plan("uid-1", spec, config)) is first
+    tighter = spec.model_copy(
+        update={"scaling": spec.scaling.model_copy(update={"max_replicas": 1})}
+    )
+    with pytest.raises(SpecRefused) as refused:
+        asyncio.run(cache.plan("uid-1", tighter, config))
+    assert refused.value.reason in {"InvalidSpec", "NoPoolFits", "ModelDoesNotFit"}
+    assert "maxReplicas" in str(refused.value)

@@ -1,0 +1,49 @@
+"""The operator's RBAC rules cover every call the kube adapter and Kopf make, and no more."""
+
+from __future__ import annotations
+
+from controllers.api import GROUP, PLURAL
+from controllers.rbac import RULES, cluster_role_rules
+
+
+def _allowed(group: str, resource: str, verb: str) -> bool:
+    return any(
+        group in rule.api_groups and resource in rule.resources and verb in rule.verbs
+        for rule in RULES
+    )
+
+
+def test_rules_cover_the_adapter_and_kopf():
+    needed = [
+        (GROUP, PLURAL, "watch"),  # Kopf
+        (GROUP, PLURAL, "patch"),  # Kopf's finalizer and last-handled annotation
+        (GROUP, f"{PLURAL}/status", "patch"),  # Kube.patch_status
+        ("apps", "deployments", "get"),  # Kube.get before apply
+        ("apps", "deployments", "patch"),  # Kube.apply
+        ("apps", "deployments", "create"),  # server-side apply of an absent object
+        ("apps", "deployments", "list"),  # pruning, and Kopf's watch of owned Deployments
+        ("apps", "deployments", "watch"),
+        ("apps", "deployments", "delete"),  # pruning
+        ("", "services", "patch"),
+        ("policy", "poddisruptionbudgets", "patch"),
+        ("", "configmaps", "get"),  # hfConfig.configMapRef
+        ("", "events", "create"),  # Kube.post_event
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ]
+    missing = [need for need in needed if not _allowed(*need)]
+    assert not missing
+
+
+def test_nothing_broader_than_needed():
+    for rule in RULES:
+        assert "*" not in rule.api_groups + rule.resources + rule.verbs
+        assert rule.why
+    assert not _allowed("", "configmaps", "list")
+    assert not _allowed("", "secrets", "get")
+
+
+def test_manifest_form():
+    rules = cluster_role_rules()
+    assert rules[0] == {"apiGroups": [GROUP], "resources": [PLURAL],
+                        "verbs": ["get", "list", "watch", "patch"]}  # fmt: skip
+    assert all(set(r) == {"apiGroups", "resources", "verbs"} for r in rules)
