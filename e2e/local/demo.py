@@ -258,6 +258,28 @@ def _summary(scenario: Scenario, driver: LoadDriver, samples: list[Sample]) -> l
     ]
 
 
+@contextlib.contextmanager
+def _logs_to(path: Path) -> Iterator[None]:
+    """Operator and Kopf logs go to a file while the demo runs: the terminal is the view's."""
+    root = logging.getLogger()
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    consoles = (sys.stdout, sys.stderr)
+    level, kept = root.level, [h for h in root.handlers if getattr(h, "stream", None) in consoles]
+    for other in kept:  # a console handler would draw over the live view
+        root.removeHandler(other)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(level)
+        for other in kept:
+            root.addHandler(other)
+
+
 def _verdict(status: dict[str, Any]) -> list[str]:
     """The operator's own judgement at the end of the day, when it writes one."""
     lines = [
@@ -278,8 +300,6 @@ def run(args: argparse.Namespace) -> int:
     workdir_tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="inferfleet-demo-")
     workdir = args.workdir or Path(workdir_tmp.name)  # type: ignore[union-attr]
     workdir.mkdir(parents=True, exist_ok=True)
-    # Operator and Kopf logs go to a file: the terminal is the live view's.
-    logging.basicConfig(filename=workdir / "operator.log", level=logging.INFO, force=True)
     view.say(
         f"inferfleet demo: {len(scenario.demand)} trace minutes in {args.minutes:g} wall minutes "
         f"({scenario.time_compression:.0f}x), emulators at {args.speedup:g}x, "
@@ -290,9 +310,12 @@ def run(args: argparse.Namespace) -> int:
     events = EventLog(namespace, name)
     driver: LoadDriver | None = None
     try:
-        with LocalHarness(
-            speedup=args.speedup, time_compression=scenario.time_compression, workdir=workdir
-        ) as harness:
+        with (
+            _logs_to(workdir / "operator.log"),
+            LocalHarness(
+                speedup=args.speedup, time_compression=scenario.time_compression, workdir=workdir
+            ) as harness,
+        ):
             fleet = copy.deepcopy(scenario.fleet)
             fleet["spec"].setdefault("monitoring", {})["prometheusURL"] = harness.prometheus.url
             harness.apply_fleet(fleet)
