@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controllers.api import InferenceFleet, PlanStatus, PoolPlanStatus
@@ -113,6 +113,7 @@ def test_history_survives_a_restart_as_json():
     assert decision.forecast is not None and decision.forecast.forecaster == "seasonal"
 
 
+@settings(max_examples=25)
 @given(
     rates=st.lists(st.one_of(st.none(), st.floats(0, 500)), min_size=1, max_size=12),
     start=st.integers(0, 60),
