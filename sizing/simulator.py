@@ -670,8 +670,9 @@ def simulate_arrivals(
 
 def poisson_arrivals(request_rate: float, count: int, rng: np.random.Generator) -> np.ndarray:
     """Arrival times of a Poisson process (`vllm bench serve --request-rate R`): the first
-    request at 0, then exponential gaps of mean 1/R."""
+    request at 0, then exponential gaps of mean 1/R (the gap drawn before the first is
+    dropped, so these are the draws the bench tool has always replayed)."""
     if request_rate <= 0:
         raise InvalidInput(f"request rate must be > 0 req/s, got {request_rate}")
-    gaps = rng.exponential(1.0 / request_rate, max(count - 1, 0))
-    return np.concatenate(([0.0], np.cumsum(gaps)))[:count]
+    draws = rng.exponential(1.0 / request_rate, count)
+    return np.cumsum(draws) - (draws[0] if count else 0.0)
