@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from controllers.api import (
 )
 from controllers.conditions import READY, SIZED, find, set_condition
 from controllers.kube import Conflict, Kube, KubeError, Owner, Unavailable, owned
+from controllers.metrics import OperatorMetrics
 from controllers.planning import plan_spec, plan_status
 from controllers.render import (
     EXTERNALLY_SCALED,
@@ -49,6 +51,8 @@ from sizing.errors import SizingError
 log = logging.getLogger("inferfleet.operator")
 
 RETRY_BASE_S = 1.0
+METRICS_PORT_ENV = "INFERFLEET_METRICS_PORT"  # serve /metrics on this port when set
+METRICS_ADDRESS_ENV = "INFERFLEET_METRICS_ADDRESS"  # all interfaces unless set
 DEFAULT_INTERVAL_S = 30.0
 
 
@@ -62,10 +66,21 @@ class SpecRefused(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one reconcile pass wrote (empty when the fleet was already as desired)."""
+    """What one reconcile pass decided and wrote (`applied` is empty when nothing changed)."""
 
     applied: tuple[str, ...]
     status_written: bool
+    plan: PlanStatus | None = None
+    pool_replicas: tuple[PoolReplicas, ...] = ()
+    refusal: str | None = None  # the Sized=False reason, when the spec was refused
+
+
+@dataclass(frozen=True)
+class PoolReplicas:
+    pool: str
+    desired: int
+    ready: int
+    warming: int
 
 
 def _owner(body: Mapping[str, Any]) -> Owner:
@@ -187,7 +202,8 @@ async def _refuse(
     after = find(conditions, SIZED)
     if before is None or (before.reason, before.message) != (after.reason, after.message):
         await kube.post_event(owner, "Warning", refusal.reason, str(refusal))
-    return Outcome((), await _write_status(kube, owner, body, new))
+    written = await _write_status(kube, owner, body, new)
+    return Outcome((), written, refusal=refusal.reason)
 
 
 def _ready_condition(
@@ -263,8 +279,7 @@ async def reconcile(
     generation = body["metadata"].get("generation")
     replicas = desired_replicas(spec, plan)
     applied: list[str] = []
-    ready = 0
-    warming = 0
+    per_pool: list[PoolReplicas] = []
     rendered = render_fleet(owner.name, owner.namespace, spec, plan, replicas)
     for pool in rendered:
         for manifest in pool.all():
@@ -280,14 +295,17 @@ async def reconcile(
                 await kube.post_event(owner, "Normal", "Applied", message)
             if desired["kind"] == "Deployment":
                 state = observed.get("status", {})
-                ready += state.get("readyReplicas", 0)
-                warming += max(0, state.get("replicas", 0) - state.get("readyReplicas", 0))
+                ready = state.get("readyReplicas", 0)
+                warming = max(0, state.get("replicas", 0) - ready)
+                per_pool.append(PoolReplicas(pool.pool, replicas[pool.pool], ready, warming))
     kept = {pool.deployment["metadata"]["name"] for pool in rendered}
     for message in await _prune(kube, owner, kept, plan):
         applied.append(message)
         await kube.post_event(owner, "Normal", "Pruned", message)
     current = _current_status(body)
     total = sum(replicas.values())
+    ready = sum(p.ready for p in per_pool)
+    warming = sum(p.warming for p in per_pool)
     sized_message = (
         f"{plan.total_gpus} GPUs, ${plan.cost_per_hour}/hour: "
         + ", ".join(f"{p.pool}: {p.replicas}x TP{p.tensor_parallel} {p.gpu}" for p in plan.pools)
@@ -307,7 +325,8 @@ async def reconcile(
             "replicas": ReplicaStatus(desired=total, ready=ready, warming=warming),
         }
     )
-    return Outcome(tuple(applied), await _write_status(kube, owner, body, new))
+    written = await _write_status(kube, owner, body, new)
+    return Outcome(tuple(applied), written, plan=plan, pool_replicas=tuple(per_pool))
 
 
 # --- Kopf wiring -----------------------------------------------------------------------------
@@ -320,10 +339,26 @@ def _lock(memo: kopf.Memo, uid: str) -> asyncio.Lock:
 
 
 async def _reconcile_once(memo: kopf.Memo, body: Mapping[str, Any]) -> Outcome:
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    metrics: OperatorMetrics = memo.metrics
     async with _lock(memo, body["metadata"]["uid"]):
-        outcome = await reconcile(memo.kube, body, now_s=time.time(), plans=memo.plans)
+        started_s = time.monotonic()
+        try:
+            outcome = await reconcile(memo.kube, body, now_s=time.time(), plans=memo.plans)
+        except KubeError as err:
+            metrics.count_error("Conflict" if isinstance(err, Conflict) else "APIError")
+            raise
+        finally:
+            metrics.observe_reconcile(time.monotonic() - started_s)
     for message in outcome.applied:
-        log.info("%s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], message)
+        log.info("%s/%s: %s", namespace, name, message)
+    if outcome.refusal:
+        metrics.count_error(outcome.refusal)
+    if outcome.plan is not None:
+        metrics.set_plan(namespace, name, outcome.plan)
+        for pool in outcome.pool_replicas:
+            metrics.set_replicas(namespace, name, pool.pool, pool.desired, pool.ready,
+                                 pool.warming)  # fmt: skip
     return outcome
 
 
@@ -348,11 +383,19 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.kube = Kube.from_environment()
     memo.locks = {}
     memo.plans = PlanCache()
+    memo.metrics = OperatorMetrics()
+    port = os.environ.get(METRICS_PORT_ENV)
+    if port:
+        address = os.environ.get(METRICS_ADDRESS_ENV, "0.0.0.0")
+        memo.metrics_server = memo.metrics.serve(int(port), address)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await memo.kube.close()
+    if memo.get("metrics_server") is not None:
+        memo.metrics_server.shutdown()
+        memo.metrics_server.server_close()
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
@@ -383,10 +426,11 @@ async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-async def forget(uid: str, memo: kopf.Memo, **_: Any) -> None:
-    """Drop per-fleet memory; the owned objects go with the fleet (ownerReferences)."""
+async def forget(uid: str, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Drop per-fleet memory and series; the owned objects go with the fleet (ownerReferences)."""
     memo.plans.forget(uid)
     memo.locks.pop(uid, None)
+    memo.metrics.forget_fleet(namespace, name)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)

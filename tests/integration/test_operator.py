@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -345,3 +347,28 @@ def test_pool_dropped_from_the_spec_is_pruned(cluster: Cluster, operator: Operat
     assert {s["metadata"]["name"] for s in cluster.objects("Service")} == {"code-8b-h100"}
     pruned = [e for e in cluster.objects("Event") if e["reason"] == "Pruned"]
     assert pruned and "code-8b-l40s" in pruned[0]["message"]
+
+
+def test_operator_metrics_show_the_plan(cluster: Cluster, monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("INFERFLEET_METRICS_PORT", str(port))
+    monkeypatch.setenv("INFERFLEET_METRICS_ADDRESS", "127.0.0.1")
+    running = Operator()
+    try:
+        obj = example()
+        cluster.create(obj)
+        plan = wait_sized(cluster, obj)["status"]["plan"]
+        pool = plan["pools"][0]
+
+        def scraped():
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            wanted = (f'inferfleet_pool_planned_gpus{{fleet="code-8b",namespace="llm",'
+                      f'pool="{pool["pool"]}"}} {float(pool["gpus"])}')  # fmt: skip
+            return text if wanted in text else None
+
+        text = wait_for(scraped, "the plan in /metrics")
+        assert "inferfleet_reconcile_duration_seconds_count" in text
+    finally:
+        running.stop()
