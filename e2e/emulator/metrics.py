@@ -112,11 +112,6 @@ class VllmMetrics:
             "Histogram of e2e request latency in seconds.",
             REQUEST_LATENCY_BUCKETS_S,
         )
-        self.queue_time = histogram(
-            "vllm:request_queue_time_seconds",
-            "Histogram of time spent in WAITING phase for request.",
-            REQUEST_LATENCY_BUCKETS_S,
-        )
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes (version 0.0.4)."""
