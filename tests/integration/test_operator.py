@@ -187,9 +187,13 @@ def test_model_that_does_not_fit(cluster: Cluster, operator: Operator):
     cluster.create(obj)
     fleet = wait_sized(cluster, obj, status="False")
     sized = condition(fleet, "Sized")
-    assert sized["reason"] in {"ModelDoesNotFit", "NoPoolFits"}
-    assert "L4" in sized["message"]
-    assert any(ch.isdigit() for ch in sized["message"])
+    assert sized["reason"] == "ModelDoesNotFit"
+    assert "L4" in sized["message"] and "GiB" in sized["message"]
+    warning = wait_for(
+        lambda: [e for e in cluster.objects("Event") if e["reason"] == "ModelDoesNotFit"],
+        "a ModelDoesNotFit Event",
+    )
+    assert warning[0]["type"] == "Warning"
     assert not cluster.objects("Deployment")
 
 
