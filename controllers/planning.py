@@ -5,6 +5,8 @@ Pure: the caller resolves `hfConfig` (inline or from a ConfigMap) and passes the
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from controllers.api import (
     InferenceFleetSpec,
     PlanStatus,
@@ -17,6 +19,7 @@ from sizing.curve import Capacity
 from sizing.hardware import get_gpu
 from sizing.memory import EngineConfig
 from sizing.model import load_model_config
+from sizing.performance import Efficiency
 from sizing.plan import CapacityFn, FleetRequest, PoolRequest, SizingPlan, plan_fleet
 from sizing.workload import Percentiles, Workload
 
@@ -90,12 +93,15 @@ def fleet_request(spec: InferenceFleetSpec, hf_config: dict) -> FleetRequest:
 
 
 def plan_spec(
-    spec: InferenceFleetSpec, hf_config: dict, capacity_fn: CapacityFn | None = None
+    spec: InferenceFleetSpec,
+    hf_config: dict,
+    capacity_fn: CapacityFn | None = None,
+    efficiency: Efficiency | None = None,
 ) -> SizingPlan:
     """Plan a validated spec; raises `sizing.errors.SizingError` subclasses with reasons."""
     request = fleet_request(spec, hf_config)
-    if capacity_fn is None:
-        return plan_fleet(request)
+    if efficiency is not None:
+        request = replace(request, efficiency=efficiency)
     return plan_fleet(request, capacity_fn)
 
 

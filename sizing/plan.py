@@ -12,6 +12,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from sizing.curve import Capacity, find_capacity, replica_engine
 from sizing.errors import ModelDoesNotFit, NoPoolFits
@@ -20,6 +21,7 @@ from sizing.hardware import GPU, cold_start_s
 from sizing.memory import EngineConfig, MemoryBreakdown, estimate_memory
 from sizing.model import ModelArch
 from sizing.parallelism import allreduce_overhead, parallel_candidates, pipeline_bubble
+from sizing.performance import DEFAULT_EFFICIENCY, Efficiency
 from sizing.precision import choose_precision
 from sizing.serving import choose_batching, choose_kv_strategy
 from sizing.tco import DEFAULT_UTILIZATION, fleet_cost
@@ -63,6 +65,7 @@ class FleetRequest:
     max_num_seqs: int | None = None  # user overrides; the batching step chooses otherwise
     max_num_batched_tokens: int | None = None
     enable_prefix_caching: bool = True
+    efficiency: Efficiency = DEFAULT_EFFICIENCY  # from `inferfleet bench --calibrate`
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,7 @@ def evaluate_pool(
     quant, engine, memory = fitted
     assert isinstance(memory, MemoryBreakdown)
     mean_tokens = workload.prompt.mean_estimate + workload.output.mean_estimate
-    step_model, _ = replica_engine(arch, pool.gpu, engine, memory)
+    step_model, _ = replica_engine(arch, pool.gpu, engine, memory, request.efficiency)
 
     def prefill_step_s(tokens: int) -> float:
         return step_model.step_time_s(1, tokens, tokens, tokens * (tokens + 1) / 2)
@@ -323,8 +326,13 @@ def _allocate(
     return allocations
 
 
-def plan_fleet(request: FleetRequest, capacity_fn: CapacityFn = find_capacity) -> SizingPlan:
-    """Run the 13 steps. Raises ModelDoesNotFit / NoPoolFits with the numbers behind it."""
+def plan_fleet(request: FleetRequest, capacity_fn: CapacityFn | None = None) -> SizingPlan:
+    """Run the 13 steps. Raises ModelDoesNotFit / NoPoolFits with the numbers behind it.
+
+    `capacity_fn` defaults to the simulated load curve with the request's efficiency factors.
+    """
+    if capacity_fn is None:
+        capacity_fn = partial(find_capacity, efficiency=request.efficiency)
     arch, workload = request.arch, request.workload
     profile = profile_workload(workload, arch.max_position_embeddings)
     steps = [Step(1, "Workload profile", f"max_model_len {profile.max_model_len}", profile.reason)]

@@ -75,6 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--seed", type=int, default=DEFAULT_SEED, help="Poisson arrivals seed")
     out = parser.add_argument_group("output")
     out.add_argument("--output", choices=["text", "json"], default="text")
+    out.add_argument(
+        "--calibration",
+        metavar="FILE.yaml",
+        help="efficiency factors fitted by `inferfleet bench --calibrate`",
+    )
     out.add_argument("--plot", metavar="FILE.png", help="draw P99 TTFT/ITL vs concurrency")
     out.add_argument("--ttft-slo-ms", type=float, help="TTFT P99 SLO line (and C_max)")
     out.add_argument("--itl-slo-ms", type=float, help="ITL P99 SLO line")
@@ -142,7 +147,14 @@ def predict_points(args: argparse.Namespace) -> list[LoadPoint]:
             f"--input-len {args.input_len} + --output-len {args.output_len} exceeds "
             f"max_model_len {memory.max_model_len}; raise --max-model-len or shorten them"
         )
-    step_model, limits = replica_engine(arch, gpu, cfg, memory)
+    if args.calibration:
+        from inferfleet.calibration import load_calibration
+
+        step_model, limits = replica_engine(
+            arch, gpu, cfg, memory, load_calibration(args.calibration)
+        )
+    else:
+        step_model, limits = replica_engine(arch, gpu, cfg, memory)
     prompts = np.full(args.num_prompts, args.input_len)
     outputs = np.full(args.num_prompts, args.output_len)
     if args.concurrency:

@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="config.json to use when the manifest points at a ConfigMap (hfConfig.configMapRef)",
     )
+    parser.add_argument(
+        "--calibration",
+        metavar="FILE.yaml",
+        help="efficiency factors fitted by `inferfleet bench --calibrate` (step 10: the plan "
+        "then uses the measured engine instead of the datasheet defaults)",
+    )
     parser.add_argument("--output", choices=["text", "json", "yaml"], default="text")
     parser.add_argument(
         "--what-if", action="store_true", help="list every allowed pool side by side"
@@ -38,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so `inferfleet --help` and the other commands start without the numerics.
     from controllers.planning import plan_spec, plan_status
 
-    plan = plan_spec(fleet.spec, hf_config)
+    efficiency = None
+    if args.calibration:
+        from inferfleet.calibration import load_calibration
+
+        efficiency = load_calibration(args.calibration)
+    plan = plan_spec(fleet.spec, hf_config, efficiency=efficiency)
     if args.output == "text":
         print(format_plan(fleet.metadata.name, plan, what_if=args.what_if))
         return 0

@@ -166,3 +166,21 @@ def test_memoized_capacity_simulates_each_configuration_once(chat_request):
     again = plan_fleet(chat_request, capacity_fn)
     assert first.fingerprint() == again.fingerprint()
     assert sorted(calls) == ["H100-SXM-80GB", "H200-141GB"]
+
+
+def test_calibration_file_changes_the_plan(tmp_path, capsys):
+    """Step 10: a slower measured engine means less usable req/s and more GPUs."""
+    calibration = tmp_path / "cal.yaml"
+    calibration.write_text(
+        "apiVersion: inferfleet.io/v1alpha1\nkind: EfficiencyCalibration\ngpu: L40S\n"
+        "model: meta-llama/Llama-3.1-8B-Instruct\nefficiency:\n  compute_fraction: 0.2\n"
+    )
+    example = str(REPO / "examples/fleet-code-8b.yaml")
+    assert main(["plan", example, "--output", "json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert main(["plan", example, "--output", "json", "--calibration", str(calibration)]) == 0
+    slower = json.loads(capsys.readouterr().out)
+    assert float(slower["pools"][0]["usableRPSPerReplica"]) < float(
+        default["pools"][0]["usableRPSPerReplica"]
+    )
+    assert slower["totalGPUs"] > default["totalGPUs"]
