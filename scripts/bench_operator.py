@@ -170,8 +170,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     for run in range(args.repeat):
-        figures = {**burst(args.fleets), **per_reconcile(args.fleets)}
-        print(f"run {run + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in figures.items()))
+        for phase in (burst, per_reconcile):
+            figures = phase(args.fleets)
+            print(f"run {run + 1} {phase.__name__}: "
+                  + ", ".join(f"{k}={v:.1f}" for k, v in figures.items()), flush=True)  # fmt: skip
     return 0
 
 
