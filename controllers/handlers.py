@@ -379,7 +379,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # The operator posts its own Events with the what and why; Kopf's per-handler log Events
     # would be writes on every restart.
     settings.posting.enabled = False
-    settings.peering.standalone = True
     memo.kube = Kube.from_environment()
     memo.locks = {}
     memo.plans = PlanCache()
