@@ -7,9 +7,11 @@ are different questions:
    at once. Reports seconds until every fleet is `Sized=True`, the operator's CPU seconds per
    fleet over the burst, and its resident memory (current and peak).
 2. Per reconcile: `controllers.handlers.reconcile` called for each fleet in turn, in-process,
-   timing the CPU of the calling thread only (the API server runs in another thread). Reports
-   p50/p99 for the first pass (plan + apply everything) and a second pass (unchanged fleets:
-   reads only, no writes).
+   timing the CPU of the calling thread only (the API server runs in another thread). Planning
+   runs in a worker thread, so these figures are the operator's own work around it (validate,
+   render, compare, apply, status); the burst's CPU per fleet includes planning. Reports p50/p99
+   for the first pass (apply everything), a resync (cached plans, reads only) and a restart
+   (plans recomputed, reads only), and the writes the last two made (should be 0).
 
 Usage: .venv/bin/python scripts/bench_operator.py [--fleets 200] [--repeat 1]
 Targets (issue): p99 reconcile under 100 ms of operator time; operator RSS under 250 MB.
