@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controllers.api import (
@@ -64,6 +64,7 @@ class FleetTick:
     current: Mapping[str, int]  # pool -> replicas its Deployment asks for now
     now_s: float
     curves: Mapping[str, Sequence[LoadPoint]] = field(default_factory=dict)  # predicted, per pool
+    time_compression: float = 1.0  # policy seconds per wall second (demos run a day in minutes)
 
 
 @dataclass(frozen=True)
@@ -77,19 +78,26 @@ class FleetDecision:
     metrics_condition: ConditionTuple
     resize_condition: ConditionTuple | None
     resize_newly_recommended: bool
+    snapshot: MetricsSnapshot | None  # what the decision saw (the recommendation re-plans it)
 
 
 def _iso(t_s: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_s))
 
 
-def pool_config(spec: InferenceFleetSpec, pool: PoolPlanStatus, primary: bool) -> ScalingConfig:
-    """The policy's settings for one pool; the fleet's replica floor applies to its first pool."""
+def pool_config(
+    spec: InferenceFleetSpec, pool: PoolPlanStatus, primary: bool, time_compression: float = 1.0
+) -> ScalingConfig:
+    """The policy's settings for one pool; the fleet's replica floor applies to its first pool.
+
+    The reconcile interval is wall time; under time compression one interval spans
+    `interval x compression` seconds of policy time.
+    """
     pool_spec = next((p for p in spec.pools if p.name == pool.pool), None)
     scaling = spec.scaling
     if not primary:
         scaling = scaling.model_copy(update={"min_replicas": 0, "schedules": []})
-    return config_from_spec(
+    config = config_from_spec(
         scaling,
         usable_rps_per_replica=parse_decimal(pool.usable_rps_per_replica),
         cold_start_s=float(pool.cold_start_seconds),
@@ -97,6 +105,19 @@ def pool_config(spec: InferenceFleetSpec, pool: PoolPlanStatus, primary: bool) -
         max_gpus=pool_spec.max_gpus if pool_spec else None,
         static_replicas=pool.replicas,
     )
+    if time_compression == 1.0:
+        return config
+    return replace(config, interval_s=config.interval_s * time_compression)
+
+
+def last_decided(tick: FleetTick, pool: PoolPlanStatus, stored: Mapping[str, Any] | None) -> int:
+    """The count the operator itself last chose: its own memory, else what runs, else the plan.
+
+    A hand edit of a Deployment's replicas is therefore put back, not taken as the new floor.
+    """
+    if stored and "replicas" in stored:
+        return int(stored["replicas"])
+    return tick.current.get(pool.pool, pool.replicas)
 
 
 def _pool_metrics(snapshot: MetricsSnapshot | None, pool: str) -> Metrics:
@@ -109,8 +130,8 @@ def _step_pool(
     tick: FleetTick, pool: PoolPlanStatus, primary: bool, stored: Mapping[str, Any] | None
 ) -> tuple[int, str, dict[str, Any], ScalingPolicy]:
     """Replicas for one pool now, its reason, and what to remember."""
-    config = pool_config(tick.spec, pool, primary)
-    current = tick.current.get(pool.pool, pool.replicas)
+    config = pool_config(tick.spec, pool, primary, tick.time_compression)
+    current = last_decided(tick, pool, stored)
     policy = (
         ScalingPolicy.from_dict(config, stored["policy"])
         if stored and "policy" in stored
@@ -191,17 +212,23 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
     forecast: ForecastStatus | None = None
     for index, pool in enumerate(plan.pools):
         was = tick.current.get(pool.pool, pool.replicas)
+        stored = stored_pools.get(pool.pool)
         if spec.scaling.mode not in POLICY_MODES:
             replicas[pool.pool] = pool.replicas
             reasons[pool.pool] = f"{spec.scaling.mode} mode: the plan's {pool.replicas} replicas"
+        elif tick.snapshot is None:
+            # No metrics source at all: nothing to scale on, so hold what runs (the plan's count
+            # when the pool is new) and keep whatever policy memory there was.
+            held = last_decided(tick, pool, stored)
+            replicas[pool.pool] = held
+            reasons[pool.pool] = f"no Prometheus configured: holding {held} replicas"
+            pools_memory[pool.pool] = {**(stored or {}), "replicas": held}
         else:
-            count, reason, memory, policy = _step_pool(
-                tick, pool, index == 0, stored_pools.get(pool.pool)
-            )
+            count, reason, memory, policy = _step_pool(tick, pool, index == 0, stored)
             replicas[pool.pool], reasons[pool.pool] = count, reason
             pools_memory[pool.pool] = memory
             if index == 0 and spec.scaling.mode == "predictive":
-                config = pool_config(spec, pool, primary=True)
+                config = pool_config(spec, pool, True, tick.time_compression)
                 forecast = _forecast_status(policy, config, tick.now_s, count)
         if pool.pool in tick.current and replicas[pool.pool] != was:
             changed[pool.pool] = (was, replicas[pool.pool])
@@ -238,4 +265,5 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
         metrics_condition=condition,
         resize_condition=resize_cond,
         resize_newly_recommended=resize_state.recommended and not was_recommended,
+        snapshot=snapshot,
     )

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -35,18 +35,24 @@ from controllers.api import (
     describe_validation_error,
     parse_duration_s,
 )
+from controllers.autoscale import FleetDecision, FleetTick, decide_fleet
 from controllers.conditions import READY, SIZED, find, set_condition
 from controllers.kube import Conflict, Kube, KubeError, Owner, Unavailable, owned
 from controllers.metrics import OperatorMetrics
+from controllers.monitoring import METRICS_AVAILABLE, RESIZE_RECOMMENDED, propose_resize
+from controllers.observe import OperatorClock, PrometheusReader
 from controllers.planning import plan_spec, plan_status
 from controllers.render import (
     EXTERNALLY_SCALED,
     MANAGED_BY,
-    desired_replicas,
     drifted,
+    object_name,
     render_fleet,
 )
+from sizing.curve import find_capacity
 from sizing.errors import SizingError
+from sizing.plan import CapacityFn, memoized
+from sizing.simulator import LoadPoint
 
 log = logging.getLogger("inferfleet.operator")
 
@@ -115,13 +121,22 @@ async def _hf_config(kube: Kube, owner: Owner, spec: InferenceFleetSpec) -> dict
     return config
 
 
+Curves = dict[str, tuple[LoadPoint, ...]]
+
+
 def _plan_or_refusal(
-    spec: InferenceFleetSpec, hf_config: dict[str, Any]
-) -> PlanStatus | SpecRefused:
+    spec: InferenceFleetSpec, hf_config: dict[str, Any], capacity_fn: CapacityFn
+) -> tuple[PlanStatus, Curves] | SpecRefused:
     try:
-        return plan_status(plan_spec(spec, hf_config))
+        plan = plan_spec(spec, hf_config, capacity_fn)
     except SizingError as err:
         return SpecRefused(err.reason, str(err))
+    curves = {
+        a.option.pool.name: a.option.capacity.points
+        for a in plan.allocations
+        if a.option.capacity is not None
+    }
+    return plan_status(plan), curves
 
 
 class PlanCache:
@@ -132,7 +147,9 @@ class PlanCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[str, PlanStatus | SpecRefused]] = {}
+        self._entries: dict[str, tuple[str, tuple[PlanStatus, Curves] | SpecRefused]] = {}
+        # Fleets of the same model on the same GPUs share one simulated load curve.
+        self._capacity = memoized(find_capacity)
 
     async def plan(
         self, uid: str, spec: InferenceFleetSpec, hf_config: dict[str, Any]
@@ -142,11 +159,19 @@ class PlanCache:
         if cached is None or cached[0] != key:
             # Planning a large model takes a CPU-second or two: off the event loop, so watches
             # and other fleets' handlers keep running meanwhile.
-            cached = (key, await asyncio.to_thread(_plan_or_refusal, spec, hf_config))
+            planned = await asyncio.to_thread(_plan_or_refusal, spec, hf_config, self._capacity)
+            cached = (key, planned)
             self._entries[uid] = cached
         if isinstance(cached[1], SpecRefused):
             raise cached[1]
-        return cached[1]
+        return cached[1][0]
+
+    def curves(self, uid: str) -> Curves:
+        """The predicted load curve per pool of the fleet's current plan (step 13's baseline)."""
+        cached = self._entries.get(uid)
+        if cached is None or isinstance(cached[1], SpecRefused):
+            return {}
+        return cached[1][1]
 
     def forget(self, uid: str) -> None:
         self._entries.pop(uid, None)
@@ -154,23 +179,103 @@ class PlanCache:
 
 async def _plan(
     kube: Kube, owner: Owner, body: Mapping[str, Any], plans: PlanCache
-) -> tuple[InferenceFleetSpec, PlanStatus]:
+) -> tuple[InferenceFleetSpec, dict[str, Any], PlanStatus]:
     try:
         spec = InferenceFleetSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
         raise SpecRefused("InvalidSpec", describe_validation_error(err, "spec.")) from None
     hf_config = await _hf_config(kube, owner, spec)
-    return spec, await plans.plan(owner.uid, spec, hf_config)
+    return spec, hf_config, await plans.plan(owner.uid, spec, hf_config)
+
+
+# Policy memory is written to status at most this often (wall seconds) unless replicas change:
+# enough that a restart forgets little, rare enough that an idle fleet is not a write stream.
+HISTORY_PERSIST_S = 300.0
+_WATCHED = {"forecast", "findings", "history", "recommendation"}
+
+
+@dataclass
+class Watcher:
+    """The operator's view beyond Kubernetes: Prometheus, its clock, and policy memory."""
+
+    prometheus: PrometheusReader | None = None
+    clock: OperatorClock = field(default_factory=lambda: OperatorClock(time.time()))
+    # uid -> (latest status.history, wall time it was last written to status)
+    memory: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_environment(cls) -> Watcher:
+        compression = float(os.environ.get(TIME_COMPRESSION_ENV, "1") or 1)
+        clock = OperatorClock(time.time(), compression)
+        url = os.environ.get(PROMETHEUS_URL_ENV) or None
+        return cls(PrometheusReader(url, clock), clock)
+
+    def forget(self, uid: str) -> None:
+        self.memory.pop(uid, None)
+
+
+PROMETHEUS_URL_ENV = "INFERFLEET_PROMETHEUS_URL"
+TIME_COMPRESSION_ENV = "INFERFLEET_TIME_COMPRESSION"
+
+
+async def _current_replicas(kube: Kube, owner: Owner, plan: PlanStatus) -> dict[str, int]:
+    """Replicas each pool's Deployment asks for now (pools without one are left out)."""
+    current = {}
+    for pool in plan.pools:
+        name = object_name(owner.name, pool.pool)
+        observed = await kube.get("apps/v1", "Deployment", owner.namespace, name)
+        count = (observed or {}).get("spec", {}).get("replicas")
+        if count is not None:
+            current[pool.pool] = int(count)
+    return current
+
+
+async def _watch(
+    kube: Kube,
+    owner: Owner,
+    body: Mapping[str, Any],
+    spec: InferenceFleetSpec,
+    plan: PlanStatus,
+    curves: Curves,
+    watcher: Watcher,
+    now_s: float,
+) -> FleetDecision:
+    """Metrics in, scaling decision and monitoring verdict out (see controllers.autoscale)."""
+    snapshot = None
+    url = watcher.prometheus.url_for(spec.monitoring.prometheus_url) if watcher.prometheus else None
+    if url and watcher.prometheus is not None:
+        snapshot = await watcher.prometheus.snapshot(
+            url, owner.namespace, owner.name, [p.pool for p in plan.pools], now_s
+        )
+    remembered = watcher.memory.get(owner.uid)
+    history = remembered[0] if remembered else (body.get("status") or {}).get("history")
+    return decide_fleet(
+        FleetTick(
+            spec=spec,
+            plan=plan,
+            snapshot=snapshot,
+            history=history,
+            current=await _current_replicas(kube, owner, plan),
+            now_s=watcher.clock.policy_s(now_s),
+            curves=curves,
+            time_compression=watcher.clock.compression,
+        )
+    )
 
 
 def _status_patch(current: Mapping[str, Any], new: InferenceFleetStatus) -> dict[str, Any]:
-    """Only the keys this operator owns that differ from what is stored."""
-    wanted = new.model_dump(
-        by_alias=True,
-        exclude_none=True,
-        include={"observed_generation", "conditions", "plan", "replicas"},
-    )
-    return {key: value for key, value in wanted.items() if current.get(key) != value}
+    """Only the keys this operator owns that differ from what is stored (null clears one)."""
+    owned_keys = {"observed_generation", "conditions", "plan", "replicas", *_WATCHED}
+    wanted = new.model_dump(by_alias=True, exclude_none=True, include=owned_keys)
+    patch = {
+        key: value
+        for key, value in wanted.items()
+        if current.get(key) != value and not (value == [] and key not in current)
+    }
+    for key in ("forecast", "recommendation"):
+        if key in current and key not in wanted:
+            patch[key] = None
+    return patch
 
 
 async def _write_status(
@@ -268,16 +373,32 @@ async def _prune(kube: Kube, owner: Owner, kept: set[str], plan: PlanStatus) -> 
 
 
 async def reconcile(
-    kube: Kube, body: Mapping[str, Any], *, now_s: float, plans: PlanCache
+    kube: Kube,
+    body: Mapping[str, Any],
+    *,
+    now_s: float,
+    plans: PlanCache,
+    watcher: Watcher | None = None,
 ) -> Outcome:
     """One level-triggered pass over a fleet."""
     owner = _owner(body)
+    watcher = watcher or Watcher()
     try:
-        spec, plan = await _plan(kube, owner, body, plans)
+        spec, hf_config, plan = await _plan(kube, owner, body, plans)
     except SpecRefused as refusal:
         return await _refuse(kube, owner, body, refusal, now_s)
     generation = body["metadata"].get("generation")
-    replicas = desired_replicas(spec, plan)
+    decision = await _watch(kube, owner, body, spec, plan, plans.curves(owner.uid), watcher, now_s)
+    replicas = decision.replicas
+    for pool, (was, now) in decision.changed.items():
+        verb = "up" if now > was else "down"
+        await kube.post_event(
+            owner,
+            "Normal",
+            "Scaled",
+            f"Scaled {verb} {object_name(owner.name, pool)} from {was} to {now}: "
+            f"{decision.reasons[pool]}",
+        )
     applied: list[str] = []
     per_pool: list[PoolReplicas] = []
     rendered = render_fleet(owner.name, owner.namespace, spec, plan, replicas)
@@ -317,16 +438,69 @@ async def reconcile(
     )  # fmt: skip
     if spec.scaling.mode not in EXTERNALLY_SCALED:
         conditions = _ready_condition(conditions, total, ready, generation, now_s)
+    conditions = set_condition(
+        conditions, METRICS_AVAILABLE, *decision.metrics_condition,
+        generation=generation, now_s=now_s,
+    )  # fmt: skip
+    recommendation = current.recommendation
+    if decision.resize_condition is not None:
+        conditions = set_condition(
+            conditions, RESIZE_RECOMMENDED, *decision.resize_condition,
+            generation=generation, now_s=now_s,
+        )  # fmt: skip
+        if decision.resize_condition[0] != "True":
+            recommendation = None
+    if decision.resize_newly_recommended and decision.snapshot is not None:
+        recommendation = await _recommend(kube, owner, spec, hf_config, plan, decision)
+    history = _history_to_write(watcher, owner.uid, body, decision, now_s)
     new = current.model_copy(
         update={
             "observed_generation": generation,
             "conditions": conditions,
             "plan": plan,
             "replicas": ReplicaStatus(desired=total, ready=ready, warming=warming),
+            "forecast": decision.forecast,
+            "findings": list(decision.findings),
+            "history": history,
+            "recommendation": recommendation,
         }
     )
     written = await _write_status(kube, owner, body, new)
     return Outcome(tuple(applied), written, plan=plan, pool_replicas=tuple(per_pool))
+
+
+def _history_to_write(
+    watcher: Watcher, uid: str, body: Mapping[str, Any], decision: FleetDecision, now_s: float
+) -> dict[str, Any] | None:
+    """Keep the newest policy memory in the operator; write it to status now and then."""
+    stored = (body.get("status") or {}).get("history")
+    remembered = watcher.memory.get(uid)
+    last_written_s = remembered[1] if remembered else now_s
+    due = stored is None or decision.changed or now_s - last_written_s >= HISTORY_PERSIST_S
+    watcher.memory[uid] = (decision.history, now_s if due else last_written_s)
+    return decision.history if due else stored
+
+
+async def _recommend(
+    kube: Kube,
+    owner: Owner,
+    spec: InferenceFleetSpec,
+    hf_config: dict[str, Any],
+    plan: PlanStatus,
+    decision: FleetDecision,
+) -> dict[str, Any]:
+    """Step 13: re-plan from the observed workload (off the loop) and say so once."""
+    reason = decision.resize_condition[2] if decision.resize_condition else "production diverges"
+    try:
+        recommendation = await asyncio.to_thread(
+            propose_resize, decision.snapshot, spec, hf_config, plan, reason
+        )
+        message = f"Re-size recommended: {reason}; see status.recommendation"
+    except SizingError as err:
+        recommendation = {"reason": reason, "error": str(err)}
+        message = f"Re-size recommended but the observed workload cannot be planned: {err}"
+    await kube.post_event(owner, "Warning", RESIZE_RECOMMENDED, message)
+    return recommendation
 
 
 # --- Kopf wiring -----------------------------------------------------------------------------
@@ -344,7 +518,9 @@ async def _reconcile_once(memo: kopf.Memo, body: Mapping[str, Any]) -> Outcome:
     async with _lock(memo, body["metadata"]["uid"]):
         started_s = time.monotonic()
         try:
-            outcome = await reconcile(memo.kube, body, now_s=time.time(), plans=memo.plans)
+            outcome = await reconcile(
+                memo.kube, body, now_s=time.time(), plans=memo.plans, watcher=memo.watcher
+            )
         except KubeError as err:
             metrics.count_error("Conflict" if isinstance(err, Conflict) else "APIError")
             raise
@@ -382,6 +558,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.kube = Kube.from_environment()
     memo.locks = {}
     memo.plans = PlanCache()
+    memo.watcher = Watcher.from_environment()
     memo.metrics = OperatorMetrics()
     port = os.environ.get(METRICS_PORT_ENV)
     if port:
@@ -428,6 +605,7 @@ async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -
 async def forget(uid: str, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     """Drop per-fleet memory and series; the owned objects go with the fleet (ownerReferences)."""
     memo.plans.forget(uid)
+    memo.watcher.forget(uid)
     memo.locks.pop(uid, None)
     memo.metrics.forget_fleet(namespace, name)
 

@@ -66,11 +66,6 @@ def labels(fleet: str, pool: str) -> dict[str, str]:
     }
 
 
-def desired_replicas(spec: InferenceFleetSpec, plan: PlanStatus) -> dict[str, int]:
-    """Replicas per pool. For now the plan's count; the scaling policy plugs in here."""
-    return {pool.pool: pool.replicas for pool in plan.pools}
-
-
 def gpu_resource_name(gpu: str) -> str:
     return _GPU_RESOURCE[get_gpu(gpu).vendor]
 

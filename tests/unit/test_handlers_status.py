@@ -29,8 +29,10 @@ def test_status_patch_holds_only_what_changed():
     assert _status_patch(stored, status) == {}
     newer = status.model_copy(update={"observed_generation": 2})
     assert _status_patch(stored, newer) == {"observedGeneration": 2}
-    # Fields other helpers own (forecast, findings) are never part of the patch.
-    assert _status_patch({**stored, "findings": [{"metric": "x"}]}, status) == {}
+    # Findings that went away are cleared; an empty list is not written where there was none.
+    assert _status_patch({**stored, "findings": [{"metric": "x"}]}, status) == {"findings": []}
+    # A forecast or recommendation the new status no longer has is removed (merge-patch null).
+    assert _status_patch({**stored, "recommendation": {"a": 1}}, status) == {"recommendation": None}
 
 
 @given(st.integers(min_value=1, max_value=50), st.floats(min_value=1, max_value=3600))

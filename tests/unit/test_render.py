@@ -15,12 +15,15 @@ from controllers.render import (
     MANIFEST_HASH_ANNOTATION,
     PLAN_HASH_ANNOTATION,
     STARTUP_PERIOD_S,
-    desired_replicas,
     drifted,
     render_fleet,
     startup_failure_threshold,
 )
 from tests.conftest import REPO
+
+
+def plan_replicas(plan):
+    return {pool.pool: pool.replicas for pool in plan.pools}
 
 
 def _fleet(name: str = "fleet-chat-70b.yaml") -> InferenceFleet:
@@ -65,7 +68,7 @@ def _plan(*pools: PoolPlanStatus) -> PlanStatus:
 
 def _render(fleet: InferenceFleet, plan: PlanStatus):
     spec = fleet.spec
-    return render_fleet("chat-70b", "llm", spec, plan, desired_replicas(spec, plan))
+    return render_fleet("chat-70b", "llm", spec, plan, plan_replicas(plan))
 
 
 def _container(deployment):
@@ -129,7 +132,7 @@ def test_lora_and_pools_at_zero():
         update={"model": fleet.spec.model.model_copy(update={"lora": LoraSpec(max_loras=4)})}
     )
     plan = _plan(_pool("h100", "H100-SXM-80GB"), _pool("h200", "H200-141GB", replicas=0))
-    rendered = render_fleet("chat-70b", "llm", spec, plan, desired_replicas(spec, plan))
+    rendered = render_fleet("chat-70b", "llm", spec, plan, plan_replicas(plan))
     assert [p.pool for p in rendered] == ["h100"]
     args = _container(rendered[0].deployment)["args"]
     assert {"--enable-lora", "--max-loras=4", "--max-lora-rank=16"} <= set(args)
@@ -161,7 +164,7 @@ def test_service_and_pdb_select_the_pool_pods():
 def test_manifests_are_valid_kubernetes_objects(example):
     fleet = _fleet(example)
     plan = _plan(*(_pool(p.name, p.gpu) for p in fleet.spec.pools))
-    for pool in render_fleet("f", "ns", fleet.spec, plan, desired_replicas(fleet.spec, plan)):
+    for pool in render_fleet("f", "ns", fleet.spec, plan, plan_replicas(plan)):
         for obj in pool.all():
             kubernetes_validate.validate(obj, "1.32", strict=True)
 
