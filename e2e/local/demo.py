@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--interval",
-        default="2s",
-        help="the fleet's spec.scaling.interval on the wall clock (default 2s)",
+        default="1s",
+        help="the fleet's spec.scaling.interval on the wall clock (default 1s)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

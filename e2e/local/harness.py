@@ -16,6 +16,7 @@ import yaml
 from kubernetes.config import kube_config
 
 from controllers.api import API_VERSION, KIND
+from controllers.handlers import TIME_COMPRESSION_ENV
 from e2e.local.pods import PodRunner
 from tests.integration.kube_support.harness import Cluster, Operator
 from tests.integration.prometheus_support import PrometheusServer
@@ -80,8 +81,22 @@ class LocalHarness:
         )
         stack.callback(self.prometheus.close)
         self.prometheus.start()
+        self._set_env(TIME_COMPRESSION_ENV, f"{self.time_compression:g}")
         self.operator = Operator()
         stack.callback(self.operator.stop)
+
+    def _set_env(self, name: str, value: str) -> None:
+        """Set an operator setting for this harness's lifetime (read at operator startup)."""
+        saved = os.environ.get(name)
+        os.environ[name] = value
+
+        def restore() -> None:
+            if saved is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = saved
+
+        self._stack.callback(restore)
 
     def _point_clients_at(self, kubeconfig: Path) -> None:
         """The operator's adapter reads $KUBECONFIG; Kopf's login reads the default location."""

@@ -1,0 +1,118 @@
+"""The operator scaling on what a real Prometheus says, and holding when Prometheus is gone.
+
+Real Kopf against the KMock API, a real Prometheus scraping two pods whose vLLM numbers the test
+chooses. The operator runs on a compressed clock (60 policy seconds per wall second) so a
+policy interval and the PromQL windows fit in a test; the plan is the real one for
+`examples/fleet-code-8b.yaml` (3 x L40S at about 8 usable req/s each).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from controllers.handlers import TIME_COMPRESSION_ENV
+from tests.integration.kube_support.fixtures import cluster_fixture  # noqa: F401
+from tests.integration.kube_support.harness import Cluster, Operator, wait_for
+from tests.integration.prometheus_support import (
+    ExpositionServer,
+    PrometheusServer,
+    Target,
+    VllmLoad,
+    render_exposition,
+    requires_prometheus,
+    vllm_pod,
+)
+from tests.integration.test_operator import condition, example, fleet_of
+
+pytestmark = requires_prometheus
+
+NS, FLEET, POOL = "llm", "code-8b", "l40s"
+PODS = 2
+
+
+class Pods:
+    """Two scrape targets whose per-pod load the test changes while Prometheus watches."""
+
+    def __init__(self, load: VllmLoad) -> None:
+        self.load = load
+        self.servers = [
+            ExpositionServer(
+                lambda elapsed_s: render_exposition([vllm_pod({}, self.load)], elapsed_s)
+            )
+            for _ in range(PODS)
+        ]
+
+    def targets(self) -> list[Target]:
+        return [
+            Target(s.address, {"namespace": NS, "fleet": FLEET, "pool": POOL, "pod": f"p{i}"})
+            for i, s in enumerate(self.servers)
+        ]
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+
+@pytest.fixture
+def stack(cluster: Cluster, monkeypatch):
+    monkeypatch.setenv(TIME_COMPRESSION_ENV, "60")
+    pods = Pods(VllmLoad(rps=20.0, running=30.0))  # 40 req/s: far above 3 replicas' ~24
+    prometheus = PrometheusServer(pods.targets()).start()
+    prometheus.wait_for_series(f'vllm:num_requests_running{{fleet="{FLEET}"}}', count=PODS)
+    operator = Operator()
+    try:
+        yield cluster, prometheus, pods
+    finally:
+        operator.stop()
+        prometheus.close()
+        pods.close()
+
+
+def fleet_doc(prometheus_url: str) -> dict[str, Any]:
+    doc = copy.deepcopy(example("fleet-code-8b.yaml"))
+    doc["spec"]["scaling"] = {
+        "mode": "predictive", "minReplicas": 1, "maxReplicas": 16, "interval": "1s",
+        "scaleDownStabilization": "10m",
+    }  # fmt: skip
+    doc["spec"]["monitoring"] = {"prometheusURL": prometheus_url}
+    return doc
+
+
+def replicas(cluster: Cluster) -> int | None:
+    found = cluster.get("apps/v1", "Deployment", NS, f"{FLEET}-{POOL}")
+    return None if found is None else found["spec"]["replicas"]
+
+
+def test_load_above_the_plan_scales_up_and_an_outage_never_scales_down(stack):
+    cluster, prometheus, _ = stack
+    doc = fleet_doc(prometheus.url)
+    cluster.create(doc)
+    scaled = wait_for(lambda: (r := replicas(cluster)) and r >= 6 and r, "a scale-up", 90)
+
+    def status_caught_up():
+        fleet = fleet_of(cluster, doc)
+        desired = fleet.get("status", {}).get("replicas", {}).get("desired")
+        return fleet if desired is not None and desired >= scaled else None
+
+    fleet = wait_for(status_caught_up, "status.replicas to follow the Deployment", 30)
+    available = condition(fleet, "MetricsAvailable")
+    assert available is not None and available["status"] == "True", available
+    assert "pools" in fleet["status"]["history"]
+    events = [e for e in cluster.objects("Event") if e.get("reason") == "Scaled"]
+    assert any(e["message"].startswith(f"Scaled up {FLEET}-{POOL} from ") for e in events), events
+
+    prometheus.stop()
+
+    def unreachable():
+        cond = condition(fleet_of(cluster, doc), "MetricsAvailable")
+        return cond if cond and cond["reason"] == "PrometheusUnreachable" else None
+
+    wait_for(unreachable, "MetricsAvailable=False while Prometheus is down", 60)
+    for _ in range(3):  # several policy intervals without data: never below the last count
+        held = wait_for(lambda: replicas(cluster), "the Deployment", 5)
+        assert held >= scaled
+        cluster_fleet = fleet_of(cluster, doc)
+        assert cluster_fleet["status"]["replicas"]["desired"] >= scaled
