@@ -495,7 +495,7 @@ async def _recommend(
         recommendation = await asyncio.to_thread(
             propose_resize, decision.snapshot, spec, hf_config, plan, reason
         )
-        message = f"Re-size recommended: {reason}; see status.recommendation"
+        message = f"Re-size recommended: {reason}"
     except SizingError as err:
         recommendation = {"reason": reason, "error": str(err)}
         message = f"Re-size recommended but the observed workload cannot be planned: {err}"

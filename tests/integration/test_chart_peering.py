@@ -87,11 +87,6 @@ def generation_done(cluster: Cluster, name: str, generation: int) -> bool:
     return bool(fleet) and fleet.get("status", {}).get("observedGeneration") == generation
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="controllers/handlers.py startup sets settings.peering.standalone = True, which "
-    "overrides --peering; remove that line (the chart passes --standalone for one replica)",
-)
 def test_highest_ordinal_works_and_the_other_takes_over(cluster: Cluster, tmp_path: Path):
     replicas = [Replica(ordinal, cluster.kubeconfig, tmp_path) for ordinal in (0, 1)]
     standby, active = replicas
