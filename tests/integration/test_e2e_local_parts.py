@@ -235,7 +235,7 @@ def test_demo_scenario_compresses_the_day_and_sets_the_fleet():
     assert scenario.time_compression == pytest.approx(480.0)
     assert scenario.replay.wall_s_per_minute == pytest.approx(0.125)
     assert scenario.fleet["spec"]["workload"]["peakRequestsPerSecond"] == "2.5"
-    assert scenario.fleet["spec"]["scaling"]["interval"] == "2s"
+    assert scenario.fleet["spec"]["scaling"]["interval"] == "1s"
     assert scenario.replay.shift_from_minute == 18 * 60
     assert scenario.replay.ttft_slo_s == pytest.approx(1.5)
     assert scenario.peak_rps == pytest.approx(2.5)
