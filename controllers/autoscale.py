@@ -50,7 +50,8 @@ from sizing.simulator import LoadPoint
 HISTORY_VERSION = 1
 # A policy step a little early still counts: the daemon's timer drifts by the reconcile time.
 STEP_TOLERANCE = 0.9
-POLICY_MODES = ("predictive", "reactive")
+# keda: the policy's decision becomes the ScaledObject's minReplicaCount (the forecast floor).
+POLICY_MODES = ("predictive", "reactive", "keda")
 
 ConditionTuple = tuple[str, str, str]
 
@@ -227,7 +228,7 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
             count, reason, memory, policy = _step_pool(tick, pool, index == 0, stored)
             replicas[pool.pool], reasons[pool.pool] = count, reason
             pools_memory[pool.pool] = memory
-            if index == 0 and spec.scaling.mode == "predictive":
+            if index == 0 and spec.scaling.mode in ("predictive", "keda"):
                 config = pool_config(spec, pool, True, tick.time_compression)
                 forecast = _forecast_status(policy, config, tick.now_s, count)
         if pool.pool in tick.current and replicas[pool.pool] != was:

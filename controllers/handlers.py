@@ -401,7 +401,10 @@ async def reconcile(
         )
     applied: list[str] = []
     per_pool: list[PoolReplicas] = []
-    rendered = render_fleet(owner.name, owner.namespace, spec, plan, replicas)
+    keda_url = None
+    if spec.scaling.mode == "keda" and watcher.prometheus is not None:
+        keda_url = watcher.prometheus.url_for(spec.monitoring.prometheus_url)
+    rendered = render_fleet(owner.name, owner.namespace, spec, plan, replicas, keda_url)
     for pool in rendered:
         for manifest in pool.all():
             desired = owned(manifest, owner)

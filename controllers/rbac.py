@@ -55,6 +55,12 @@ RULES: tuple[Rule, ...] = (
         ("get", "create", "patch", "delete"),
         "One PodDisruptionBudget per pool (the plan's N+1 spare).",
     ),
+    Rule(
+        ("keda.sh",),
+        ("scaledobjects",),
+        ("get", "create", "patch"),
+        "scaling.mode keda: one ScaledObject per pool carrying the forecast floor.",
+    ),
     Rule(("",), ("configmaps",), ("get",), "spec.model.hfConfig.configMapRef."),
     Rule(
         ("", "events.k8s.io"),

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controllers.api import InferenceFleetSpec, PlanStatus, PoolPlanStatus
+from controllers.api import InferenceFleetSpec, PlanStatus, PoolPlanStatus, parse_duration_s
 from sizing.hardware import get_gpu
 
 VLLM_PORT = 8000
@@ -29,7 +29,12 @@ STARTUP_MARGIN = 2.0
 STARTUP_FLOOR_S = 300
 _GPU_RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
 # Modes in which another controller (HPA on metrics, KEDA, a person) owns `replicas`.
-EXTERNALLY_SCALED = {"external"}
+EXTERNALLY_SCALED = {"external", "keda"}
+# KEDA scales each pool on vLLM's own queue: waiting requests per replica, and running ones
+# against the C_max the plan found (with the same margin the plan keeps below it).
+KEDA_WAITING_PER_REPLICA = 2
+KEDA_RUNNING_SHARE_OF_C_MAX = 0.8
+KEDA_POLLING_INTERVAL_S = 15
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,11 @@ class PoolObjects:
     deployment: dict[str, Any]
     service: dict[str, Any]
     pod_disruption_budget: dict[str, Any]
+    scaled_object: dict[str, Any] | None = None  # keda mode only
 
     def all(self) -> tuple[dict[str, Any], ...]:
-        return (self.deployment, self.service, self.pod_disruption_budget)
+        extra = (self.scaled_object,) if self.scaled_object is not None else ()
+        return (self.deployment, self.service, self.pod_disruption_budget, *extra)
 
 
 def object_name(fleet: str, pool: str) -> str:
@@ -169,6 +176,62 @@ def _metadata(fleet: str, namespace: str, pool: str, plan_hash: str) -> dict[str
     }
 
 
+def scaled_object(
+    fleet: str,
+    namespace: str,
+    spec: InferenceFleetSpec,
+    plan: PlanStatus,
+    pool: PoolPlanStatus,
+    floor: int,
+    prometheus_url: str,
+) -> dict[str, Any]:
+    """KEDA owns replicas; inferfleet keeps the forecast floor in `minReplicaCount`.
+
+    The two autoscalers cooperate instead of fighting: KEDA reacts to the queue within seconds,
+    and inferfleet's pre-warm floor makes sure replicas are already warm before a known peak.
+    """
+    where = f'namespace="{namespace}",fleet="{fleet}",pool="{pool.pool}"'
+    pool_spec = next((p for p in spec.pools if p.name == pool.pool), None)
+    gpus = pool.tensor_parallel * pool.pipeline_parallel
+    limits = [spec.scaling.max_replicas] if spec.scaling.max_replicas else []
+    if pool_spec is not None and pool_spec.max_gpus:
+        limits.append(pool_spec.max_gpus // gpus)
+    ceiling = max(floor, min(limits) if limits else 2 * max(pool.replicas, floor))
+    running_target = max(1, int(pool.c_max * KEDA_RUNNING_SHARE_OF_C_MAX))
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": _metadata(fleet, namespace, pool.pool, plan.hash),
+        "spec": {
+            "scaleTargetRef": {"name": object_name(fleet, pool.pool)},
+            "minReplicaCount": floor,
+            "maxReplicaCount": ceiling,
+            "pollingInterval": KEDA_POLLING_INTERVAL_S,
+            "cooldownPeriod": int(parse_duration_s(spec.scaling.scale_down_stabilization)),
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "name": "vllm-waiting",
+                    "metadata": {
+                        "serverAddress": prometheus_url,
+                        "query": f"sum(vllm:num_requests_waiting{{{where}}})",
+                        "threshold": str(KEDA_WAITING_PER_REPLICA),
+                    },
+                },
+                {
+                    "type": "prometheus",
+                    "name": "vllm-running",
+                    "metadata": {
+                        "serverAddress": prometheus_url,
+                        "query": f"sum(vllm:num_requests_running{{{where}}})",
+                        "threshold": str(running_target),
+                    },
+                },
+            ],
+        },
+    }
+
+
 def render_pool(
     fleet: str,
     namespace: str,
@@ -176,6 +239,7 @@ def render_pool(
     plan: PlanStatus,
     pool: PoolPlanStatus,
     replicas: int,
+    prometheus_url: str | None = None,
 ) -> PoolObjects:
     selector = selector_labels(fleet, pool.pool)
     deployment_spec: dict[str, Any] = {
@@ -215,7 +279,10 @@ def render_pool(
         # The plan keeps an N+1 spare, so one voluntary eviction at a time never drops capacity.
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
     }
-    return PoolObjects(pool.pool, _stamped(deployment), _stamped(service), _stamped(pdb))
+    keda = None
+    if spec.scaling.mode == "keda" and prometheus_url:
+        keda = _stamped(scaled_object(fleet, namespace, spec, plan, pool, replicas, prometheus_url))
+    return PoolObjects(pool.pool, _stamped(deployment), _stamped(service), _stamped(pdb), keda)
 
 
 def render_fleet(
@@ -224,10 +291,15 @@ def render_fleet(
     spec: InferenceFleetSpec,
     plan: PlanStatus,
     replicas: Mapping[str, int],
+    prometheus_url: str | None = None,
 ) -> list[PoolObjects]:
-    """Manifests for every pool the plan gives replicas; pools at zero get none."""
+    """Manifests for every pool the plan gives replicas; pools at zero get none.
+
+    In keda mode `replicas` is the forecast floor each pool's ScaledObject keeps (it needs the
+    Prometheus the triggers query; without one no ScaledObject is rendered).
+    """
     return [
-        render_pool(fleet, namespace, spec, plan, pool, replicas[pool.pool])
+        render_pool(fleet, namespace, spec, plan, pool, replicas[pool.pool], prometheus_url)
         for pool in plan.pools
         if pool.replicas > 0
     ]

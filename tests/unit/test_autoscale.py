@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -131,8 +130,14 @@ def test_replicas_stay_within_bounds_and_never_drop_on_unknown(rates, start):
         history, current = decision.history, decision.replicas
 
 
-@pytest.mark.parametrize("mode", ["external", "keda"])
-def test_external_modes_do_not_run_the_policy(mode):
-    decision = decide_fleet(tick(spec=spec(mode), snapshot=snapshot(300.0)))
+def test_external_mode_does_not_run_the_policy():
+    decision = decide_fleet(tick(spec=spec("external"), snapshot=snapshot(300.0)))
     assert decision.history["pools"] == {}
     assert decision.forecast is None
+
+
+def test_keda_mode_runs_the_policy_for_the_floor():
+    decision = decide_fleet(tick(spec=spec("keda"), snapshot=snapshot(180.0)))
+    assert decision.replicas["h100"] >= 18  # the ScaledObject's minReplicaCount
+    assert "policy" in decision.history["pools"]["h100"]
+    assert decision.forecast is not None

@@ -200,3 +200,26 @@ def test_drift_ignores_server_added_fields_but_not_edits():
     edited = copy.deepcopy(observed)
     _container(edited)["args"].append("--enforce-eager")
     assert drifted(desired, edited)
+
+
+def test_keda_mode_hands_replicas_to_a_scaled_object_with_the_forecast_floor():
+    fleet = _fleet()
+    spec = fleet.spec.model_copy(
+        update={"scaling": fleet.spec.scaling.model_copy(update={"mode": "keda"})}
+    )
+    plan = _plan(_pool("h100", "H100-SXM-80GB"))
+    (pool,) = render_fleet("chat-70b", "llm", spec, plan, {"h100": 5}, "http://prom:9090")
+    assert "replicas" not in pool.deployment["spec"]
+    scaled = pool.scaled_object
+    assert scaled is not None and scaled in pool.all()
+    assert scaled["spec"]["scaleTargetRef"]["name"] == pool.deployment["metadata"]["name"]
+    assert scaled["spec"]["minReplicaCount"] == 5
+    assert scaled["spec"]["maxReplicaCount"] >= 5
+    queries = [t["metadata"]["query"] for t in scaled["spec"]["triggers"]]
+    assert all('fleet="chat-70b",pool="h100"' in q for q in queries)
+    assert {t["metadata"]["serverAddress"] for t in scaled["spec"]["triggers"]} == {
+        "http://prom:9090"
+    }
+    # Without a Prometheus to query, no ScaledObject (KEDA would have nothing to scale on).
+    (bare,) = render_fleet("chat-70b", "llm", spec, plan, {"h100": 5})
+    assert bare.scaled_object is None
