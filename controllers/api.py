@@ -237,10 +237,16 @@ class PoolSpec(ApiModel):
         alias="costPerGPUHour",
         description="$ per GPU-hour; the catalog's default when unset.",
     )
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels of this GPU pool's nodes."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations for the pool's GPU node taints."
+    )
     affinity: dict[str, Any] | None = Field(
-        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+        default=None,
+        description="Pod affinity for the vLLM pods (corev1 Affinity).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     storage: StoragePathName = Field(
         default="object-store", description="Where replicas load weights from (cold start)."
@@ -251,11 +257,23 @@ class PoolSpec(ApiModel):
 
 
 class ServingSpec(ApiModel):
-    gpu_memory_utilization: Fraction = Field(default="0.90")
-    max_num_seqs: int | None = Field(default=None, ge=1, le=4096)
-    max_num_batched_tokens: int | None = Field(default=None, ge=64)
-    enable_prefix_caching: bool = True
-    enforce_eager: bool = False
+    """vLLM engine settings; unset ones are chosen by the sizing (steps 8 and 9)."""
+
+    gpu_memory_utilization: Fraction = Field(
+        default="0.90", description="Share of GPU memory vLLM may use (--gpu-memory-utilization)."
+    )
+    max_num_seqs: int | None = Field(
+        default=None, ge=1, le=4096, description="Running sequences per replica; sized if unset."
+    )
+    max_num_batched_tokens: int | None = Field(
+        default=None,
+        ge=64,
+        description="Tokens per engine step (prefill chunk); chosen from the ITL SLO if unset.",
+    )
+    enable_prefix_caching: bool = Field(default=True, description="--enable-prefix-caching.")
+    enforce_eager: bool = Field(
+        default=False, description="Disable CUDA graphs (--enforce-eager): less memory, slower."
+    )
 
 
 class ScheduleSpec(ApiModel):
@@ -270,15 +288,19 @@ class ScalingSpec(ApiModel):
         description="predictive (forecast + warm floor + reactive), reactive, static (the "
         "plan's count), external (never write replicas), keda (write a ScaledObject).",
     )
-    min_replicas: int = Field(default=1, ge=0)
-    max_replicas: int | None = Field(default=None, ge=1)
-    min_warm_replicas: int | Literal["auto"] = Field(
+    min_replicas: int = Field(default=1, ge=0, description="Replica floor of the first pool.")
+    max_replicas: int | None = Field(
+        default=None, ge=1, description="Replica ceiling; the plan fails NoPoolFits above it."
+    )
+    min_warm_replicas: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         default="auto",
         description="Replicas kept warm for surprises: an integer, or 'auto' (from ramps).",
         json_schema_extra={"x-kubernetes-int-or-string": True},
     )
     schedules: list[ScheduleSpec] = Field(default_factory=list)
-    scale_down_stabilization: Duration = Field(default="10m")
+    scale_down_stabilization: Duration = Field(
+        default="10m", description="How long load must stay low before replicas are removed."
+    )
     forecaster: str = Field(default="seasonal", description="Forecaster name.")
     interval: Duration = Field(default="30s", description="Reconcile/decision interval.")
 
