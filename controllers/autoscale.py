@@ -66,6 +66,10 @@ class FleetTick:
     now_s: float
     curves: Mapping[str, Sequence[LoadPoint]] = field(default_factory=dict)  # predicted, per pool
     time_compression: float = 1.0  # policy seconds per wall second (demos run a day in minutes)
+    # The fleet's past request rate as (policy time, req/s), from a Prometheus range query:
+    # seeds the first pool's forecaster when it has no memory yet (a new operator, a new fleet
+    # on old traffic), so the first day already knows the daily cycle.
+    history_rps: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,11 +137,14 @@ def _step_pool(
     """Replicas for one pool now, its reason, and what to remember."""
     config = pool_config(tick.spec, pool, primary, tick.time_compression)
     current = last_decided(tick, pool, stored)
-    policy = (
-        ScalingPolicy.from_dict(config, stored["policy"])
-        if stored and "policy" in stored
-        else ScalingPolicy(config)
-    )
+    if stored and "policy" in stored:
+        policy = ScalingPolicy.from_dict(config, stored["policy"])
+    else:
+        policy = ScalingPolicy(config)
+        if primary:
+            for t_s, rps in tick.history_rps:
+                if t_s < tick.now_s:
+                    policy.forecaster.observe(t_s, rps)
     due = stored is None or tick.now_s - float(stored.get("steppedAt", 0.0)) >= (
         STEP_TOLERANCE * config.interval_s
     )
@@ -197,6 +204,20 @@ def _resize(
         state, _observed_expectation(snapshot, primary.pool), expected, thresholds, tick.now_s
     )
     return state, resize_condition(state)
+
+
+def needs_history(
+    spec: InferenceFleetSpec, plan: PlanStatus, history: Mapping[str, Any] | None
+) -> bool:
+    """True when the first pool's policy has no memory yet and would learn from past traffic."""
+    if spec.scaling.mode not in POLICY_MODES or not plan.pools:
+        return False
+    pools = (
+        (history or {}).get("pools", {})
+        if (history or {}).get("version") == HISTORY_VERSION
+        else {}
+    )
+    return "policy" not in pools.get(plan.pools[0].pool, {})
 
 
 def decide_fleet(tick: FleetTick) -> FleetDecision:

@@ -35,7 +35,7 @@ from controllers.api import (
     describe_validation_error,
     parse_duration_s,
 )
-from controllers.autoscale import FleetDecision, FleetTick, decide_fleet
+from controllers.autoscale import FleetDecision, FleetTick, decide_fleet, needs_history
 from controllers.conditions import READY, SIZED, find, set_condition
 from controllers.kube import Conflict, Kube, KubeError, Owner, Unavailable, owned
 from controllers.metrics import OperatorMetrics
@@ -249,6 +249,15 @@ async def _watch(
         )
     remembered = watcher.memory.get(owner.uid)
     history = remembered[0] if remembered else (body.get("status") or {}).get("history")
+    past: tuple[tuple[float, float], ...] = ()
+    if (
+        url
+        and watcher.prometheus is not None
+        and snapshot is not None
+        and snapshot.reachable
+        and needs_history(spec, plan, history)
+    ):
+        past = await watcher.prometheus.history(url, owner.namespace, owner.name, now_s)
     return decide_fleet(
         FleetTick(
             spec=spec,
@@ -259,6 +268,7 @@ async def _watch(
             now_s=watcher.clock.policy_s(now_s),
             curves=curves,
             time_compression=watcher.clock.compression,
+            history_rps=past,
         )
     )
 

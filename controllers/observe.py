@@ -12,15 +12,24 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from prometheus_api_client import PrometheusConnect
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from requests import RequestException
 
 from controllers.monitoring import MetricsSnapshot
-from controllers.prometheus import QueryWindows, fetch_snapshot, make_client
+from controllers.prometheus import (
+    QueryWindows,
+    fetch_snapshot,
+    make_client,
+    request_rate_history,
+)
 
 # The shortest PromQL windows that still hold a few scrapes at a 1 s scrape interval.
 MIN_RATE_WINDOW_S = 4.0
 MIN_STEP_S = 1.0
 MIN_MAX_AGE_S = 10.0
+# How much past traffic seeds a forecaster that has no memory: two weekly cycles at 5 minutes.
+HISTORY_SPAN_S = 14 * 86_400.0
+HISTORY_STEP_S = 300.0
 
 
 def _seconds(value: float) -> str:
@@ -61,12 +70,41 @@ class PrometheusReader:
     def url_for(self, fleet_url: str | None) -> str | None:
         return fleet_url or self.default_url
 
-    async def snapshot(
-        self, url: str, namespace: str, fleet: str, pools: Iterable[str], wall_s: float
-    ) -> MetricsSnapshot:
+    def _client(self, url: str) -> PrometheusConnect:
         client = self._clients.get(url)
         if client is None:
             client = self._clients[url] = make_client(url)
+        return client
+
+    async def history(
+        self, url: str, namespace: str, fleet: str, wall_s: float
+    ) -> tuple[tuple[float, float], ...]:
+        """The fleet's request rate over the last two weeks (policy time), empty on trouble."""
+        c = self.clock.compression
+        start_s = wall_s - HISTORY_SPAN_S / c
+        step_s = max(MIN_STEP_S, HISTORY_STEP_S / c)
+        window = self.clock.windows().rate
+        try:
+            found = await asyncio.to_thread(
+                request_rate_history, self._client(url), namespace, fleet, start_s, wall_s,
+                step_s, window,
+            )  # fmt: skip
+        except (RequestException, PrometheusApiClientException, ValueError):
+            return ()  # learn from live traffic instead
+        return tuple(
+            (self.clock.policy_s(t_s), rps)
+            for t_s, rps in zip(found.timestamps_s, found.rps, strict=True)
+        )
+
+    async def snapshot(
+        self, url: str, namespace: str, fleet: str, pools: Iterable[str], wall_s: float
+    ) -> MetricsSnapshot:
         return await asyncio.to_thread(
-            fetch_snapshot, client, namespace, fleet, list(pools), wall_s, self.clock.windows()
+            fetch_snapshot,
+            self._client(url),
+            namespace,
+            fleet,
+            list(pools),
+            wall_s,
+            self.clock.windows(),
         )

@@ -26,14 +26,14 @@ def spec(mode: str = "predictive", **scaling):
     return InferenceFleet.model_validate(doc).spec
 
 
-def plan(replicas: int = 10) -> PlanStatus:
+def plan(replicas: int = 10, cold_start_s: int = 120) -> PlanStatus:
     pool = PoolPlanStatus(
         pool="h100", gpu="H100-SXM-80GB", quantization="fp8", weight_format="fp8",
         kv_cache_dtype="auto", tensor_parallel=2, pipeline_parallel=1, replicas=replicas,
         min_warm=3, c_max=64, usable_rps_per_replica="10.000", gpus=2 * replicas,
         cost_per_hour="59.80", cost_per_million_tokens="0.1500", max_model_len=6144,
         max_num_seqs=128, max_num_batched_tokens=2048, kv_cache_tokens=200000,
-        cold_start_seconds=120,
+        cold_start_seconds=cold_start_s,
     )  # fmt: skip
     return PlanStatus(hash="abc", pools=[pool], steps=[], total_gpus=2 * replicas,
                       cost_per_hour="59.80", cost_per_month="43654.00")  # fmt: skip
@@ -141,3 +141,29 @@ def test_keda_mode_runs_the_policy_for_the_floor():
     assert decision.replicas["h100"] >= 18  # the ScaledObject's minReplicaCount
     assert "policy" in decision.history["pools"]["h100"]
     assert decision.forecast is not None
+
+
+def _daily_peak_history(peak_starts_in_s: float, days: int = 3):
+    """5-minute request rates: 10 req/s, and 100 req/s for an hour at the same time each day."""
+    points = []
+    t = NOW_S - days * 86_400.0
+    while t < NOW_S:
+        into_peak = (t - (NOW_S + peak_starts_in_s)) % 86_400.0
+        points.append((t, 100.0 if into_peak < 3600.0 else 10.0))
+        t += 300.0
+    return tuple(points)
+
+
+def test_past_traffic_seeds_the_forecast_so_the_first_day_prewarms():
+    # A 10-minute cold start: the peak that starts in 400 s must be warming now.
+    slow = plan(cold_start_s=600)
+    history = _daily_peak_history(peak_starts_in_s=400.0)
+    base = {"plan": slow, "snapshot": snapshot(10.0), "current": {"h100": 3}}
+    cold = decide_fleet(tick(**base))
+    seeded = decide_fleet(tick(**base, history_rps=history))
+    assert seeded.replicas["h100"] >= 10 > cold.replicas["h100"]
+    assert "forecast" in seeded.reasons["h100"]
+    # Once the policy has memory, past traffic is not fed in again.
+    later = {**base, "now_s": NOW_S + 30, "current": seeded.replicas}
+    again = decide_fleet(tick(**later, history=seeded.history, history_rps=()))
+    assert again.replicas["h100"] == seeded.replicas["h100"]
