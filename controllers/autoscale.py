@@ -252,7 +252,8 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
             if index == 0 and spec.scaling.mode in ("predictive", "keda"):
                 config = pool_config(spec, pool, True, tick.time_compression)
                 forecast = _forecast_status(policy, config, tick.now_s, count)
-        if pool.pool in tick.current and replicas[pool.pool] != was:
+        if replicas[pool.pool] != was:
+            # A new pool started away from the plan's count is a change too (was = the plan).
             changed[pool.pool] = (was, replicas[pool.pool])
     resize_state, resize_cond = _resize(tick, history.get("resize"))
     was_recommended = bool((history.get("resize") or {}).get("recommended"))
