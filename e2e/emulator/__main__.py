@@ -28,9 +28,9 @@ from e2e.emulator.metrics import VllmMetrics
 from e2e.emulator.replica import ReplicaSetup, build_replica
 from e2e.emulator.server import ServerState, build_app, build_dcgm_app
 from inferfleet.calibration import load_calibration
+from inferfleet.engine_flags import engine_config_from_args
 from inferfleet.errors import UsageError
 from sizing.errors import SizingError
-from sizing.memory import EngineConfig
 from sizing.performance import DEFAULT_EFFICIENCY
 
 GPU_ENV = "INFERFLEET_EMULATOR_GPU"  # lets a Deployment that passes only vLLM's flags pick a GPU
@@ -129,18 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(
             "emulator: --speedup must be > 0, --startup-delay-s and --admission-window-ms >= 0"
         )
-    engine_config = EngineConfig(
-        tp=args.tp,
-        pp=args.pp,
-        dtype=args.dtype,
-        quantization=args.quantization,
-        kv_cache_dtype=args.kv_cache_dtype,
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        max_model_len=args.max_model_len,
-        max_num_seqs=args.max_num_seqs,
-        max_num_batched_tokens=args.max_num_batched_tokens,
-        enforce_eager=args.enforce_eager,
-    )
+    engine_config = engine_config_from_args(args)
     try:
         efficiency = DEFAULT_EFFICIENCY
         if args.calibration is not None:

@@ -251,24 +251,14 @@ def calibration_predictor(args: argparse.Namespace) -> Predictor:
     if missing:
         raise UsageError(f"--calibrate needs {', '.join(missing)} (closed-loop points only)")
     from inferfleet.calibration import read_model_config, simulator_predictor
+    from inferfleet.engine_flags import engine_config_from_args
     from sizing.hardware import get_gpu
-    from sizing.memory import EngineConfig, estimate_memory
+    from sizing.memory import estimate_memory
     from sizing.model import load_model_config
 
     arch = load_model_config(read_model_config(args.model_config))
     gpu = get_gpu(args.gpu)
-    cfg = EngineConfig(
-        tp=args.tp,
-        pp=args.pp,
-        dtype=args.dtype,
-        quantization=args.quantization,
-        kv_cache_dtype=args.kv_cache_dtype,
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        max_model_len=args.max_model_len,
-        max_num_seqs=args.max_num_seqs,
-        max_num_batched_tokens=args.max_num_batched_tokens,
-        enforce_eager=args.enforce_eager,
-    )
+    cfg = engine_config_from_args(args)
     memory = estimate_memory(arch, gpu, cfg)
     if not memory.fits:
         raise UsageError(f"the model does not fit on {gpu.name}: {'; '.join(memory.notes)}")

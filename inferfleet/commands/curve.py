@@ -116,26 +116,16 @@ def predict_points(args: argparse.Namespace) -> list[LoadPoint]:
     """Build the replica from the flags and run the sweep."""
     import numpy as np
 
+    from inferfleet.engine_flags import engine_config_from_args
     from sizing.curve import replica_engine
     from sizing.hardware import get_gpu
-    from sizing.memory import EngineConfig, estimate_memory
+    from sizing.memory import estimate_memory
     from sizing.model import load_model_config
     from sizing.simulator import poisson_arrivals, simulate_arrivals, simulate_closed_loop
 
     arch = load_model_config(_load_config(args.model_config), params_b=args.params_b)
     gpu = get_gpu(args.gpu)
-    cfg = EngineConfig(
-        tp=args.tp,
-        pp=args.pp,
-        dtype=args.dtype,
-        quantization=args.quantization,
-        kv_cache_dtype=args.kv_cache_dtype,
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        max_model_len=args.max_model_len,
-        max_num_seqs=args.max_num_seqs,
-        max_num_batched_tokens=args.max_num_batched_tokens,
-        enforce_eager=args.enforce_eager,
-    )
+    cfg = engine_config_from_args(args)
     memory = estimate_memory(arch, gpu, cfg)
     if not memory.fits:
         raise UsageError(
