@@ -15,7 +15,7 @@ from controllers.api import InferenceFleet, parse_decimal
 from controllers.replay import POLICIES, Comparison, cold_start_intervals, compare, ready_replicas
 from controllers.scaling import ScalingConfig, config_from_spec
 from inferfleet.errors import UsageError
-from inferfleet.manifests import load_fleet
+from inferfleet.manifests import load_fleet, resolve_hf_config
 from inferfleet.tables import render_table
 from inferfleet.traces import read_per_minute
 from sizing.hardware import get_gpu
@@ -54,18 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", choices=["text", "json"], default="text")
 
 
-def usable_rps_from_fleet(fleet: InferenceFleet) -> float:
-    """Usable req/s per replica for a fleet: the measured figure in the spec, for now.
-
-    This is the boundary where the sizing plan's predicted figure will plug in.
-    """
+def usable_rps_from_fleet(fleet: InferenceFleet, hf_config_path: str | None = None) -> float:
+    """Usable req/s per replica: the measured figure in the spec, else the plan's prediction."""
     text = fleet.spec.workload.usable_rps_per_replica
-    if text is None:
-        raise UsageError(
-            f"{fleet.metadata.name}: spec.workload.usableRPSPerReplica is not set; set it "
-            "(e.g. from `inferfleet bench`) or pass --usable-rps-per-replica"
-        )
-    return parse_decimal(text)
+    if text is not None:
+        return parse_decimal(text)
+    from controllers.planning import plan_spec
+
+    plan = plan_spec(fleet.spec, resolve_hf_config(fleet.spec, hf_config_path))
+    return plan.allocations[0].option.usable_rps
 
 
 def _config(args: argparse.Namespace) -> tuple[ScalingConfig, float]:

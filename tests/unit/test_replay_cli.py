@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from controllers.planning import plan_spec
 from inferfleet.cli import main
+from inferfleet.manifests import load_fleet
 from tests.conftest import REPO
 
 
@@ -105,21 +107,15 @@ def test_fleet_manifest_and_plot(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_fleet_without_usable_rps_says_what_to_set(tmp_path, capsys):
+def test_fleet_without_usable_rps_takes_the_plans_figure(tmp_path, capsys):
     trace = write_trace(tmp_path / "t.csv", COUNTS)
-    rc = main(
-        [
-            "simulate",
-            "--trace",
-            str(trace),
-            "--fleet",
-            str(REPO / "examples" / "fleet-code-8b.yaml"),
-            "--cold-start-s",
-            "240",
-        ]
-    )
-    assert rc == 2
-    assert "spec.workload.usableRPSPerReplica is not set" in capsys.readouterr().err
+    example = REPO / "examples" / "fleet-code-8b.yaml"
+    args = ["simulate", "--trace", str(trace), "--fleet", str(example), "--cold-start-s", "240"]
+    assert main([*args, "--output", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    fleet = load_fleet(str(example))
+    planned = plan_spec(fleet.spec, fleet.spec.model.hf_config.inline)
+    assert report["usableRPSPerReplica"] == pytest.approx(planned.allocations[0].option.usable_rps)
 
 
 @pytest.mark.parametrize(
