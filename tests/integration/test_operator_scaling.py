@@ -116,3 +116,49 @@ def test_load_above_the_plan_scales_up_and_an_outage_never_scales_down(stack):
         assert held >= scaled
         cluster_fleet = fleet_of(cluster, doc)
         assert cluster_fleet["status"]["replicas"]["desired"] >= scaled
+
+
+@pytest.fixture
+def long_prompt_stack(cluster: Cluster, monkeypatch):
+    """Prompts far longer than planned: the pods report multi-second TTFT at modest load."""
+    monkeypatch.setenv(TIME_COMPRESSION_ENV, "60")
+    slow = VllmLoad(
+        rps=3.0, running=12.0, waiting=6.0, kv_usage=0.97,
+        ttft_points={1.0: 0.1, 2.5: 0.5, 5.0: 0.98, 10.0: 1.0},
+        prompt_points={4096.0: 0.3, 8192.0: 0.9, 16384.0: 1.0},
+    )  # fmt: skip
+    pods = Pods(slow)
+    prometheus = PrometheusServer(pods.targets()).start()
+    prometheus.wait_for_series(f'vllm:num_requests_running{{fleet="{FLEET}"}}', count=PODS)
+    operator = Operator()
+    try:
+        yield cluster, prometheus
+    finally:
+        operator.stop()
+        prometheus.close()
+        pods.close()
+
+
+def test_production_diverging_from_the_plan_recommends_a_resize(long_prompt_stack):
+    cluster, prometheus = long_prompt_stack
+    doc = fleet_doc(prometheus.url)
+    doc["spec"]["workload"]["maxModelLen"] = 32768
+    doc["spec"]["monitoring"]["thresholds"] = {"resizeFireAfterSeconds": "120"}
+    cluster.create(doc)
+
+    def recommended():
+        fleet = fleet_of(cluster, doc)
+        cond = condition(fleet, "ResizeRecommended")
+        if cond and cond["status"] == "True" and fleet["status"].get("recommendation"):
+            return fleet
+        return None
+
+    fleet = wait_for(recommended, "ResizeRecommended=True with a recommendation", 90)
+    recommendation = fleet["status"]["recommendation"]
+    assert "TTFT P99" in condition(fleet, "ResizeRecommended")["message"]
+    observed = recommendation["accept"]["spec"]["workload"]["promptTokens"]
+    assert observed["p95"] > doc["spec"]["workload"]["promptTokens"]["p95"]
+    findings = {f["metric"] for f in fleet["status"]["findings"]}
+    assert {"kvCacheUtilization", "ttftP99"} & findings, findings
+    warnings = [e for e in cluster.objects("Event") if e.get("reason") == "ResizeRecommended"]
+    assert len(warnings) == 1, warnings
