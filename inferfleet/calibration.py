@@ -21,7 +21,6 @@ emulator and the operator; fields it does not list keep their defaults.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -188,19 +187,6 @@ def fit_efficiency(
     if after > before:  # the search never does worse than where it started
         fitted, after = start, before
     return Fit(fitted, before, after, evaluations)
-
-
-def read_model_config(path: str | Path) -> dict[str, object]:
-    """A Hugging Face config.json as a dict, or a UsageError naming the file."""
-    try:
-        config = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"--model-config: no such file {str(path)!r}") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise UsageError(f"--model-config: cannot read {str(path)!r} as JSON: {err}") from None
-    if not isinstance(config, dict):
-        raise UsageError(f"--model-config: {str(path)!r} must hold a JSON object")
-    return config
 
 
 def simulator_predictor(

@@ -250,13 +250,14 @@ def calibration_predictor(args: argparse.Namespace) -> Predictor:
     ]
     if missing:
         raise UsageError(f"--calibrate needs {', '.join(missing)} (closed-loop points only)")
-    from inferfleet.calibration import read_model_config, simulator_predictor
+    from inferfleet.calibration import simulator_predictor
     from inferfleet.engine_flags import engine_config_from_args
+    from inferfleet.manifests import load_json_file
     from sizing.hardware import get_gpu
     from sizing.memory import estimate_memory
     from sizing.model import load_model_config
 
-    arch = load_model_config(read_model_config(args.model_config))
+    arch = load_model_config(load_json_file(args.model_config, "--model-config"))
     gpu = get_gpu(args.gpu)
     cfg = engine_config_from_args(args)
     memory = estimate_memory(arch, gpu, cfg)

@@ -12,8 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from inferfleet.errors import UsageError
 from inferfleet.tables import render_table
@@ -85,18 +84,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--itl-slo-ms", type=float, help="ITL P99 SLO line")
 
 
-def _load_config(path: str) -> dict[str, Any]:
-    try:
-        config = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"--model-config: no such file {path!r}") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise UsageError(f"--model-config: cannot read {path!r} as JSON: {err}") from None
-    if not isinstance(config, dict):
-        raise UsageError(f"--model-config: {path!r} must hold a JSON object (a config.json)")
-    return config
-
-
 def _check_args(args: argparse.Namespace) -> None:
     for flag in ("tp", "pp", "input_len", "output_len", "num_prompts"):
         if getattr(args, flag) < 1:
@@ -117,13 +104,16 @@ def predict_points(args: argparse.Namespace) -> list[LoadPoint]:
     import numpy as np
 
     from inferfleet.engine_flags import engine_config_from_args
+    from inferfleet.manifests import load_json_file
     from sizing.curve import replica_engine
     from sizing.hardware import get_gpu
     from sizing.memory import estimate_memory
     from sizing.model import load_model_config
     from sizing.simulator import poisson_arrivals, simulate_arrivals, simulate_closed_loop
 
-    arch = load_model_config(_load_config(args.model_config), params_b=args.params_b)
+    arch = load_model_config(
+        load_json_file(args.model_config, "--model-config"), params_b=args.params_b
+    )
     gpu = get_gpu(args.gpu)
     cfg = engine_config_from_args(args)
     memory = estimate_memory(arch, gpu, cfg)

@@ -92,3 +92,19 @@ def test_a_kv_cache_shorter_than_max_model_len_says_what_to_do(capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "131072" in err and "lower max_model_len" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(None, "cannot read --model-config"), ("{not json", "invalid JSON at line 1"),
+     ("[1, 2]", "expected a JSON object")],
+)  # fmt: skip
+def test_a_bad_model_config_is_one_line_naming_the_flag(tmp_path, capsys, content, expected):
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    args = [*BASE, "--concurrency", "1"]
+    args[args.index(LLAMA_8B)] = str(path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1
