@@ -218,31 +218,41 @@ PROMETHEUS_URL_ENV = "INFERFLEET_PROMETHEUS_URL"
 TIME_COMPRESSION_ENV = "INFERFLEET_TIME_COMPRESSION"
 
 
-async def _current_replicas(kube: Kube, owner: Owner, plan: PlanStatus) -> dict[str, int]:
+async def _observed_deployments(
+    kube: Kube, owner: Owner, plan: PlanStatus
+) -> dict[str, dict[str, Any] | None]:
+    """Each planned pool's Deployment as it is now (None where there is none), read once."""
+    return {
+        pool.pool: await kube.get(
+            "apps/v1", "Deployment", owner.namespace, object_name(owner.name, pool.pool)
+        )
+        for pool in plan.pools
+    }
+
+
+def _current_replicas(deployments: Mapping[str, dict[str, Any] | None]) -> dict[str, int]:
     """Replicas each pool's Deployment asks for now (pools without one are left out)."""
     current = {}
-    for pool in plan.pools:
-        name = object_name(owner.name, pool.pool)
-        observed = await kube.get("apps/v1", "Deployment", owner.namespace, name)
+    for pool, observed in deployments.items():
         count = (observed or {}).get("spec", {}).get("replicas")
         if count is not None:
-            current[pool.pool] = int(count)
+            current[pool] = int(count)
     return current
 
 
 async def _watch(
-    kube: Kube,
     owner: Owner,
     body: Mapping[str, Any],
     spec: InferenceFleetSpec,
     plan: PlanStatus,
     curves: Curves,
     watcher: Watcher,
+    url: str | None,
+    current: Mapping[str, int],
     now_s: float,
 ) -> FleetDecision:
     """Metrics in, scaling decision and monitoring verdict out (see controllers.autoscale)."""
     snapshot = None
-    url = watcher.prometheus.url_for(spec.monitoring.prometheus_url) if watcher.prometheus else None
     if url and watcher.prometheus is not None:
         snapshot = await watcher.prometheus.snapshot(
             url, owner.namespace, owner.name, [p.pool for p in plan.pools], now_s
@@ -264,7 +274,7 @@ async def _watch(
             plan=plan,
             snapshot=snapshot,
             history=history,
-            current=await _current_replicas(kube, owner, plan),
+            current=current,
             now_s=watcher.clock.policy_s(now_s),
             curves=curves,
             time_compression=watcher.clock.compression,
@@ -398,7 +408,12 @@ async def reconcile(
     except SpecRefused as refusal:
         return await _refuse(kube, owner, body, refusal, now_s)
     generation = body["metadata"].get("generation")
-    decision = await _watch(kube, owner, body, spec, plan, plans.curves(owner.uid), watcher, now_s)
+    url = watcher.prometheus.url_for(spec.monitoring.prometheus_url) if watcher.prometheus else None
+    deployments = await _observed_deployments(kube, owner, plan)
+    decision = await _watch(
+        owner, body, spec, plan, plans.curves(owner.uid), watcher, url,
+        _current_replicas(deployments), now_s,
+    )  # fmt: skip
     replicas = decision.replicas
     for pool, (was, now) in decision.changed.items():
         verb = "up" if now > was else "down"
@@ -411,17 +426,18 @@ async def reconcile(
         )
     applied: list[str] = []
     per_pool: list[PoolReplicas] = []
-    keda_url = None
-    if spec.scaling.mode == "keda" and watcher.prometheus is not None:
-        keda_url = watcher.prometheus.url_for(spec.monitoring.prometheus_url)
+    keda_url = url if spec.scaling.mode == "keda" else None
     rendered = render_fleet(owner.name, owner.namespace, spec, plan, replicas, keda_url)
     for pool in rendered:
         for manifest in pool.all():
             desired = owned(manifest, owner)
             meta = desired["metadata"]
-            observed = await kube.get(
-                desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"]
-            )
+            if desired["kind"] == "Deployment":  # already read above for the scaling decision
+                observed = deployments.get(pool.pool)
+            else:
+                observed = await kube.get(
+                    desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"]
+                )
             if observed is None or drifted(desired, observed):
                 observed = await kube.apply(desired)
                 message = _describe_apply(desired, plan, pool.pool)
