@@ -161,9 +161,8 @@ def _step_pool(
     return decision.desired_replicas, decision.reason, memory, policy
 
 
-def _forecast_status(
-    policy: ScalingPolicy, config: ScalingConfig, now_s: float, current: int
-) -> ForecastStatus:
+def _forecast_status(policy: ScalingPolicy, now_s: float, current: int) -> ForecastStatus:
+    config = policy.config
     plan = prewarm_plan(policy.forecaster, config, now_s, current)
     return ForecastStatus(
         next_peak_rps=f"{plan.next_peak_rps:.2f}",
@@ -250,8 +249,7 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
             replicas[pool.pool], reasons[pool.pool] = count, reason
             pools_memory[pool.pool] = memory
             if index == 0 and spec.scaling.mode in ("predictive", "keda"):
-                config = pool_config(spec, pool, True, tick.time_compression)
-                forecast = _forecast_status(policy, config, tick.now_s, count)
+                forecast = _forecast_status(policy, tick.now_s, count)
         if replicas[pool.pool] != was:
             # A new pool started away from the plan's count is a change too (was = the plan).
             changed[pool.pool] = (was, replicas[pool.pool])
