@@ -99,6 +99,7 @@ class PoolAllocation:
     option: PoolOption
     replicas: int
     min_warm: int
+    reason: str  # the fleet-size arithmetic for this pool (step 11)
 
     @property
     def gpus(self) -> int:
@@ -311,7 +312,9 @@ def _allocate(
         replicas = min(fleet.replicas, limit)
         if replicas <= 0:
             continue
-        allocations.append(PoolAllocation(option, replicas, min(fleet.min_warm, replicas)))
+        allocations.append(
+            PoolAllocation(option, replicas, min(fleet.min_warm, replicas), fleet.reason)
+        )
         if replicas >= fleet.replicas:
             remaining = 0
         else:
@@ -436,14 +439,7 @@ def plan_fleet(request: FleetRequest, capacity_fn: CapacityFn | None = None) -> 
         for a in allocations
         if a.option.engine is not None
     )
-    fleet_reason = size_fleet(
-        workload.peak_rps,
-        best.usable_rps,
-        best.gpus_per_replica,
-        profile.headroom,
-        average_rps=workload.average_rps,
-        cold_start_s=best.cold_start_s,
-    ).reason
+    fleet_reason = allocations[0].reason
     if len(allocations) > 1:
         fleet_reason += f"; {best.pool.name} capped by maxGPUs, rest spills to the next pool"
     steps.append(Step(11, "Fleet size", fleet_desc, fleet_reason))
