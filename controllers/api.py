@@ -302,6 +302,14 @@ class ScalingSpec(ApiModel):
         default="10m", description="How long load must stay low before replicas are removed."
     )
     forecaster: str = Field(default="seasonal", description="Forecaster name.")
+    target_slo_met_percent: float = Field(
+        default=99.8,
+        gt=50,
+        lt=100,
+        alias="targetSLOMetPercent",
+        description="Share of intervals whose load the ready replicas should cover; "
+        "minWarmReplicas 'auto' steers its ramp percentile toward it.",
+    )
     interval: Duration = Field(default="30s", description="Reconcile/decision interval.")
 
     @model_validator(mode="after")

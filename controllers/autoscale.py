@@ -137,9 +137,13 @@ def _step_pool(
     """Replicas for one pool now, its reason, and what to remember."""
     config = pool_config(tick.spec, pool, primary, tick.time_compression)
     current = last_decided(tick, pool, stored)
+    policy = None
     if stored and "policy" in stored:
-        policy = ScalingPolicy.from_dict(config, stored["policy"])
-    else:
+        try:
+            policy = ScalingPolicy.from_dict(config, stored["policy"])
+        except ValueError:
+            policy = None  # a damaged status.history: relearn rather than wedge the fleet
+    if policy is None:
         policy = ScalingPolicy(config)
         if primary:
             for t_s, rps in tick.history_rps:

@@ -40,6 +40,11 @@ class Forecast:
     horizon_s: float
     method: str  # which model answered, e.g. "seasonal/daily" or "last-value"
 
+    @property
+    def learned(self) -> bool:
+        """A model of the traffic's cycle answered, not the last-value fallback."""
+        return self.method != LastValue.name
+
 
 def _valid(rate_rps: float | None) -> bool:
     return rate_rps is not None and math.isfinite(rate_rps) and rate_rps >= 0.0
@@ -440,34 +445,40 @@ def make_forecaster(name: str, interval_s: float, error_horizon_s: float) -> For
 class RampTracker:
     """How fast load grows over one cold start: the input to `minWarmReplicas: auto`.
 
-    For each interval, the growth is the highest rate over the next cold start minus the rate
-    now (req/s, zero when load falls). A decaying histogram keeps a high percentile of it.
+    For each interval, the growth is the highest rate over the next cold start minus what was
+    expected then (req/s, zero when load falls short of it): the rate now, or, when the policy
+    has a learned forecast, the larger of that and the forecast, so a daily rise the forecast
+    foresees is not paid for twice. A decaying histogram keeps it; the policy asks for the
+    percentile its SLO-met target calls for (`controllers.spare`).
     """
-
-    QUANTILE = 0.99
 
     def __init__(self, interval_s: float, cold_start_s: float, half_life_n: float = 7 * 1440):
         self.window_n = max(1, math.ceil(cold_start_s / interval_s))
-        self.window: deque[float] = deque()
+        self.window: deque[tuple[float, float]] = deque()  # (rate, expected)
         edges = np.concatenate(([0.0], np.logspace(-4, 7, 12 * 11 + 1)))
         self.growth = DecayingHistogram(edges, half_life_n)
 
-    def observe(self, rate_rps: float | None) -> None:
+    def observe(self, rate_rps: float | None, expected_rps: float | None = None) -> None:
+        """One interval's rate, and what the policy expected over the next cold start."""
         if not _valid(rate_rps):
             return
         assert rate_rps is not None
-        self.window.append(rate_rps)
+        self.window.append((rate_rps, rate_rps if expected_rps is None else expected_rps))
         if len(self.window) > self.window_n:
-            start = self.window.popleft()
-            self.growth.add(max(0.0, max(self.window) - start))
+            _, expected = self.window.popleft()
+            self.growth.add(max(0.0, max(rate for rate, _ in self.window) - expected))
 
-    def high_growth_rps(self) -> float | None:
-        """The QUANTILE growth over one cold start; None until one cold start is seen."""
-        return self.growth.quantile(self.QUANTILE)
+    def high_growth_rps(self, quantile: float) -> float | None:
+        """Growth over one cold start at this quantile; None until one cold start is seen."""
+        return self.growth.quantile(quantile)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"window": list(self.window), "growth": self.growth.to_dict()}
+        return {"window": [list(w) for w in self.window], "growth": self.growth.to_dict()}
 
     def load(self, data: dict[str, Any]) -> None:
-        self.window = deque(float(v) for v in data["window"])
+        # Older state kept bare rates: each was its own expectation.
+        self.window = deque(
+            (float(w), float(w)) if isinstance(w, (int, float)) else (float(w[0]), float(w[1]))
+            for w in data["window"]
+        )
         self.growth.load(data["growth"])

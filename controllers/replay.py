@@ -19,7 +19,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from controllers.scaling import Metrics, ScalingConfig, ScalingDecision, ScalingPolicy, replicas_for
+from controllers.scaling import (
+    Metrics,
+    ScalingConfig,
+    ScalingDecision,
+    ScalingPolicy,
+    cold_start_intervals,
+    replicas_for,
+)
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,6 @@ class ReplayScore:
     @property
     def slo_met_share(self) -> float:
         return self.slo_met_intervals / self.scored_intervals if self.scored_intervals else 1.0
-
-
-def cold_start_intervals(cold_start_s: float, interval_s: float) -> int:
-    return math.ceil(cold_start_s / interval_s - 1e-9)
 
 
 def ready_replicas(asked: Sequence[int], lag_n: int) -> list[int]:

@@ -6,8 +6,9 @@
 
 Predictive mode asks for the most of:
   * the current load plus the warm spare (`minWarmReplicas`: a number, or `auto` = the growth
-    seen over one cold start at the 99th percentile of past ramps, at least one replica, the
-    N+1 spare for a failure domain);
+    seen over one cold start at a high percentile of past ramps, at least one replica, the
+    N+1 spare for a failure domain; the percentile is steered by the policy's own misses
+    toward `targetSLOMetPercent`, see `controllers.spare`);
   * the forecast upper quantile over the next cold start plus a lead margin, because a replica
     asked for now only serves after its cold start;
   * active `schedules` entries and `minReplicas`;
@@ -35,6 +36,7 @@ from controllers.forecast import (
     RampTracker,
     make_forecaster,
 )
+from controllers.spare import SparePercentile
 
 Mode = Literal["predictive", "reactive", "static", "external", "keda"]
 MODES: tuple[str, ...] = ("predictive", "reactive", "static", "external", "keda")
@@ -81,6 +83,7 @@ class ScalingConfig:
     static_replicas: int | None = None  # the plan's count, for mode static
     stale_after_s: float | None = None  # None = three intervals
     forecaster: str = "seasonal"
+    target_slo_met: float = 0.998  # share of intervals the ready replicas should cover
 
     def __post_init__(self) -> None:
         checks = [
@@ -94,6 +97,12 @@ class ScalingConfig:
             ("interval", self.interval_s > 0, "> 0 s", self.interval_s),
             ("minReplicas", self.min_replicas >= 0, ">= 0", self.min_replicas),
             ("gpusPerReplica", self.gpus_per_replica >= 1, ">= 1", self.gpus_per_replica),
+            (
+                "targetSLOMetPercent",
+                0.5 < self.target_slo_met < 1.0,
+                "between 50 and 100 (exclusive)",
+                100 * self.target_slo_met,
+            ),
         ]
         for name, ok, expected, value in checks:
             if not ok:
@@ -111,6 +120,11 @@ class ScalingConfig:
         """How far ahead a replica asked for now must look: its cold start plus a margin."""
         lead = self.interval_s if self.lead_margin_s is None else self.lead_margin_s
         return self.cold_start_s + lead
+
+    @property
+    def cold_start_n(self) -> int:
+        """The cold start in whole intervals, rounded up."""
+        return cold_start_intervals(self.cold_start_s, self.interval_s)
 
     @property
     def upper_limit(self) -> int | None:
@@ -142,6 +156,7 @@ class TickInput:
     current_replicas: int
     forecast: Forecast | None
     ramp_growth_rps: float | None  # high-percentile growth over one cold start
+    spare_note: str = ""  # which percentile, and why (from `SparePercentile.describe`)
     recent: tuple[tuple[float, int], ...] = ()  # (time, recommendation) in the window
 
 
@@ -155,6 +170,10 @@ class ScalingDecision:
     warm_spare: int
     schedule_floor: int
     recent: tuple[tuple[float, int], ...] = field(default=(), repr=False)
+
+
+def cold_start_intervals(cold_start_s: float, interval_s: float) -> int:
+    return math.ceil(cold_start_s / interval_s - 1e-9)
 
 
 def replicas_for(rps: float, rps_per_replica: float) -> int:
@@ -172,14 +191,15 @@ def rps_per_replica(config: ScalingConfig, metrics: Metrics) -> float:
 
 
 def warm_spare(
-    config: ScalingConfig, growth_rps: float | None, per_replica: float
+    config: ScalingConfig, growth_rps: float | None, per_replica: float, note: str = ""
 ) -> tuple[int, str]:
     if config.min_warm_replicas is not None:
         return config.min_warm_replicas, f"minWarmReplicas {config.min_warm_replicas}"
     if growth_rps is None:
         return 1, "warm spare 1 (N+1; no ramp history yet)"
     spare = max(1, replicas_for(growth_rps, per_replica))
-    return spare, f"warm spare {spare} (P99 growth {growth_rps:.3g} RPS per cold start, >= N+1)"
+    at = f" at {note}" if note else ""
+    return spare, f"warm spare {spare} (growth {growth_rps:.3g} RPS per cold start{at}; >= N+1)"
 
 
 def _clock(t_s: float) -> str:
@@ -193,31 +213,45 @@ def decide(tick: TickInput) -> ScalingDecision:
     per_replica = rps_per_replica(cfg, m)
     known = m.rps is not None and math.isfinite(m.rps) and m.age_s <= cfg.stale_limit_s
     schedule_floor = max((s.min_replicas for s in cfg.schedules if s.active(tick.now_s)), default=0)
-    spare, spare_why = warm_spare(cfg, tick.ramp_growth_rps, per_replica)
+    spare, spare_why = warm_spare(cfg, tick.ramp_growth_rps, per_replica, tick.spare_note)
     need_now = replicas_for(m.rps, per_replica) if known and m.rps is not None else None
+    fc = tick.forecast if cfg.mode != "reactive" else None
     need_fc = None
-    if tick.forecast is not None and cfg.mode != "reactive":
-        need_fc = replicas_for(tick.forecast.upper_rps, per_replica)
+    if fc is not None:
+        # A learned model's point already holds the rise it foresees; the warm spare covers
+        # what it has missed before. The fallback's upper quantile is its own margin.
+        need_fc = replicas_for(fc.point_rps if fc.learned else fc.upper_rps, per_replica)
 
     candidates: list[tuple[int, str]] = [(cfg.min_replicas, f"minReplicas {cfg.min_replicas}")]
     if cfg.mode == "static":
         static = cfg.static_replicas if cfg.static_replicas is not None else current
         candidates.append((static, f"static plan count {static}"))
     else:
-        if need_now is not None:
-            candidates.append(
-                (need_now + spare, f"load {m.rps:.3g} RPS needs {need_now} + {spare_why}")
-            )
-        if need_fc is not None and tick.forecast is not None:
-            fc = tick.forecast
+        load = f"load {m.rps:.3g} RPS" if need_now is not None else "load unknown"
+        by = (
+            f"by {_clock(tick.now_s + cfg.horizon_s)} incl. {cfg.cold_start_s / 60:.3g} min "
+            "cold start"
+        )
+        if fc is not None and fc.learned and need_fc is not None:
+            base = max(need_now or 0, need_fc)
             candidates.append(
                 (
-                    need_fc,
-                    f"forecast {fc.upper_rps:.3g} RPS ({fc.method}, upper) by "
-                    f"{_clock(tick.now_s + fc.horizon_s)} incl. {cfg.cold_start_s / 60:.3g} min "
-                    f"cold start needs {need_fc}",
+                    base + spare,
+                    f"forecast {fc.point_rps:.3g} RPS ({fc.method}) {by}, {load}: needs "
+                    f"{base} + {spare_why}",
                 )
             )
+        else:
+            if need_now is not None:
+                candidates.append((need_now + spare, f"{load} needs {need_now} + {spare_why}"))
+            if fc is not None and need_fc is not None:
+                candidates.append(
+                    (
+                        need_fc,
+                        f"forecast {fc.upper_rps:.3g} RPS ({fc.method}, upper) {by} "
+                        f"needs {need_fc}",
+                    )
+                )
         if cfg.mode != "reactive" and schedule_floor:
             candidates.append((schedule_floor, f"schedule floor {schedule_floor}"))
     recommended, why = max(candidates, key=lambda c: c[0])
@@ -272,6 +306,7 @@ class ScalingPolicy:
             config.forecaster, config.interval_s, config.horizon_s
         )
         self.ramps = RampTracker(config.interval_s, config.cold_start_s)
+        self.spare = SparePercentile(config.target_slo_met, config.cold_start_n)
         self.recent: tuple[tuple[float, int], ...] = ()
 
     def step(self, now_s: float, metrics: Metrics, current_replicas: int) -> ScalingDecision:
@@ -279,33 +314,45 @@ class ScalingPolicy:
         fresh = metrics.age_s <= self.config.stale_limit_s
         rate = metrics.rps if fresh else None
         self.forecaster.observe(now_s, rate)
-        self.ramps.observe(rate)
+        forecast = self.forecaster.forecast(now_s, self.config.horizon_s)
+        foreseen = self.config.mode != "reactive" and forecast.learned and rate is not None
+        self.ramps.observe(rate, max(rate, forecast.point_rps) if foreseen else None)
+        self.spare.observe(rate, rps_per_replica(self.config, metrics))
         decision = decide(
             TickInput(
                 now_s=now_s,
                 config=self.config,
                 metrics=metrics,
                 current_replicas=current_replicas,
-                forecast=self.forecaster.forecast(now_s, self.config.horizon_s),
-                ramp_growth_rps=self.ramps.high_growth_rps(),
+                forecast=forecast,
+                ramp_growth_rps=self.ramps.high_growth_rps(self.spare.quantile),
+                spare_note=self.spare.describe(),
                 recent=self.recent,
             )
         )
         self.recent = decision.recent
+        self.spare.record(decision.desired_replicas)
         return decision
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "forecast": self.forecaster.to_dict(),
             "ramps": self.ramps.to_dict(),
+            "spare": self.spare.to_dict(),
             "recent": [list(r) for r in self.recent],
         }
 
     @classmethod
     def from_dict(cls, config: ScalingConfig, data: dict[str, Any]) -> ScalingPolicy:
+        """Rebuild from `to_dict` output; a ValueError says the state is unusable."""
         policy = cls(config, Forecaster.from_dict(data["forecast"]))
-        policy.ramps.load(data["ramps"])
-        policy.recent = tuple((float(t), int(r)) for t, r in data["recent"])
+        try:
+            policy.ramps.load(data["ramps"])
+            if "spare" in data:  # state saved before the spare percentile was steered lacks it
+                policy.spare.load(data["spare"])
+            policy.recent = tuple((float(t), int(r)) for t, r in data["recent"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"scaling policy state is not usable ({err!r}); start afresh") from err
         return policy
 
 
@@ -334,6 +381,7 @@ def config_from_spec(
         scale_down_stabilization_s=parse_duration_s(spec.scale_down_stabilization),
         static_replicas=static_replicas,
         forecaster=spec.forecaster,
+        target_slo_met=spec.target_slo_met_percent / 100,
     )
 
 

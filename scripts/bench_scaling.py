@@ -43,6 +43,19 @@ def load_traces(folder: Path) -> dict[str, Trace]:
     return traces
 
 
+def synthetic_week_cycle(peak_per_min: float, days: int = 14, seed: int = 0) -> Trace:
+    """Not a real trace: Poisson minutes around a smooth weekday/weekend daily curve.
+
+    A stand-in for the minute-level, multi-week traffic the shared traces lack (theirs is
+    10-minute or hourly counts spread evenly, or one hour long): what a forecaster can learn.
+    """
+    minute = np.arange(days * 1440)
+    daily = 0.2 + 0.8 * (0.5 - 0.5 * np.cos(2 * np.pi * ((minute % 1440) / 1440 - 0.1))) ** 2
+    weekend = np.where((minute // 1440) % 7 >= 5, 0.6, 1.0)
+    counts = np.random.default_rng(seed).poisson(peak_per_min * daily * weekend)
+    return Trace(60.0, 0.0, tuple(int(c) for c in counts))
+
+
 def p99_rps(trace: Trace) -> float:
     known = [c for c in trace.requests if c is not None]
     return float(np.percentile(known, 99)) / trace.interval_s
@@ -71,7 +84,10 @@ def main() -> int:
     parser.add_argument("--cold-start-s", type=float, default=300.0)
     args = parser.parse_args()
     rows = []
-    for name, trace in load_traces(args.traces).items():
+    traces = load_traces(args.traces)
+    traces["synthetic 50 req/s peak"] = synthetic_week_cycle(3000, seed=1)
+    traces["synthetic 5 req/s peak"] = synthetic_week_cycle(300, seed=2)
+    for name, trace in traces.items():
         config = ScalingConfig(
             usable_rps_per_replica=p99_rps(trace) / 30, cold_start_s=args.cold_start_s
         )

@@ -113,8 +113,28 @@ def test_upper_quantile_learns_the_size_of_misses():
 
 def test_ramp_tracker_reports_high_growth_over_one_cold_start():
     ramps = RampTracker(interval_s=60, cold_start_s=300)
-    assert ramps.high_growth_rps() is None
+    assert ramps.high_growth_rps(0.99) is None
     for k in range(2000):
         ramps.observe(10.0 + (30.0 if k % 100 == 0 else 0.0))
-    growth = ramps.high_growth_rps()
+    growth = ramps.high_growth_rps(0.99)
     assert growth is not None and 29.0 <= growth <= 33.0
+
+
+def test_ramps_count_only_growth_beyond_what_was_expected():
+    """A rise the forecast foresaw is not a surprise: the spare is not paid for it twice."""
+    foreseen, raw = RampTracker(60, 300), RampTracker(60, 300)
+    for k in range(600):
+        rate = 10.0 + (k % 60)  # climbs 1 req/s a minute, then drops back
+        foreseen.observe(rate, expected_rps=rate + 6.0)  # a forecast six minutes ahead
+        raw.observe(rate)
+    assert (foreseen.high_growth_rps(0.99) or 0.0) < 0.01  # the first bin: no growth
+    growth = raw.high_growth_rps(0.99)
+    assert growth is not None and growth >= 5.0
+
+
+def test_ramp_state_from_before_expectations_were_kept_still_loads():
+    ramps = RampTracker(60, 300)
+    state = ramps.to_dict()
+    ramps.load({**state, "window": [1.0, 2.0]})
+    ramps.observe(3.0)
+    assert list(ramps.window) == [(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -35,6 +36,7 @@ def tick(config: ScalingConfig, rps: float | None, current: int, **kw) -> TickIn
         current_replicas=current,
         forecast=forecast,
         ramp_growth_rps=kw.pop("growth", None),
+        spare_note=kw.pop("spare_note", ""),
         recent=kw.pop("recent", ()),
     )
 
@@ -107,20 +109,35 @@ def test_scale_down_waits_for_the_window_and_is_bounded(current, rps, minutes_ag
 
 
 def test_forecast_drives_scale_up_and_explains_itself():
+    """A learned forecast's point plus the warm spare (what the forecast missed before)."""
     cfg = ScalingConfig(usable_rps_per_replica=12.0, cold_start_s=300)
-    d = decide(tick(cfg, 140.0, 12, forecast_rps=212.0, growth=5.0))
-    assert d.desired_replicas == 18 == d.need_forecast
-    assert "forecast 212 RPS" in d.reason
+    d = decide(tick(cfg, 140.0, 12, forecast_rps=212.0, growth=30.0))
+    assert d.need_forecast == 18 and d.warm_spare == 3 and d.desired_replicas == 21
+    assert "forecast 212 RPS (seasonal/daily)" in d.reason and "load 140 RPS" in d.reason
     assert "09:06" in d.reason and "5 min cold start" in d.reason
-    assert d.reason.endswith("→ 18 replicas; was 12")
+    assert d.reason.endswith("→ 21 replicas; was 12")
+
+
+def test_the_fallback_forecast_uses_its_upper_quantile_beside_the_load():
+    cfg = ScalingConfig(usable_rps_per_replica=12.0, cold_start_s=300)
+    fallback = Forecast(150.0, 212.0, cfg.horizon_s, "last-value")
+    d = decide(replace(tick(cfg, 140.0, 12, growth=5.0), forecast=fallback))
+    assert d.desired_replicas == 18 == d.need_forecast
+    assert "forecast 212 RPS (last-value, upper)" in d.reason
+
+
+def test_a_learned_forecast_still_counts_when_the_load_is_unknown():
+    cfg = ScalingConfig(usable_rps_per_replica=12.0, cold_start_s=300)
+    d = decide(tick(cfg, None, 12, forecast_rps=212.0, growth=0.0))
+    assert d.desired_replicas == 19 and "load unknown" in d.reason
 
 
 def test_warm_spare_auto_comes_from_ramps_and_is_at_least_one():
     cfg = ScalingConfig(usable_rps_per_replica=10.0, cold_start_s=300, mode="reactive")
     assert decide(tick(cfg, 100.0, 10, growth=0.0)).desired_replicas == 11
-    grown = decide(tick(cfg, 100.0, 10, growth=35.0))
+    grown = decide(tick(cfg, 100.0, 10, growth=35.0, spare_note="P99 of ramps"))
     assert grown.desired_replicas == 14 and grown.warm_spare == 4
-    assert "P99 growth 35 RPS" in grown.reason
+    assert "growth 35 RPS per cold start at P99 of ramps" in grown.reason
 
 
 def test_token_budget_lowers_capacity_per_replica():
