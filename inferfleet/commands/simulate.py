@@ -48,27 +48,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="time of day of minute 0, seconds after local midnight",
     )
-    parser.add_argument("--gpus-per-replica", type=int, default=1, metavar="N")
+    parser.add_argument(
+        "--gpus-per-replica",
+        type=int,
+        default=None,
+        metavar="N",
+        help="default: the plan's TP x PP with --fleet, else 1",
+    )
     parser.add_argument("--cost-per-gpu-hour", type=float, default=None, metavar="USD")
     parser.add_argument("--plot", metavar="FILE.png", help="demand vs ready capacity vs forecast")
     parser.add_argument("--output", choices=["text", "json"], default="text")
 
 
-def usable_rps_from_fleet(fleet: InferenceFleet, hf_config_path: str | None = None) -> float:
-    """Usable req/s per replica: the measured figure in the spec, else the plan's prediction."""
+def replica_from_fleet(
+    fleet: InferenceFleet, gpus_per_replica: int | None, hf_config_path: str | None = None
+) -> tuple[float, int]:
+    """Usable req/s and GPUs per replica: the spec's measured figure and the --gpus-per-replica
+    flag when given, else what the sizing plan's first pool predicts."""
     text = fleet.spec.workload.usable_rps_per_replica
-    if text is not None:
-        return parse_decimal(text)
+    if text is not None and gpus_per_replica is not None:
+        return parse_decimal(text), gpus_per_replica
     from controllers.planning import plan_spec
 
-    plan = plan_spec(fleet.spec, resolve_hf_config(fleet.spec, hf_config_path))
-    return plan.allocations[0].option.usable_rps
+    option = (
+        plan_spec(fleet.spec, resolve_hf_config(fleet.spec, hf_config_path)).allocations[0].option
+    )
+    usable = parse_decimal(text) if text is not None else option.usable_rps
+    return usable, gpus_per_replica or option.gpus_per_replica
 
 
 def _config(args: argparse.Namespace) -> tuple[ScalingConfig, float]:
     """The scaling settings and the $ per GPU-hour."""
     if args.cold_start_s < 0:
         raise UsageError(f"--cold-start-s must be >= 0, got {args.cold_start_s}")
+    if args.gpus_per_replica is not None and args.gpus_per_replica < 1:
+        raise UsageError(f"--gpus-per-replica must be >= 1, got {args.gpus_per_replica}")
     cost = args.cost_per_gpu_hour
     try:
         if args.fleet:
@@ -80,11 +94,12 @@ def _config(args: argparse.Namespace) -> tuple[ScalingConfig, float]:
                     if pool.cost_per_gpu_hour
                     else get_gpu(pool.gpu).cost_per_gpu_hour_usd
                 )
+            usable, gpus = replica_from_fleet(fleet, args.gpus_per_replica)
             config = config_from_spec(
                 fleet.spec.scaling,
-                usable_rps_from_fleet(fleet),
+                usable,
                 args.cold_start_s,
-                gpus_per_replica=args.gpus_per_replica,
+                gpus_per_replica=gpus,
                 max_gpus=pool.max_gpus,
             )
         else:
@@ -95,7 +110,7 @@ def _config(args: argparse.Namespace) -> tuple[ScalingConfig, float]:
             config = ScalingConfig(
                 usable_rps_per_replica=args.usable_rps_per_replica,
                 cold_start_s=args.cold_start_s,
-                gpus_per_replica=args.gpus_per_replica,
+                gpus_per_replica=args.gpus_per_replica or 1,
             )
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -130,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             {
                 "usableRPSPerReplica": config.usable_rps_per_replica,
                 "coldStartSeconds": config.cold_start_s,
+                "gpusPerReplica": config.gpus_per_replica,
                 "policies": out,
             },
             sys.stdout,

@@ -118,6 +118,23 @@ def test_fleet_without_usable_rps_takes_the_plans_figure(tmp_path, capsys):
     assert report["usableRPSPerReplica"] == pytest.approx(planned.allocations[0].option.usable_rps)
 
 
+def test_fleet_gpus_per_replica_come_from_the_plan_unless_given(tmp_path, capsys):
+    trace = write_trace(tmp_path / "t.csv", COUNTS)
+    example = REPO / "examples" / "fleet-chat-70b.yaml"
+    args = ["simulate", "--trace", str(trace), "--fleet", str(example), "--cold-start-s", "240"]
+    assert main([*args, "--output", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    fleet = load_fleet(str(example))
+    planned = plan_spec(fleet.spec, fleet.spec.model.hf_config.inline).allocations[0].option
+    assert report["gpusPerReplica"] == planned.gpus_per_replica > 1
+    oracle = report["policies"]["oracle"]
+    assert oracle["gpuHours"] == pytest.approx(
+        oracle["replicaHours"] * planned.gpus_per_replica, abs=0.01
+    )
+    assert main([*args, "--gpus-per-replica", "3", "--output", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["gpusPerReplica"] == 3
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
