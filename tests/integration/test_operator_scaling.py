@@ -1,4 +1,5 @@
-"""The operator scaling on what a real Prometheus says, and holding when Prometheus is gone.
+"""The operator scaling on what a real Prometheus says, holding while Prometheus is gone, and
+recovering when it is back.
 
 Real Kopf against the KMock API, a real Prometheus scraping two pods whose vLLM numbers the test
 chooses. The operator runs on a compressed clock (60 policy seconds per wall second) so a
@@ -86,7 +87,7 @@ def replicas(cluster: Cluster) -> int | None:
     return None if found is None else found["spec"]["replicas"]
 
 
-def test_load_above_the_plan_scales_up_and_an_outage_never_scales_down(stack):
+def test_load_above_the_plan_scales_up_an_outage_never_scales_down_and_it_recovers(stack):
     cluster, prometheus, _ = stack
     doc = fleet_doc(prometheus.url)
     cluster.create(doc)
@@ -116,6 +117,16 @@ def test_load_above_the_plan_scales_up_and_an_outage_never_scales_down(stack):
         assert held >= scaled
         cluster_fleet = fleet_of(cluster, doc)
         assert cluster_fleet["status"]["replicas"]["desired"] >= scaled
+
+    prometheus.start()  # same port and data: the operator's URL works again
+
+    def recovered():
+        fleet = fleet_of(cluster, doc)
+        cond = condition(fleet, "MetricsAvailable")
+        return fleet if cond and cond["status"] == "True" else None
+
+    back = wait_for(recovered, "MetricsAvailable=True once Prometheus is back", 60)
+    assert back["status"]["replicas"]["desired"] >= scaled  # the load is still as high
 
 
 @pytest.fixture
