@@ -50,6 +50,9 @@ from sizing.simulator import LoadPoint
 HISTORY_VERSION = 1
 # A policy step a little early still counts: the daemon's timer drifts by the reconcile time.
 STEP_TOLERANCE = 0.9
+# The fleet's peak is compared with the planned one only after a whole workload window (the
+# Prometheus queries' 1 d, in policy time) of watching.
+PEAK_JUDGED_AFTER_S = 86_400.0
 # keda: the policy's decision becomes the ScaledObject's minReplicaCount (the forecast floor).
 POLICY_MODES = ("predictive", "reactive", "keda")
 
@@ -178,19 +181,23 @@ def _forecast_status(policy: ScalingPolicy, now_s: float, current: int) -> Forec
     )
 
 
-def _observed_expectation(snapshot: MetricsSnapshot, pool: str) -> Expectation:
+def _observed_expectation(snapshot: MetricsSnapshot, pool: str, judge_peak: bool) -> Expectation:
     metrics = snapshot.pool(pool)
+    peak = snapshot.workload.peak_request_rate_rps if judge_peak else None
+    peak_rps = peak.value if peak is not None else None
     if metrics is None:
-        return Expectation(None, None)
+        return Expectation(None, None, peak_rps)
     ttft = metrics.ttft_p99_s.value if metrics.ttft_p99_s else None
     util = metrics.gpu_util_percent.value if metrics.gpu_util_percent else None
-    return Expectation(ttft_p99_s=ttft, gpu_util_percent=util)
+    return Expectation(ttft_p99_s=ttft, gpu_util_percent=util, peak_rps=peak_rps)
 
 
 def _resize(
-    tick: FleetTick, stored: Mapping[str, Any] | None
+    tick: FleetTick, stored: Mapping[str, Any] | None, watched_since_s: float
 ) -> tuple[ResizeState, ConditionTuple | None]:
-    """Step 13 for the fleet's first pool against the plan's own predicted curve."""
+    """Step 13 for the fleet's first pool against the plan's own predicted curve, and the
+    fleet's peak against the planned one once a whole workload window has been watched (a
+    fleet an hour old has not seen its daily peak yet)."""
     state = ResizeState(**stored) if stored else ResizeState()
     snapshot = tick.snapshot
     if snapshot is None or not snapshot.reachable or not tick.plan.pools:
@@ -201,19 +208,35 @@ def _resize(
     ready = tick.current.get(primary.pool, primary.replicas)
     if metrics is None or metrics.request_rate_rps is None or not points or ready <= 0:
         return state, resize_condition(state)
-    expected = predicted_at_load(points, metrics.request_rate_rps.value / ready)
-    thresholds = resolve_thresholds(tick.spec.monitoring.thresholds)
-    state = step_resize(
-        state, _observed_expectation(snapshot, primary.pool), expected, thresholds, tick.now_s
+    judge_peak = tick.now_s - watched_since_s >= PEAK_JUDGED_AFTER_S
+    expected = replace(
+        predicted_at_load(points, metrics.request_rate_rps.value / ready),
+        peak_rps=parse_decimal(tick.spec.workload.peak_requests_per_second) if judge_peak else None,
     )
+    thresholds = resolve_thresholds(tick.spec.monitoring.thresholds)
+    observed = _observed_expectation(snapshot, primary.pool, judge_peak)
+    state = step_resize(state, observed, expected, thresholds, tick.now_s)
     return state, resize_condition(state)
+
+
+def _watched_since(tick: FleetTick, history: Mapping[str, Any]) -> float:
+    """Since when this fleet's traffic is known: its first reachable snapshot, or the oldest
+    request rate Prometheus held for it then (a new fleet on old traffic)."""
+    since = float(history.get("watchingSince", tick.now_s))
+    return min([since, *(t_s for t_s, _ in tick.history_rps)])
 
 
 def needs_history(
     spec: InferenceFleetSpec, plan: PlanStatus, history: Mapping[str, Any] | None
 ) -> bool:
-    """True when the first pool's policy has no memory yet and would learn from past traffic."""
-    if spec.scaling.mode not in POLICY_MODES or not plan.pools:
+    """True when past traffic is worth a range query: the fleet was never watched (its watch
+    starts where Prometheus's history of it does), or the first pool's policy has no memory
+    yet and would learn from it."""
+    if not plan.pools:
+        return False
+    if "watchingSince" not in (history or {}):
+        return True
+    if spec.scaling.mode not in POLICY_MODES:
         return False
     pools = (
         (history or {}).get("pools", {})
@@ -257,7 +280,8 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
         if replicas[pool.pool] != was:
             # A new pool started away from the plan's count is a change too (was = the plan).
             changed[pool.pool] = (was, replicas[pool.pool])
-    resize_state, resize_cond = _resize(tick, history.get("resize"))
+    watched_since_s = _watched_since(tick, history)
+    resize_state, resize_cond = _resize(tick, history.get("resize"), watched_since_s)
     was_recommended = bool((history.get("resize") or {}).get("recommended"))
     snapshot = tick.snapshot
     if snapshot is None:
@@ -274,6 +298,12 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
     new_history = {
         "version": HISTORY_VERSION,
         "pools": pools_memory,
+        # The watch starts with the first reachable snapshot and is never restarted.
+        **(
+            {"watchingSince": watched_since_s}
+            if "watchingSince" in history or (snapshot is not None and snapshot.reachable)
+            else {}
+        ),
         "resize": {
             "recommended": resize_state.recommended,
             "since_s": resize_state.since_s,

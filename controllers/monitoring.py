@@ -174,6 +174,9 @@ class Thresholds:
     resize_ttft_clear_percent: float = 15.0
     resize_gpu_util_below_points: float = 20.0
     resize_gpu_util_clear_points: float = 10.0
+    # Over-sized: the day's peak request rate below this share of the planned peak.
+    resize_peak_below_percent: float = 50.0
+    resize_peak_clear_percent: float = 70.0
     resize_fire_after_s: float = 1800.0
     resize_clear_after_s: float = 3600.0
 
@@ -198,6 +201,8 @@ THRESHOLD_KEYS: Mapping[str, str] = {
     "resizeTTFTClearPercent": "resize_ttft_clear_percent",
     "resizeGPUUtilBelowPoints": "resize_gpu_util_below_points",
     "resizeGPUUtilClearPoints": "resize_gpu_util_clear_points",
+    "resizePeakBelowPercent": "resize_peak_below_percent",
+    "resizePeakClearPercent": "resize_peak_clear_percent",
     "resizeFireAfterSeconds": "resize_fire_after_s",
     "resizeClearAfterSeconds": "resize_clear_after_s",
 }
@@ -210,6 +215,7 @@ _ORDERED = (
     ("fleet_utilization_trap_percent", "fleet_utilization_no_headroom_percent"),
     ("resize_ttft_clear_percent", "resize_ttft_above_percent"),
     ("resize_gpu_util_clear_points", "resize_gpu_util_below_points"),
+    ("resize_peak_below_percent", "resize_peak_clear_percent"),
 )
 
 
@@ -559,10 +565,15 @@ def evaluate(
 
 @dataclass(frozen=True)
 class Expectation:
-    """What the plan (or `inferfleet bench`) predicted at the load now observed."""
+    """What the plan (or `inferfleet bench`) predicted at the load now observed.
+
+    `peak_rps` is the fleet's peak request rate: the spec's planned one on the expected side,
+    the workload window's (a day's) on the observed side; None where it is not judged.
+    """
 
     ttft_p99_s: float | None
     gpu_util_percent: float | None
+    peak_rps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -595,13 +606,18 @@ def predicted_at_load(
 
 
 def _divergence(
-    observed: Expectation, expected: Expectation, ttft_pct: float, util_points: float
+    observed: Expectation,
+    expected: Expectation,
+    ttft_pct: float,
+    util_points: float,
+    peak_pct: float,
 ) -> list[str]:
     """Which step-13 signals exceed the given margins, in words; empty when none do."""
     out = []
     if observed.ttft_p99_s is not None and expected.ttft_p99_s:
         over_pct = 100.0 * (observed.ttft_p99_s / expected.ttft_p99_s - 1.0)
-        if over_pct > ttft_pct:
+        # Compared as a product: 1.3 s over 1.0 s is not "more than 30 %" by float rounding.
+        if observed.ttft_p99_s > expected.ttft_p99_s * (1.0 + ttft_pct / 100.0):
             out.append(
                 f"TTFT P99 {observed.ttft_p99_s:.3f}s is {over_pct:.0f}% above the predicted "
                 f"{expected.ttft_p99_s:.3f}s"
@@ -612,6 +628,13 @@ def _divergence(
             out.append(
                 f"GPU utilization {observed.gpu_util_percent:.0f}% is {below:.0f} points below "
                 f"the predicted {expected.gpu_util_percent:.0f}%"
+            )
+    if observed.peak_rps is not None and expected.peak_rps:
+        share_pct = 100.0 * observed.peak_rps / expected.peak_rps
+        if share_pct < peak_pct:
+            out.append(
+                f"the day's peak {observed.peak_rps:.3g} req/s is {share_pct:.0f}% of the "
+                f"planned {expected.peak_rps:.3g} req/s (over-sized)"
             )
     return out
 
@@ -626,12 +649,20 @@ def step_resize(
     """Advance the trigger: fire after `resize_fire_after_s` of sustained divergence, clear
     after `resize_clear_after_s` below the (lower) clear margins; unknown values hold the state.
     """
-    if observed.ttft_p99_s is None and observed.gpu_util_percent is None:
+    if (
+        observed.ttft_p99_s is None
+        and observed.gpu_util_percent is None
+        and observed.peak_rps is None
+    ):
         return state
     t = thresholds
     if not state.recommended:
         reasons = _divergence(
-            observed, expected, t.resize_ttft_above_percent, t.resize_gpu_util_below_points
+            observed,
+            expected,
+            t.resize_ttft_above_percent,
+            t.resize_gpu_util_below_points,
+            t.resize_peak_below_percent,
         )
         if not reasons:
             return ResizeState()
@@ -641,7 +672,11 @@ def step_resize(
             recommended=fire, since_s=None if fire else since_s, reason="; ".join(reasons)
         )
     still = _divergence(
-        observed, expected, t.resize_ttft_clear_percent, t.resize_gpu_util_clear_points
+        observed,
+        expected,
+        t.resize_ttft_clear_percent,
+        t.resize_gpu_util_clear_points,
+        t.resize_peak_clear_percent,
     )
     if still:
         return ResizeState(recommended=True, since_s=None, reason=state.reason)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import replace
 
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controllers.api import InferenceFleet, PlanStatus, PoolPlanStatus
-from controllers.autoscale import FleetTick, decide_fleet
-from controllers.monitoring import MetricsSnapshot, PoolMetrics, Sample
+from controllers.autoscale import FleetTick, decide_fleet, needs_history
+from controllers.monitoring import MetricsSnapshot, PoolMetrics, Sample, WorkloadMetrics
+from sizing.simulator import LoadPoint
 from tests.conftest import REPO
 
 NOW_S = 1_700_000_000.0
@@ -167,3 +170,48 @@ def test_past_traffic_seeds_the_forecast_so_the_first_day_prewarms():
     later = {**base, "now_s": NOW_S + 30, "current": seeded.replicas}
     again = decide_fleet(tick(**later, history=seeded.history, history_rps=()))
     assert again.replicas["h100"] == seeded.replicas["h100"]
+
+
+def _curve() -> tuple[LoadPoint, ...]:
+    blank = {f.name: 0 for f in dataclasses.fields(LoadPoint)}
+    return tuple(
+        LoadPoint(**(blank | {"request_per_s": rps, "ttft_p99_s": ttft}))
+        for rps, ttft in ((1.0, 0.5), (20.0, 1.0))
+    )
+
+
+def test_the_fleets_peak_is_judged_against_the_plan_only_after_a_day_of_watching():
+    base_spec = spec()
+    thresholds = {"resizeFireAfterSeconds": "60"}
+    quick = base_spec.model_copy(
+        update={"monitoring": base_spec.monitoring.model_copy(update={"thresholds": thresholds})}
+    )
+    planned = float(base_spec.workload.peak_requests_per_second)
+    quiet = replace(
+        snapshot(0.2 * planned),
+        workload=WorkloadMetrics(peak_request_rate_rps=Sample(0.2 * planned, 5.0)),
+    )
+    common = {"spec": quick, "snapshot": quiet, "curves": {"h100": _curve()}}
+    history, now_s = None, NOW_S
+    for _ in range(3):  # the first hours: a low peak is no verdict yet
+        step = decide_fleet(tick(**common, history=history, now_s=now_s))
+        assert step.resize_condition is not None and step.resize_condition[0] == "False"
+        history, now_s = step.history, now_s + 3600.0
+    assert history["watchingSince"] == NOW_S
+    now_s, newly = NOW_S + 86_400.0, []
+    for _ in range(3):
+        step = decide_fleet(tick(**common, history=history, now_s=now_s))
+        history, now_s = step.history, now_s + 60.0
+        newly.append(step.resize_newly_recommended)
+    assert step.resize_condition is not None and step.resize_condition[0] == "True"
+    assert "over-sized" in step.resize_condition[2]
+    assert newly == [False, True, False]  # one Warning Event and one re-plan, not three
+
+
+def test_a_new_fleet_on_old_traffic_counts_as_watched_since_its_history_starts():
+    past = tuple((NOW_S - 2 * 86_400.0 + 300.0 * k, 5.0) for k in range(576))
+    first = decide_fleet(tick(history_rps=past))
+    assert first.history["watchingSince"] == NOW_S - 2 * 86_400.0
+    assert needs_history(spec(), plan(), None) and not needs_history(
+        spec("static"), plan(), first.history
+    )

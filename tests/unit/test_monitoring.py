@@ -398,3 +398,27 @@ def test_prediction_interpolates_the_load_curve_and_holds_its_ends():
     assert predicted_at_load(curve, 9.0).ttft_p99_s == pytest.approx(0.9)
     assert predicted_at_load(curve, 3.0, gpu_util_percent=65.0).gpu_util_percent == 65.0
     assert predicted_at_load([], 3.0) == Expectation(None, None)
+
+
+def test_a_days_peak_far_below_the_plan_fires_over_sized_with_hysteresis():
+    planned = Expectation(None, None, peak_rps=10.0)
+
+    def seen(peak_rps: float) -> Expectation:
+        return Expectation(None, None, peak_rps=peak_rps)
+
+    pending = step_resize(ResizeState(), seen(3.0), planned, FAST, now_s=0.0)
+    assert not pending.recommended and "over-sized" in pending.reason
+    fired = step_resize(pending, seen(3.0), planned, FAST, now_s=600.0)
+    assert fired.recommended and "is 30% of the planned 10 req/s" in fired.reason
+    # 60 % of the plan: past the fire margin (50 %) but under the clear one (70 %): held.
+    held = step_resize(fired, seen(6.0), planned, FAST, now_s=1200.0)
+    assert held.recommended and held.since_s is None
+    clearing = step_resize(held, seen(8.0), planned, FAST, now_s=1800.0)
+    assert clearing.recommended and clearing.since_s == 1800.0
+    cleared = step_resize(clearing, seen(8.0), planned, FAST, now_s=1800.0 + 900.0)
+    assert not cleared.recommended
+
+
+def test_the_peak_is_judged_only_when_both_sides_have_one():
+    quiet = step_resize(ResizeState(), Expectation(None, None, 1.0), EXPECTED, FAST, now_s=0.0)
+    assert quiet == ResizeState()
