@@ -54,18 +54,22 @@ def config_from_args(args: argparse.Namespace) -> ScalingConfig:
         raise UsageError(str(err)) from None
 
 
-def _count(record: dict[str, Any], key: str, lineno: int, optional: bool) -> int | None:
+def _count(record: dict[str, Any], key: str, lineno: int) -> int | None:
+    """A non-negative count; null is unknown, and 12.0 is 12 (tools that sum in floats)."""
     value = record.get(key)
-    if value is None and optional:
+    if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        kind = "a non-negative integer or null" if optional else "a non-negative integer"
-        raise UsageError(f"stdin line {lineno}: {key!r} must be {kind}, got {value!r}")
+        raise UsageError(
+            f"stdin line {lineno}: {key!r} must be a non-negative integer or null, got {value!r}"
+        )
     return value
 
 
-def parse_line(line: str, lineno: int, last_t: int | None) -> tuple[int, int, int | None]:
-    """(t, requests, prompt + output tokens or None) from one JSON line, checked."""
+def parse_line(line: str, lineno: int, last_t: int | None) -> tuple[int, int | None, int | None]:
+    """(t, requests, prompt + output tokens) from one JSON line, checked; None is unknown."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
@@ -77,10 +81,11 @@ def parse_line(line: str, lineno: int, last_t: int | None) -> tuple[int, int, in
         raise UsageError(f"stdin line {lineno}: 't' must be an integer (seconds), got {t!r}")
     if last_t is not None and t <= last_t:
         raise UsageError(f"stdin line {lineno}: t {t} is not after the previous t {last_t}")
-    requests = _count(record, "requests", lineno, optional=False)
-    assert requests is not None
-    tin = _count(record, "input_tokens", lineno, optional=True)
-    tout = _count(record, "output_tokens", lineno, optional=True)
+    if "requests" not in record:
+        raise UsageError(f"stdin line {lineno}: 'requests' is missing (use null for a gap)")
+    requests = _count(record, "requests", lineno)
+    tin = _count(record, "input_tokens", lineno)
+    tout = _count(record, "output_tokens", lineno)
     tokens = None if tin is None or tout is None else tin + tout
     return t, requests, tokens
 
@@ -97,9 +102,10 @@ def run(args: argparse.Namespace) -> int:
             continue
         t, requests, tokens = parse_line(line, lineno, last_t)
         last_t = t
+        # requests null: a collection gap, not zero load; the policy holds rather than shrink.
         metrics = Metrics(
-            rps=requests / config.interval_s,
-            tok_per_s=None if tokens is None else tokens / config.interval_s,
+            rps=None if requests is None else requests / config.interval_s,
+            tok_per_s=None if tokens is None or requests is None else tokens / config.interval_s,
         )
         current = policy.step(float(t), metrics, current).desired_replicas
         print(json.dumps({"t": t, "replicas": current}), flush=True)

@@ -63,6 +63,26 @@ def test_answers_each_line_before_the_next_is_written():
     assert [json.loads(x)["replicas"] for x in short.stdout.splitlines()] == answers[:12]
 
 
+def test_a_null_count_is_a_gap_that_holds_and_whole_floats_are_counts():
+    records = [
+        '{"t": 60, "requests": 600}',
+        '{"t": 120, "requests": 600.0}',
+        '{"t": 180, "requests": null}',
+        '{"t": 240, "requests": null, "input_tokens": 5, "output_tokens": 5}',
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "inferfleet", "policy-replay", *ARGS],
+        input="\n".join(records) + "\n",
+        capture_output=True,
+        check=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    replicas = [json.loads(x)["replicas"] for x in proc.stdout.splitlines()]
+    assert len(replicas) == 4 and replicas[2] >= replicas[1] and replicas[3] >= replicas[1]
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
@@ -71,6 +91,8 @@ def test_answers_each_line_before_the_next_is_written():
         ('{"t": 60, "requests": 5}', "t 60 is not after the previous t 60"),
         ('{"t": 120.5, "requests": 5}', "'t' must be an integer"),
         ('{"t": 120, "requests": 5, "input_tokens": "many"}', "'input_tokens' must be"),
+        ('{"t": 120, "requests": 2.5}', "'requests' must be a non-negative integer or null"),
+        ('{"t": 120}', "'requests' is missing (use null for a gap)"),
     ],
 )
 def test_a_bad_line_is_one_clear_error_and_exit_2(bad, message):
