@@ -92,6 +92,7 @@ StoragePathName = Literal["nvme", "network", "object-store"]
 ScalingMode = Literal["predictive", "reactive", "static", "external", "keda"]
 Predictability = Literal["predictable", "new"]
 SizingMethod = Literal["vllm", "guide"]
+Severity = Literal["info", "warning", "critical"]
 
 
 class ApiModel(BaseModel):
@@ -441,7 +442,7 @@ class ForecastStatus(ApiModel):
 
 class Finding(ApiModel):
     metric: str
-    severity: Literal["info", "warning", "critical"]
+    severity: Severity
     observed: str
     threshold: str
     advice: str

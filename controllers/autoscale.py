@@ -27,6 +27,7 @@ from controllers.api import (
     parse_decimal,
 )
 from controllers.monitoring import (
+    ConditionStatus,
     Expectation,
     MetricsSnapshot,
     ResizeState,
@@ -56,7 +57,7 @@ PEAK_JUDGED_AFTER_S = 86_400.0
 # keda: the policy's decision becomes the ScaledObject's minReplicaCount (the forecast floor).
 POLICY_MODES = ("predictive", "reactive", "keda")
 
-ConditionTuple = tuple[str, str, str]
+ConditionTuple = tuple[ConditionStatus, str, str]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Literal, NotRequired, TypedDict
 
 import httpx
 import numpy as np
@@ -29,6 +30,8 @@ from sizing.simulator import poisson_arrivals
 # Token ids for synthetic prompts: clear of the special tokens at the bottom of common vocabs
 # and below the smallest vocab we target (32k), so any Llama-family tokenizer accepts them.
 _PROMPT_TOKEN_ID_RANGE = (1000, 30000)
+
+XKey = Literal["concurrency", "request_rate"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,25 @@ class RequestRecord:
     @property
     def ok(self) -> bool:
         return self.error is None and not self.timed_out
+
+
+class LoadPoint(TypedDict):
+    """One point of the load curve: exactly one of concurrency and request_rate, then the stats."""
+
+    concurrency: NotRequired[float]
+    request_rate: NotRequired[float]
+    ttft_p50_ms: float | None
+    ttft_p99_ms: float | None
+    itl_p50_ms: float | None
+    itl_p99_ms: float | None
+    e2e_p50_ms: float | None
+    output_tok_per_s: float
+    total_tok_per_s: float
+    request_per_s: float
+    completed: int
+    failed: int
+    timed_out: int
+    duration_s: float
 
 
 @dataclass
@@ -263,7 +285,7 @@ async def _until_stopped(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -
     if not tasks:
         return
     stopper = asyncio.create_task(stop.wait())
-    pending = set(tasks)
+    pending: set[asyncio.Task[object]] = set(tasks)
     while pending and not stopper.done():
         _, pending = await asyncio.wait(pending | {stopper}, return_when=asyncio.FIRST_COMPLETED)
         pending.discard(stopper)
@@ -272,8 +294,8 @@ async def _until_stopped(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -
     await asyncio.gather(*tasks, return_exceptions=True)
     stopper.cancel()
     for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # a bug in our client, not a server fault: keep its traceback
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error  # a bug in our client, not a server fault: keep its traceback
 
 
 def _percentile_ms(values_s: list[float], q: float, time_scale: float) -> float | None:
@@ -281,8 +303,8 @@ def _percentile_ms(values_s: list[float], q: float, time_scale: float) -> float 
 
 
 def summarize(
-    records: list[RequestRecord], x_key: str, x: float, wall_s: float, time_scale: float = 1.0
-) -> dict[str, object]:
+    records: list[RequestRecord], x_key: XKey, x: float, wall_s: float, time_scale: float = 1.0
+) -> LoadPoint:
     """One point of the load curve, in the shape `inferfleet curve` prints.
 
     Rates divide by the wall time of the load point; latency percentiles use successful
@@ -297,8 +319,7 @@ def summarize(
     out_tokens = sum(r.output_tokens for r in ok)
     in_tokens = sum(r.prompt_tokens for r in ok)
     wall = max(wall_s, 1e-9) * time_scale
-    return {
-        x_key: x,
+    stats: LoadPoint = {
         "ttft_p50_ms": _percentile_ms(ttft, 50, time_scale),
         "ttft_p99_ms": _percentile_ms(ttft, 99, time_scale),
         "itl_p50_ms": _percentile_ms(itl, 50, time_scale),
@@ -312,3 +333,4 @@ def summarize(
         "timed_out": sum(1 for r in records if r.timed_out),
         "duration_s": wall_s,
     }
+    return {"concurrency": x, **stats} if x_key == "concurrency" else {"request_rate": x, **stats}

@@ -44,13 +44,15 @@ def set_condition(
 ) -> list[Condition]:
     """The list with `type_` set; other conditions and their order are kept."""
     old = find(conditions, type_)
-    changed = old is None or old.status != status
+    since = (
+        old.last_transition_time if old is not None and old.status == status else timestamp(now_s)
+    )
     new = Condition(
         type=type_,
         status=status,
         reason=reason,
         message=message,
-        last_transition_time=timestamp(now_s) if changed else old.last_transition_time,
+        last_transition_time=since,
         observed_generation=generation,
     )
     if old is None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from controllers.api import (
     GROUP,
     KIND,
@@ -154,9 +156,9 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], where: str) -> dict[
     return out
 
 
-def model_schema(model: type, where: str) -> dict[str, Any]:
+def model_schema(model: type[BaseModel], where: str) -> dict[str, Any]:
     """The model's JSON Schema (camelCase aliases) rewritten as a structural OpenAPI v3 schema."""
-    schema = model.model_json_schema(by_alias=True, mode="validation")  # type: ignore[attr-defined]
+    schema = model.model_json_schema(by_alias=True, mode="validation")
     defs = schema.pop("$defs", {})
     defs[model.__name__] = schema
     return _structural({"$ref": f"#/$defs/{model.__name__}"}, defs, where)

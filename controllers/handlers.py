@@ -39,7 +39,12 @@ from controllers.autoscale import FleetDecision, FleetTick, decide_fleet, needs_
 from controllers.conditions import READY, SIZED, find, set_condition
 from controllers.kube import Conflict, Kube, KubeError, Owner, Unavailable, owned
 from controllers.metrics import OperatorMetrics
-from controllers.monitoring import METRICS_AVAILABLE, RESIZE_RECOMMENDED, propose_resize
+from controllers.monitoring import (
+    METRICS_AVAILABLE,
+    RESIZE_RECOMMENDED,
+    MetricsSnapshot,
+    propose_resize,
+)
 from controllers.observe import OperatorClock, PrometheusReader
 from controllers.planning import plan_spec, plan_status
 from controllers.render import (
@@ -324,8 +329,7 @@ async def _refuse(
     )
     new = current.model_copy(update={"conditions": conditions, "observed_generation": generation})
     before = find(current.conditions, SIZED)
-    after = find(conditions, SIZED)
-    if before is None or (before.reason, before.message) != (after.reason, after.message):
+    if before is None or (before.reason, before.message) != (refusal.reason, str(refusal)):
         await kube.post_event(owner, "Warning", refusal.reason, str(refusal))
     written = await _write_status(kube, owner, body, new)
     return Outcome((), written, refusal=refusal.reason)
@@ -415,14 +419,14 @@ async def reconcile(
         _current_replicas(deployments), now_s,
     )  # fmt: skip
     replicas = decision.replicas
-    for pool, (was, now) in decision.changed.items():
+    for pool_name, (was, now) in decision.changed.items():
         verb = "up" if now > was else "down"
         await kube.post_event(
             owner,
             "Normal",
             "Scaled",
-            f"Scaled {verb} {object_name(owner.name, pool)} from {was} to {now}: "
-            f"{decision.reasons[pool]}",
+            f"Scaled {verb} {object_name(owner.name, pool_name)} from {was} to {now}: "
+            f"{decision.reasons[pool_name]}",
         )
     applied: list[str] = []
     per_pool: list[PoolReplicas] = []
@@ -480,7 +484,12 @@ async def reconcile(
         if decision.resize_condition[0] != "True":
             recommendation = None
     if decision.resize_newly_recommended and decision.snapshot is not None:
-        recommendation = await _recommend(kube, owner, spec, hf_config, plan, decision)
+        reason = (
+            decision.resize_condition[2] if decision.resize_condition else "production diverges"
+        )
+        recommendation = await _recommend(
+            kube, owner, spec, hf_config, plan, decision.snapshot, reason
+        )
     history = _history_to_write(watcher, owner.uid, body, decision, now_s)
     new = current.model_copy(
         update={
@@ -516,13 +525,13 @@ async def _recommend(
     spec: InferenceFleetSpec,
     hf_config: dict[str, Any],
     plan: PlanStatus,
-    decision: FleetDecision,
+    snapshot: MetricsSnapshot,
+    reason: str,
 ) -> dict[str, Any]:
     """Step 13: re-plan from the observed workload (off the loop) and say so once."""
-    reason = decision.resize_condition[2] if decision.resize_condition else "production diverges"
     try:
         recommendation = await asyncio.to_thread(
-            propose_resize, decision.snapshot, spec, hf_config, plan, reason
+            propose_resize, snapshot, spec, hf_config, plan, reason
         )
         message = f"Re-size recommended: {reason}"
     except SizingError as err:
@@ -631,11 +640,12 @@ async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-async def forget(uid: str, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def forget(uid: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     """Drop per-fleet memory and series; the owned objects go with the fleet (ownerReferences)."""
     memo.plans.forget(uid)
     memo.watcher.forget(uid)
     memo.locks.pop(uid, None)
+    assert namespace is not None  # Kopf types it for any resource; InferenceFleet is namespaced
     memo.metrics.forget_fleet(namespace, name)
 
 

@@ -18,6 +18,7 @@ from controllers.api import (
     Finding,
     InferenceFleetSpec,
     PlanStatus,
+    Severity,
     TokenPercentiles,
     parse_decimal,
     parse_duration_s,
@@ -254,7 +255,7 @@ def _pct(x: float) -> str:
 
 
 def _finding(
-    metric: str, severity: str, observed: str, threshold: str, advice: str, pool: str
+    metric: str, severity: Severity, observed: str, threshold: str, advice: str, pool: str
 ) -> Finding:
     return Finding(
         metric=metric,

@@ -315,8 +315,10 @@ class ScalingPolicy:
         rate = metrics.rps if fresh else None
         self.forecaster.observe(now_s, rate)
         forecast = self.forecaster.forecast(now_s, self.config.horizon_s)
-        foreseen = self.config.mode != "reactive" and forecast.learned and rate is not None
-        self.ramps.observe(rate, max(rate, forecast.point_rps) if foreseen else None)
+        expected_rps = None
+        if self.config.mode != "reactive" and forecast.learned and rate is not None:
+            expected_rps = max(rate, forecast.point_rps)
+        self.ramps.observe(rate, expected_rps)
         self.spare.observe(rate, rps_per_replica(self.config, metrics))
         decision = decide(
             TickInput(

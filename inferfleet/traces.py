@@ -51,11 +51,11 @@ def read_per_minute(path: str, start_s: float = 0.0) -> Trace:
         flagged = any(
             row.get(flag, "0") not in ("0", "", None) for flag in ("gap", "suspect_partial")
         )
-        requests = None if flagged else _int_or_none(row["requests"], path, line, "requests")
+        count = None if flagged else _int_or_none(row["requests"], path, line, "requests")
         tin = _int_or_none(row["input_tokens_sum"], path, line, "input_tokens_sum")
         tout = _int_or_none(row["output_tokens_sum"], path, line, "output_tokens_sum")
-        tokens = None if requests is None or tin is None or tout is None else tin + tout
-        by_minute[minute] = (requests, tokens)
+        token_sum = None if count is None or tin is None or tout is None else tin + tout
+        by_minute[minute] = (count, token_sum)
     if not by_minute:
         raise UsageError(f"{path}: no data rows")
     span = range(min(by_minute), max(by_minute) + 1)

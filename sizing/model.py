@@ -219,7 +219,7 @@ def _quantization(qc: Any) -> tuple[str | None, int]:
         return ("int8" if qc.get("load_in_8bit") else "bnb4"), 64
     if method == "compressed-tensors":
         groups = qc.get("config_groups") or {}
-        weights = next(iter(groups.values()), {}).get("weights", {}) if groups else {}
+        weights = next(iter(groups.values())).get("weights", {}) if groups else {}
         bits = int(weights.get("num_bits", 8))
         kind = str(weights.get("type", "int"))
         group = int(weights.get("group_size") or 128)

@@ -14,13 +14,13 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from inferfleet.errors import UsageError
 from inferfleet.tables import render_table
 
 if TYPE_CHECKING:
-    from controllers.benchmark import LoadSpec, Recorder
+    from controllers.benchmark import LoadPoint, LoadSpec, Recorder, XKey
     from inferfleet.calibration import Predictor
 
 NAME = "bench"
@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class BenchPlan:
-    x_key: str  # "concurrency" | "request_rate"
+    x_key: XKey
     xs: tuple[float, ...]
     spec: LoadSpec
     time_scale: float
@@ -107,6 +107,7 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         raise UsageError(f"--time-scale must be > 0, got {args.time_scale}")
     if not args.url.startswith(("http://", "https://")):
         raise UsageError(f"--url must start with http:// or https://, got {args.url!r}")
+    x_key: XKey
     if args.concurrency is not None:
         x_key, xs = "concurrency", _positive_list(int, "--concurrency", args.concurrency)
     else:
@@ -156,11 +157,11 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-async def measure(plan: BenchPlan, stop: asyncio.Event) -> tuple[list[dict[str, object]], bool]:
+async def measure(plan: BenchPlan, stop: asyncio.Event) -> tuple[list[LoadPoint], bool]:
     """Every load point in turn; returns the points and whether Ctrl-C cut the run short."""
     from controllers.benchmark import Recorder, run_closed_loop, run_open_loop, summarize
 
-    points: list[dict[str, object]] = []
+    points: list[LoadPoint] = []
     for x in plan.xs:
         progress = _Progress(f"{plan.x_key}={x:g}", plan.spec.num_prompts, plan.spec.duration_s)
         recorder = Recorder(on_change=progress)
@@ -176,7 +177,7 @@ async def measure(plan: BenchPlan, stop: asyncio.Event) -> tuple[list[dict[str, 
     return points, False
 
 
-async def _measure_until_interrupted(plan: BenchPlan) -> tuple[list[dict[str, object]], bool]:
+async def _measure_until_interrupted(plan: BenchPlan) -> tuple[list[LoadPoint], bool]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -186,11 +187,11 @@ async def _measure_until_interrupted(plan: BenchPlan) -> tuple[list[dict[str, ob
         loop.remove_signal_handler(signal.SIGINT)
 
 
-def _ms(value: object) -> str:
+def _ms(value: float | None) -> str:
     return "-" if value is None else f"{float(value):.1f}"
 
 
-def format_points(points: list[dict[str, object]], x_key: str) -> str:
+def format_points(points: list[LoadPoint], x_key: XKey) -> str:
     header = [x_key, "TTFT P50 ms", "TTFT P99 ms", "ITL P50 ms", "ITL P99 ms",
               "out tok/s", "total tok/s", "req/s", "failed", "timed out"]  # fmt: skip
     rows = [
@@ -211,7 +212,7 @@ def format_points(points: list[dict[str, object]], x_key: str) -> str:
     return render_table(header, rows)
 
 
-def plot_points(points: list[dict[str, object]], x_key: str, path: str) -> None:
+def plot_points(points: list[LoadPoint], x_key: XKey, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -219,6 +220,7 @@ def plot_points(points: list[dict[str, object]], x_key: str, path: str) -> None:
 
     xs = [float(p[x_key]) for p in points]
     fig, (lat, thr) = plt.subplots(1, 2, figsize=(11, 4))
+    key: Literal["ttft_p99_ms", "itl_p99_ms"]
     for key, label in (("ttft_p99_ms", "TTFT P99"), ("itl_p99_ms", "ITL P99")):
         ys = [float("nan") if p[key] is None else p[key] for p in points]
         lat.plot(xs, ys, "o-", label=label)
@@ -266,7 +268,7 @@ def calibration_predictor(args: argparse.Namespace) -> Predictor:
     return simulator_predictor(arch, gpu, cfg, memory, args.input_len, args.output_len)
 
 
-def calibrate(args: argparse.Namespace, predict: Predictor, points: list[dict[str, object]]) -> str:
+def calibrate(args: argparse.Namespace, predict: Predictor, points: list[LoadPoint]) -> str:
     """Fit the efficiency to the measured points, write the YAML, say how good the fit is."""
     from inferfleet.calibration import (
         MeasuredPoint,
@@ -275,7 +277,7 @@ def calibrate(args: argparse.Namespace, predict: Predictor, points: list[dict[st
         write_calibration,
     )
 
-    def seconds(ms: object) -> float | None:
+    def seconds(ms: float | None) -> float | None:
         return None if ms is None else float(ms) / 1000
 
     measured = [
