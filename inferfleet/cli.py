@@ -19,25 +19,43 @@ from inferfleet.errors import UsageError
 from sizing.errors import SizingError
 
 
-def _command_modules() -> list[ModuleType]:
+def _command_modules(wanted: str | None = None) -> list[ModuleType]:
+    """Every command module, or only the one for `wanted` when its module is named after it
+    (`policy-replay` in policy_replay.py): importing them all (pydantic models, the scaling
+    controllers) takes about as long as a cold `plan` itself."""
+    names = [
+        info.name
+        for info in pkgutil.iter_modules(commands.__path__)
+        if not info.name.startswith("_")
+    ]
+    guess = (wanted or "").replace("-", "_")
+    if guess in names:
+        module = importlib.import_module(f"{commands.__name__}.{guess}")
+        if getattr(module, "NAME", None) == wanted and hasattr(module, "run"):
+            return [module]
     found = []
-    for info in pkgutil.iter_modules(commands.__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+    for name in names:
+        module = importlib.import_module(f"{commands.__name__}.{name}")
         if hasattr(module, "NAME") and hasattr(module, "run"):
             found.append(module)
     return sorted(found, key=lambda m: m.NAME)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The sub-command named on the command line: the top level takes no option values, so it
+    is the first argument that is not an option."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or one that knows only `command` (the others are not imported)."""
     parser = argparse.ArgumentParser(
         prog="inferfleet",
         description="Size, run and scale vLLM inference fleets on Kubernetes GPU node pools.",
     )
     parser.add_argument("--version", action="version", version=f"inferfleet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in _command_modules():
+    for module in _command_modules(command):
         cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
@@ -45,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
