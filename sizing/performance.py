@@ -217,6 +217,17 @@ class StepTimeModel:
             return 0.0
         return self._time(sequences, tokens, kv_tokens_read, attention_pairs, max)
 
+    def step_times_s(
+        self,
+        sequences: np.ndarray,
+        tokens: np.ndarray,
+        kv_tokens_read: np.ndarray,
+        attention_pairs: np.ndarray,
+    ) -> np.ndarray:
+        """`step_time_s` of many steps at once, element by element (0 where no tokens)."""
+        times = self._time(sequences, tokens, kv_tokens_read, attention_pairs, np.maximum)
+        return np.where(tokens > 0, times, 0.0)
+
     def decode_run_s(self, batch: int, kv_tokens_read: np.ndarray) -> np.ndarray:
         """Durations of consecutive decode-only steps of one batch (step j reads
         `kv_tokens_read[j]` KV entries): the offline simulator's fast path."""
@@ -224,8 +235,8 @@ class StepTimeModel:
 
     def _time(
         self,
-        sequences: int,
-        tokens: int,
+        sequences: Work | int,
+        tokens: Work | int,
         kv_tokens_read: Work,
         attention_pairs: Work,
         roofline: Callable[[Work, Work], Work],
@@ -234,7 +245,7 @@ class StepTimeModel:
         compute = (
             self.compute_s_per_token * tokens + self.compute_s_per_attention_pair * attention_pairs
         )
-        weights = self.dense_weights_s
+        weights: Work | float = self.dense_weights_s
         if self.all_experts_s:
             weights += self.all_experts_s * (1.0 - self.expert_miss_fraction**tokens)
         memory = weights + self.memory_s_per_kv_token * kv_tokens_read

@@ -259,6 +259,45 @@ def test_the_fast_path_gives_the_step_by_step_result(kv_cache_tokens):
     same_point(fast, slow)
 
 
+@pytest.mark.parametrize("kv_cache_tokens", [400_000, 6_000])
+def test_the_closed_loop_matches_the_engine_stepped_on_its_clock(kv_cache_tokens):
+    """The closed loop schedules in ticks and prices every step at the end; driving
+    `Engine.step()` on its clock, as a client would, must give the same latencies, to the last
+    bit (also with preemptions, whose gaps are priced after the fact)."""
+    rng = np.random.default_rng(13)
+    limits = replace(ROOMY, kv_cache_tokens=kv_cache_tokens)
+    n = 150
+    prompts, outputs = rng.integers(1, 1500, n), rng.integers(1, 400, n)
+    for concurrency in (3, 30):
+        point = simulate_closed_loop(MODEL, limits, prompts, outputs, concurrency)
+        engine = Engine(MODEL, limits)
+        sent_s, first_s, finish_s = np.zeros(n), np.zeros(n), np.zeros(n)
+        for rid in range(concurrency):
+            engine.add_request(int(prompts[rid]), int(outputs[rid]))
+        queued = concurrency
+        gaps, weights = [], []  # every inter-token gap, as the ITL percentiles count them
+        while engine.has_work:
+            step = engine.step()
+            gaps += [step.duration_s, *step.resume_gaps_s]
+            weights += [step.decode_tokens, *[1] * len(step.resume_gaps_s)]
+            first_s[list(step.first_token_ids)] = step.end_s
+            for rid in step.finished_ids:
+                finish_s[rid] = step.end_s
+                if queued < n:
+                    sent_s[queued] = step.end_s
+                    engine.add_request(int(prompts[queued]), int(outputs[queued]))
+                    queued += 1
+        ttft, e2e = first_s - sent_s, finish_s - sent_s
+        assert point.duration_s == engine.now_s
+        assert point.preemptions == engine.preemptions
+        assert point.kv_blocked_steps == engine.kv_blocked_steps
+        assert (point.ttft_p50_s, point.ttft_p99_s) == tuple(np.percentile(ttft, (50, 99)))
+        assert (point.e2e_p99_s, point.e2e_mean_s) == (np.percentile(e2e, 99), e2e.mean())
+        itl = weighted_percentiles(np.array(gaps), np.array(weights), (50, 95, 99))
+        assert (point.itl_p50_s, point.itl_p95_s, point.itl_p99_s) == itl
+    assert kv_cache_tokens > 10_000 or engine.preemptions > 0
+
+
 def test_replaying_real_traffic_obeys_littles_law():
     """The first ~10 minutes of the Azure 2023 conversation trace, replayed open loop: every
     request is served, and requests in the engine = arrival rate × mean latency."""
