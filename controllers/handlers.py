@@ -10,6 +10,7 @@ hand-edited Deployment is put back. A per-fleet daemon re-runs the pass every
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -588,11 +589,31 @@ def retry_delay_s(failures: int, interval_s: float) -> float:
     return min(interval_s, RETRY_BASE_S * 2 ** max(0, failures - 1))
 
 
+# Young collections every this many allocations (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Keep full garbage collections out of the reconcile path.
+
+    With 200 fleets a full (generation-2) pass scans every status body, plan and policy memory
+    and stalls a reconcile by 100-200 ms (p99 of 140-220 ms against a p50 of 14 ms, measured
+    with scripts/bench_operator.py). What is alive after start-up (modules, schemas, Kopf's
+    registry) is frozen out of collection, and young collections run 14x less often, so the
+    older generations fill, and are scanned, 14x less often too. The operator's garbage is
+    almost all freed by reference counting; the cycles left wait a little longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # The operator posts its own Events with the what and why; Kopf's per-handler log Events
     # would be writes on every restart.
     settings.posting.enabled = False
+    tune_gc()
     memo.kube = Kube.from_environment()
     memo.locks = {}
     memo.plans = PlanCache()

@@ -144,8 +144,10 @@ async def _timed_pass(kube, bodies, plans) -> np.ndarray:
 
 async def _passes(cluster: Cluster) -> dict[str, float]:
     """First pass (plan + apply), resync (cached plans), restart (plans recomputed)."""
-    from controllers.handlers import PlanCache
+    from controllers.handlers import PlanCache, tune_gc
     from controllers.kube import Kube
+
+    tune_gc()  # as the operator's start-up handler does
 
     kube = Kube.from_environment()
     try:
