@@ -438,6 +438,11 @@ class ForecastStatus(ApiModel):
     prewarm_replicas: int | None = None
     forecaster: str | None = None
     reason: str | None = None
+    # The warm spare: the ramp percentile it is sized at, steered toward the SLO-met target by
+    # the share of recent intervals (half-life a day) the ready replicas covered.
+    spare_percentile: str | None = None
+    recent_slo_met_percent: str | None = Field(default=None, alias="recentSLOMetPercent")
+    target_slo_met_percent: str | None = Field(default=None, alias="targetSLOMetPercent")
 
 
 class Finding(ApiModel):

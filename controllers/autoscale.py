@@ -172,7 +172,13 @@ def _step_pool(
 def _forecast_status(policy: ScalingPolicy, now_s: float, current: int) -> ForecastStatus:
     config = policy.config
     plan = prewarm_plan(policy.forecaster, config, now_s, current)
+    met = policy.spare.met_share()
     return ForecastStatus(
+        spare_percentile=(
+            f"{100 * policy.spare.quantile:.2f}" if config.min_warm_replicas is None else None
+        ),
+        recent_slo_met_percent=None if met is None else f"{100 * met:.2f}",
+        target_slo_met_percent=f"{100 * config.target_slo_met:g}",
         next_peak_rps=f"{plan.next_peak_rps:.2f}",
         next_peak_at=_iso(plan.next_peak_at_s),
         prewarm_at=_iso(plan.prewarm_at_s) if plan.prewarm_at_s is not None else None,

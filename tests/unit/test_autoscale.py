@@ -215,3 +215,16 @@ def test_a_new_fleet_on_old_traffic_counts_as_watched_since_its_history_starts()
     assert needs_history(spec(), plan(), None) and not needs_history(
         spec("static"), plan(), first.history
     )
+
+
+def test_forecast_status_shows_the_spare_percentile_and_recent_slo_met_share():
+    history, now_s, current = None, NOW_S, {"h100": 10}
+    for _ in range(4):  # 50 req/s on 10 replicas of 10 req/s: every interval covered
+        step = decide_fleet(tick(history=history, now_s=now_s, current=current))
+        history, now_s, current = step.history, now_s + 30.0, step.replicas
+    forecast = step.forecast
+    assert forecast is not None and forecast.target_slo_met_percent == "99.8"
+    assert forecast.recent_slo_met_percent == "100.00"
+    assert forecast.spare_percentile is not None and float(forecast.spare_percentile) < 99.0
+    fixed = decide_fleet(tick(spec=spec(minWarmReplicas=2)))
+    assert fixed.forecast is not None and fixed.forecast.spare_percentile is None
