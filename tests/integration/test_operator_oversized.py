@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.integration.kube_support.fixtures import cluster_fixture  # noqa: F401
-from tests.integration.kube_support.harness import Cluster, Operator, wait_for
+from tests.integration.kube_support.harness import Cluster, Operator
 from tests.integration.prometheus_support import (
     PrometheusServer,
     VllmLoad,
@@ -23,8 +23,14 @@ from tests.integration.prometheus_support import (
     daily_cycle_openmetrics,
     requires_prometheus,
 )
-from tests.integration.test_operator import condition, example, fleet_of
-from tests.integration.test_operator_scaling import FLEET, NS, POOL, Pods
+from tests.integration.test_operator import condition, example
+from tests.integration.test_operator_scaling import (
+    FLEET,
+    NS,
+    POOL,
+    Pods,
+    wait_for_recommendation,
+)
 
 pytestmark = requires_prometheus
 
@@ -65,15 +71,7 @@ def test_load_at_30_percent_of_the_plan_recommends_a_smaller_fleet(
     operator = Operator()
     try:
         cluster.create(doc)
-
-        def recommended():
-            fleet = fleet_of(cluster, doc)
-            cond = condition(fleet, "ResizeRecommended")
-            if cond and cond["status"] == "True" and fleet["status"].get("recommendation"):
-                return fleet
-            return None
-
-        fleet = wait_for(recommended, "ResizeRecommended=True with a recommendation", 90)
+        fleet = wait_for_recommendation(cluster, doc)
     finally:
         operator.stop()
     message = condition(fleet, "ResizeRecommended")["message"]

@@ -82,6 +82,19 @@ def fleet_doc(prometheus_url: str) -> dict[str, Any]:
     return doc
 
 
+def wait_for_recommendation(cluster: Cluster, doc: dict[str, Any]) -> dict[str, Any]:
+    """The fleet once `ResizeRecommended=True` and `status.recommendation` are both written."""
+
+    def recommended() -> dict[str, Any] | None:
+        fleet = fleet_of(cluster, doc)
+        cond = condition(fleet, "ResizeRecommended")
+        if cond and cond["status"] == "True" and fleet["status"].get("recommendation"):
+            return fleet
+        return None
+
+    return wait_for(recommended, "ResizeRecommended=True with a recommendation", 90)
+
+
 def replicas(cluster: Cluster) -> int | None:
     found = cluster.get("apps/v1", "Deployment", NS, f"{FLEET}-{POOL}")
     return None if found is None else found["spec"]["replicas"]
@@ -156,15 +169,7 @@ def test_production_diverging_from_the_plan_recommends_a_resize(long_prompt_stac
     doc["spec"]["workload"]["maxModelLen"] = 32768
     doc["spec"]["monitoring"]["thresholds"] = {"resizeFireAfterSeconds": "120"}
     cluster.create(doc)
-
-    def recommended():
-        fleet = fleet_of(cluster, doc)
-        cond = condition(fleet, "ResizeRecommended")
-        if cond and cond["status"] == "True" and fleet["status"].get("recommendation"):
-            return fleet
-        return None
-
-    fleet = wait_for(recommended, "ResizeRecommended=True with a recommendation", 90)
+    fleet = wait_for_recommendation(cluster, doc)
     recommendation = fleet["status"]["recommendation"]
     assert "TTFT P99" in condition(fleet, "ResizeRecommended")["message"]
     observed = recommendation["accept"]["spec"]["workload"]["promptTokens"]
