@@ -97,7 +97,8 @@ def test_highest_ordinal_works_and_the_other_takes_over(cluster: Cluster, tmp_pa
         name = fleet["metadata"]["name"]
         cluster.create(fleet)
         wait_for(lambda: generation_done(cluster, name, 1), "the active replica to reconcile", 30)
-        assert active.applied()
+        # The operator logs its writes once the pass is over, after the status patch.
+        wait_for(active.applied, "the active replica's write in its log", 10)
         assert not standby.applied(), "the lower ordinal wrote while a higher one lived"
 
         active.stop()  # a clean stop removes its peer entry: the standby resumes at once
@@ -105,7 +106,7 @@ def test_highest_ordinal_works_and_the_other_takes_over(cluster: Cluster, tmp_pa
         patch = {"spec": {"workload": {"peakRequestsPerSecond": "40"}}}
         cluster.merge_patch(FLEETS, "InferenceFleet", "llm", name, patch)
         wait_for(lambda: generation_done(cluster, name, 2), "the standby to reconcile", 30)
-        assert standby.applied()
+        wait_for(standby.applied, "the standby's write in its log", 10)
     finally:
         for replica in replicas:
             replica.stop()
