@@ -682,6 +682,8 @@ async def resync(
             await _reconcile_once(memo, body)
             failures = 0
         except (Conflict, Unavailable) as err:
+            if memo.kube.closed:
+                return  # clean-up closed the client before Kopf stopped this daemon: stopping
             failures += 1
             delay_s = retry_delay_s(failures, delay_s)
             log.warning("%s: %s; retrying in %.1f s", body["metadata"]["name"], err, delay_s)

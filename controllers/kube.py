@@ -130,6 +130,11 @@ class Kube:
     async def close(self) -> None:
         await self._session.close()
 
+    @property
+    def closed(self) -> bool:
+        """True once `close` ran: the operator is stopping and this client will not reopen."""
+        return self._session.closed
+
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         if content_type:
@@ -149,7 +154,7 @@ class Kube:
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         data = None if body is None else json.dumps(body)
-        if self._session.closed:
+        if self.closed:
             raise Unavailable(0, "the client is closed: the operator is stopping", method=method,
                               path=path)  # fmt: skip
         try:

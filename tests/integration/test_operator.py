@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import socket
 from typing import Any
 
 import httpx
+import kopf
 import pytest
 import yaml
 
-from controllers.kube import FIELD_MANAGER
+from controllers.handlers import PlanCache, Watcher, resync
+from controllers.kube import FIELD_MANAGER, Kube
+from controllers.metrics import OperatorMetrics
 from controllers.render import MANIFEST_HASH_ANNOTATION, PLAN_HASH_ANNOTATION
 from tests.conftest import REPO
 from tests.integration.kube_support.apiserver import Fault
@@ -376,3 +380,28 @@ def test_operator_metrics_show_the_plan(cluster: Cluster, monkeypatch):
         assert "inferfleet_reconcile_duration_seconds_count" in text
     finally:
         running.stop()
+
+
+def test_the_resync_daemon_ends_once_clean_up_closed_the_client(cluster: Cluster):
+    """Kopf may run the clean-up (which closes the API client) before it tells a daemon to
+    stop; the daemon must end then, not retry a closed client until Kopf gives up on it."""
+
+    class NeverStopped:
+        def __bool__(self) -> bool:
+            return False
+
+        async def wait(self, timeout: float | None = None) -> bool:
+            await asyncio.sleep(timeout or 0)
+            return False
+
+    obj = cluster.create(example())
+
+    async def run() -> None:
+        memo = kopf.Memo(
+            kube=Kube.from_environment(), locks={}, plans=PlanCache(), watcher=Watcher(),
+            metrics=OperatorMetrics(),
+        )  # fmt: skip
+        await memo.kube.close()
+        await asyncio.wait_for(resync(NeverStopped(), obj, obj["spec"], memo), timeout=10)
+
+    asyncio.run(run())
