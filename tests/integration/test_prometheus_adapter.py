@@ -7,6 +7,7 @@ wait cover every scenario; the stop/start scenario has its own server.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 
 import pytest
@@ -167,8 +168,8 @@ def test_long_prompts_saturate_kv_cache_and_break_ttft(fleets):
     # read as 12288.000001 rounds up to 12289): one token either way.
     prompt = observed_spec(snap, _spec()).workload.prompt_tokens
     assert prompt.p50 == pytest.approx(math.ceil(4096 + 4096 * (0.5 - 0.3) / (0.9 - 0.3)), abs=1)
-    assert prompt.p95 == pytest.approx(8192 + 8192 * (0.95 - 0.9) / (1.0 - 0.9), abs=1)
-    assert prompt.p99 == pytest.approx(8192 + 8192 * (0.99 - 0.9) / (1.0 - 0.9), abs=1)
+    assert prompt.p95 == pytest.approx(12288, abs=1)  # 8192 + 8192 x (0.95 - 0.9) / 0.1
+    assert prompt.p99 == pytest.approx(15565, abs=1)  # 8192 + 8192 x (0.99 - 0.9) / 0.1, up
 
 
 def test_low_load_is_the_utilization_trap(fleets):
@@ -193,7 +194,8 @@ def test_request_rate_history_is_a_range_query(fleets):
         make_client(fleets.url), NS, "steady", now - 5, now, step_s=1, rate_window="8s"
     )
     assert len(history.rps) >= 4
-    assert history.rps[-1] == pytest.approx(4.0, rel=0.1)
+    # The median point: the newest one can miss the last scrape and read 10 % low.
+    assert statistics.median(history.rps) == pytest.approx(4.0, rel=0.1)
 
 
 def test_unreachable_prometheus_then_recovery():
