@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from controllers.api import InferenceFleet, PlanStatus, PoolPlanStatus
+from controllers.api import InferenceFleet, PlanStatus
 from controllers.monitoring import (
     evaluate,
     metrics_condition,
@@ -31,6 +31,7 @@ from tests.integration.prometheus_support import (
     serve_pods,
     vllm_pod,
 )
+from tests.plans import fleet_plan, pool_plan
 
 pytestmark = requires_prometheus
 
@@ -60,35 +61,17 @@ def _spec():
 
 def _plan(pool: str, usable_rps: str = "3.000") -> PlanStatus:
     """A plan for one pool with the capacity the numbers below are judged against."""
-    pool_plan = PoolPlanStatus(
+    pool_status = pool_plan(
         pool=pool,
-        gpu="H100-SXM-80GB",
-        quantization="fp8",
-        weight_format="fp8",
-        kv_cache_dtype="auto",
-        tensor_parallel=2,
-        pipeline_parallel=1,
         replicas=PODS_PER_POOL,
-        min_warm=1,
-        c_max=32,
         usable_rps_per_replica=usable_rps,
         gpus=2 * PODS_PER_POOL,
         cost_per_hour="11.96",
         cost_per_million_tokens="0.5000",
-        max_model_len=8192,
-        max_num_seqs=64,
-        max_num_batched_tokens=8192,
         kv_cache_tokens=400000,
         cold_start_seconds=120,
     )
-    return PlanStatus(
-        hash="x",
-        pools=[pool_plan],
-        steps=[],
-        total_gpus=pool_plan.gpus,
-        cost_per_hour="11.96",
-        cost_per_month="8730.80",
-    )
+    return fleet_plan(pool_status, hash="x", cost_per_hour="11.96", cost_per_month="8730.80")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import replace
 
@@ -10,11 +9,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controllers.api import InferenceFleet, PlanStatus, PoolPlanStatus
+from controllers.api import InferenceFleet, PlanStatus
 from controllers.autoscale import FleetTick, decide_fleet, needs_history
 from controllers.monitoring import MetricsSnapshot, PoolMetrics, Sample, WorkloadMetrics
 from sizing.simulator import LoadPoint
 from tests.conftest import REPO
+from tests.plans import fleet_plan, load_point, pool_plan
 
 NOW_S = 1_700_000_000.0
 UPPER = 32  # the h100 pool's 64 GPUs at TP2 bind before maxReplicas 40
@@ -30,16 +30,13 @@ def spec(mode: str = "predictive", **scaling):
 
 
 def plan(replicas: int = 10, cold_start_s: int = 120) -> PlanStatus:
-    pool = PoolPlanStatus(
-        pool="h100", gpu="H100-SXM-80GB", quantization="fp8", weight_format="fp8",
-        kv_cache_dtype="auto", tensor_parallel=2, pipeline_parallel=1, replicas=replicas,
-        min_warm=3, c_max=64, usable_rps_per_replica="10.000", gpus=2 * replicas,
-        cost_per_hour="59.80", cost_per_million_tokens="0.1500", max_model_len=6144,
-        max_num_seqs=128, max_num_batched_tokens=2048, kv_cache_tokens=200000,
-        cold_start_seconds=cold_start_s,
+    pool = pool_plan(
+        replicas=replicas, min_warm=3, c_max=64, usable_rps_per_replica="10.000",
+        gpus=2 * replicas, cost_per_hour="59.80", cost_per_million_tokens="0.1500",
+        max_model_len=6144, max_num_seqs=128, max_num_batched_tokens=2048,
+        kv_cache_tokens=200000, cold_start_seconds=cold_start_s,
     )  # fmt: skip
-    return PlanStatus(hash="abc", pools=[pool], steps=[], total_gpus=2 * replicas,
-                      cost_per_hour="59.80", cost_per_month="43654.00")  # fmt: skip
+    return fleet_plan(pool, hash="abc", cost_per_hour="59.80", cost_per_month="43654.00")
 
 
 def snapshot(rps: float | None, reachable: bool = True, age_s: float = 5.0) -> MetricsSnapshot:
@@ -173,11 +170,7 @@ def test_past_traffic_seeds_the_forecast_so_the_first_day_prewarms():
 
 
 def _curve() -> tuple[LoadPoint, ...]:
-    blank = {f.name: 0 for f in dataclasses.fields(LoadPoint)}
-    return tuple(
-        LoadPoint(**(blank | {"request_per_s": rps, "ttft_p99_s": ttft}))
-        for rps, ttft in ((1.0, 0.5), (20.0, 1.0))
-    )
+    return (load_point(1.0, 0.5), load_point(20.0, 1.0))
 
 
 def test_the_fleets_peak_is_judged_against_the_plan_only_after_a_day_of_watching():

@@ -9,41 +9,25 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controllers.api import Finding, PlanStatus, PoolPlanStatus
 from controllers.metrics import OperatorMetrics
+from tests.plans import fleet_plan, pool_plan
 
 
 def _pool(name: str, gpus: int) -> PoolPlanStatus:
-    return PoolPlanStatus(
+    return pool_plan(
         pool=name,
-        gpu="H100-SXM-80GB",
-        quantization="fp8",
-        weight_format="fp8",
-        kv_cache_dtype="auto",
-        tensor_parallel=2,
-        pipeline_parallel=1,
         replicas=gpus // 2,
-        min_warm=1,
         c_max=48,
         usable_rps_per_replica="2.750",
         gpus=gpus,
         cost_per_hour=f"{gpus * 2.99:.2f}",
         cost_per_million_tokens="0.4000",
-        max_model_len=8192,
-        max_num_seqs=64,
-        max_num_batched_tokens=8192,
         kv_cache_tokens=300000,
         cold_start_seconds=90,
     )
 
 
 def _plan(*pools: PoolPlanStatus) -> PlanStatus:
-    return PlanStatus(
-        hash="h",
-        pools=list(pools),
-        steps=[],
-        total_gpus=sum(p.gpus for p in pools),
-        cost_per_hour="0",
-        cost_per_month="0",
-    )
+    return fleet_plan(*pools, cost_per_hour="0", cost_per_month="0")
 
 
 def _samples(metrics: OperatorMetrics) -> dict[tuple, float]:

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers.api import InferenceFleet, PlanStatus, PoolPlanStatus, parse_decimal
+from controllers.api import InferenceFleet, PlanStatus, parse_decimal
 from controllers.monitoring import (
     POOL_METRIC_NAMES,
     REQUIRED_POOL_METRICS,
@@ -36,8 +36,8 @@ from controllers.monitoring import (
 from controllers.planning import plan_spec, plan_status
 from controllers.prometheus import FAMILIES, UNQUERIED, snapshot_query
 from sizing.errors import InvalidInput
-from sizing.simulator import LoadPoint
 from tests.conftest import REPO
+from tests.plans import fleet_plan, load_point, pool_plan
 
 
 def s(value: float) -> Sample:
@@ -54,35 +54,8 @@ def spec(prefix_share: bool = True):
 
 
 def plan(usable_rps: str = "2.000", gpus: int = 8, cost_per_month: str = "1000.00") -> PlanStatus:
-    pool = PoolPlanStatus(
-        pool="h100",
-        gpu="H100-SXM-80GB",
-        quantization="fp8",
-        weight_format="fp8",
-        kv_cache_dtype="auto",
-        tensor_parallel=2,
-        pipeline_parallel=1,
-        replicas=gpus // 2,
-        min_warm=1,
-        c_max=32,
-        usable_rps_per_replica=usable_rps,
-        gpus=gpus,
-        cost_per_hour="1",
-        cost_per_million_tokens="1",
-        max_model_len=8192,
-        max_num_seqs=64,
-        max_num_batched_tokens=8192,
-        kv_cache_tokens=1,
-        cold_start_seconds=60,
-    )
-    return PlanStatus(
-        hash="h",
-        pools=[pool],
-        steps=[],
-        total_gpus=gpus,
-        cost_per_hour="1",
-        cost_per_month=cost_per_month,
-    )
+    pool = pool_plan(replicas=gpus // 2, usable_rps_per_replica=usable_rps, gpus=gpus)
+    return fleet_plan(pool, cost_per_month=cost_per_month)
 
 
 HEALTHY = PoolMetrics(
@@ -386,13 +359,8 @@ def test_snapshot_query_quotes_label_values():
     assert 'namespace="a"b"' not in query
 
 
-def _point(rps: float, ttft_s: float) -> LoadPoint:
-    blank = {f.name: 0 for f in dataclasses.fields(LoadPoint)}
-    return LoadPoint(**(blank | {"request_per_s": rps, "ttft_p99_s": ttft_s}))
-
-
 def test_prediction_interpolates_the_load_curve_and_holds_its_ends():
-    curve = [_point(4.0, 0.9), _point(1.0, 0.3), _point(2.0, 0.5)]
+    curve = [load_point(4.0, 0.9), load_point(1.0, 0.3), load_point(2.0, 0.5)]
     assert predicted_at_load(curve, 3.0).ttft_p99_s == pytest.approx(0.7)
     assert predicted_at_load(curve, 0.2).ttft_p99_s == pytest.approx(0.3)
     assert predicted_at_load(curve, 9.0).ttft_p99_s == pytest.approx(0.9)

@@ -20,6 +20,7 @@ from controllers.render import (
     startup_failure_threshold,
 )
 from tests.conftest import REPO
+from tests.plans import fleet_plan, pool_plan
 
 
 def plan_replicas(plan):
@@ -32,13 +33,8 @@ def _fleet(name: str = "fleet-chat-70b.yaml") -> InferenceFleet:
 
 def _pool(pool: str, gpu: str, **overrides) -> PoolPlanStatus:
     values = {
-        "pool": pool,
-        "gpu": gpu,
-        "quantization": "fp8",
-        "weight_format": "fp8",
         "kv_cache_dtype": "fp8",
         "tensor_parallel": 4,
-        "pipeline_parallel": 1,
         "replicas": 10,
         "min_warm": 2,
         "c_max": 48,
@@ -46,21 +42,17 @@ def _pool(pool: str, gpu: str, **overrides) -> PoolPlanStatus:
         "gpus": 40,
         "cost_per_hour": "119.60",
         "cost_per_million_tokens": "0.4100",
-        "max_model_len": 8192,
-        "max_num_seqs": 64,
-        "max_num_batched_tokens": 8192,
         "kv_cache_tokens": 400000,
         "cold_start_seconds": 240,
     }
-    return PoolPlanStatus(**{**values, **overrides})
+    return pool_plan(pool=pool, gpu=gpu, **{**values, **overrides})
 
 
 def _plan(*pools: PoolPlanStatus) -> PlanStatus:
-    return PlanStatus(
+    return fleet_plan(
+        *pools,
         hash="a1b2c3",
-        pools=list(pools),
         steps=[PlanStep(step="1. Workload", decision="chat", reason="given")],
-        total_gpus=sum(p.gpus for p in pools),
         cost_per_hour="119.60",
         cost_per_month="87308.00",
     )
