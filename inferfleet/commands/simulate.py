@@ -60,9 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", choices=["text", "json"], default="text")
 
 
-def replica_from_fleet(
-    fleet: InferenceFleet, gpus_per_replica: int | None, hf_config_path: str | None = None
-) -> tuple[float, int]:
+def replica_from_fleet(fleet: InferenceFleet, gpus_per_replica: int | None) -> tuple[float, int]:
     """Usable req/s and GPUs per replica: the spec's measured figure and the --gpus-per-replica
     flag when given, else what the sizing plan's first pool predicts."""
     text = fleet.spec.workload.usable_rps_per_replica
@@ -70,9 +68,8 @@ def replica_from_fleet(
         return parse_decimal(text), gpus_per_replica
     from controllers.planning import plan_spec
 
-    option = (
-        plan_spec(fleet.spec, resolve_hf_config(fleet.spec, hf_config_path)).allocations[0].option
-    )
+    plan = plan_spec(fleet.spec, resolve_hf_config(fleet.spec, None))
+    option = plan.allocations[0].option
     usable = parse_decimal(text) if text is not None else option.usable_rps
     return usable, gpus_per_replica or option.gpus_per_replica
 
