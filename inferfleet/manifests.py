@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from controllers.api import InferenceFleet, InferenceFleetSpec, describe_validation_error
+from controllers.api.v1alpha1 import InferenceFleet, InferenceFleetSpec, describe_validation_error
 from inferfleet.errors import UsageError
 
 

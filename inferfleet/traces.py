@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from controllers.replay import Trace
+from controllers.policy.scaling.replay import Trace
 from inferfleet.errors import UsageError
 
 PER_MINUTE_COLUMNS = ("minute", "requests", "input_tokens_sum", "output_tokens_sum")

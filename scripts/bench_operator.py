@@ -6,11 +6,11 @@ are different questions:
 1. Burst: the real operator (`kopf run operator/main.py`, its own process) and N fleets created
    at once. Reports seconds until every fleet is `Sized=True`, the operator's CPU seconds per
    fleet over the burst, and its resident memory (current and peak).
-2. Per reconcile: `controllers.handlers.reconcile` called for each fleet in turn, in-process,
-   timing the CPU of the calling thread only (the API server runs in another thread). Planning
-   runs in a worker thread, so these figures are the operator's own work around it (validate,
-   render, compare, apply, status); the burst's CPU per fleet includes planning. Reports p50/p99
-   for the first pass (apply everything), a resync (cached plans, reads only) and a restart
+2. Per reconcile: `controllers.reconcile.handlers.reconcile` called for each fleet in turn,
+   in-process, timing the CPU of the calling thread only (the API server runs in another thread).
+   Planning runs in a worker thread, so these figures are the operator's own work around it
+   (validate, render, compare, apply, status); the burst's CPU per fleet includes planning. Reports
+   p50/p99 for the first pass (apply everything), a resync (cached plans, reads only) and a restart
    (plans recomputed, reads only), and the writes the last two made (should be 0).
 
 Usage: .venv/bin/python scripts/bench_operator.py [--fleets 200] [--repeat 1]
@@ -38,8 +38,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from controllers.api import API_VERSION  # noqa: E402
-from tests.integration.kube_support.harness import Cluster, wait_for  # noqa: E402
+from controllers.api.v1alpha1 import API_VERSION  # noqa: E402
+from inferfleet_testing.kube.harness import Cluster, wait_for  # noqa: E402
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -132,7 +132,7 @@ def per_reconcile(count: int) -> dict[str, float]:
 
 async def _timed_pass(kube, bodies, plans) -> np.ndarray:
     """Milliseconds of this thread's CPU per reconcile call."""
-    from controllers.handlers import reconcile
+    from controllers.reconcile.handlers import reconcile
 
     timings = []
     for body in bodies:
@@ -144,8 +144,8 @@ async def _timed_pass(kube, bodies, plans) -> np.ndarray:
 
 async def _passes(cluster: Cluster) -> dict[str, float]:
     """First pass (plan + apply), resync (cached plans), restart (plans recomputed)."""
-    from controllers.handlers import PlanCache, tune_gc
-    from controllers.kube import Kube
+    from controllers.adapters.kube import Kube
+    from controllers.reconcile.handlers import PlanCache, tune_gc
 
     tune_gc()  # as the operator's start-up handler does
 

@@ -14,14 +14,14 @@ import argparse
 import statistics
 import time
 
-from controllers.prometheus import (
+from controllers.adapters.prometheus import (
     QueryWindows,
     fetch_snapshot,
     fetch_snapshots,
     make_client,
     snapshot_query,
 )
-from tests.integration.prometheus_support import (
+from inferfleet_testing.prometheus import (
     ExpositionServer,
     PrometheusServer,
     Target,

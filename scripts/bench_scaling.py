@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from controllers.replay import (
+from controllers.policy.scaling.policy import ScalingConfig
+from controllers.policy.scaling.replay import (
     Trace,
     cold_start_intervals,
     compare,
@@ -20,7 +21,6 @@ from controllers.replay import (
     oracle_replicas,
     ready_replicas,
 )
-from controllers.scaling import ScalingConfig
 from inferfleet.tables import render_table
 from inferfleet.traces import read_hourly_column, read_per_minute
 

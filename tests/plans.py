@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from controllers.api import PlanStatus, PoolPlanStatus
+from controllers.api.v1alpha1 import PlanStatus, PoolPlanStatus
 from sizing.simulator import LoadPoint
 
 _POOL: dict[str, Any] = {

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from controllers.api import KIND, InferenceFleetSpec, parse_decimal, parse_duration_s
+from controllers.api.v1alpha1 import KIND, InferenceFleetSpec, parse_decimal, parse_duration_s
 from e2e.local.harness import LocalHarness
 from e2e.local.load import Demand, LoadDriver, MinuteStats, ReplayConfig
 from e2e.local.report import write_report

@@ -15,11 +15,11 @@ from typing import Any
 import yaml
 from kubernetes.config import kube_config
 
-from controllers.api import API_VERSION, KIND
-from controllers.handlers import TIME_COMPRESSION_ENV
+from controllers.api.v1alpha1 import API_VERSION, KIND
+from controllers.reconcile.handlers import TIME_COMPRESSION_ENV
 from e2e.local.pods import PodRunner
-from tests.integration.kube_support.harness import Cluster, Operator
-from tests.integration.prometheus_support import PrometheusServer
+from inferfleet_testing.kube.harness import Cluster, Operator
+from inferfleet_testing.prometheus import PrometheusServer
 
 SCRAPE_INTERVAL = "1s"
 

@@ -13,7 +13,7 @@ Two clocks, so that a day fits in minutes:
 Requests go to the ready replica with the fewest outstanding requests (a Service behind a
 least-request load balancer). With no ready replica a request fails at once, as a Service
 without endpoints would answer. A request misses the SLO when it fails or its TTFT in GPU
-time exceeds the SLO's TTFT P99 target. The request itself is `controllers.benchmark`'s.
+time exceeds the SLO's TTFT P99 target. The request itself is `controllers.adapters.benchmark`'s.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from controllers.benchmark import LoadSpec, RequestRecord, request_body, send_request
-from controllers.replay import Trace
+from controllers.adapters.benchmark import LoadSpec, RequestRecord, request_body, send_request
+from controllers.policy.scaling.replay import Trace
 from e2e.local.pods import Endpoint
 from sizing.lengths import sample_lengths
 from sizing.workload import Percentiles

@@ -36,10 +36,10 @@ from typing import Any
 
 import httpx
 
-from controllers.api import API_VERSION, KIND
-from controllers.kube import object_path
-from controllers.render import MANAGED_BY
-from e2e.emulator.testing import HOST, REPO, free_port
+from controllers.adapters.kube import object_path
+from controllers.api.v1alpha1 import API_VERSION, KIND
+from controllers.policy.render import MANAGED_BY
+from inferfleet_testing.emulator import HOST, REPO, free_port
 
 DEPLOYMENTS_PATH = "/apis/apps/v1/deployments"
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"

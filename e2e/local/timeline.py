@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from controllers.api import parse_decimal
-from controllers.render import object_name
+from controllers.api.v1alpha1 import parse_decimal
+from controllers.policy.render import object_name
 from e2e.local.harness import LocalHarness
 
 

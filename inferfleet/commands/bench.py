@@ -20,7 +20,7 @@ from inferfleet.errors import UsageError
 from inferfleet.tables import render_table
 
 if TYPE_CHECKING:
-    from controllers.benchmark import LoadPoint, LoadSpec, Recorder, XKey
+    from controllers.adapters.benchmark import LoadPoint, LoadSpec, Recorder, XKey
     from inferfleet.calibration import Predictor
 
 NAME = "bench"
@@ -112,7 +112,7 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         x_key, xs = "concurrency", _positive_list(int, "--concurrency", args.concurrency)
     else:
         x_key, xs = "request_rate", _positive_list(float, "--request-rate", args.request_rate)
-    from controllers.benchmark import LoadSpec
+    from controllers.adapters.benchmark import LoadSpec
 
     spec = LoadSpec(
         url=args.url,
@@ -159,7 +159,7 @@ class _Progress:
 
 async def measure(plan: BenchPlan, stop: asyncio.Event) -> tuple[list[LoadPoint], bool]:
     """Every load point in turn; returns the points and whether Ctrl-C cut the run short."""
-    from controllers.benchmark import Recorder, run_closed_loop, run_open_loop, summarize
+    from controllers.adapters.benchmark import Recorder, run_closed_loop, run_open_loop, summarize
 
     points: list[LoadPoint] = []
     for x in plan.xs:

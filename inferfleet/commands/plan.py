@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.file)
     hf_config = resolve_hf_config(fleet.spec, args.hf_config)
     # Imported here so `inferfleet --help` and the other commands start without the numerics.
-    from controllers.planning import plan_spec, plan_status
+    from controllers.policy.planning import plan_spec, plan_status
 
     efficiency = None
     if args.calibration:
@@ -98,7 +98,7 @@ def format_plan(name: str, plan: SizingPlan, *, what_if: bool = False) -> str:
         lines.append(f"{s.number:>2}. {s.title:<{width}}  {s.decision}")
         lines.append(f"    {'':<{width}}  why: {s.reason}")
     lines.append("")
-    from controllers.planning import weight_format
+    from controllers.policy.planning import weight_format
 
     header = ["pool", "GPU", "weights", "TP", "PP", "replicas", "min warm", "C_max",
               "req/s/replica", "GPUs", "$/hour", "$/1M tok@cap"]  # fmt: skip

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from controllers.scaling import Metrics, ScalingConfig, ScalingPolicy
+from controllers.policy.scaling.policy import Metrics, ScalingConfig, ScalingPolicy
 from inferfleet.errors import UsageError
 
 NAME = "policy-replay"

@@ -11,9 +11,15 @@ import argparse
 import json
 import sys
 
-from controllers.api import InferenceFleet, parse_decimal
-from controllers.replay import POLICIES, Comparison, cold_start_intervals, compare, ready_replicas
-from controllers.scaling import ScalingConfig, config_from_spec
+from controllers.api.v1alpha1 import InferenceFleet, parse_decimal
+from controllers.policy.scaling.policy import ScalingConfig, config_from_spec
+from controllers.policy.scaling.replay import (
+    POLICIES,
+    Comparison,
+    cold_start_intervals,
+    compare,
+    ready_replicas,
+)
 from inferfleet.errors import UsageError
 from inferfleet.manifests import load_fleet, resolve_hf_config
 from inferfleet.tables import render_table
@@ -66,7 +72,7 @@ def replica_from_fleet(fleet: InferenceFleet, gpus_per_replica: int | None) -> t
     text = fleet.spec.workload.usable_rps_per_replica
     if text is not None and gpus_per_replica is not None:
         return parse_decimal(text), gpus_per_replica
-    from controllers.planning import plan_spec
+    from controllers.policy.planning import plan_spec
 
     plan = plan_spec(fleet.spec, resolve_hf_config(fleet.spec, None))
     option = plan.allocations[0].option

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from e2e.emulator.testing import REPO, RunningEmulator, run_emulator
 from inferfleet.calibration import load_calibration
+from inferfleet_testing.emulator import REPO, RunningEmulator, run_emulator
 from tests.conftest import CALIBRATION
 
 

@@ -1,8 +1,9 @@
 """The Helm chart, rendered by the real `helm` binary and checked against real schemas.
 
 Every value set renders manifests that pass the Kubernetes OpenAPI schemas (kubernetes-validate,
-strict: unknown fields fail), the RBAC equals `controllers.rbac`, the CRD is the generated one,
-PromQL in the rules and the dashboard parses (promtool), and bad values fail at render time.
+strict: unknown fields fail), the RBAC equals `controllers.reconcile.rbac`, the CRD is the
+generated one, PromQL in the rules and the dashboard parses (promtool), and bad values fail at
+render time.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import pytest
 import yaml
 from prometheus_client.exposition import generate_latest
 
-from controllers.metrics import OperatorMetrics
-from controllers.rbac import cluster_role_rules
-from controllers.render import labels as vllm_pod_labels
+from controllers.adapters.operator_metrics import OperatorMetrics
+from controllers.policy.render import labels as vllm_pod_labels
+from controllers.reconcile.rbac import cluster_role_rules
 from e2e.emulator.metrics import VllmMetrics
 from tests.conftest import REPO
 
@@ -281,7 +282,7 @@ def test_vllm_podmonitor_selects_operator_pods_and_maps_fleet_and_pool():
     pod = vllm_pod_labels("chat-70b", "h100")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= pod.items()
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
-    assert endpoint["port"] == "http"  # the port name controllers.render gives vLLM
+    assert endpoint["port"] == "http"  # the port name controllers.policy.render gives vLLM
     mapping = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
 
     def meta(label: str) -> list[str]:

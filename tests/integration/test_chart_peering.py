@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from inferfleet_testing.kube.harness import Cluster, wait_for
 from tests.conftest import REPO
-from tests.integration.kube_support.harness import Cluster, wait_for
 
 PEERINGS = "/apis/kopf.dev/v1/clusterkopfpeerings"
 FLEETS = "inferfleet.io/v1alpha1"

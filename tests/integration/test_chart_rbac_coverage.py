@@ -1,6 +1,6 @@
 """The chart's RBAC is enough: every request the real operator makes is one its rules allow.
 
-The operator (real Kopf + controllers.handlers) runs against the KMock API server through a
+The operator (real Kopf + controllers.reconcile) runs against the KMock API server through a
 scenario that exercises each kind of call: create, re-plan on edit, repair a deleted
 Deployment, refuse a bad spec (Events), read a ConfigMap, delete the fleet. Every request is
 recorded, turned into the (API group, resource, verb) an API server's authorizer would check,
@@ -18,9 +18,9 @@ import pytest
 import yaml
 from kubernetes.config import kube_config
 
+from inferfleet_testing.kube.apiserver import ApiServer
+from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
 from tests.conftest import REPO
-from tests.integration.kube_support.apiserver import ApiServer
-from tests.integration.kube_support.harness import Cluster, Operator, wait_for
 
 RULES_FILE = REPO / "charts" / "inferfleet" / "files" / "rbac-rules.yaml"
 FLEETS = "inferfleet.io/v1alpha1"

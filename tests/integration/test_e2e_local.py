@@ -18,10 +18,10 @@ from e2e.local.harness import LocalHarness
 from e2e.local.load import Demand, LoadDriver, ReplayConfig
 from e2e.local.timeline import EventLog, take_sample
 from inferfleet.traces import read_per_minute
+from inferfleet_testing.kube.harness import wait_for
+from inferfleet_testing.prometheus import requires_prometheus
 from sizing.workload import Percentiles
 from tests.conftest import REPO
-from tests.integration.kube_support.harness import wait_for
-from tests.integration.prometheus_support import requires_prometheus
 
 pytestmark = [requires_prometheus, pytest.mark.timeout(120)]
 

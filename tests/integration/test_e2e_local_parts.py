@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers.benchmark import RequestRecord
-from controllers.replay import Trace
+from controllers.adapters.benchmark import RequestRecord
+from controllers.policy.scaling.replay import Trace
 from e2e.local import demo
 from e2e.local.load import Demand, LoadDriver, MinuteStats, ReplayConfig, pick_endpoint
 from e2e.local.pods import Endpoint, template_hash

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from controllers.kube import object_path
+from controllers.adapters.kube import object_path
 from e2e.local.pods import PodRunner, template_hash
-from tests.integration.kube_support.fixtures import cluster_fixture  # noqa: F401
-from tests.integration.kube_support.harness import Cluster, wait_for
+from inferfleet_testing.kube.fixtures import cluster_fixture  # noqa: F401
+from inferfleet_testing.kube.harness import Cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

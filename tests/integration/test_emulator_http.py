@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from e2e.emulator.testing import RunningEmulator, run_emulator
-from e2e.emulator.testing import emulator as emulator  # noqa: PLC0414 (re-exported fixture)
+from inferfleet_testing.emulator import RunningEmulator, run_emulator
+from inferfleet_testing.emulator import emulator as emulator  # noqa: PLC0414 (re-exported fixture)
 
 
 @pytest.fixture

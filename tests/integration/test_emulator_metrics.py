@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2e.emulator.testing import emulator as emulator  # noqa: PLC0414 (re-exported fixture)
-from e2e.emulator.testing import run_emulator
+from inferfleet_testing.emulator import emulator as emulator  # noqa: PLC0414 (re-exported fixture)
+from inferfleet_testing.emulator import run_emulator
 
 # name -> type, as vLLM V1 exposes them (counters without their `_total` suffix here, the way
 # the text parser names counter families).

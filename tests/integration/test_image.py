@@ -28,12 +28,12 @@ import httpx
 import pytest
 import yaml
 
+from inferfleet_testing.kube.harness import Cluster, wait_for
+from inferfleet_testing.prometheus import free_port
 from tests.conftest import REPO
-from tests.integration.kube_support.harness import Cluster, wait_for
-from tests.integration.prometheus_support import free_port
 
 DOCKERFILE = REPO / "Dockerfile"
-INSTANCE = "app.kubernetes.io/instance"  # the fleet label controllers.render sets
+INSTANCE = "app.kubernetes.io/instance"  # the fleet label controllers.policy.render sets
 CHART_HELPERS = REPO / "charts" / "inferfleet" / "templates" / "_helpers.tpl"
 
 
@@ -136,7 +136,7 @@ def installed(tmp_path_factory) -> Path:
 def test_wheel_holds_every_package_the_operator_imports(installed: Path):
     venv_root = installed.parent.parent
     out = run(installed, "-c",
-              "import controllers.handlers, sizing.hardware, inferfleet.cli as c; "
+              "import controllers.reconcile.handlers, sizing.hardware, inferfleet.cli as c; "
               "import controllers, sizing, inferfleet; "
               "print(controllers.__file__, sizing.__file__, inferfleet.__file__)",
               cwd=venv_root)  # fmt: skip

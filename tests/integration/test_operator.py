@@ -13,14 +13,14 @@ import kopf
 import pytest
 import yaml
 
-from controllers.handlers import PlanCache, Watcher, resync
-from controllers.kube import FIELD_MANAGER, Kube
-from controllers.metrics import OperatorMetrics
-from controllers.render import MANIFEST_HASH_ANNOTATION, PLAN_HASH_ANNOTATION
+from controllers.adapters.kube import FIELD_MANAGER, Kube
+from controllers.adapters.operator_metrics import OperatorMetrics
+from controllers.policy.render import MANIFEST_HASH_ANNOTATION, PLAN_HASH_ANNOTATION
+from controllers.reconcile.handlers import PlanCache, Watcher, resync
+from inferfleet_testing.kube.apiserver import Fault
+from inferfleet_testing.kube.fixtures import cluster_fixture, operator_fixture  # noqa: F401
+from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
 from tests.conftest import REPO
-from tests.integration.kube_support.apiserver import Fault
-from tests.integration.kube_support.fixtures import cluster_fixture, operator_fixture  # noqa: F401
-from tests.integration.kube_support.harness import Cluster, Operator, wait_for
 
 FLEETS = "inferfleet.io/v1alpha1"
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))

@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
+from inferfleet_testing.kube.fixtures import cluster_fixture, operator_fixture  # noqa: F401
+from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
 from tests.conftest import REPO
-from tests.integration.kube_support.fixtures import cluster_fixture, operator_fixture  # noqa: F401
-from tests.integration.kube_support.harness import Cluster, Operator, wait_for
 
 KUBECTL = shutil.which("kubectl", path=os.pathsep.join(
     [str(REPO / ".tools" / "bin"), os.environ.get("PATH", "")]))  # fmt: skip

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from tests.integration.kube_support.fixtures import cluster_fixture  # noqa: F401
-from tests.integration.kube_support.harness import Cluster, Operator, wait_for
-from tests.integration.prometheus_support import (
+from inferfleet_testing.kube.fixtures import cluster_fixture  # noqa: F401
+from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
+from inferfleet_testing.prometheus import (
     PrometheusServer,
     VllmLoad,
     backfill_openmetrics,

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from controllers.handlers import TIME_COMPRESSION_ENV
-from tests.integration.kube_support.fixtures import cluster_fixture  # noqa: F401
-from tests.integration.kube_support.harness import Cluster, Operator, wait_for
-from tests.integration.prometheus_support import (
+from controllers.reconcile.handlers import TIME_COMPRESSION_ENV
+from inferfleet_testing.kube.fixtures import cluster_fixture  # noqa: F401
+from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
+from inferfleet_testing.prometheus import (
     ExpositionServer,
     PrometheusServer,
     Target,

@@ -13,17 +13,18 @@ import time
 import pytest
 import yaml
 
-from controllers.api import InferenceFleet, PlanStatus
-from controllers.monitoring import (
-    evaluate,
-    metrics_condition,
-    observed_spec,
-    resolve_thresholds,
-    scaling_metrics,
+from controllers.adapters.prometheus import (
+    QueryWindows,
+    fetch_snapshot,
+    make_client,
+    request_rate_history,
 )
-from controllers.prometheus import QueryWindows, fetch_snapshot, make_client, request_rate_history
-from tests.conftest import REPO
-from tests.integration.prometheus_support import (
+from controllers.api.v1alpha1 import InferenceFleet, PlanStatus
+from controllers.policy.monitoring.findings import evaluate
+from controllers.policy.monitoring.resize import observed_spec
+from controllers.policy.monitoring.snapshot import metrics_condition, scaling_metrics
+from controllers.policy.monitoring.thresholds import resolve_thresholds
+from inferfleet_testing.prometheus import (
     PrometheusServer,
     Target,
     VllmLoad,
@@ -31,6 +32,7 @@ from tests.integration.prometheus_support import (
     serve_pods,
     vllm_pod,
 )
+from tests.conftest import REPO
 from tests.plans import fleet_plan, pool_plan
 
 pytestmark = requires_prometheus

@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from controllers.monitoring import metrics_condition
-from controllers.prometheus import QueryWindows, fetch_snapshot, make_client
-from e2e.emulator.testing import run_emulator
-from tests.integration.prometheus_support import PrometheusServer, Target, requires_prometheus
+from controllers.adapters.prometheus import QueryWindows, fetch_snapshot, make_client
+from controllers.policy.monitoring.snapshot import metrics_condition
+from inferfleet_testing.emulator import run_emulator
+from inferfleet_testing.prometheus import PrometheusServer, Target, requires_prometheus
 
 pytestmark = requires_prometheus
 

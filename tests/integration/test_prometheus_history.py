@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from controllers.prometheus import make_client, request_rate_history
-from tests.integration.prometheus_support import (
+from controllers.adapters.prometheus import make_client, request_rate_history
+from inferfleet_testing.prometheus import (
     PrometheusServer,
     backfill_openmetrics,
     daily_cycle_openmetrics,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from controllers.monitoring import metrics_condition
-from controllers.prometheus import QueryWindows, fetch_snapshot, make_client
-from tests.integration.prometheus_support import (
+from controllers.adapters.prometheus import QueryWindows, fetch_snapshot, make_client
+from controllers.policy.monitoring.snapshot import metrics_condition
+from inferfleet_testing.prometheus import (
     PrometheusServer,
     Target,
     VllmLoad,

@@ -9,9 +9,14 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controllers.api import InferenceFleet, PlanStatus
-from controllers.autoscale import FleetTick, decide_fleet, needs_history
-from controllers.monitoring import MetricsSnapshot, PoolMetrics, Sample, WorkloadMetrics
+from controllers.api.v1alpha1 import InferenceFleet, PlanStatus
+from controllers.policy.autoscale import FleetTick, decide_fleet, needs_history
+from controllers.policy.monitoring.snapshot import (
+    MetricsSnapshot,
+    PoolMetrics,
+    Sample,
+    WorkloadMetrics,
+)
 from sizing.simulator import LoadPoint
 from tests.conftest import REPO
 from tests.plans import fleet_plan, load_point, pool_plan

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers.benchmark import (
+from controllers.adapters.benchmark import (
     LoadSpec,
     RequestRecord,
     _chunk_text,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers.conditions import find, is_true, set_condition, timestamp
+from controllers.api.conditions import find, is_true, set_condition, timestamp
 
 STATUSES = st.sampled_from(["True", "False", "Unknown"])
 

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from controllers.crd import CRD_NAME, SchemaError, _structural, build_crd
+from controllers.api.crd import CRD_NAME, SchemaError, _structural, build_crd
 from inferfleet.cli import main
 from inferfleet.commands.crd import crd_yaml
 from tests.conftest import REPO
@@ -34,7 +34,7 @@ def _walk(node: Any, path: str = ""):
 
 def test_committed_crd_matches_the_models():
     assert COMMITTED.read_text() == crd_yaml(), (
-        "crds/ drifted from controllers/api.py; regenerate with `inferfleet crd --output-dir crds`"
+        "crds/ drifted from the API models; regenerate: inferfleet crd --output-dir crds"
     )
 
 

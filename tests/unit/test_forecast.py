@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from controllers.forecast import (
+from controllers.policy.scaling.forecast import (
     DAY_S,
     FORECASTERS,
     Forecaster,

@@ -9,9 +9,15 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers.api import InferenceFleet, InferenceFleetStatus, ReplicaStatus
-from controllers.conditions import set_condition
-from controllers.handlers import RETRY_BASE_S, PlanCache, SpecRefused, _status_patch, retry_delay_s
+from controllers.api.conditions import set_condition
+from controllers.api.v1alpha1 import InferenceFleet, InferenceFleetStatus, ReplicaStatus
+from controllers.reconcile.handlers import (
+    RETRY_BASE_S,
+    PlanCache,
+    SpecRefused,
+    _status_patch,
+    retry_delay_s,
+)
 from tests.conftest import REPO
 
 

@@ -7,8 +7,8 @@ import socket
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from controllers.api import Finding, PlanStatus, PoolPlanStatus
-from controllers.metrics import OperatorMetrics
+from controllers.adapters.operator_metrics import OperatorMetrics
+from controllers.api.v1alpha1 import Finding, PlanStatus, PoolPlanStatus
 from tests.plans import fleet_plan, pool_plan
 
 

@@ -9,32 +9,33 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers.api import InferenceFleet, PlanStatus, parse_decimal
-from controllers.monitoring import (
-    POOL_METRIC_NAMES,
-    REQUIRED_POOL_METRICS,
-    WORKLOAD_METRIC_NAMES,
+from controllers.adapters.prometheus import FAMILIES, UNQUERIED, snapshot_query
+from controllers.api.v1alpha1 import InferenceFleet, PlanStatus, parse_decimal
+from controllers.policy.monitoring.findings import evaluate
+from controllers.policy.monitoring.resize import (
     Expectation,
-    MetricsSnapshot,
-    PoolMetrics,
     ResizeState,
-    Sample,
-    Thresholds,
-    WorkloadMetrics,
-    evaluate,
-    metrics_condition,
     observed_spec,
     observed_workload,
     predicted_at_load,
     propose_resize,
     recommendation,
     resize_condition,
-    resolve_thresholds,
-    scaling_metrics,
     step_resize,
 )
-from controllers.planning import plan_spec, plan_status
-from controllers.prometheus import FAMILIES, UNQUERIED, snapshot_query
+from controllers.policy.monitoring.snapshot import (
+    POOL_METRIC_NAMES,
+    REQUIRED_POOL_METRICS,
+    WORKLOAD_METRIC_NAMES,
+    MetricsSnapshot,
+    PoolMetrics,
+    Sample,
+    WorkloadMetrics,
+    metrics_condition,
+    scaling_metrics,
+)
+from controllers.policy.monitoring.thresholds import Thresholds, resolve_thresholds
+from controllers.policy.planning import plan_spec, plan_status
 from sizing.errors import InvalidInput
 from tests.conftest import REPO
 from tests.plans import fleet_plan, load_point, pool_plan

@@ -12,8 +12,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controllers.api import InferenceFleet
-from controllers.planning import fleet_request, plan_spec, plan_status
+from controllers.api.v1alpha1 import InferenceFleet
+from controllers.policy.planning import fleet_request, plan_spec, plan_status
 from inferfleet.cli import main
 from sizing.curve import Capacity
 from sizing.errors import ModelDoesNotFit, NoPoolFits

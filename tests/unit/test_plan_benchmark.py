@@ -11,8 +11,8 @@ import sys
 import pytest
 import yaml
 
-from controllers.api import InferenceFleet
-from controllers.planning import plan_spec
+from controllers.api.v1alpha1 import InferenceFleet
+from controllers.policy.planning import plan_spec
 from sizing.curve import find_capacity
 from sizing.plan import memoized
 from tests.conftest import REPO

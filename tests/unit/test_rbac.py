@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from controllers.api import GROUP, PLURAL
-from controllers.rbac import RULES, cluster_role_rules
+from controllers.api.v1alpha1 import GROUP, PLURAL
+from controllers.reconcile.rbac import RULES, cluster_role_rules
 
 
 def _allowed(group: str, resource: str, verb: str) -> bool:

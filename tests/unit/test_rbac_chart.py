@@ -1,10 +1,10 @@
-"""The chart's RBAC file is controllers.rbac, split by scope: no helm needed to catch drift."""
+"""The chart's RBAC file is controllers.reconcile.rbac split by scope: no helm to catch drift."""
 
 from __future__ import annotations
 
 import yaml
 
-from controllers.rbac import RULES, cluster_role_rules
+from controllers.reconcile.rbac import RULES, cluster_role_rules
 from tests.conftest import REPO
 
 RULES_FILE = REPO / "charts" / "inferfleet" / "files" / "rbac-rules.yaml"

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers.api import InferenceFleet, LoraSpec, PlanStatus, PlanStep, PoolPlanStatus
-from controllers.render import (
+from controllers.api.v1alpha1 import InferenceFleet, LoraSpec, PlanStatus, PlanStep, PoolPlanStatus
+from controllers.policy.render import (
     MANIFEST_HASH_ANNOTATION,
     PLAN_HASH_ANNOTATION,
     STARTUP_PERIOD_S,

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers.replay import (
+from controllers.policy.scaling.policy import ScalingConfig, ScalingPolicy
+from controllers.policy.scaling.replay import (
     Trace,
     compare,
     oracle_replicas,
@@ -17,7 +18,6 @@ from controllers.replay import (
     replay_policy,
     score,
 )
-from controllers.scaling import ScalingConfig, ScalingPolicy
 from inferfleet.traces import read_per_minute, spread_evenly
 from tests.conftest import TRACES
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controllers.planning import plan_spec
+from controllers.policy.planning import plan_spec
 from inferfleet.cli import main
 from inferfleet.manifests import load_fleet
 from tests.conftest import REPO

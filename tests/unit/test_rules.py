@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from controllers.monitoring import Thresholds
+from controllers.policy.monitoring.thresholds import Thresholds
 from tests.conftest import REPO
 
 RULES = REPO / "charts" / "inferfleet" / "files" / "prometheus-rules.yaml"

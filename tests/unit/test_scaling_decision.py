@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers.api import ScalingSpec
-from controllers.forecast import Forecast
-from controllers.scaling import (
+from controllers.api.v1alpha1 import ScalingSpec
+from controllers.policy.scaling.forecast import Forecast
+from controllers.policy.scaling.policy import (
     Metrics,
     ScalingConfig,
     ScalingPolicy,

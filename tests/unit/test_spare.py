@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers import spare
-from controllers.replay import (
+from controllers.policy.scaling import spare
+from controllers.policy.scaling.policy import ScalingConfig, ScalingPolicy
+from controllers.policy.scaling.replay import (
     Trace,
     needed_replicas,
     oracle_replicas,
@@ -16,8 +17,7 @@ from controllers.replay import (
     replay_policy,
     score,
 )
-from controllers.scaling import ScalingConfig, ScalingPolicy
-from controllers.spare import SparePercentile
+from controllers.policy.scaling.spare import SparePercentile
 
 
 def test_a_miss_lifts_the_percentile_and_covered_intervals_lower_it():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from controllers.api import (
+from controllers.api.v1alpha1 import (
     InferenceFleetSpec,
     PlanStatus,
     PlanStep,

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from controllers.api import (
+from controllers.api.v1alpha1 import (
     GROUP,
     KIND,
     PLURAL,

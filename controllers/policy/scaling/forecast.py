@@ -449,7 +449,7 @@ class RampTracker:
     expected then (req/s, zero when load falls short of it): the rate now, or, when the policy
     has a learned forecast, the larger of that and the forecast, so a daily rise the forecast
     foresees is not paid for twice. A decaying histogram keeps it; the policy asks for the
-    percentile its SLO-met target calls for (`controllers.spare`).
+    percentile its SLO-met target calls for (`controllers.policy.scaling.spare`).
     """
 
     def __init__(self, interval_s: float, cold_start_s: float, half_life_n: float = 7 * 1440):

@@ -1,7 +1,7 @@
 """What a reconcile observes besides the Kubernetes objects: Prometheus, on the operator's clock.
 
-An adapter around `controllers.prometheus`: one client per Prometheus URL, the blocking query
-run off the event loop, and the operator's time compression (a demo or a test may run a day in
+An adapter around `controllers.adapters.prometheus`: one client per Prometheus URL, the blocking
+query run off the event loop, and the operator's time compression (a demo or a test may run a day in
 minutes: policy time then runs faster than the wall clock, and the PromQL windows shrink with
 it, never below what a few scrapes can fill).
 """
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from requests import RequestException
 
-from controllers.monitoring import MetricsSnapshot
-from controllers.prometheus import (
+from controllers.adapters.prometheus import (
     QueryWindows,
     fetch_snapshot,
     make_client,
     request_rate_history,
 )
+from controllers.policy.monitoring.snapshot import MetricsSnapshot
 
 # The shortest PromQL windows that still hold a few scrapes at a 1 s scrape interval.
 MIN_RATE_WINDOW_S = 4.0

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from controllers.scaling import (
+from controllers.policy.scaling.policy import (
     Metrics,
     ScalingConfig,
     ScalingDecision,

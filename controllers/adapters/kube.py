@@ -2,8 +2,9 @@
 
 An adapter, deliberately small: plain JSON over aiohttp (already Kopf's HTTP client), with the
 credentials the official client resolves (in-cluster service account or kubeconfig). Every
-call here has a matching rule in `controllers.rbac`. Errors come back typed so handlers can
-choose between "retry later" (`Conflict`, `Unavailable`) and "tell the user" (`Rejected`).
+call here has a matching rule in `controllers.reconcile.rbac`. Errors come back typed so
+handlers can choose between "retry later" (`Conflict`, `Unavailable`) and "tell the user"
+(`Rejected`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import aiohttp
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from controllers.api import API_VERSION, KIND, PLURAL
+from controllers.api.v1alpha1 import API_VERSION, KIND, PLURAL
 
 FIELD_MANAGER = "inferfleet"
 _APPLY = "application/apply-patch+yaml"

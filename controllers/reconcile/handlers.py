@@ -22,7 +22,18 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from controllers.api import (
+from controllers.adapters.kube import Conflict, Kube, KubeError, Owner, Unavailable, owned
+from controllers.adapters.operator_metrics import OperatorMetrics
+from controllers.adapters.prometheus_reader import OperatorClock, PrometheusReader
+from controllers.api.conditions import (
+    METRICS_AVAILABLE,
+    READY,
+    RESIZE_RECOMMENDED,
+    SIZED,
+    find,
+    set_condition,
+)
+from controllers.api.v1alpha1 import (
     API_VERSION,
     GROUP,
     KIND,
@@ -36,19 +47,11 @@ from controllers.api import (
     describe_validation_error,
     parse_duration_s,
 )
-from controllers.autoscale import FleetDecision, FleetTick, decide_fleet, needs_history
-from controllers.conditions import READY, SIZED, find, set_condition
-from controllers.kube import Conflict, Kube, KubeError, Owner, Unavailable, owned
-from controllers.metrics import OperatorMetrics
-from controllers.monitoring import (
-    METRICS_AVAILABLE,
-    RESIZE_RECOMMENDED,
-    MetricsSnapshot,
-    propose_resize,
-)
-from controllers.observe import OperatorClock, PrometheusReader
-from controllers.planning import plan_spec, plan_status
-from controllers.render import (
+from controllers.policy.autoscale import FleetDecision, FleetTick, decide_fleet, needs_history
+from controllers.policy.monitoring.resize import propose_resize
+from controllers.policy.monitoring.snapshot import MetricsSnapshot
+from controllers.policy.planning import plan_spec, plan_status
+from controllers.policy.render import (
     EXTERNALLY_SCALED,
     MANAGED_BY,
     drifted,
@@ -257,7 +260,7 @@ async def _watch(
     current: Mapping[str, int],
     now_s: float,
 ) -> FleetDecision:
-    """Metrics in, scaling decision and monitoring verdict out (see controllers.autoscale)."""
+    """Metrics in, scaling decision and monitoring verdict out (controllers.policy.autoscale)."""
     snapshot = None
     if url and watcher.prometheus is not None:
         snapshot = await watcher.prometheus.snapshot(

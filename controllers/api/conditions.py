@@ -10,12 +10,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
-from controllers.api import Condition
+from controllers.api.v1alpha1 import Condition
 
 Status = Literal["True", "False", "Unknown"]
 
 SIZED = "Sized"
 READY = "Ready"
+METRICS_AVAILABLE = "MetricsAvailable"
+RESIZE_RECOMMENDED = "ResizeRecommended"
 
 
 def timestamp(now_s: float) -> str:

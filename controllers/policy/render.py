@@ -15,7 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controllers.api import InferenceFleetSpec, PlanStatus, PoolPlanStatus, parse_duration_s
+from controllers.api.v1alpha1 import (
+    InferenceFleetSpec,
+    PlanStatus,
+    PoolPlanStatus,
+    parse_duration_s,
+)
 from sizing.hardware import get_gpu
 
 VLLM_PORT = 8000

@@ -1,15 +1,15 @@
 """The exact Kubernetes permissions the operator uses: one list the Helm chart renders.
 
-Each rule names why it is needed, so a reviewer can match it to a call in `controllers.kube`
-or to what Kopf itself does. Keep this in step with the adapter: a call without a rule fails
-with 403 in a real cluster.
+Each rule names why it is needed, so a reviewer can match it to a call in
+`controllers.adapters.kube` or to what Kopf itself does. Keep this in step with the adapter: a call
+without a rule fails with 403 in a real cluster.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controllers.api import GROUP, PLURAL
+from controllers.api.v1alpha1 import GROUP, PLURAL
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
-from controllers.monitoring import (
+from controllers.policy.monitoring.snapshot import (
     MetricsSnapshot,
     PoolMetrics,
     Sample,

@@ -1,8 +1,8 @@
 """One reconcile's scaling and monitoring for a fleet: metrics in, replicas and status out.
 
-Pure glue between the scaling policy (`controllers.scaling`) and the monitoring thresholds
-(`controllers.monitoring`): the handler passes what it observed (a Prometheus snapshot or none,
-the Deployments' current replicas, `status.history`) and the time; this returns the replicas
+Pure glue between the scaling policy (`controllers.policy.scaling`) and the monitoring policy
+(`controllers.policy.monitoring`): the handler passes what it observed (a Prometheus snapshot or
+none, the Deployments' current replicas, `status.history`) and the time; this returns the replicas
 per pool with their reasons, the next `status.history`, `status.forecast`, the findings and the
 `MetricsAvailable` / `ResizeRecommended` conditions. The policy's memory lives in
 `status.history`, so an operator restart forgets nothing.
@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from controllers.api import (
+from controllers.api.conditions import Status as ConditionStatus
+from controllers.api.v1alpha1 import (
     Finding,
     ForecastStatus,
     InferenceFleetSpec,
@@ -26,20 +27,21 @@ from controllers.api import (
     PoolPlanStatus,
     parse_decimal,
 )
-from controllers.monitoring import (
-    ConditionStatus,
+from controllers.policy.monitoring.findings import evaluate
+from controllers.policy.monitoring.resize import (
     Expectation,
-    MetricsSnapshot,
     ResizeState,
-    evaluate,
-    metrics_condition,
     predicted_at_load,
     resize_condition,
-    resolve_thresholds,
-    scaling_metrics,
     step_resize,
 )
-from controllers.scaling import (
+from controllers.policy.monitoring.snapshot import (
+    MetricsSnapshot,
+    metrics_condition,
+    scaling_metrics,
+)
+from controllers.policy.monitoring.thresholds import resolve_thresholds
+from controllers.policy.scaling.policy import (
     Metrics,
     ScalingConfig,
     ScalingPolicy,

@@ -14,7 +14,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.exposition import generate_latest
 
-from controllers.api import Finding, PlanStatus, parse_decimal, parse_duration_s
+from controllers.api.v1alpha1 import Finding, PlanStatus, parse_decimal, parse_duration_s
 
 _FLEET = ("namespace", "fleet")
 _POOL = ("namespace", "fleet", "pool")

@@ -19,10 +19,10 @@ import kmock
 import kopf
 import yaml
 
-from controllers.api import GROUP, KIND, PLURAL, VERSION
-from controllers.crd import SHORT_NAME
-from controllers.kube import object_path
-from tests.integration.kube_support.apiserver import ApiServer, Fault, Write
+from controllers.adapters.kube import object_path
+from controllers.api.crd import SHORT_NAME
+from controllers.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
+from inferfleet_testing.kube.apiserver import ApiServer, Fault, Write
 
 T = TypeVar("T")
 START_TIMEOUT_S = 10.0
@@ -159,10 +159,11 @@ def wait_for(check: Callable[[], T | None], what: str, timeout_s: float = 10.0) 
 
 
 class Operator:
-    """The real Kopf operator with `controllers.handlers` registered, in its own thread."""
+    """The real Kopf operator with `controllers.reconcile` handlers registered, in its own
+    thread."""
 
     def __init__(self) -> None:
-        import controllers.handlers  # noqa: F401  (registers the handlers with Kopf)
+        import controllers.reconcile.handlers  # noqa: F401  (registers the handlers with Kopf)
 
         self._stop = threading.Event()
         self._ready = threading.Event()

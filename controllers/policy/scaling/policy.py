@@ -8,7 +8,7 @@ Predictive mode asks for the most of:
   * the current load plus the warm spare (`minWarmReplicas`: a number, or `auto` = the growth
     seen over one cold start at a high percentile of past ramps, at least one replica, the
     N+1 spare for a failure domain; the percentile is steered by the policy's own misses
-    toward `targetSLOMetPercent`, see `controllers.spare`);
+    toward `targetSLOMetPercent`, see `controllers.policy.scaling.spare`);
   * the forecast upper quantile over the next cold start plus a lead margin, because a replica
     asked for now only serves after its cold start;
   * active `schedules` entries and `minReplicas`;
@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from croniter import croniter
 
-from controllers.api import ScalingSpec, parse_duration_s
-from controllers.forecast import (
+from controllers.api.v1alpha1 import ScalingSpec, parse_duration_s
+from controllers.policy.scaling.forecast import (
     DAY_S,
     PROFILE_BIN_S,
     Forecast,
@@ -36,7 +36,7 @@ from controllers.forecast import (
     RampTracker,
     make_forecaster,
 )
-from controllers.spare import SparePercentile
+from controllers.policy.scaling.spare import SparePercentile
 
 Mode = Literal["predictive", "reactive", "static", "external", "keda"]
 MODES: tuple[str, ...] = ("predictive", "reactive", "static", "external", "keda")

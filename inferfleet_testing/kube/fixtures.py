@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes.config import kube_config
 
-from tests.integration.kube_support.harness import Cluster, Operator
+from inferfleet_testing.kube.harness import Cluster, Operator
 
 
 @pytest.fixture(name="cluster")

@@ -1,0 +1,1 @@
+"""I/O: the Kubernetes API, Prometheus, the vLLM load client, the operator's own metrics."""

@@ -1,0 +1,1 @@
+"""Scaling policy: forecasters, warm spare, schedules, the per-tick decision, replay."""

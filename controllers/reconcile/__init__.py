@@ -1,0 +1,1 @@
+"""One reconcile pass and its Kopf wiring."""
