@@ -145,7 +145,8 @@ async def _timed_pass(kube, bodies, plans) -> np.ndarray:
 async def _passes(cluster: Cluster) -> dict[str, float]:
     """First pass (plan + apply), resync (cached plans), restart (plans recomputed)."""
     from controllers.adapters.kube import Kube
-    from controllers.reconcile.handlers import PlanCache, tune_gc
+    from controllers.reconcile.handlers import tune_gc
+    from controllers.reconcile.plans import PlanCache
 
     tune_gc()  # as the operator's start-up handler does
 

@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from kubernetes import client as k8s_client
@@ -110,6 +110,28 @@ def _ssl_context(configuration: k8s_client.Configuration) -> ssl.SSLContext | bo
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+class KubeClient(Protocol):
+    """The calls a reconcile makes: reads in observe, writes in act."""
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None: ...
+
+    async def list_labelled(
+        self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]
+    ) -> list[dict[str, Any]]: ...
+
+    async def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None: ...
+
+    async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None: ...
+
+    async def patch_status(self, owner: Owner, status: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def post_event(
+        self, owner: Owner, event_type: str, reason: str, message: str
+    ) -> None: ...
 
 
 class Kube:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from requests import RequestException
@@ -57,6 +58,20 @@ class OperatorClock:
             peak_step=_seconds(max(MIN_STEP_S, 60.0 / c)),
             max_age_s=max(MIN_MAX_AGE_S, 90.0 / c),
         )
+
+
+class MetricsSource(Protocol):
+    """What a reconcile reads from Prometheus: a snapshot per pass, past traffic now and then."""
+
+    def url_for(self, fleet_url: str | None) -> str | None: ...
+
+    async def snapshot(
+        self, url: str, namespace: str, fleet: str, pools: Iterable[str], wall_s: float
+    ) -> MetricsSnapshot: ...
+
+    async def history(
+        self, url: str, namespace: str, fleet: str, wall_s: float
+    ) -> tuple[tuple[float, float], ...]: ...
 
 
 @dataclass

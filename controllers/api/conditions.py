@@ -18,6 +18,7 @@ SIZED = "Sized"
 READY = "Ready"
 METRICS_AVAILABLE = "MetricsAvailable"
 RESIZE_RECOMMENDED = "ResizeRecommended"
+DEGRADED = "Degraded"
 
 
 def timestamp(now_s: float) -> str:

@@ -9,6 +9,7 @@ strings such as `"2.50"`), counts as integers.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
@@ -454,6 +455,68 @@ class Finding(ApiModel):
     pool: str | None = None
 
 
+class PlanSummaryPool(ApiModel):
+    pool: str
+    gpu: str
+    replicas: int
+    tensor_parallel: int
+    gpus: int
+
+
+class PlanSummary(ApiModel):
+    total_gpus: int = Field(alias="totalGPUs")
+    cost_per_month: str
+    pools: list[PlanSummaryPool]
+
+
+class Recommendation(ApiModel):
+    """Step 13's re-size: both plans, the difference, and the merge patch that accepts it."""
+
+    reason: str
+    error: str | None = Field(
+        default=None, description="Why the observed workload cannot be planned at all."
+    )
+    current: PlanSummary | None = None
+    proposed: PlanSummary | None = None
+    gpu_delta: int | None = None
+    cost_per_month_delta: str | None = None
+    accept: dict[str, Any] | None = Field(
+        default=None,
+        description="A ready `kubectl patch --type merge` body.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class PoolMemory(ApiModel):
+    """One pool's scaling-policy memory: what it last decided, when, and its learned state."""
+
+    replicas: int | None = None
+    reason: str | None = None
+    stepped_at: float | None = None
+    policy: dict[str, Any] | None = Field(
+        default=None,
+        description="The policy's learned state (forecaster profile, ramps, spare); opaque.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class ResizeMemory(ApiModel):
+    """The step-13 trigger's hysteresis state (`since_s` is policy time)."""
+
+    recommended: bool = False
+    since_s: float | None = Field(default=None, alias="since_s")
+    reason: str = ""
+
+
+class FleetHistory(ApiModel):
+    """What the policy remembers between passes, so a restart forgets nothing."""
+
+    version: int = 1
+    pools: dict[str, PoolMemory] = Field(default_factory=dict)
+    watching_since: float | None = None
+    resize: ResizeMemory = Field(default_factory=ResizeMemory)
+
+
 class InferenceFleetStatus(ApiModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
@@ -461,14 +524,34 @@ class InferenceFleetStatus(ApiModel):
     replicas: ReplicaStatus | None = None
     forecast: ForecastStatus | None = None
     findings: list[Finding] = Field(default_factory=list)
-    recommendation: dict[str, Any] | None = Field(
-        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    recommendation: Recommendation | None = None
+    history: FleetHistory | None = Field(
+        default=None, description="Compact traffic profile kept so a restart does not forget it."
     )
-    history: dict[str, Any] | None = Field(
-        default=None,
-        description="Compact traffic profile kept so a restart does not forget it.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
+
+
+def parse_status(raw: object) -> tuple[InferenceFleetStatus, tuple[str, ...]]:
+    """The stored status as typed models, and the fields that had to be dropped.
+
+    Never raises: a field that does not parse (hand-edited, written by an older release, cut
+    short) is dropped and named, so the caller starts that part afresh and can say so.
+    """
+    if not isinstance(raw, Mapping):
+        return InferenceFleetStatus(), (("status",) if raw not in (None, {}) else ())
+    try:
+        return InferenceFleetStatus.model_validate(raw), ()
+    except ValidationError:
+        pass
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in raw.items():
+        try:
+            InferenceFleetStatus.model_validate({key: value})
+        except ValidationError:
+            dropped.append(str(key))
+        else:
+            kept[key] = value
+    return InferenceFleetStatus.model_validate(kept), tuple(dropped)
 
 
 # --- validation helpers ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ import yaml
 from kubernetes.config import kube_config
 
 from controllers.api.v1alpha1 import API_VERSION, KIND
-from controllers.reconcile.handlers import TIME_COMPRESSION_ENV
+from controllers.reconcile.runtime import TIME_COMPRESSION_ENV
 from e2e.local.pods import PodRunner
 from inferfleet_testing.kube.harness import Cluster, Operator
 from inferfleet_testing.prometheus import PrometheusServer

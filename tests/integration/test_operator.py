@@ -16,7 +16,9 @@ import yaml
 from controllers.adapters.kube import FIELD_MANAGER, Kube
 from controllers.adapters.operator_metrics import OperatorMetrics
 from controllers.policy.render import MANIFEST_HASH_ANNOTATION, PLAN_HASH_ANNOTATION
-from controllers.reconcile.handlers import PlanCache, Watcher, resync
+from controllers.reconcile.handlers import resync
+from controllers.reconcile.plans import PlanCache
+from controllers.reconcile.runtime import Watcher
 from inferfleet_testing.kube.apiserver import Fault
 from inferfleet_testing.kube.fixtures import cluster_fixture, operator_fixture  # noqa: F401
 from inferfleet_testing.kube.harness import Cluster, Operator, wait_for

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from controllers.reconcile.handlers import TIME_COMPRESSION_ENV
+from controllers.reconcile.runtime import TIME_COMPRESSION_ENV
 from inferfleet_testing.kube.fixtures import cluster_fixture  # noqa: F401
 from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
 from inferfleet_testing.prometheus import (

@@ -11,13 +11,9 @@ from hypothesis import strategies as st
 
 from controllers.api.conditions import set_condition
 from controllers.api.v1alpha1 import InferenceFleet, InferenceFleetStatus, ReplicaStatus
-from controllers.reconcile.handlers import (
-    RETRY_BASE_S,
-    PlanCache,
-    SpecRefused,
-    _status_patch,
-    retry_delay_s,
-)
+from controllers.reconcile.decide import status_patch
+from controllers.reconcile.handlers import RETRY_BASE_S, retry_delay_s
+from controllers.reconcile.plans import PlanCache, SpecRefused
 from tests.conftest import REPO
 
 
@@ -32,13 +28,13 @@ def test_status_patch_holds_only_what_changed():
         observed_generation=1, conditions=conditions, replicas=ReplicaStatus(desired=3)
     )
     stored = status.model_dump(by_alias=True, exclude_none=True)
-    assert _status_patch(stored, status) == {}
+    assert status_patch(stored, status) == {}
     newer = status.model_copy(update={"observed_generation": 2})
-    assert _status_patch(stored, newer) == {"observedGeneration": 2}
+    assert status_patch(stored, newer) == {"observedGeneration": 2}
     # Findings that went away are cleared; an empty list is not written where there was none.
-    assert _status_patch({**stored, "findings": [{"metric": "x"}]}, status) == {"findings": []}
+    assert status_patch({**stored, "findings": [{"metric": "x"}]}, status) == {"findings": []}
     # A forecast or recommendation the new status no longer has is removed (merge-patch null).
-    assert _status_patch({**stored, "recommendation": {"a": 1}}, status) == {"recommendation": None}
+    assert status_patch({**stored, "recommendation": {"a": 1}}, status) == {"recommendation": None}
 
 
 @given(st.integers(min_value=1, max_value=50), st.floats(min_value=1, max_value=3600))

@@ -1,0 +1,29 @@
+"""Act: write a pass's `Effects` to the cluster, in order. Nothing is decided here."""
+
+from __future__ import annotations
+
+from controllers.adapters.kube import KubeClient
+from controllers.reconcile.decide import Apply, Delete, Effects, PostEvent
+from controllers.reconcile.runtime import Watcher
+
+
+async def act(kube: KubeClient, watcher: Watcher, effects: Effects) -> bool:
+    """Apply, delete, post Events, then patch status; True when status was written.
+
+    Status goes last, so a pass cut short by an API error is redone in full by the next one
+    (its observedGeneration and history are not yet advanced).
+    """
+    owner = effects.owner
+    namespace = owner.namespace
+    for write in effects.writes:
+        if isinstance(write, Apply):
+            await kube.apply(write.manifest)
+        elif isinstance(write, Delete):
+            await kube.delete(write.api_version, write.kind, namespace, write.name)
+        elif isinstance(write, PostEvent):
+            await kube.post_event(owner, write.type, write.reason, write.message)
+    if effects.memory is not None:
+        watcher.memory[owner.uid] = effects.memory
+    if effects.status_patch:
+        await kube.patch_status(owner, effects.status_patch)
+    return bool(effects.status_patch)

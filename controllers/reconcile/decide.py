@@ -1,0 +1,453 @@
+"""Decide: one pure call from an `Observation` to the `Effects` of a pass.
+
+No I/O and no clock: the observation carries `now`. The scaling policy and the monitoring
+verdict come from `controllers.policy.autoscale.decide_fleet`, the manifests from
+`controllers.policy.render`; this module adds what a pass writes around them: which objects
+drifted and must be applied, which pools' objects are pruned, the Events that say why, the
+conditions and the minimal status patch (empty when nothing changed, so a resync writes
+nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from controllers.adapters.kube import Owner, owned
+from controllers.api.conditions import (
+    DEGRADED,
+    METRICS_AVAILABLE,
+    READY,
+    RESIZE_RECOMMENDED,
+    SIZED,
+    find,
+    set_condition,
+)
+from controllers.api.conditions import (
+    Status as ConditionStatus,
+)
+from controllers.api.v1alpha1 import (
+    Condition,
+    FleetHistory,
+    InferenceFleetSpec,
+    InferenceFleetStatus,
+    PlanStatus,
+    Recommendation,
+    ReplicaStatus,
+)
+from controllers.policy.autoscale import FleetDecision, FleetTick, decide_fleet
+from controllers.policy.monitoring.resize import propose_resize
+from controllers.policy.monitoring.snapshot import MetricsSnapshot
+from controllers.policy.render import EXTERNALLY_SCALED, drifted, object_name, render_fleet
+from controllers.reconcile.observe import POOL_COMPANIONS, Observation, Planned
+from controllers.reconcile.runtime import Remembered
+from sizing.errors import SizingError
+
+# Policy memory is written to status at most this often (wall seconds) unless replicas change:
+# enough that a restart forgets little, rare enough that an idle fleet is not a write stream.
+HISTORY_PERSIST_S = 300.0
+_OWNED_STATUS = {
+    "observed_generation",
+    "conditions",
+    "plan",
+    "replicas",
+    "forecast",
+    "findings",
+    "history",
+    "recommendation",
+}
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Apply:
+    manifest: dict[str, Any]
+    message: str  # also its Event's message
+
+
+@dataclass(frozen=True)
+class Delete:
+    api_version: str
+    kind: str
+    name: str
+
+
+Write = PostEvent | Apply | Delete
+
+
+@dataclass(frozen=True)
+class PoolReplicas:
+    pool: str
+    desired: int
+    ready: int
+    warming: int
+
+
+@dataclass(frozen=True)
+class ReplanRequest:
+    """Step 13's re-plan of the observed workload: pure but slow, so run off the loop."""
+
+    snapshot: MetricsSnapshot
+    spec: InferenceFleetSpec
+    hf_config: dict[str, Any]
+    plan: PlanStatus
+    reason: str
+
+
+@dataclass(frozen=True)
+class Effects:
+    """Everything one pass writes, in order, and what the operator's metrics report of it."""
+
+    owner: Owner
+    writes: tuple[Write, ...]
+    status_patch: Mapping[str, Any]  # merge patch of status; empty: nothing to write
+    status: InferenceFleetStatus  # the status the patch brings about
+    memory: Remembered | None = None  # the policy memory to keep in the operator
+    plan: PlanStatus | None = None
+    pool_replicas: tuple[PoolReplicas, ...] = ()
+    refusal: str | None = None  # the Sized=False reason, when the fleet was refused
+    replan: ReplanRequest | None = None  # a re-size to work out before acting
+
+    @property
+    def applied(self) -> tuple[str, ...]:
+        """What changed in the cluster, one line each (applies and prunes)."""
+        return tuple(
+            w.message
+            for w in self.writes
+            if isinstance(w, Apply) or (isinstance(w, PostEvent) and w.reason == "Pruned")
+        )
+
+
+def status_patch(current: Mapping[str, Any], new: InferenceFleetStatus) -> dict[str, Any]:
+    """Only the keys this operator owns that differ from what is stored (null clears one)."""
+    wanted = new.model_dump(by_alias=True, exclude_none=True, include=_OWNED_STATUS)
+    patch = {
+        key: value
+        for key, value in wanted.items()
+        if current.get(key) != value and not (value == [] and key not in current)
+    }
+    for key in ("forecast", "recommendation"):
+        if key in current and key not in wanted:
+            patch[key] = None
+    return patch
+
+
+def _status_events(obs: Observation) -> list[Write]:
+    if not obs.dropped_status:
+        return []
+    fields = ", ".join(f"status.{name}" for name in obs.dropped_status)
+    return [
+        PostEvent(
+            "Warning",
+            "StatusReset",
+            f"{fields} did not parse and was started afresh (edited by hand, or written by "
+            "another release)",
+        )
+    ]
+
+
+def _refused(obs: Observation) -> Effects:
+    """Say why in status and an Event; touch nothing that already runs."""
+    refusal = obs.refusal
+    assert refusal is not None
+    message = str(refusal)
+    conditions = set_condition(
+        obs.status.conditions, SIZED, "False", refusal.reason, message,
+        generation=obs.generation, now_s=obs.now_s,
+    )  # fmt: skip
+    new = obs.status.model_copy(
+        update={"conditions": conditions, "observed_generation": obs.generation}
+    )
+    writes = _status_events(obs)
+    before = find(obs.status.conditions, SIZED)
+    if before is None or (before.reason, before.message) != (refusal.reason, message):
+        writes.append(PostEvent("Warning", refusal.reason, message))
+    return Effects(
+        obs.owner, tuple(writes), status_patch(obs.raw_status, new), new, refusal=refusal.reason
+    )
+
+
+def failed(obs: Observation, err: Exception) -> Effects:
+    """A pass that could not finish: `Degraded=True` with the error, said once in an Event.
+
+    Nothing that runs is touched; observedGeneration moves on so the user sees the error is
+    about this generation of the spec; the next pass tries again.
+    """
+    message = f"reconcile failed: {type(err).__name__}: {err}"[:1000]
+    conditions = set_condition(
+        obs.status.conditions, DEGRADED, "True", "ReconcileFailed", message,
+        generation=obs.generation, now_s=obs.now_s,
+    )  # fmt: skip
+    new = obs.status.model_copy(
+        update={"conditions": conditions, "observed_generation": obs.generation}
+    )
+    before = find(obs.status.conditions, DEGRADED)
+    writes: list[Write] = []
+    if before is None or (before.status, before.message) != ("True", message):
+        writes.append(PostEvent("Warning", "ReconcileFailed", message))
+    return Effects(obs.owner, tuple(writes), status_patch(obs.raw_status, new), new)
+
+
+def _ready_condition(
+    conditions: list[Condition], desired: int, ready: int, generation: int | None, now_s: float
+) -> list[Condition]:
+    status: ConditionStatus = "True" if ready >= desired else "False"
+    reason = "ReplicasReady" if ready >= desired else "ReplicasWarming"
+    message = f"{ready}/{desired} replicas ready"
+    if ready < desired:
+        message += "; the rest are starting or pending GPUs"
+    return set_condition(
+        conditions, READY, status, reason, message, generation=generation, now_s=now_s
+    )
+
+
+def _describe_apply(manifest: Mapping[str, Any], plan: PlanStatus, pool: str) -> str:
+    kind = manifest["kind"]
+    name = manifest["metadata"]["name"]
+    if kind != "Deployment":
+        return f"Applied {kind} {name} (plan {plan.hash})"
+    layout = next(p for p in plan.pools if p.pool == pool)
+    count = manifest["spec"].get("replicas")
+    replicas = f"{count} replicas" if count is not None else "replicas left to the external scaler"
+    return (
+        f"Applied Deployment {name}: {replicas} of TP{layout.tensor_parallel}"
+        f"xPP{layout.pipeline_parallel} on {layout.gpu} (plan {plan.hash})"
+    )
+
+
+def _current_replicas(obs: Observation, planned: Planned) -> dict[str, int]:
+    """Replicas each pool's Deployment asks for now (pools without one are left out)."""
+    current = {}
+    for pool in planned.plan.pools:
+        deployment = obs.owned.get(("Deployment", object_name(obs.owner.name, pool.pool)))
+        count = (deployment or {}).get("spec", {}).get("replicas")
+        if count is not None:
+            current[pool.pool] = int(count)
+    return current
+
+
+def _memory_for_policy(obs: Observation) -> dict[str, Any] | None:
+    if obs.remembered is not None:
+        return obs.remembered.history
+    if obs.status.history is None:
+        return None
+    return obs.status.history.model_dump(by_alias=True, exclude_none=True)
+
+
+def _fleet_decision(obs: Observation, planned: Planned) -> FleetDecision:
+    return decide_fleet(
+        FleetTick(
+            spec=planned.spec,
+            plan=planned.plan,
+            snapshot=obs.snapshot,
+            history=_memory_for_policy(obs),
+            current=_current_replicas(obs, planned),
+            now_s=obs.policy_now_s,
+            curves=planned.curves,
+            time_compression=obs.time_compression,
+            history_rps=obs.history_rps,
+        )
+    )
+
+
+def _history_to_write(
+    obs: Observation, decision: FleetDecision
+) -> tuple[FleetHistory | None, Remembered]:
+    """Keep the newest policy memory in the operator; write it to status now and then."""
+    stored = obs.status.history
+    last_written_s = obs.remembered.written_s if obs.remembered else obs.now_s
+    due = (
+        stored is None
+        or bool(decision.changed)
+        or (obs.now_s - last_written_s >= HISTORY_PERSIST_S)
+    )
+    remembered = Remembered(decision.history, obs.now_s if due else last_written_s)
+    if not due:
+        return stored, remembered
+    return FleetHistory.model_validate(decision.history), remembered
+
+
+def _manifest_writes(
+    obs: Observation, planned: Planned, replicas: Mapping[str, int]
+) -> tuple[list[Write], list[PoolReplicas], set[str]]:
+    """Apply what drifted or is missing; count ready/warming replicas per pool."""
+    writes: list[Write] = []
+    per_pool: list[PoolReplicas] = []
+    owner = obs.owner
+    keda_url = obs.prometheus_url if planned.spec.scaling.mode == "keda" else None
+    rendered = render_fleet(
+        owner.name, owner.namespace, planned.spec, planned.plan, replicas, keda_url
+    )
+    for pool in rendered:
+        for manifest in pool.all():
+            desired = owned(manifest, owner)
+            observed = obs.owned.get((desired["kind"], desired["metadata"]["name"]))
+            if observed is None or drifted(desired, observed):
+                writes.append(Apply(desired, _describe_apply(desired, planned.plan, pool.pool)))
+            if desired["kind"] == "Deployment":
+                state = (observed or {}).get("status", {})
+                ready = state.get("readyReplicas", 0)
+                warming = max(0, state.get("replicas", 0) - ready)
+                per_pool.append(PoolReplicas(pool.pool, replicas[pool.pool], ready, warming))
+    kept = {pool.deployment["metadata"]["name"] for pool in rendered}
+    return writes, per_pool, kept
+
+
+def _prune_writes(obs: Observation, plan: PlanStatus, kept: set[str]) -> list[Write]:
+    """Delete the objects of pools this fleet no longer runs (removed, or at zero replicas)."""
+    writes: list[Write] = []
+    for deployment in obs.owned_deployments:
+        name = deployment["metadata"]["name"]
+        if name in kept:
+            continue
+        writes.append(Delete("apps/v1", "Deployment", name))
+        writes += [Delete(api_version, kind, name) for api_version, kind in POOL_COMPANIONS]
+        writes.append(
+            PostEvent(
+                "Normal",
+                "Pruned",
+                f"Deleted Deployment, Service and PodDisruptionBudget {name}: "
+                f"its pool has no replicas in plan {plan.hash}",
+            )
+        )
+    return writes
+
+
+def _conditions(
+    obs: Observation,
+    planned: Planned,
+    decision: FleetDecision,
+    desired: int,
+    ready: int,
+) -> list[Condition]:
+    plan, generation, now_s = planned.plan, obs.generation, obs.now_s
+    sized_message = (
+        f"{plan.total_gpus} GPUs, ${plan.cost_per_hour}/hour: "
+        + ", ".join(f"{p.pool}: {p.replicas}x TP{p.tensor_parallel} {p.gpu}" for p in plan.pools)
+        + f" (plan {plan.hash})"
+    )
+    conditions = set_condition(
+        obs.status.conditions, SIZED, "True", "Planned", sized_message,
+        generation=generation, now_s=now_s,
+    )  # fmt: skip
+    if planned.spec.scaling.mode not in EXTERNALLY_SCALED:
+        conditions = _ready_condition(conditions, desired, ready, generation, now_s)
+    conditions = set_condition(
+        conditions, METRICS_AVAILABLE, *decision.metrics_condition,
+        generation=generation, now_s=now_s,
+    )  # fmt: skip
+    if decision.resize_condition is not None:
+        conditions = set_condition(
+            conditions, RESIZE_RECOMMENDED, *decision.resize_condition,
+            generation=generation, now_s=now_s,
+        )  # fmt: skip
+    degraded = find(conditions, DEGRADED)
+    if degraded is not None and degraded.status == "True":
+        conditions = set_condition(
+            conditions, DEGRADED, "False", "Recovered", "the last pass completed",
+            generation=generation, now_s=now_s,
+        )  # fmt: skip
+    return conditions
+
+
+def decide(obs: Observation) -> Effects:
+    """The pass's effects. Pure: the same observation always gives the same effects."""
+    if obs.planned is None:
+        return _refused(obs)
+    planned = obs.planned
+    owner = obs.owner
+    decision = _fleet_decision(obs, planned)
+    replicas = decision.replicas
+    writes = _status_events(obs)
+    for pool_name, (was, now) in decision.changed.items():
+        verb = "up" if now > was else "down"
+        writes.append(
+            PostEvent(
+                "Normal",
+                "Scaled",
+                f"Scaled {verb} {object_name(owner.name, pool_name)} from {was} to {now}: "
+                f"{decision.reasons[pool_name]}",
+            )
+        )
+    applies, per_pool, kept = _manifest_writes(obs, planned, replicas)
+    for apply in applies:
+        writes.append(apply)
+        assert isinstance(apply, Apply)
+        writes.append(PostEvent("Normal", "Applied", apply.message))
+    writes += _prune_writes(obs, planned.plan, kept)
+    desired = sum(replicas.values())
+    ready = sum(p.ready for p in per_pool)
+    warming = sum(p.warming for p in per_pool)
+    recommendation = obs.status.recommendation
+    if decision.resize_condition is not None and decision.resize_condition[0] != "True":
+        recommendation = None
+    replan = None
+    if decision.resize_newly_recommended and decision.snapshot is not None:
+        reason = (
+            decision.resize_condition[2] if decision.resize_condition else "production diverges"
+        )
+        replan = ReplanRequest(
+            decision.snapshot, planned.spec, planned.hf_config, planned.plan, reason
+        )
+    history, remembered = _history_to_write(obs, decision)
+    new = obs.status.model_copy(
+        update={
+            "observed_generation": obs.generation,
+            "conditions": _conditions(obs, planned, decision, desired, ready),
+            "plan": planned.plan,
+            "replicas": ReplicaStatus(desired=desired, ready=ready, warming=warming),
+            "forecast": decision.forecast,
+            "findings": list(decision.findings),
+            "history": history,
+            "recommendation": recommendation,
+        }
+    )
+    return Effects(
+        owner=owner,
+        writes=tuple(writes),
+        status_patch=status_patch(obs.raw_status, new),
+        status=new,
+        memory=remembered,
+        plan=planned.plan,
+        pool_replicas=tuple(per_pool),
+        replan=replan,
+    )
+
+
+def replan(request: ReplanRequest) -> Recommendation:
+    """Step 13: re-plan from the observed workload. Pure; never raises for a sizing answer."""
+    try:
+        proposed = propose_resize(
+            request.snapshot, request.spec, request.hf_config, request.plan, request.reason
+        )
+    except SizingError as err:
+        return Recommendation(reason=request.reason, error=str(err))
+    return Recommendation.model_validate(proposed)
+
+
+def with_recommendation(
+    effects: Effects, raw_status: Mapping[str, Any], recommendation: Recommendation
+) -> Effects:
+    """The effects once the re-plan is known: in status, and said once in an Event."""
+    if recommendation.error is None:
+        message = f"Re-size recommended: {recommendation.reason}"
+    else:
+        message = (
+            "Re-size recommended but the observed workload cannot be planned: "
+            f"{recommendation.error}"
+        )
+    new = effects.status.model_copy(update={"recommendation": recommendation})
+    return replace(
+        effects,
+        writes=(*effects.writes, PostEvent("Warning", RESIZE_RECOMMENDED, message)),
+        status=new,
+        status_patch=status_patch(raw_status, new),
+        replan=None,
+    )

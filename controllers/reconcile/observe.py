@@ -1,0 +1,190 @@
+"""Observe: everything one pass reads, gathered into one typed `Observation`.
+
+The spec (validated), config.json (inline or from its ConfigMap), the plan (cached, computed
+off the event loop), the owned objects as they are, the metrics snapshot, the stored status
+(typed; what does not parse is named, not trusted) and the policy memory. Nothing is decided
+here; `decide` gets all of it in one value, so it needs no cluster to be tested.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from controllers.adapters.kube import KubeClient, Owner
+from controllers.api.v1alpha1 import (
+    InferenceFleetSpec,
+    InferenceFleetStatus,
+    PlanStatus,
+    describe_validation_error,
+    parse_status,
+)
+from controllers.policy.autoscale import needs_history
+from controllers.policy.monitoring.snapshot import MetricsSnapshot
+from controllers.policy.render import MANAGED_BY, object_name
+from controllers.reconcile.plans import Curves, PlanCache, SpecRefused
+from controllers.reconcile.runtime import Remembered, Watcher
+
+# What a pool owns besides its Deployment, named like it.
+POOL_COMPANIONS = (("v1", "Service"), ("policy/v1", "PodDisruptionBudget"))
+SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
+
+ObjectKey = tuple[str, str]  # (kind, name)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A fleet that validated and planned."""
+
+    spec: InferenceFleetSpec
+    hf_config: dict[str, Any]
+    plan: PlanStatus
+    curves: Curves
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One pass's inputs. `planned` is None exactly when `refusal` says why."""
+
+    owner: Owner
+    generation: int | None
+    now_s: float  # wall time of the pass
+    raw_status: Mapping[str, Any]  # status as stored, for the minimal patch
+    status: InferenceFleetStatus  # the same, typed
+    dropped_status: tuple[str, ...]  # stored status fields that did not parse
+    refusal: SpecRefused | None = None
+    planned: Planned | None = None
+    owned: Mapping[ObjectKey, dict[str, Any] | None] = field(default_factory=dict)
+    # Deployments this fleet owns (by label and ownerReference), for pruning dropped pools.
+    owned_deployments: tuple[dict[str, Any], ...] = ()
+    prometheus_url: str | None = None
+    snapshot: MetricsSnapshot | None = None  # None: no Prometheus configured
+    history_rps: tuple[tuple[float, float], ...] = ()  # past request rate, (policy s, req/s)
+    remembered: Remembered | None = None
+    policy_now_s: float = 0.0
+    time_compression: float = 1.0
+
+
+def owner_of(body: Mapping[str, Any]) -> Owner:
+    meta = body["metadata"]
+    return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+async def _hf_config(kube: KubeClient, owner: Owner, spec: InferenceFleetSpec) -> dict[str, Any]:
+    source = spec.model.hf_config
+    if source.inline is not None:
+        return dict(source.inline)
+    ref = source.config_map_ref
+    assert ref is not None  # the model validator guarantees exactly one source
+    text = await kube.read_config_map_key(owner.namespace, ref.name, ref.key)
+    where = f"spec.model.hfConfig.configMapRef: ConfigMap {ref.name}, key {ref.key}"
+    if text is None:
+        raise SpecRefused("InvalidSpec", f"{where}: not found in namespace {owner.namespace}")
+    try:
+        config = json.loads(text)
+    except ValueError as err:
+        raise SpecRefused("InvalidSpec", f"{where}: not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise SpecRefused("InvalidSpec", f"{where}: expected a JSON object")
+    return config
+
+
+async def _planned(
+    kube: KubeClient, owner: Owner, body: Mapping[str, Any], plans: PlanCache
+) -> Planned:
+    try:
+        spec = InferenceFleetSpec.model_validate(body.get("spec") or {})
+    except ValidationError as err:
+        raise SpecRefused("InvalidSpec", describe_validation_error(err, "spec.")) from None
+    hf_config = await _hf_config(kube, owner, spec)
+    plan, curves = await plans.plan_with_curves(owner.uid, spec, hf_config)
+    return Planned(spec, hf_config, plan, curves)
+
+
+async def _owned(
+    kube: KubeClient, owner: Owner, planned: Planned, keda_url: str | None
+) -> dict[ObjectKey, dict[str, Any] | None]:
+    found: dict[ObjectKey, dict[str, Any] | None] = {}
+    for pool in planned.plan.pools:
+        name = object_name(owner.name, pool.pool)
+        wanted = [("apps/v1", "Deployment")]
+        if pool.replicas > 0:
+            wanted += list(POOL_COMPANIONS)
+            if planned.spec.scaling.mode == "keda" and keda_url:
+                wanted.append(SCALED_OBJECT)
+        for api_version, kind in wanted:
+            found[(kind, name)] = await kube.get(api_version, kind, owner.namespace, name)
+    return found
+
+
+async def _owned_deployments(kube: KubeClient, owner: Owner) -> tuple[dict[str, Any], ...]:
+    labels = {"app.kubernetes.io/instance": owner.name, "app.kubernetes.io/managed-by": MANAGED_BY}
+    listed = await kube.list_labelled("apps/v1", "Deployment", owner.namespace, labels)
+    return tuple(
+        d
+        for d in listed
+        if any(ref.get("uid") == owner.uid for ref in d["metadata"].get("ownerReferences", []))
+    )
+
+
+def base_observation(body: Mapping[str, Any], now_s: float, watcher: Watcher) -> Observation:
+    """What is known without reading anything: the fleet, its stored status, the memory."""
+    owner = owner_of(body)
+    raw_status = body.get("status") or {}
+    status, dropped = parse_status(raw_status)
+    return Observation(
+        owner=owner,
+        generation=body["metadata"].get("generation"),
+        now_s=now_s,
+        raw_status=raw_status if isinstance(raw_status, Mapping) else {},
+        status=status,
+        dropped_status=dropped,
+        remembered=watcher.memory.get(owner.uid),
+        policy_now_s=watcher.clock.policy_s(now_s),
+        time_compression=watcher.clock.compression,
+    )
+
+
+async def observe(
+    kube: KubeClient, body: Mapping[str, Any], *, now_s: float, plans: PlanCache, watcher: Watcher
+) -> Observation:
+    """Read everything one pass needs. Raises only for Kubernetes API trouble (KubeError)."""
+    base = base_observation(body, now_s, watcher)
+    owner, status = base.owner, base.status
+    try:
+        planned = await _planned(kube, owner, body, plans)
+    except SpecRefused as refusal:
+        return replace(base, refusal=refusal)
+    prometheus = watcher.prometheus
+    url = prometheus.url_for(planned.spec.monitoring.prometheus_url) if prometheus else None
+    keda_url = url if planned.spec.scaling.mode == "keda" else None
+    owned = await _owned(kube, owner, planned, keda_url)
+    owned_deployments = await _owned_deployments(kube, owner)
+    snapshot = None
+    history_rps: tuple[tuple[float, float], ...] = ()
+    if url and prometheus is not None:
+        pools = [p.pool for p in planned.plan.pools]
+        snapshot = await prometheus.snapshot(url, owner.namespace, owner.name, pools, now_s)
+        memory = base.remembered.history if base.remembered else _stored_history(status)
+        if snapshot.reachable and needs_history(planned.spec, planned.plan, memory):
+            history_rps = await prometheus.history(url, owner.namespace, owner.name, now_s)
+    return replace(
+        base,
+        planned=planned,
+        owned=owned,
+        owned_deployments=owned_deployments,
+        prometheus_url=url,
+        snapshot=snapshot,
+        history_rps=history_rps,
+    )
+
+
+def _stored_history(status: InferenceFleetStatus) -> dict[str, Any] | None:
+    """status.history in the shape the policy reads (its wire form)."""
+    if status.history is None:
+        return None
+    return status.history.model_dump(by_alias=True, exclude_none=True)

@@ -1,0 +1,46 @@
+"""What the operator holds beyond Kubernetes: its Prometheus reader, its clock, policy memory."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from controllers.adapters.prometheus_reader import MetricsSource, OperatorClock, PrometheusReader
+
+PROMETHEUS_URL_ENV = "INFERFLEET_PROMETHEUS_URL"
+TIME_COMPRESSION_ENV = "INFERFLEET_TIME_COMPRESSION"
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """A fleet's newest policy memory and the wall time it was last written to status."""
+
+    history: dict[str, Any]
+    written_s: float
+
+
+@dataclass
+class Watcher:
+    """The operator's view beyond Kubernetes: Prometheus, its clock, and policy memory.
+
+    Policy memory changes every pass but is written to status only now and then (see
+    `decide.HISTORY_PERSIST_S`); between writes the newest copy lives here.
+    """
+
+    prometheus: MetricsSource | None = None
+    clock: OperatorClock = field(default_factory=lambda: OperatorClock(time.time()))
+    memory: dict[str, Remembered] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # uid -> the last failure, logged once
+
+    @classmethod
+    def from_environment(cls) -> Watcher:
+        compression = float(os.environ.get(TIME_COMPRESSION_ENV, "1") or 1)
+        clock = OperatorClock(time.time(), compression)
+        url = os.environ.get(PROMETHEUS_URL_ENV) or None
+        return cls(PrometheusReader(url, clock), clock)
+
+    def forget(self, uid: str) -> None:
+        self.memory.pop(uid, None)
+        self.errors.pop(uid, None)
