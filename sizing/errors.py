@@ -1,10 +1,18 @@
-"""Errors raised by the sizing core. Each message names the input and the numbers behind it."""
+"""Errors raised by the sizing core. Each message names the input and the numbers behind it.
+
+`field` carries the path of the offending input when one is known (`config.json:head_dim`,
+`workload.peak_rps`), so a caller can put it in a condition or map it to its own field names.
+"""
 
 
 class SizingError(ValueError):
     """Base class: the caller gave input the sizing core cannot use."""
 
     reason = "InvalidSpec"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class InvalidInput(SizingError):

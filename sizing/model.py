@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sizing.errors import InvalidInput
+from sizing.validate_config import check_model_config, check_params_b
 
 # Model types whose MLP is up -> activation -> down (two matrices), not gated (three).
 _UNGATED_MLP_TYPES = frozenset({"phi", "opt", "gpt2", "gpt_neox", "gptj", "falcon", "bloom", "mpt"})
@@ -176,7 +177,9 @@ class ModelArch:
 
 def _get(cfg: dict[str, Any], key: str, where: str) -> Any:
     if key not in cfg or cfg[key] is None:
-        raise InvalidInput(f"config.json: missing key {where}{key!r}")
+        raise InvalidInput(
+            f"config.json: missing key {where}{key!r}", field=f"config.json:{where}{key}"
+        )
     return cfg[key]
 
 
@@ -186,7 +189,8 @@ def _int(cfg: dict[str, Any], key: str, where: str, default: int | None = None) 
     value = _get(cfg, key, where)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidInput(
-            f"config.json: key {where}{key!r} must be a non-negative integer, got {value!r}"
+            f"config.json: key {where}{key!r} must be a non-negative integer, got {value!r}",
+            field=f"config.json:{where}{key}",
         )
     return value
 
@@ -252,7 +256,8 @@ def load_model_config(
     `_reconcile` for how a stated total that differs is spread).
     """
     if not isinstance(config, dict):
-        raise InvalidInput("config.json: the top level must be a JSON object")
+        raise InvalidInput("config.json: the top level must be a JSON object", field="config.json")
+    check_model_config(config)
     text = config.get("text_config") or config.get("llm_config")
     where = "text_config." if text else ""
     cfg: dict[str, Any] = {**text} if isinstance(text, dict) else config
@@ -334,9 +339,8 @@ def load_model_config(
     given_b = params_b if params_b is not None else config.get("total_params_b")
     params = derived
     if given_b is not None:
-        if not isinstance(given_b, (int, float)) or isinstance(given_b, bool) or given_b <= 0:
-            raise InvalidInput(f"params_b: {given_b!r} must be a positive number of billions")
-        params = _reconcile(derived, round(float(given_b) * 1e9), bool(config.get("vision_config")))
+        stated_b = check_params_b(given_b, "params_b")
+        params = _reconcile(derived, round(stated_b * 1e9), bool(config.get("vision_config")))
 
     layer_types = tuple(str(t) for t in cfg.get("layer_types") or ())
     sliding = cfg.get("sliding_window")

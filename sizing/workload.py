@@ -5,12 +5,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sizing.errors import InvalidInput
+
 # Headroom by predictability (field guide 8.3 / step 11): 20 % for stable, well-understood
 # traffic; 50 % for new deployments or high input-length variance.
 HEADROOM_BY_PREDICTABILITY = {"predictable": 0.20, "new": 0.50}
 # P99/P50 prompt ratio above which the guide calls input-length variance "high" (it quotes 3-5x).
 HIGH_VARIANCE_P99_OVER_P50 = 5.0
 CONTEXT_ROUNDING_TOKENS = 1024
+# Bounds far above any real service (the largest public APIs serve thousands of req/s; the
+# longest contexts are ~10M tokens): beyond them the fleet arithmetic stops being finite.
+MAX_RATE_RPS = 1_000_000.0
+MAX_TOKENS = 2**24
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,35 @@ class Percentiles:
         return self.p50 * math.exp(sigma * sigma / 2)
 
 
+def check_rate_rps(value: float, field: str) -> float:
+    """An arrival rate the sizing can divide by: positive, finite, at most MAX_RATE_RPS."""
+    if not (isinstance(value, (int, float)) and 0 < value <= MAX_RATE_RPS):
+        raise InvalidInput(
+            f"{field}: {value!r} req/s must be above 0 and at most {MAX_RATE_RPS:,.0f}",
+            field=field,
+        )
+    return float(value)
+
+
+def _check_tokens(p: Percentiles, field: str) -> None:
+    for name in ("p50", "p95", "p99"):
+        value = getattr(p, name)
+        if not isinstance(value, int) or not 1 <= value <= MAX_TOKENS:
+            raise InvalidInput(
+                f"{field}.{name}: {value!r} tokens must be an integer in [1, {MAX_TOKENS}]",
+                field=f"{field}.{name}",
+            )
+    if not p.p50 <= p.p95 <= p.p99:
+        raise InvalidInput(
+            f"{field}: percentiles must satisfy p50 <= p95 <= p99, got {p.p50}/{p.p95}/{p.p99}",
+            field=field,
+        )
+
+
 @dataclass(frozen=True)
 class Workload:
+    """Arrival rates and lengths, checked on construction so no later step divides by zero."""
+
     prompt: Percentiles
     output: Percentiles
     peak_rps: float
@@ -39,6 +72,29 @@ class Workload:
     max_model_len: int | None = None
     predictability: str = "new"
     prefix_share: float | None = None
+
+    def __post_init__(self) -> None:
+        check_rate_rps(self.peak_rps, "workload.peak_rps")
+        if self.average_rps is not None:
+            check_rate_rps(self.average_rps, "workload.average_rps")
+        _check_tokens(self.prompt, "workload.prompt")
+        _check_tokens(self.output, "workload.output")
+        if self.max_model_len is not None and not 1 <= self.max_model_len <= MAX_TOKENS:
+            raise InvalidInput(
+                f"workload.max_model_len: {self.max_model_len} must be in [1, {MAX_TOKENS}]",
+                field="workload.max_model_len",
+            )
+        if self.predictability not in HEADROOM_BY_PREDICTABILITY:
+            raise InvalidInput(
+                f"workload.predictability: {self.predictability!r} is not one of "
+                f"{', '.join(HEADROOM_BY_PREDICTABILITY)}",
+                field="workload.predictability",
+            )
+        if self.prefix_share is not None and not 0.0 <= self.prefix_share <= 1.0:
+            raise InvalidInput(
+                f"workload.prefix_share: {self.prefix_share} must be in [0, 1]",
+                field="workload.prefix_share",
+            )
 
 
 @dataclass(frozen=True)

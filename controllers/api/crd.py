@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from controllers.api.v1alpha1 import (
     GROUP,
     KIND,
+    OBJECT_NAME_MAX,
     PLURAL,
     VERSION,
     HFConfigSource,
@@ -74,6 +75,21 @@ _CEL_RULES: dict[str, list[dict[str, str]]] = {
         }
     ],
 }
+
+# Rules that need metadata.name (only the schema root may read it): `check_object_names`.
+_ROOT_RULES = [
+    {
+        "rule": f"self.spec.pools.all(p, size(self.metadata.name) + 1 + size(p.name)"
+        f" <= {OBJECT_NAME_MAX})",
+        "message": f"metadata.name + '-' + pools[].name names the pool's Deployment and "
+        f"Service and must be at most {OBJECT_NAME_MAX} characters",
+    },
+    {
+        "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+        "message": "metadata.name must be a DNS-1035 label (lower-case letter first, letters, "
+        "digits, '-'): it starts the names of the Services",
+    },
+]
 
 # Lists whose items are keyed by a field: the API server then rejects duplicates and
 # server-side apply merges per item instead of replacing the list.
@@ -215,6 +231,7 @@ def build_crd() -> dict[str, Any]:
                             "by inferfleet for one model.",
                             "type": "object",
                             "required": ["spec"],
+                            "x-kubernetes-validations": _ROOT_RULES,
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

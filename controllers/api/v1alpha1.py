@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
+from croniter import CroniterBadDateError, croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -22,6 +24,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from sizing.validate_config import MAX_TOTAL_PARAMS_B
+from sizing.workload import MAX_RATE_RPS, MAX_TOKENS
 
 GROUP = "inferfleet.io"
 VERSION = "v1alpha1"
@@ -63,6 +68,76 @@ def _check_decimal(text: str) -> str:
     return text
 
 
+def _check_rate(text: str) -> str:
+    value = parse_decimal(text)
+    if not 0.0 < value <= MAX_RATE_RPS:
+        raise ValueError(f"{text!r} req/s must be above 0 and at most {MAX_RATE_RPS:,.0f}")
+    return text
+
+
+def _check_billions(text: str) -> str:
+    value = parse_decimal(text)
+    if not 0.0 < value <= MAX_TOTAL_PARAMS_B:
+        raise ValueError(f"{text!r} billion must be above 0 and at most {MAX_TOTAL_PARAMS_B:,.0f}")
+    return text
+
+
+# The reconcile interval: at least a second (a fleet then costs the API server a few requests
+# per second at most; 10 ms made one fleet send ~87/s), at most an hour (longer and a spec
+# edit, a lost replica or a traffic change waits too long for the next look).
+MIN_INTERVAL_S = 1.0
+MAX_INTERVAL_S = 3600.0
+
+
+def _check_interval(text: str) -> str:
+    value = parse_duration_s(text)
+    if not MIN_INTERVAL_S <= value <= MAX_INTERVAL_S:
+        raise ValueError(
+            f"{text!r} must be between {MIN_INTERVAL_S:g}s and {MAX_INTERVAL_S / 60:g}m"
+        )
+    return text
+
+
+def check_cron(text: str) -> str:
+    """Five fields croniter can parse and that fire at some point (`0 0 31 2 *` never does)."""
+    fields = text.split()
+    if len(fields) != 5 or not croniter.is_valid(text):
+        raise ValueError(
+            f"{text!r} is not a 5-field cron expression (minute hour day-of-month month "
+            "day-of-week) such as '0 8 * * 1-5'"
+        )
+    try:
+        croniter(text, 0.0).get_next(float)
+    except CroniterBadDateError:
+        raise ValueError(f"{text!r} never fires (no such date)") from None
+    return text
+
+
+PROMETHEUS_URL_PATTERN = r"^https?://[^\s/?#@]+(/[^\s?#]*)?$"
+
+
+def check_prometheus_url(text: str) -> str:
+    """http or https, a host, an optional path: no credentials, query or fragment."""
+    parts = urlsplit(text)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or not re.fullmatch(PROMETHEUS_URL_PATTERN, text)
+    ):
+        raise ValueError(
+            f"{text!r} is not an http(s) base URL such as "
+            "'http://prometheus.monitoring.svc:9090' (no credentials, query or fragment)"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port outside 0-65535
+    except ValueError:
+        raise ValueError(f"{text!r} has an invalid port") from None
+    return text
+
+
 def _check_fraction(text: str) -> str:
     value = parse_decimal(text)
     if not 0.0 < value <= 1.0:
@@ -80,6 +155,21 @@ DecimalStr = Annotated[
     AfterValidator(_check_decimal),
     Field(json_schema_extra={"pattern": DECIMAL_PATTERN}),
 ]
+Rate = Annotated[
+    str,
+    AfterValidator(_check_rate),
+    Field(json_schema_extra={"pattern": DECIMAL_PATTERN}),
+]
+Billions = Annotated[
+    str,
+    AfterValidator(_check_billions),
+    Field(json_schema_extra={"pattern": DECIMAL_PATTERN}),
+]
+Interval = Annotated[
+    str,
+    AfterValidator(_check_interval),
+    Field(json_schema_extra={"pattern": DURATION_PATTERN}),
+]
 Fraction = Annotated[
     str,
     AfterValidator(_check_fraction),
@@ -94,6 +184,8 @@ ScalingMode = Literal["predictive", "reactive", "static", "external", "keda"]
 Predictability = Literal["predictable", "new"]
 SizingMethod = Literal["vllm", "guide"]
 Severity = Literal["info", "warning", "critical"]
+# The registry in controllers.policy.scaling.forecast (a unit test keeps the two equal).
+ForecasterName = Literal["seasonal", "holt-winters", "last-value"]
 
 
 class ApiModel(BaseModel):
@@ -146,7 +238,7 @@ class LoraSpec(ApiModel):
 class ModelSpec(ApiModel):
     name: str = Field(min_length=1, description="Model to serve, as passed to vLLM --model.")
     hf_config: HFConfigSource = Field(description="The model's config.json.")
-    parameter_count: DecimalStr | None = Field(
+    parameter_count: Billions | None = Field(
         default=None,
         description="Total parameters in billions, e.g. '70.6'; derived from the "
         "architecture when unset.",
@@ -166,9 +258,9 @@ class ModelSpec(ApiModel):
 
 
 class TokenPercentiles(ApiModel):
-    p50: int = Field(ge=1, description="Median tokens per request.")
-    p95: int = Field(ge=1, description="95th percentile tokens per request.")
-    p99: int = Field(ge=1, description="99th percentile tokens per request.")
+    p50: int = Field(ge=1, le=MAX_TOKENS, description="Median tokens per request.")
+    p95: int = Field(ge=1, le=MAX_TOKENS, description="95th percentile tokens per request.")
+    p99: int = Field(ge=1, le=MAX_TOKENS, description="99th percentile tokens per request.")
 
     @model_validator(mode="after")
     def _ordered(self) -> TokenPercentiles:
@@ -186,11 +278,12 @@ class WorkloadSpec(ApiModel):
     max_model_len: int | None = Field(
         default=None,
         ge=256,
+        le=MAX_TOKENS,
         description="Context limit per request (--max-model-len); default P99 prompt + "
         "P99 output rounded up to 1024.",
     )
-    peak_requests_per_second: DecimalStr = Field(description="Peak arrival rate, req/s.")
-    average_requests_per_second: DecimalStr | None = Field(
+    peak_requests_per_second: Rate = Field(description="Peak arrival rate, req/s.")
+    average_requests_per_second: Rate | None = Field(
         default=None, description="Average arrival rate, req/s (for TCO at real utilization)."
     )
     predictability: Predictability = Field(
@@ -201,7 +294,7 @@ class WorkloadSpec(ApiModel):
     prefix_share: Fraction | None = Field(
         default=None, description="Share of prompt tokens that hit a shared prefix."
     )
-    usable_rps_per_replica: DecimalStr | None = Field(
+    usable_rps_per_replica: Rate | None = Field(
         default=None,
         alias="usableRPSPerReplica",
         description="Measured usable req/s per replica at C_max (from `inferfleet bench`); "
@@ -279,7 +372,9 @@ class ServingSpec(ApiModel):
 
 
 class ScheduleSpec(ApiModel):
-    cron: str = Field(min_length=9, description="Cron expression (5 fields), local to timezone.")
+    cron: Annotated[str, AfterValidator(check_cron)] = Field(
+        min_length=9, description="Cron expression (5 fields), local to timezone."
+    )
     min_replicas: int = Field(ge=0, description="Replica floor while this entry is active.")
     duration: Duration = Field(default="1h", description="How long the entry stays active.")
 
@@ -303,7 +398,10 @@ class ScalingSpec(ApiModel):
     scale_down_stabilization: Duration = Field(
         default="10m", description="How long load must stay low before replicas are removed."
     )
-    forecaster: str = Field(default="seasonal", description="Forecaster name.")
+    forecaster: ForecasterName = Field(
+        default="seasonal",
+        description="Forecaster: seasonal (daily and weekly profile), holt-winters, last-value.",
+    )
     target_slo_met_percent: float = Field(
         default=99.8,
         gt=50,
@@ -312,7 +410,9 @@ class ScalingSpec(ApiModel):
         description="Share of intervals whose load the ready replicas should cover; "
         "minWarmReplicas 'auto' steers its ramp percentile toward it.",
     )
-    interval: Duration = Field(default="30s", description="Reconcile/decision interval.")
+    interval: Interval = Field(
+        default="30s", description="Reconcile/decision interval, between 1s and 60m."
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingSpec:
@@ -325,10 +425,13 @@ class ScalingSpec(ApiModel):
 
 
 class MonitoringSpec(ApiModel):
-    prometheus_url: str | None = Field(
+    prometheus_url: Annotated[str, AfterValidator(check_prometheus_url)] | None = Field(
         default=None,
         alias="prometheusURL",
-        description="Prometheus base URL; the operator's default when unset.",
+        max_length=2048,
+        description="Prometheus base URL (http or https); the operator's default when unset. "
+        "The operator only queries hosts its allow-list permits.",
+        json_schema_extra={"pattern": PROMETHEUS_URL_PATTERN},
     )
     thresholds: dict[str, DecimalStr] = Field(
         default_factory=dict, description="Overrides of the guide's monitoring thresholds."
@@ -357,6 +460,33 @@ class InferenceFleetSpec(ApiModel):
         return self
 
 
+# Deployments, Services and PDBs are named <fleet>-<pool>; a Service name is a DNS-1035 label.
+OBJECT_NAME_MAX = 63
+_DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+def object_name(fleet: str, pool: str) -> str:
+    """The name of every object the operator creates for one pool."""
+    return f"{fleet}-{pool}"
+
+
+def check_object_names(fleet: str, pools: list[str]) -> None:
+    """Every derived name a valid Service name, so no write is rejected after admission."""
+    bad = [
+        object_name(fleet, pool)
+        for pool in pools
+        if len(object_name(fleet, pool)) > OBJECT_NAME_MAX
+        or not _DNS_1035_LABEL.fullmatch(object_name(fleet, pool))
+    ]
+    if bad:
+        shown = ", ".join(f"{name!r} ({len(name)} characters)" for name in bad)
+        raise ValueError(
+            f"metadata.name + '-' + pools[].name names the pool's Deployment and Service, "
+            f"which must be a DNS-1035 label (lower-case letter first, letters, digits, '-') "
+            f"of at most {OBJECT_NAME_MAX} characters: {shown}"
+        )
+
+
 class ObjectMeta(BaseModel):
     """The parts of metadata inferfleet reads; the rest passes through untouched."""
 
@@ -371,6 +501,11 @@ class InferenceFleet(BaseModel):
     kind: Literal["InferenceFleet"]
     metadata: ObjectMeta
     spec: InferenceFleetSpec
+
+    @model_validator(mode="after")
+    def _derived_names(self) -> InferenceFleet:
+        check_object_names(self.metadata.name, [pool.name for pool in self.spec.pools])
+        return self
 
 
 # --- status ---------------------------------------------------------------------------------

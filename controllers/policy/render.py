@@ -19,6 +19,7 @@ from controllers.api.v1alpha1 import (
     InferenceFleetSpec,
     PlanStatus,
     PoolPlanStatus,
+    object_name,
     parse_duration_s,
 )
 from sizing.hardware import get_gpu
@@ -55,10 +56,6 @@ class PoolObjects:
     def all(self) -> tuple[dict[str, Any], ...]:
         extra = (self.scaled_object,) if self.scaled_object is not None else ()
         return (self.deployment, self.service, self.pod_disruption_budget, *extra)
-
-
-def object_name(fleet: str, pool: str) -> str:
-    return f"{fleet}-{pool}"
 
 
 def selector_labels(fleet: str, pool: str) -> dict[str, str]:

@@ -230,7 +230,7 @@ def test_restart_writes_nothing(cluster: Cluster, operator: Operator):
 
 def test_second_reconcile_of_an_unchanged_fleet_writes_nothing(cluster: Cluster):
     obj = example()
-    obj["spec"]["scaling"]["interval"] = "200ms"
+    obj["spec"]["scaling"]["interval"] = "1s"  # the shortest the API allows
     running = Operator()
     try:
         cluster.create(obj)
@@ -238,7 +238,7 @@ def test_second_reconcile_of_an_unchanged_fleet_writes_nothing(cluster: Cluster)
         before = settle(cluster)
         pdb = "GET /apis/policy/v1/namespaces/llm/poddisruptionbudgets/code-8b-l40s"
         reads = cluster.server.paths.count(pdb)
-        # Several resyncs happen in a second; they read, and write nothing.
+        # Several resyncs happen; they read, and write nothing.
         wait_for(lambda: cluster.server.paths.count(pdb) >= reads + 3, "three more resyncs")
         assert cluster.writes()[len(before) :] == []
     finally:

@@ -132,10 +132,10 @@ def test_pipeline_stages_follow_vllm_split() -> None:
     ("mutate", "message"),
     [
         (lambda c: c.pop("num_hidden_layers"), "missing key 'num_hidden_layers'"),
-        (lambda c: c.update(hidden_size="big"), "'hidden_size' must be a non-negative integer"),
+        (lambda c: c.update(hidden_size="big"), "hidden_size: must be an integer"),
         (lambda c: c.update(torch_dtype="int3"), "'torch_dtype'"),
         (lambda c: c.update(quantization_config={"quant_method": "zip"}), "quant_method 'zip'"),
-        (lambda c: c.update(vocab_size=0), "must all be positive"),
+        (lambda c: c.update(vocab_size=0), r"vocab_size: 0 is outside \[1, "),
     ],
 )
 def test_malformed_config_names_the_key(mutate, message: str) -> None:
