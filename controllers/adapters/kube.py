@@ -32,6 +32,7 @@ _PLURALS = {
     "PodDisruptionBudget": "poddisruptionbudgets",
     "ConfigMap": "configmaps",
     "Event": "events",
+    "ScaledObject": "scaledobjects",
     KIND: PLURAL,
 }
 

@@ -35,6 +35,8 @@ RESOURCES = (
     ("v1/configmaps", "ConfigMap", False),
     ("v1/events", "Event", False),
     ("v1/namespaces", "Namespace", False),
+    # KEDA's CRD, as a cluster with KEDA installed serves it (scaling.mode keda).
+    ("keda.sh/v1alpha1/scaledobjects", "ScaledObject", True),
 )
 
 
