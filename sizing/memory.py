@@ -73,6 +73,7 @@ class EngineConfig:
     max_num_seqs: int | None = None  # default: 1024 on >= 70 GiB non-A100 GPUs, else 256
     max_num_batched_tokens: int | None = None  # default: 8192 on those GPUs, else 2048
     enforce_eager: bool = False
+    expert_parallel: bool = False  # --enable-expert-parallel: experts spread whole, not sliced
     block_size: int = 16
     max_loras: int = 0
     max_lora_rank: int = 16
