@@ -125,7 +125,7 @@ def _from_search(x: np.ndarray, base: Efficiency) -> Efficiency:
     )
 
 
-def _nelder_mead(
+def nelder_mead(
     f: Callable[[np.ndarray], float], x0: np.ndarray, max_evaluations: int, tolerance: float
 ) -> tuple[np.ndarray, float, int]:
     """Derivative-free minimisation: the simulated curve is piecewise (steps are discrete)."""
@@ -181,7 +181,7 @@ def fit_efficiency(
         return misfit**2 + PRIOR_WEIGHT * float(np.sum(np.square(x - origin)))
 
     before = rms_log_error(predict, start, measured)
-    best, _, evaluations = _nelder_mead(objective, origin, max_evaluations, 1e-7)
+    best, _, evaluations = nelder_mead(objective, origin, max_evaluations, 1e-7)
     fitted = _from_search(best, start)
     after = rms_log_error(predict, fitted, measured)
     if after > before:  # the search never does worse than where it started
