@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -244,7 +245,8 @@ def efficiency_from_document(document: object, where: str) -> Efficiency:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UsageError(f"{where}: efficiency.{name} must be a number, got {value!r}")
     # Efficiency checks the ranges itself and names the field (a SizingError).
-    return replace(DEFAULT_EFFICIENCY, **{k: float(v) for k, v in values.items()})
+    numbers: dict[str, Any] = {k: float(v) for k, v in values.items()}
+    return replace(DEFAULT_EFFICIENCY, **numbers)
 
 
 def load_calibration(path: str | Path) -> Efficiency:

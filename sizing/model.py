@@ -216,7 +216,8 @@ def _experts_only(qc: Any) -> bool:
 
 def _modelopt_format(qc: dict[str, Any]) -> tuple[str, int]:
     """NVIDIA ModelOpt checkpoints name their algorithm, at the top or under `quantization`."""
-    inner = qc.get("quantization") if isinstance(qc.get("quantization"), dict) else {}
+    nested = qc.get("quantization")
+    inner: dict[str, Any] = nested if isinstance(nested, dict) else {}
     algo = str(qc.get("quant_algo") or inner.get("quant_algo") or "").upper()
     if algo.startswith("FP8"):
         return "fp8", 128

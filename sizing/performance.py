@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -305,8 +305,8 @@ class StepTimeModel:
         tokens: Work | int,
         kv_tokens_read: Work,
         attention_pairs: Work,
-        larger: Callable[[Work, Work], Work],
-        smaller: Callable[[Work, Work], Work],
+        larger: Callable[..., Any],
+        smaller: Callable[..., Any],
     ) -> Work:
         """The one formula, for a scalar step (max/min) or an array of steps (numpy's)."""
         compute = (
