@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := .tools
 
-.PHONY: setup tools plan test lint fmt unit integration bench demo clean
+.PHONY: setup tools plan test lint fmt unit integration bench accuracy demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ integration: $(STAMP) tools
 
 bench: $(STAMP)
 	$(BIN)/pytest -q -m benchmark --benchmark-enable --benchmark-only
+
+# The performance model against the measured benchmark set, and the memory model against the
+# calibration start-up logs (docs/performance-model.md, "Accuracy").
+accuracy: $(STAMP)
+	$(BIN)/inferfleet accuracy --plot accuracy.png
+	$(BIN)/python scripts/calibration_report.py
 
 # A compressed day through operator + emulated replicas + real Prometheus (docs/demo.md).
 demo: $(STAMP) tools

@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -125,7 +126,7 @@ def _from_search(x: np.ndarray, base: Efficiency) -> Efficiency:
     )
 
 
-def _nelder_mead(
+def nelder_mead(
     f: Callable[[np.ndarray], float], x0: np.ndarray, max_evaluations: int, tolerance: float
 ) -> tuple[np.ndarray, float, int]:
     """Derivative-free minimisation: the simulated curve is piecewise (steps are discrete)."""
@@ -181,7 +182,7 @@ def fit_efficiency(
         return misfit**2 + PRIOR_WEIGHT * float(np.sum(np.square(x - origin)))
 
     before = rms_log_error(predict, start, measured)
-    best, _, evaluations = _nelder_mead(objective, origin, max_evaluations, 1e-7)
+    best, _, evaluations = nelder_mead(objective, origin, max_evaluations, 1e-7)
     fitted = _from_search(best, start)
     after = rms_log_error(predict, fitted, measured)
     if after > before:  # the search never does worse than where it started
@@ -244,7 +245,8 @@ def efficiency_from_document(document: object, where: str) -> Efficiency:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UsageError(f"{where}: efficiency.{name} must be a number, got {value!r}")
     # Efficiency checks the ranges itself and names the field (a SizingError).
-    return replace(DEFAULT_EFFICIENCY, **{k: float(v) for k, v in values.items()})
+    numbers: dict[str, Any] = {k: float(v) for k, v in values.items()}
+    return replace(DEFAULT_EFFICIENCY, **numbers)
 
 
 def load_calibration(path: str | Path) -> Efficiency:

@@ -260,6 +260,7 @@ def replica_engine(
         dtype=cfg.dtype,
         kv_cache_dtype=cfg.kv_cache_dtype,
         cuda_graphs=not cfg.enforce_eager,
+        expert_parallel=cfg.expert_parallel,
     )
     max_num_seqs, max_num_batched_tokens = default_batching(gpu, cfg)
     if memory.kv_cache_tokens < memory.max_model_len:

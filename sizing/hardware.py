@@ -43,6 +43,9 @@ class GPU:
     cost_per_gpu_hour_usd: float
     aliases: tuple[str, ...] = field(default=())
     architecture: str = ""
+    # CPU and GPU share one memory pool (GB10, Jetson Thor): what CUDA reports as total is
+    # the whole pool, and the OS and other processes take their share of it at run time.
+    unified_memory: bool = False
 
     def peak_tflops(self, dtype: str) -> float:
         """Peak dense TFLOPS for a math dtype, falling back to the widest supported one."""
@@ -117,6 +120,66 @@ CATALOG: tuple[GPU, ...] = (
     GPU("MI300X", "amd", 192, 191.5, 5300,
         {"fp32": 163, "fp16": 1307, "bf16": 1307, "fp8": 2615, "int8": 2615},
         Interconnect("xgmi", 448, 8), 2.50, ("MI300X-192GB", "AMD-MI300X"), "cdna3"),
+    # Export variants of Hopper and Ampere. H20: NVIDIA H20 spec (96 GB HBM3, 4.0 TB/s,
+    # 148 TFLOPS FP16/BF16 and 296 FP8/INT8 dense, NVLink 900 GB/s both directions).
+    GPU("H20", "nvidia", 96, 94.97, 4000,
+        {"fp32": 44, "fp16": 148, "bf16": 148, "fp8": 296, "int8": 296},
+        _nv(450), 1.50, ("H20-96GB",), "hopper"),
+    # H800 SXM / A800 SXM: the H100 SXM / A100 80GB silicon with NVLink cut to 400 GB/s both
+    # directions (NVIDIA H800 and A800 product briefs); memory as on the H100 / A100 80GB.
+    GPU("H800", "nvidia", 80, 79.19, 3350,
+        {"fp32": 67, "fp16": 989, "bf16": 989, "fp8": 1979, "int8": 1979},
+        _nv(200), 2.50, ("H800-SXM", "H800-80GB"), "hopper"),
+    GPU("A800", "nvidia", 80, 79.15, 2039,
+        {"fp32": 19.5, "fp16": 312, "bf16": 312, "int8": 624},
+        _nv(200), 1.60, ("A800-SXM4-80GB", "A800-80GB"), "ampere"),
+    # L20: NVIDIA L20 product brief (Ada, 48 GB GDDR6 at 864 GB/s, 119.5 TFLOPS FP16 and 239
+    # FP8 dense tensor, PCIe Gen4 x16).
+    GPU("L20", "nvidia", 48, 44.53, 864,
+        {"fp32": 59.8, "fp16": 119.5, "bf16": 119.5, "fp8": 239, "int8": 239},
+        _pcie(4), 0.90, ("L20-48GB",), "ada"),
+    # Blackwell in a Grace superchip: GB200 NVL72 datasheet per GPU (186 GB HBM3e of the rack's
+    # 13.4 TB, 8 TB/s, dense 2.5 PF BF16 / 5 PF FP8 / 10 PF FP4, NVLink 1.8 TB/s both ways,
+    # one 72-GPU NVLink domain).
+    GPU("GB200", "nvidia", 186, 184.0, 8000,
+        {"fp32": 80, "fp16": 2500, "bf16": 2500, "fp8": 5000, "int8": 5000, "fp4": 10000},
+        _nv(900, domain=72), 6.50, ("GB200-NVL72", "GB200-186GB"), "blackwell"),
+    # Blackwell Ultra: HGX B300 spec per GPU (288 GB HBM3e, 8 TB/s, dense 2.25 PF BF16 /
+    # 4.5 PF FP8 / ~13 PF FP4 from 105 PF dense FP4 per 8 GPUs; INT8 and FP64 tensor rates
+    # cut, so INT8 runs as 16-bit here). GB300 NVL72: 1.1 EF dense FP4 and 360 PF FP8 per 72.
+    GPU("B300", "nvidia", 288, 286.0, 8000,
+        {"fp32": 75, "fp16": 2250, "bf16": 2250, "fp8": 4500, "fp4": 13125},
+        _nv(900), 7.00, ("B300-SXM", "B300-288GB", "HGX-B300"), "blackwell"),
+    GPU("GB300", "nvidia", 288, 286.0, 8000,
+        {"fp32": 80, "fp16": 2500, "bf16": 2500, "fp8": 5000, "fp4": 15000},
+        _nv(900, domain=72), 7.50, ("GB300-NVL72",), "blackwell"),
+    # RTX PRO 6000 Blackwell Server Edition (GB202): 96 GB GDDR7 ECC, 1597 GB/s, 4 PFLOPS FP4
+    # with sparsity (dense half of it; FP8 and BF16 half again each), PCIe Gen5, no NVLink.
+    GPU("RTX-PRO-6000", "nvidia", 96, 94.97, 1597,
+        {"fp32": 117, "fp16": 500, "bf16": 500, "fp8": 1000, "int8": 1000, "fp4": 2000},
+        _pcie(5), 1.80, ("RTX-PRO-6000-Blackwell", "RTX-PRO-6000-Blackwell-Server-Edition",
+                         "RTX-PRO-6000-BSE", "RTX-PRO-6000-96GB"), "blackwell"),
+    # Unified-memory Blackwell: DGX Spark's GB10 (128 GB LPDDR5x shared with the 20-core CPU,
+    # 273 GB/s, 1 PFLOP FP4 with sparsity) and Jetson AGX Thor T5000 (128 GB LPDDR5X, 273
+    # GB/s, 2070 TFLOPS FP4 with sparsity); dense = half, FP8 and BF16 half again each. CUDA
+    # reports the whole pool less what the firmware reserves (~119.7 GiB on a DGX Spark).
+    GPU("GB10", "nvidia", 128, 119.7, 273,
+        {"fp32": 31, "fp16": 125, "bf16": 125, "fp8": 250, "int8": 250, "fp4": 500},
+        Interconnect("pcie", 25.0, 1), 0.40, ("DGX-Spark", "GB10-128GB"), "blackwell",
+        unified_memory=True),
+    GPU("Jetson-AGX-Thor", "nvidia", 128, 122.8, 273,
+        {"fp32": 8, "fp16": 259, "bf16": 259, "fp8": 517, "int8": 517, "fp4": 1035},
+        Interconnect("pcie", 25.0, 1), 0.30, ("Jetson-Thor", "AGX-Thor", "Thor", "T5000"),
+        "blackwell", unified_memory=True),
+    # AMD Instinct: MI325X datasheet (256 GB HBM3E, 6 TB/s, MI300X's compute: 1307 TFLOPS
+    # FP16 / 2615 FP8 dense); MI355X (CDNA 4; 288 GB HBM3E, 8 TB/s, dense 2.5 PF FP16 / 5 PF FP8
+    # / 10 PF FP4-FP6; Infinity Fabric 7 links x 76.8 GB/s per direction).
+    GPU("MI325X", "amd", 256, 255.5, 6000,
+        {"fp32": 163, "fp16": 1307, "bf16": 1307, "fp8": 2615, "int8": 2615},
+        Interconnect("xgmi", 448, 8), 2.90, ("MI325X-256GB", "AMD-MI325X"), "cdna3"),
+    GPU("MI355X", "amd", 288, 287.5, 8000,
+        {"fp32": 157, "fp16": 2516, "bf16": 2516, "fp8": 5033, "int8": 5033, "fp4": 10066},
+        Interconnect("xgmi", 538, 8), 4.50, ("MI355X-288GB", "AMD-MI355X"), "cdna4"),
 )  # fmt: skip
 
 

@@ -56,7 +56,7 @@ GUIDE_ACTIVATION_FRACTION = 0.20  # of the 16-bit weights, whatever the weight f
 GUIDE_OVERHEAD_FRACTION = 0.05  # framework overhead "on top of" the other components
 GUIDE_HEADROOM_FRACTION = 0.50  # the 30-50 % headroom, upper end (the guide's 4 -> 6 GPUs)
 _GUIDE_BYTES = {"none": None, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "awq": 0.5, "gptq": 0.5,
-                "mxfp4": 0.5, "bnb4": 0.5}  # fmt: skip
+                "mxfp4": 0.5, "nvfp4": 0.5, "bnb4": 0.5}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class EngineConfig:
     max_num_seqs: int | None = None  # default: 1024 on >= 70 GiB non-A100 GPUs, else 256
     max_num_batched_tokens: int | None = None  # default: 8192 on those GPUs, else 2048
     enforce_eager: bool = False
+    expert_parallel: bool = False  # --enable-expert-parallel: experts spread whole, not sliced
     block_size: int = 16
     max_loras: int = 0
     max_lora_rank: int = 16

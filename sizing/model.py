@@ -97,11 +97,14 @@ class ModelArch:
     # Sliding-window / hybrid attention
     sliding_window: int | None = None
     layer_types: tuple[str, ...] = ()
-    # Pre-quantized checkpoint: fp8 | int8 | int4 | awq | gptq | mxfp4 | bnb4 | None
+    # Pre-quantized checkpoint: fp8 | int8 | int4 | awq | gptq | mxfp4 | nvfp4 | bnb4 | None
     checkpoint_quantization: str | None = None
     quantization_group_size: int = 128
     quantized_experts_only: bool = False  # checkpoint keeps attention/dense MLP in 16 bit
+    quantization_block_scaled: bool = False  # FP8 with 2-D block scales (weight_block_size)
     has_vision: bool = False
+    # Hybrid state-space layers (Nemotron-H): recurrent state elements per sequence per layer
+    mamba_state_elements: int = 0
 
     @property
     def total_params(self) -> int:
@@ -131,6 +134,17 @@ class ModelArch:
     @property
     def num_sliding_layers(self) -> int:
         return sum(1 for t in self.layer_types if "sliding" in t or "local" in t)
+
+    @property
+    def num_attention_layers(self) -> int:
+        """Layers that attend over the KV cache (all of them unless the config says which)."""
+        if not self.layer_types:
+            return self.num_layers
+        return sum(1 for t in self.layer_types if "attention" in t)
+
+    @property
+    def num_mamba_layers(self) -> int:
+        return sum(1 for t in self.layer_types if t == "mamba")
 
     def kv_heads_per_gpu(self, tp: int) -> int:
         """KV heads each TP rank caches: split when TP divides them, replicated when TP exceeds."""
@@ -204,6 +218,35 @@ def _experts_only(qc: Any) -> bool:
     return any("self_attn" in str(pattern) for pattern in skipped)
 
 
+def _modelopt_format(qc: dict[str, Any]) -> tuple[str, int]:
+    """NVIDIA ModelOpt checkpoints name their algorithm, at the top or under `quantization`."""
+    nested = qc.get("quantization")
+    inner: dict[str, Any] = nested if isinstance(nested, dict) else {}
+    algo = str(qc.get("quant_algo") or inner.get("quant_algo") or "").upper()
+    if algo.startswith("FP8"):
+        return "fp8", 128
+    if algo == "NVFP4":
+        return "nvfp4", 16
+    if algo == "MXFP4":
+        return "mxfp4", 32
+    raise InvalidInput(
+        f"config.json: quantization_config.quant_algo {algo!r} (modelopt) is not one of "
+        "FP8, NVFP4, MXFP4"
+    )
+
+
+def _compressed_tensors_format(qc: dict[str, Any]) -> tuple[str, int]:
+    groups = qc.get("config_groups") or {}
+    weights = next(iter(groups.values())).get("weights", {}) if groups else {}
+    bits = int(weights.get("num_bits", 8))
+    kind = str(weights.get("type", "int"))
+    group = int(weights.get("group_size") or 128)
+    if bits <= 4:
+        # nvfp4-pack-quantized: FP4 values with an FP8 scale per 16.
+        return ("nvfp4", 16) if kind == "float" else ("int4", group)
+    return ("fp8" if kind == "float" else "int8"), group
+
+
 def _quantization(qc: Any) -> tuple[str | None, int]:
     """Map a `quantization_config` to our format name and its group size."""
     if not qc:
@@ -222,18 +265,34 @@ def _quantization(qc: Any) -> tuple[str | None, int]:
     if method == "bitsandbytes":
         return ("int8" if qc.get("load_in_8bit") else "bnb4"), 64
     if method == "compressed-tensors":
-        groups = qc.get("config_groups") or {}
-        weights = next(iter(groups.values())).get("weights", {}) if groups else {}
-        bits = int(weights.get("num_bits", 8))
-        kind = str(weights.get("type", "int"))
-        group = int(weights.get("group_size") or 128)
-        if bits <= 4:
-            return "int4", group
-        return ("fp8" if kind == "float" else "int8"), group
+        return _compressed_tensors_format(qc)
+    if method in ("modelopt", "modelopt_fp4"):
+        return _modelopt_format(qc)
     raise InvalidInput(
         f"config.json: quantization_config.quant_method {method!r} is not one of fp8, awq, "
-        "gptq, mxfp4, bitsandbytes, compressed-tensors"
+        "gptq, mxfp4, bitsandbytes, compressed-tensors, modelopt"
     )
+
+
+def _block_scaled(qc: Any) -> bool:
+    """FP8 with 2-D block scales (DeepSeek-style `weight_block_size`, or a block strategy)."""
+    if not isinstance(qc, dict):
+        return False
+    if qc.get("weight_block_size"):
+        return True
+    groups = qc.get("config_groups") or {}
+    return any(str((g.get("weights") or {}).get("strategy")) == "block" for g in groups.values())
+
+
+def _mamba_state_elements(cfg: dict[str, Any]) -> int:
+    """Per layer per sequence: the SSM state (heads x head_dim x state) a decode reads and
+    writes (the short convolution state is left out: a few kernel taps)."""
+    heads = int(cfg.get("mamba_num_heads") or 0)
+    return heads * int(cfg.get("mamba_head_dim") or 0) * int(cfg.get("ssm_state_size") or 0)
+
+
+# Nemotron-H's hybrid_override_pattern: one character per layer.
+_HYBRID_LAYER_CODES = {"*": "full_attention", "M": "mamba", "E": "moe", "-": "mlp"}
 
 
 def _dtype(cfg: dict[str, Any], outer: dict[str, Any]) -> str:
@@ -342,7 +401,9 @@ def load_model_config(
         stated_b = check_params_b(given_b, "params_b")
         params = _reconcile(derived, round(stated_b * 1e9), bool(config.get("vision_config")))
 
-    layer_types = tuple(str(t) for t in cfg.get("layer_types") or ())
+    layer_types = tuple(str(t) for t in cfg.get("layer_types") or ()) or tuple(
+        _HYBRID_LAYER_CODES.get(code, "mlp") for code in str(cfg.get("hybrid_override_pattern", ""))
+    )
     sliding = cfg.get("sliding_window")
     if cfg.get("use_sliding_window") is False:
         sliding = None
@@ -376,7 +437,9 @@ def load_model_config(
         checkpoint_quantization=quant,
         quantization_group_size=group,
         quantized_experts_only=num_experts > 0 and _experts_only(config.get("quantization_config")),
+        quantization_block_scaled=_block_scaled(config.get("quantization_config")),
         has_vision=bool(config.get("vision_config")),
+        mamba_state_elements=_mamba_state_elements(cfg),
     )
 
 

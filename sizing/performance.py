@@ -1,31 +1,36 @@
 """How long one forward step of a vLLM replica takes, from first principles (guide ch. 3, 5, 6).
 
 A step processes some decode tokens (one per running sequence, each attending to its whole
-context) and some prefill tokens (chunks of prompts). Its time is the roofline of the step:
+context) and some prefill tokens (chunks of prompts). Per GPU and pipeline stage:
 
-* compute: 2 FLOPs per active parameter per token, plus attention FLOPs that grow with the
-  context each token attends to, at an achievable fraction of the GPU's dense peak for the math
-  dtype the kernels really run (FP8 W8A8 doubles it where tensor cores support FP8; 4-bit
-  weight-only formats still multiply in 16-bit);
-* memory: every step streams this GPU's weights once, plus the KV cache its tokens attend to,
-  at an achievable fraction of HBM bandwidth. An MoE step touches only the experts its tokens
-  are routed to, so the weights it reads grow with the batch until every expert is touched;
+* compute: 2 FLOPs per active parameter per token plus attention FLOPs that grow with the
+  context, at an achievable fraction of the dense peak of the math dtype the kernels really
+  run (FP8 W8A8 where tensor cores have FP8, FP4 only on Blackwell; weight-only formats multiply
+  in 16 bit). GEMM efficiency falls as the per-GPU shard of a layer narrows under TP, and
+  expert-parallel MoE waits for the rank the router sends the most tokens to;
+* memory: the dense weights once per step; MoE experts only as tokens reach them, through
+  grouped-GEMM kernels that stream less well than dense GEMVs; the KV cache every token
+  attends to (a sliding-window layer reads at most its window) at paged attention's bandwidth;
+  the recurrent state of state-space layers, read and written once per sequence;
+* the two overlap imperfectly: the step takes the larger plus a share of the smaller;
+* plus what overlaps with neither: two all-reduces per layer under TP (a latency per call,
+  higher over PCIe, and the message over the link), pipeline hand-offs, a per-step
+  scheduler/launch cost that CUDA graphs shrink up to their largest captured batch (beyond it,
+  or with --enforce-eager, every layer's kernels are launched one by one), and a per-sequence
+  cost for sampling, detokenising and bookkeeping on the CPU.
 
-the step takes the larger of the two (the ridge point decides which), plus what does not
-overlap with either: two tensor-parallel all-reduces per layer of the activations, pipeline
-hand-offs between stages, and a fixed per-step scheduler/launch cost that CUDA graphs shrink.
-
-Every efficiency is a named field of `Efficiency`; the formulas hold no other constants.
-Pipeline stages run one after the other for a step: latency is right, while the throughput
-vLLM gains at high load by keeping several micro-batches in flight is not modelled.
+Every efficiency is a named field of `Efficiency`; the defaults are fitted on measured vLLM
+benchmarks (docs/performance-model.md) and the formulas hold no other constants. Pipeline
+stages run one after the other for a step: latency is right, while the throughput vLLM gains
+at high load by keeping several micro-batches in flight is not modelled.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import TypeVar
+from dataclasses import dataclass, fields, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -48,42 +53,64 @@ Work = TypeVar("Work", float, np.ndarray)
 _NATIVE_MATH = {"fp8": "fp8", "int8": "int8", "w8a8": "int8", "mxfp4": "fp4", "nvfp4": "fp4"}
 
 
+# Fractions in (0, 1]; every other Efficiency field is a non-negative time or count.
+_FRACTIONS = (
+    "compute_fraction",
+    "hbm_fraction",
+    "expert_hbm_fraction",
+    "attention_hbm_fraction",
+    "interconnect_fraction",
+    "roofline_overlap",
+)
+
+
 @dataclass(frozen=True)
 class Efficiency:
-    """Achievable fractions of datasheet peaks and fixed costs; defaults are H100-class vLLM."""
+    """Achievable fractions of datasheet peaks and fixed costs of vLLM's engine."""
 
-    # Share of dense peak FLOPS that large GEMMs reach (prefill MFU in the 50-60 % range).
+    # Share of dense peak FLOPS that large, wide GEMMs reach (prefill MFU).
     compute_fraction: float = 0.55
-    # Share of HBM bandwidth that decode GEMVs and paged attention stream at.
+    # Per-GPU output width (columns of a layer's shard) at which GEMM efficiency is halved:
+    # narrow shards under high TP keep fewer tensor-core tiles busy.
+    gemm_half_width: float = 256.0
+    # Share of HBM bandwidth dense weight GEMVs stream at.
     hbm_fraction: float = 0.85
-    # Share of the per-GPU link bandwidth an all-reduce reaches (NCCL bus bandwidth ~360 of
-    # NVLink's 450 GB/s per direction on H100).
+    # The same for MoE expert weights (grouped GEMMs over few tokens per expert).
+    expert_hbm_fraction: float = 0.6
+    # The same for paged-attention KV reads and state-space state.
+    attention_hbm_fraction: float = 0.6
+    # Block-scaled FP8 (2-D scales) expert kernels: share of the plain FP8 kernel's speed.
+    block_fp8_expert_speed: float = 1.0
+    # Expert parallel: relative excess of the busiest rank's routed tokens, at one token per
+    # rank (it shrinks as the square root of the tokens, as for random routing).
+    routing_skew: float = 1.0
+    # Share of the smaller of compute and memory time that does not overlap with the larger.
+    roofline_overlap: float = 0.2
+    # Share of the per-GPU link bandwidth an all-reduce reaches.
     interconnect_fraction: float = 0.8
-    # Latency of one all-reduce call (vLLM's custom all-reduce on NVLink is a few microseconds).
-    allreduce_latency_s: float = 5e-6
+    # Latency of one all-reduce call over NVLink/Infinity Fabric (custom all-reduce) ...
+    allreduce_latency_s: float = 8e-6
+    # ... and over PCIe (NCCL through the host bridge: tens of microseconds).
+    pcie_allreduce_latency_s: float = 30e-6
     # Latency of one pipeline-stage hand-off (send/recv of the activations).
     pipeline_send_latency_s: float = 30e-6
-    # Per-step scheduler, input preparation and kernel-launch cost with CUDA graphs captured.
+    # Per-step scheduler, input preparation and graph-replay cost with CUDA graphs.
     step_overhead_s: float = 1.0e-3
-    # The same without CUDA graphs (--enforce-eager): every kernel is launched from Python.
-    eager_step_overhead_s: float = 4.0e-3
+    # Without a captured graph: kernel launches from Python, per layer of the stage.
+    eager_launch_s_per_layer: float = 60e-6
+    # Largest batch (tokens) vLLM captures CUDA graphs for; larger steps run eagerly.
+    cuda_graph_max_tokens: int = 512
     # Per running sequence per step: sampling, detokenising and bookkeeping on the CPU.
     per_sequence_overhead_s: float = 10e-6
 
     def __post_init__(self) -> None:
-        for name in ("compute_fraction", "hbm_fraction", "interconnect_fraction"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise InvalidInput(f"efficiency.{name} must be in (0, 1], got {value}")
-        for name in (
-            "allreduce_latency_s",
-            "pipeline_send_latency_s",
-            "step_overhead_s",
-            "eager_step_overhead_s",
-            "per_sequence_overhead_s",
-        ):
-            if getattr(self, name) < 0:
-                raise InvalidInput(f"efficiency.{name} must be >= 0, got {getattr(self, name)}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _FRACTIONS or f.name == "block_fp8_expert_speed":
+                if not 0 < value <= 1:
+                    raise InvalidInput(f"efficiency.{f.name} must be in (0, 1], got {value}")
+            elif value < 0:
+                raise InvalidInput(f"efficiency.{f.name} must be >= 0, got {value}")
 
 
 DEFAULT_EFFICIENCY = Efficiency()
@@ -101,21 +128,30 @@ class ReplicaShape:
     expert_weight_bytes_per_gpu: float  # MoE experts: read only when a token is routed there
     num_experts: int  # 0 for a dense model
     experts_per_token: int
-    kv_bytes_per_token_per_gpu: float
+    kv_bytes_per_token_per_gpu: float  # over the layers that attend over the whole context
     tp: int = 1
     pp: int = 1
     math_dtype: str = "bf16"
     cuda_graphs: bool = True
+    active_expert_params: float = 0.0  # of active_params: the routed experts' share
+    expert_parallel: bool = False  # experts spread whole over the TP ranks, not sliced
+    block_scaled_experts: bool = False  # block-FP8 expert kernels
+    gemm_width_per_gpu: float = 0.0  # the narrowest per-GPU GEMM shard (0: not narrowed)
+    sliding_kv_bytes_per_token_per_gpu: float = 0.0  # sliding-window layers' KV per token
+    sliding_window: int = 0
+    state_bytes_per_sequence_per_gpu: float = 0.0  # state-space layers' recurrent state
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "attention_width", "tp", "pp"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.active_params <= 0 or self.kv_bytes_per_token_per_gpu <= 0:
+        if self.active_params <= 0 or self.kv_bytes_per_token_per_gpu < 0:
             raise InvalidInput(
-                f"active_params ({self.active_params}) and kv_bytes_per_token_per_gpu "
-                f"({self.kv_bytes_per_token_per_gpu}) must be > 0"
+                f"active_params ({self.active_params}) must be > 0 and "
+                f"kv_bytes_per_token_per_gpu ({self.kv_bytes_per_token_per_gpu}) >= 0"
             )
+        if self.kv_bytes_per_token_per_gpu + self.sliding_kv_bytes_per_token_per_gpu <= 0:
+            raise InvalidInput("a model needs some KV cache per token: no attention layer")
         if self.num_experts and not 0 < self.experts_per_token <= self.num_experts:
             raise InvalidInput(
                 f"experts_per_token must be in [1, num_experts={self.num_experts}], "
@@ -146,6 +182,7 @@ def replica_shape(
     dtype: str = "auto",
     kv_cache_dtype: str = "auto",
     cuda_graphs: bool = True,
+    expert_parallel: bool = False,
 ) -> ReplicaShape:
     """What each step of this model, sharded TP x PP in this format, streams and computes.
 
@@ -164,6 +201,15 @@ def replica_shape(
     activation = _CATALOG_DTYPE[arch.checkpoint_dtype if dtype == "auto" else dtype]
     kv_bytes = kv_dtype_bytes(kv_cache_dtype, dtype, arch)
     kv_per_layer = arch.kv_bytes_per_token_per_layer(kv_bytes, tp)
+    sliding = arch.num_sliding_layers if arch.sliding_window else 0
+    full = arch.num_attention_layers - sliding
+    # The GEMMs holding most FLOPs: expert slices (moe_intermediate / tp; whole under EP), or
+    # the dense MLP's column shards.
+    if arch.is_moe:
+        gemm_width = arch.moe_intermediate_size / (1 if expert_parallel else tp)
+    else:
+        gemm_width = arch.intermediate_size / tp
+    state = arch.num_mamba_layers * arch.mamba_state_elements * wide / tp
     return ReplicaShape(
         num_layers=arch.num_layers,
         hidden_size=arch.hidden_size,
@@ -173,11 +219,18 @@ def replica_shape(
         expert_weight_bytes_per_gpu=expert_bytes / gpus,
         num_experts=arch.num_experts,
         experts_per_token=arch.experts_per_token,
-        kv_bytes_per_token_per_gpu=kv_per_layer * arch.num_layers / pp,
+        kv_bytes_per_token_per_gpu=kv_per_layer * full / pp,
         tp=tp,
         pp=pp,
         math_dtype=math_dtype(fmt.name if fmt else "none", gpu, activation),
         cuda_graphs=cuda_graphs,
+        active_expert_params=float(params.active_routed_experts),
+        expert_parallel=expert_parallel and arch.is_moe and tp > 1,
+        block_scaled_experts=arch.quantization_block_scaled and fmt is not None,
+        gemm_width_per_gpu=gemm_width,
+        sliding_kv_bytes_per_token_per_gpu=kv_per_layer * sliding / pp,
+        sliding_window=arch.sliding_window or 0,
+        state_bytes_per_sequence_per_gpu=2 * state / pp,  # read and written back
     )
 
 
@@ -199,6 +252,16 @@ class StepTimeModel:
     fixed_overhead_s: float
     per_sequence_s: float
     ridge_point_flops_per_byte: float
+    # Expert parallel: the busiest rank's excess expert compute is this times
+    # expert_compute_s_per_token / sqrt(tokens).
+    expert_compute_s_per_token: float = 0.0
+    routing_skew: float = 0.0
+    sliding_s_per_kv_token: float = 0.0
+    sliding_window: int = 0
+    state_s_per_sequence: float = 0.0
+    roofline_overlap: float = 0.0
+    eager_overhead_s: float = 0.0  # extra per step beyond the largest captured graph
+    graph_max_tokens: int = 1 << 30
 
     def step_time_s(
         self,
@@ -215,7 +278,7 @@ class StepTimeModel:
         """
         if tokens <= 0:
             return 0.0
-        return self._time(sequences, tokens, kv_tokens_read, attention_pairs, max)
+        return float(self._time(sequences, tokens, kv_tokens_read, attention_pairs, max, min))
 
     def step_times_s(
         self,
@@ -225,13 +288,16 @@ class StepTimeModel:
         attention_pairs: np.ndarray,
     ) -> np.ndarray:
         """`step_time_s` of many steps at once, element by element (0 where no tokens)."""
-        times = self._time(sequences, tokens, kv_tokens_read, attention_pairs, np.maximum)
+        times = self._time(
+            sequences, tokens, kv_tokens_read, attention_pairs, np.maximum, np.minimum
+        )
         return np.where(tokens > 0, times, 0.0)
 
     def decode_run_s(self, batch: int, kv_tokens_read: np.ndarray) -> np.ndarray:
         """Durations of consecutive decode-only steps of one batch (step j reads
         `kv_tokens_read[j]` KV entries): the offline simulator's fast path."""
-        return self._time(batch, batch, kv_tokens_read, kv_tokens_read, np.maximum)
+        batches = np.full(len(kv_tokens_read), batch)
+        return self._time(batches, batches, kv_tokens_read, kv_tokens_read, np.maximum, np.minimum)
 
     def _time(
         self,
@@ -239,21 +305,29 @@ class StepTimeModel:
         tokens: Work | int,
         kv_tokens_read: Work,
         attention_pairs: Work,
-        roofline: Callable[[Work, Work], Work],
+        larger: Callable[..., Any],
+        smaller: Callable[..., Any],
     ) -> Work:
-        """The one formula, for a scalar step (`roofline=max`) or an array of steps."""
+        """The one formula, for a scalar step (max/min) or an array of steps (numpy's)."""
         compute = (
             self.compute_s_per_token * tokens + self.compute_s_per_attention_pair * attention_pairs
         )
+        if self.routing_skew:
+            busiest = self.routing_skew * larger(tokens, 1) ** 0.5  # excess over the mean
+            compute = compute + self.expert_compute_s_per_token * busiest
         weights: Work | float = self.dense_weights_s
         if self.all_experts_s:
-            weights += self.all_experts_s * (1.0 - self.expert_miss_fraction**tokens)
+            weights = weights + self.all_experts_s * (1.0 - self.expert_miss_fraction**tokens)
         memory = weights + self.memory_s_per_kv_token * kv_tokens_read
-        stage = roofline(compute, memory) + self.comm_fixed_s + self.comm_s_per_token * tokens
+        if self.sliding_s_per_kv_token:
+            window = smaller(kv_tokens_read, sequences * self.sliding_window)
+            memory = memory + self.sliding_s_per_kv_token * window
+        memory = memory + self.state_s_per_sequence * sequences
+        gpu = larger(compute, memory) + self.roofline_overlap * smaller(compute, memory)
+        stage = gpu + self.comm_fixed_s + self.comm_s_per_token * tokens
         handoffs = (self.stages - 1) * (self.handoff_fixed_s + self.handoff_s_per_token * tokens)
-        return (
-            self.stages * stage + handoffs + self.fixed_overhead_s + self.per_sequence_s * sequences
-        )
+        overhead = self.fixed_overhead_s + self.eager_overhead_s * (tokens > self.graph_max_tokens)
+        return self.stages * stage + handoffs + overhead + self.per_sequence_s * sequences
 
     def decode_step_s(self, batch: int, context_tokens: float) -> float:
         """One decode step of `batch` sequences that each hold `context_tokens` of context."""
@@ -269,13 +343,27 @@ class StepTimeModel:
         return self.step_time_s(1, prompt_tokens, prompt_tokens, pairs)
 
 
+def _gemm_fraction(shape: ReplicaShape, efficiency: Efficiency) -> float:
+    """Achieved share of peak: the large-GEMM fraction, less for narrow per-GPU shards."""
+    width = shape.gemm_width_per_gpu
+    if width <= 0:
+        return efficiency.compute_fraction
+    return efficiency.compute_fraction * width / (width + efficiency.gemm_half_width)
+
+
 def build_step_model(
     shape: ReplicaShape, gpu: GPU, efficiency: Efficiency = DEFAULT_EFFICIENCY
 ) -> StepTimeModel:
     """Turn a replica's shape and GPU into per-step coefficients (all per GPU, per stage)."""
     gpus = shape.tp * shape.pp
-    flops_per_s = gpu.peak_tflops(shape.math_dtype) * 1e12 * efficiency.compute_fraction
-    hbm_bytes_per_s = gpu.hbm_bandwidth_gb_per_s * 1e9 * efficiency.hbm_fraction
+    peak_flops_per_s = gpu.peak_tflops(shape.math_dtype) * 1e12
+    flops_per_s = peak_flops_per_s * _gemm_fraction(shape, efficiency)
+    attention_flops_per_s = peak_flops_per_s * efficiency.compute_fraction
+    hbm = gpu.hbm_bandwidth_gb_per_s * 1e9
+    hbm_bytes_per_s = hbm * efficiency.hbm_fraction
+    block_speed = efficiency.block_fp8_expert_speed if shape.block_scaled_experts else 1.0
+    expert_bytes_per_s = hbm * efficiency.expert_hbm_fraction * block_speed
+    attention_bytes_per_s = hbm * efficiency.attention_hbm_fraction
     link_bytes_per_s = gpu.interconnect.bandwidth_gb_per_s * 1e9 * efficiency.interconnect_fraction
     layers_per_stage = math.ceil(shape.num_layers / shape.pp)
     activation_bytes_per_token = shape.hidden_size * ACTIVATION_BYTES
@@ -284,28 +372,52 @@ def build_step_model(
         ring_factor = 2 * (shape.tp - 1) / shape.tp
         calls = ALLREDUCES_PER_LAYER * layers_per_stage
         comm_s_per_token = calls * ring_factor * activation_bytes_per_token / link_bytes_per_s
-        comm_fixed_s = calls * efficiency.allreduce_latency_s
+        latency = (
+            efficiency.allreduce_latency_s
+            if gpu.interconnect.is_nvlink_class
+            else efficiency.pcie_allreduce_latency_s
+        )
+        comm_fixed_s = calls * latency
     else:
         comm_s_per_token = comm_fixed_s = 0.0
     miss = 1.0 - shape.experts_per_token / shape.num_experts if shape.num_experts else 1.0
-    overhead = efficiency.step_overhead_s if shape.cuda_graphs else efficiency.eager_step_overhead_s
+    expert_compute = FLOPS_PER_PARAM_PER_TOKEN * shape.active_expert_params / gpus / flops_per_s
+    expert_compute /= block_speed
+    dense_compute = (
+        FLOPS_PER_PARAM_PER_TOKEN * (shape.active_params - shape.active_expert_params) / gpus
+    ) / flops_per_s
+    # Under EP the busiest of tp ranks gets ~sqrt(tp / (tokens x k)) more than its share.
+    skew = (
+        efficiency.routing_skew * math.sqrt(shape.tp / shape.experts_per_token)
+        if shape.expert_parallel
+        else 0.0
+    )
+    eager = efficiency.eager_launch_s_per_layer * layers_per_stage * shape.pp
     return StepTimeModel(
-        compute_s_per_token=FLOPS_PER_PARAM_PER_TOKEN * shape.active_params / gpus / flops_per_s,
+        compute_s_per_token=dense_compute + expert_compute,
         compute_s_per_attention_pair=ATTENTION_FLOPS_PER_PAIR_PER_WIDTH
         * shape.attention_width
         / shape.tp
         * layers_per_stage
-        / flops_per_s,
+        / attention_flops_per_s,
         dense_weights_s=shape.dense_weight_bytes_per_gpu / hbm_bytes_per_s,
-        all_experts_s=shape.expert_weight_bytes_per_gpu / hbm_bytes_per_s,
+        all_experts_s=shape.expert_weight_bytes_per_gpu / expert_bytes_per_s,
         expert_miss_fraction=miss,
-        memory_s_per_kv_token=shape.kv_bytes_per_token_per_gpu / hbm_bytes_per_s,
+        memory_s_per_kv_token=shape.kv_bytes_per_token_per_gpu / attention_bytes_per_s,
         comm_s_per_token=comm_s_per_token,
         comm_fixed_s=comm_fixed_s,
         stages=shape.pp,
         handoff_s_per_token=activation_bytes_per_token / link_bytes_per_s,
         handoff_fixed_s=efficiency.pipeline_send_latency_s,
-        fixed_overhead_s=overhead,
+        fixed_overhead_s=efficiency.step_overhead_s + (0.0 if shape.cuda_graphs else eager),
         per_sequence_s=efficiency.per_sequence_overhead_s,
         ridge_point_flops_per_byte=flops_per_s / hbm_bytes_per_s,
+        expert_compute_s_per_token=expert_compute,
+        routing_skew=skew,
+        sliding_s_per_kv_token=shape.sliding_kv_bytes_per_token_per_gpu / attention_bytes_per_s,
+        sliding_window=shape.sliding_window,
+        state_s_per_sequence=shape.state_bytes_per_sequence_per_gpu / attention_bytes_per_s,
+        roofline_overlap=efficiency.roofline_overlap,
+        eager_overhead_s=eager if shape.cuda_graphs else 0.0,
+        graph_max_tokens=efficiency.cuda_graph_max_tokens,
     )

@@ -14,9 +14,17 @@ from sizing.hardware import GPU
 
 # Architectures that can run each runtime weight format at all (vLLM kernels).
 _MIN_ARCH = {
-    "fp8": {"ampere", "ada", "hopper", "blackwell", "cdna3"},  # Ampere: weight-only (Marlin)
-    "mxfp4": {"ampere", "ada", "hopper", "blackwell", "cdna3"},
-    "int8": {"turing", "ampere", "ada", "hopper", "blackwell", "cdna3"},
+    "fp8": {
+        "ampere",
+        "ada",
+        "hopper",
+        "blackwell",
+        "cdna3",
+        "cdna4",
+    },  # Ampere: weight-only (Marlin)
+    "mxfp4": {"ampere", "ada", "hopper", "blackwell", "cdna3", "cdna4"},
+    "nvfp4": {"ampere", "ada", "hopper", "blackwell"},  # before Blackwell: FP4 Marlin, weight-only
+    "int8": {"turing", "ampere", "ada", "hopper", "blackwell", "cdna3", "cdna4"},
 }
 
 CAVEATS = {
@@ -27,6 +35,7 @@ CAVEATS = {
     "awq": "4-bit AWQ: good quality for 4-bit, still check code/math/reasoning evals",
     "gptq": "4-bit GPTQ: quality depends on calibration data; run evals before production",
     "mxfp4": "MXFP4 microscaling 4-bit: native on Blackwell, emulated elsewhere; run evals",
+    "nvfp4": "NVFP4 4-bit (FP8 scale per 16): native on Blackwell only; run evals",
     "bnb4": "bitsandbytes NF4: convenient but slowest kernels; for memory, not throughput",
 }
 

@@ -38,10 +38,11 @@ FORMATS: dict[str, WeightFormat] = {
     "gptq": WeightFormat("gptq", 4, 2.5),  # 16-bit scale + packed 4-bit zero per group
     "awq": WeightFormat("awq", 4, 2.5),
     "mxfp4": WeightFormat("mxfp4", 4, 1.0, experts_only=True),  # 8-bit shared exponent / 32
+    "nvfp4": WeightFormat("nvfp4", 4, 1.0),  # FP8 (E4M3) scale per 16 (+ one FP32 per tensor)
     "bnb4": WeightFormat("bnb4", 4, 1.0),  # NF4 with double-quantized absmax per 64
 }
 QUANTIZATIONS = ("none", *FORMATS)
-_GROUP_SIZE = {"mxfp4": 32, "bnb4": 64}
+_GROUP_SIZE = {"mxfp4": 32, "nvfp4": 16, "bnb4": 64}
 _FOUR_BIT = {"int4", "gptq", "awq"}  # the same packed int4 kernels in vLLM
 # vLLM's MXFP4 MoE kernels pad each rank's expert intermediate size up to a multiple of this.
 _MXFP4_PAD = 256

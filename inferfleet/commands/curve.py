@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from inferfleet.errors import UsageError
@@ -26,6 +27,7 @@ HELP = "predict the latency-throughput curve of one vLLM replica (like vllm benc
 DEFAULT_NUM_PROMPTS = 1000
 DEFAULT_SEED = 0
 MS_PER_S = 1000.0
+SPECULATIVE_METHODS = ("mtp", "eagle", "eagle3", "ngram")
 
 
 def _positive_list(kind: type, flag: str) -> Callable[[str], list]:
@@ -60,6 +62,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--max-num-batched-tokens", type=int, help="default: vLLM's for this GPU")
     model.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     model.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs")
+    model.add_argument(
+        "--expert-parallel",
+        action="store_true",
+        help="--enable-expert-parallel: MoE experts spread whole over the TP ranks",
+    )
+    model.add_argument(
+        "--data-parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="engine replicas inside one server; the load is shared, throughput is the server's",
+    )
+    model.add_argument(
+        "--speculative",
+        choices=SPECULATIVE_METHODS,
+        help="speculative decoding method (not modelled yet: refused)",
+    )
+    model.add_argument("--num-speculative-tokens", type=int, help="with --speculative")
     load = parser.add_argument_group("load (vllm bench serve flags)")
     load.add_argument("--input-len", type=int, required=True, help="prompt tokens per request")
     load.add_argument("--output-len", type=int, required=True, help="output tokens per request")
@@ -85,7 +105,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    for flag in ("tp", "pp", "input_len", "output_len", "num_prompts"):
+    if args.speculative or args.num_speculative_tokens is not None:
+        raise UsageError(
+            "--speculative/--num-speculative-tokens: speculative decoding is not modelled yet "
+            "(acceptance rates vary by model and traffic); size without it, or measure with "
+            "`inferfleet bench` and pass --calibration"
+        )
+    if args.data_parallel > 1 and args.expert_parallel:
+        raise UsageError(
+            "--data-parallel with --expert-parallel spreads experts over DP x TP ranks, which "
+            "the memory model does not split yet; use --tp with --expert-parallel"
+        )
+    for flag in ("tp", "pp", "input_len", "output_len", "num_prompts", "data_parallel"):
         if getattr(args, flag) < 1:
             name = "--" + flag.replace("_", "-")
             raise UsageError(f"{name} must be >= 1, got {getattr(args, flag)}")
@@ -135,24 +166,50 @@ def predict_points(args: argparse.Namespace) -> list[LoadPoint]:
         )
     else:
         step_model, limits = replica_engine(arch, gpu, cfg, memory)
-    prompts = np.full(args.num_prompts, args.input_len)
-    outputs = np.full(args.num_prompts, args.output_len)
+    # Data-parallel ranks are independent engines behind one API server that spreads the
+    # load evenly: one rank is simulated with its share, and the server's rates are N times it.
+    ranks = args.data_parallel
+    count = max(1, args.num_prompts // ranks)
+    prompts = np.full(count, args.input_len)
+    outputs = np.full(count, args.output_len)
     if args.concurrency:
-        return [
-            simulate_closed_loop(step_model, limits, prompts, outputs, c) for c in args.concurrency
+        points = [
+            simulate_closed_loop(step_model, limits, prompts, outputs, max(1, c // ranks))
+            for c in args.concurrency
         ]
+        return [server_point(p, ranks, c) for p, c in zip(points, args.concurrency, strict=True)]
     rng_seed = args.seed
     return [
-        simulate_arrivals(
-            step_model,
-            limits,
-            poisson_arrivals(rate, args.num_prompts, np.random.default_rng(rng_seed)),
-            prompts,
-            outputs,
-            rate,
+        server_point(
+            simulate_arrivals(
+                step_model,
+                limits,
+                poisson_arrivals(rate / ranks, count, np.random.default_rng(rng_seed)),
+                prompts,
+                outputs,
+                rate / ranks,
+            ),
+            ranks,
         )
         for rate in args.request_rate
     ]
+
+
+def server_point(point: LoadPoint, ranks: int, concurrency: int | None = None) -> LoadPoint:
+    """One rank's point as the whole server reports it: rates times the ranks, the same
+    latencies, the load as asked."""
+    if ranks == 1:
+        return point
+    return replace(
+        point,
+        concurrency=concurrency if point.concurrency is not None else None,
+        request_rate=point.request_rate * ranks if point.request_rate is not None else None,
+        requests=point.requests * ranks,
+        output_tok_per_s=point.output_tok_per_s * ranks,
+        total_tok_per_s=point.total_tok_per_s * ranks,
+        request_per_s=point.request_per_s * ranks,
+        mean_running=point.mean_running * ranks,
+    )
 
 
 def point_json(point: LoadPoint) -> dict[str, float | int]:

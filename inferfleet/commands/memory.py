@@ -25,7 +25,7 @@ NAME = "memory"
 HELP = "per-GPU memory breakdown and KV-cache token capacity of one vLLM replica"
 
 _DTYPES = ("auto", "bfloat16", "float16", "float32")
-_QUANTIZATIONS = ("none", "fp8", "int8", "int4", "awq", "gptq", "mxfp4", "bnb4")
+_QUANTIZATIONS = ("none", "fp8", "int8", "int4", "awq", "gptq", "mxfp4", "nvfp4", "bnb4")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,136 @@
+"""Reading the measured vLLM benchmark set (points.jsonl + configs/) into benchmark cases.
+
+Each point is asked of the model the way its benchmark asked vLLM (the set's README, "How to
+use it"): `max_concurrency` points as a closed loop at that concurrency over the same number
+of prompts; ML.ENERGY points as a closed loop at the server's `max_num_seqs` with a saturated
+queue, measured in steady state. What a source did not publish is an assumption named here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from inferfleet.errors import UsageError
+from sizing.accuracy import BenchmarkCase, Measured, regime_of
+from sizing.errors import SizingError
+from sizing.hardware import get_gpu
+from sizing.memory import EngineConfig
+from sizing.model import ModelArch, load_model_config
+
+# The set sits beside the repository (REPO/../shared/data/benchmarks).
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
+# ML.ENERGY publishes no input length. Assumed prompt tokens per task, chat template included:
+# LMArena chat turns and GPQA-diamond questions are a few hundred tokens, Sourcegraph FIM
+# prompts carry the code around the hole (the set's README). Output lengths are measured means.
+ASSUMED_INPUT_LEN = {"LMArena": 400, "GPQA": 300, "Sourcegraph": 1500}
+# Prompts per point where the source does not say (vllm bench serve's habit of 10 per slot).
+PROMPTS_PER_SLOT = 10
+_SOURCES = {"mlenergy": "ml.energy", "ix": "inferencex", "blog": "vllm-blog", "vultr": "vultr"}
+_KV_BOUND_SHARE = 0.9  # a running batch below this share of max_num_seqs was KV-limited
+
+
+def _source(case_id: str) -> str:
+    return _SOURCES.get(case_id.split("-", 1)[0], case_id.split("-", 1)[0])
+
+
+def _vllm_version(text: str) -> str:
+    found = re.search(r"(\d+)\.(\d+)", text or "")
+    return f"{found.group(1)}.{found.group(2)}" if found else "0.16"
+
+
+def _input_len(point: dict[str, Any]) -> int:
+    if point.get("input_len"):
+        return round(point["input_len"])
+    for marker, tokens in ASSUMED_INPUT_LEN.items():
+        if marker in str(point.get("dataset")):
+            return tokens
+    raise UsageError(f"{point['case_id']}: no input_len and no assumption for its dataset")
+
+
+def _avg_batch(point: dict[str, Any]) -> float | None:
+    found = re.search(r"avg_batch_size=([\d.]+)", str(point.get("notes")))
+    return float(found.group(1)) if found else None
+
+
+def _first(point: dict[str, Any], *keys: str) -> float | None:
+    return next((float(point[k]) for k in keys if point.get(k) is not None), None)
+
+
+def _case(
+    point: dict[str, Any], arch: ModelArch, quantization: str, sweep_best: float
+) -> BenchmarkCase:
+    flags = point["flags"]
+    dp = int(point.get("data_parallel_size") or 1)
+    server_side = point["load_kind"] != "max_concurrency"
+    load = round(point["effective_load"])
+    # Data-parallel runs state it as "N total (M per DP rank)": the engine's is the first.
+    max_num_seqs = int(str(flags["max_num_seqs"]).split()[0]) if flags.get("max_num_seqs") else None
+    engine = EngineConfig(
+        tp=int(point["tensor_parallel_size"]),
+        pp=int(point.get("pipeline_parallel_size") or 1),
+        quantization=quantization,
+        kv_cache_dtype="fp8" if str(point.get("kv_cache_dtype")).startswith("fp8") else "auto",
+        gpu_memory_utilization=float(flags.get("gpu_memory_utilization") or 0.9),
+        max_model_len=flags.get("max_model_len"),
+        max_num_seqs=max(1, max_num_seqs // dp) if max_num_seqs else None,
+        max_num_batched_tokens=flags.get("max_num_batched_tokens"),
+        enforce_eager=bool(flags.get("enforce_eager")),
+        expert_parallel=bool(point.get("expert_parallel")),
+        vllm_version=_vllm_version(point.get("vllm_version", "")),
+    )
+    avg_batch = _avg_batch(point)
+    kv_bound = avg_batch is not None and avg_batch < _KV_BOUND_SHARE * load
+    measured = Measured(
+        output_tok_per_s=float(point["output_tok_per_s"]),
+        ttft_ms=_first(point, "ttft_median_ms", "ttft_mean_ms"),
+        tpot_ms=_first(point, "tpot_median_ms", "itl_median_ms", "tpot_mean_ms"),
+    )
+    return BenchmarkCase(
+        case_id=point["case_id"],
+        sweep_id=point.get("sweep_id") or point["case_id"],
+        source=_source(point["case_id"]),
+        gpu=get_gpu(point["gpu_family"]).name,
+        model_id=point["model_id"],
+        arch=arch,
+        engine=engine,
+        data_parallel=dp,
+        concurrency=load,
+        input_len=_input_len(point),
+        output_len=max(1, round(point["output_len"])),
+        num_prompts=int(point.get("num_prompts") or PROMPTS_PER_SLOT * load),
+        steady_state=server_side,
+        measured=measured,
+        regime=regime_of(load, measured.output_tok_per_s, sweep_best, kv_bound),
+        confidence=point.get("confidence", "medium"),
+    )
+
+
+def load_cases(folder: Path = DEFAULT_DIR) -> tuple[list[BenchmarkCase], list[str]]:
+    """Every point the model can be asked, and why each other one was skipped."""
+    try:
+        lines = (folder / "points.jsonl").read_text().splitlines()
+        index = json.loads((folder / "configs" / "INDEX.json").read_text())
+    except OSError as err:
+        raise UsageError(f"cannot read the benchmark set in {folder}: {err.strerror}") from None
+    points = [json.loads(line) for line in lines if line.strip()]
+    best: dict[str, float] = {}
+    for p in points:
+        sweep = p.get("sweep_id") or p["case_id"]
+        best[sweep] = max(best.get(sweep, 0.0), float(p["output_tok_per_s"]))
+    archs: dict[str, ModelArch] = {}
+    cases, skipped = [], []
+    for p in points:
+        entry = index.get(p["model_id"], {})
+        quantization = entry.get("quantization_flag") or "none"
+        try:
+            if p["model_config"] not in archs:
+                config = json.loads((folder / p["model_config"]).read_text())
+                archs[p["model_config"]] = load_model_config(config)
+            sweep = p.get("sweep_id") or p["case_id"]
+            cases.append(_case(p, archs[p["model_config"]], quantization, best[sweep]))
+        except SizingError as err:
+            skipped.append(f"{p['case_id']}: {err}")
+    return cases, skipped

@@ -1,0 +1,181 @@
+"""How far the replica model is from measured vLLM serving benchmarks (issue 14).
+
+A benchmark case is one measured load point asked again of the model: the same replica (model,
+GPU, TP, DP, quantization, KV dtype, scheduler limits) under the same load (closed loop at the
+client's concurrency, or at the server's `max_num_seqs` with a saturated queue). Errors are
+absolute percentages of the measured value, grouped by source, GPU, model, TP and load regime,
+so a reader sees where the model is wrong, not only how much on average. The signed residuals
+per regime also give the error bars `curve` prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sizing.curve import replica_engine
+from sizing.errors import InvalidInput, SizingError
+from sizing.hardware import get_gpu
+from sizing.memory import EngineConfig, estimate_memory
+from sizing.model import ModelArch
+from sizing.performance import DEFAULT_EFFICIENCY, Efficiency
+from sizing.simulator import LoadPoint, simulate_closed_loop
+
+METRICS = ("output_tok_per_s", "ttft_ms", "tpot_ms")
+REGIMES = ("low", "knee", "saturated")
+# The benchmark README's regimes: low = at most this many requests in flight ...
+LOW_LOAD_MAX_IN_FLIGHT = 8
+# ... saturated = within this share of the sweep's best throughput (or bound by the KV cache).
+SATURATED_WITHIN = 0.10
+# A steady-state window needs warm-up and drain around the measured requests.
+STEADY_STATE_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Measured:
+    output_tok_per_s: float
+    ttft_ms: float | None  # median (or mean where only that was published)
+    tpot_ms: float | None  # median TPOT, else median ITL
+
+
+@dataclass(frozen=True)
+class BenchmarkCase:
+    """One measured point and the replica configuration that produced it."""
+
+    case_id: str
+    sweep_id: str
+    source: str
+    gpu: str
+    model_id: str
+    arch: ModelArch
+    engine: EngineConfig
+    data_parallel: int
+    concurrency: int  # requests in flight across the whole server
+    input_len: int
+    output_len: int
+    num_prompts: int
+    steady_state: bool  # measured over a steady-state window (no ramp-up or drain)
+    measured: Measured
+    regime: str
+    confidence: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    output_tok_per_s: float
+    ttft_ms: float
+    tpot_ms: float
+
+
+@dataclass(frozen=True)
+class Scored:
+    case: BenchmarkCase
+    predicted: Prediction
+
+    def error_pct(self, metric: str) -> float | None:
+        """Signed error of the prediction, in % of the measurement (None if not measured)."""
+        measured = getattr(self.case.measured, metric)
+        if measured is None or measured <= 0:
+            return None
+        return 100.0 * (getattr(self.predicted, metric) - measured) / measured
+
+
+def regime_of(load: int, output_tok_per_s: float, sweep_best: float, kv_bound: bool) -> str:
+    if load <= LOW_LOAD_MAX_IN_FLIGHT:
+        return "low"
+    if kv_bound or output_tok_per_s >= (1 - SATURATED_WITHIN) * sweep_best:
+        return "saturated"
+    return "knee"
+
+
+def _simulate(case: BenchmarkCase, efficiency: Efficiency) -> LoadPoint:
+    gpu = get_gpu(case.gpu)
+    memory = estimate_memory(case.arch, gpu, case.engine)
+    if not memory.fits:
+        raise InvalidInput(f"{case.case_id}: the model does not fit: {'; '.join(memory.notes)}")
+    step_model, limits = replica_engine(case.arch, gpu, case.engine, memory, efficiency)
+    # Data-parallel ranks are independent engines that share the load evenly.
+    per_rank = max(1, case.concurrency // case.data_parallel)
+    count = max(case.num_prompts // case.data_parallel, 1)
+    if case.steady_state:
+        count = max(count, STEADY_STATE_ROUNDS * per_rank)
+    prompts = np.full(count, case.input_len)
+    outputs = np.full(count, case.output_len)
+    return simulate_closed_loop(
+        step_model, limits, prompts, outputs, per_rank, steady_state=case.steady_state
+    )
+
+
+def predict(case: BenchmarkCase, efficiency: Efficiency = DEFAULT_EFFICIENCY) -> Prediction:
+    point = _simulate(case, efficiency)
+    return Prediction(
+        output_tok_per_s=point.output_tok_per_s * case.data_parallel,
+        ttft_ms=point.ttft_p50_s * 1e3,
+        tpot_ms=point.itl_p50_s * 1e3,
+    )
+
+
+def score(
+    cases: Iterable[BenchmarkCase], efficiency: Efficiency = DEFAULT_EFFICIENCY
+) -> tuple[list[Scored], list[str]]:
+    """Every case the model can answer, and why it could not answer the others."""
+    scored, skipped = [], []
+    for case in cases:
+        try:
+            scored.append(Scored(case, predict(case, efficiency)))
+        except SizingError as err:
+            skipped.append(f"{case.case_id}: {err}")
+    return scored, skipped
+
+
+@dataclass(frozen=True)
+class ErrorStats:
+    """Absolute % errors of one metric over one group of points, and their sign."""
+
+    count: int
+    median_pct: float
+    p90_pct: float
+    max_pct: float
+    median_signed_pct: float  # > 0: the model is optimistic for throughput, slow for latency
+
+
+def error_stats(signed_pct: list[float]) -> ErrorStats | None:
+    if not signed_pct:
+        return None
+    values = np.asarray(signed_pct)
+    absolute = np.abs(values)
+    return ErrorStats(
+        count=len(values),
+        median_pct=float(np.median(absolute)),
+        p90_pct=float(np.percentile(absolute, 90)),
+        max_pct=float(absolute.max()),
+        median_signed_pct=float(np.median(values)),
+    )
+
+
+GROUPINGS: dict[str, Callable[[BenchmarkCase], str]] = {
+    "all": lambda c: "all",
+    "source": lambda c: c.source,
+    "gpu": lambda c: c.gpu,
+    "model": lambda c: c.model_id,
+    "tp": lambda c: f"TP{c.engine.tp}" + (f" DP{c.data_parallel}" if c.data_parallel > 1 else ""),
+    "regime": lambda c: c.regime,
+}
+
+
+def error_table(scored: list[Scored], grouping: str, metric: str) -> dict[str, ErrorStats]:
+    """Error statistics of `metric` per group of `grouping` (one of GROUPINGS)."""
+    key = GROUPINGS[grouping]
+    groups: dict[str, list[float]] = {}
+    for item in scored:
+        error = item.error_pct(metric)
+        if error is not None:
+            groups.setdefault(key(item.case), []).append(error)
+    table = {}
+    for name in sorted(groups):
+        stats = error_stats(groups[name])
+        if stats is not None:
+            table[name] = stats
+    return table
