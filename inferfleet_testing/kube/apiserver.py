@@ -15,6 +15,7 @@ import copy
 import itertools
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,8 @@ import attrs
 import jsonpatch
 import kmock
 import yaml
+
+from inferfleet_testing.kube.selectors import SelectorError, selector_match
 
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 
@@ -140,12 +143,17 @@ class ApiServer(kmock.KubernetesEmulator):
                 return 404, self._status_body(404, f"{request.url.path} not found")
             return 200, found
         resource = request.resource
+        try:
+            selected = selector_match(request.params)
+        except SelectorError as err:
+            return 400, self._status_body(400, str(err))
         items = [
             copy.deepcopy(stored.raw)
             for (res, namespace, _), stored in self._objects.items()
             if res == resource
             and not stored.deleted
             and (request.namespace is None or namespace == request.namespace)
+            and selected(stored.raw)
         ]
         group_version = f"{resource.group}/{resource.version}".lstrip("/")
         return 200, {
@@ -154,6 +162,32 @@ class ApiServer(kmock.KubernetesEmulator):
             "metadata": {"resourceVersion": str(next(self._versions))},
             "items": items,
         }
+
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
+        """KMock's watch (the objects there now as ADDED, then every change), narrowed by the
+        namespace and the selectors as a real server narrows it."""
+        yield b""  # the headers go out before the first event, as KMock's own watch does
+        try:
+            selected = selector_match(request.params)
+        except SelectorError as err:
+            yield {"type": "ERROR", "object": self._status_body(400, str(err))}
+            return
+
+        def wanted(obj: dict[str, Any]) -> bool:
+            namespace = obj.get("metadata", {}).get("namespace")
+            return (request.namespace in (None, namespace)) and selected(obj)
+
+        async with self._lock:
+            present = [
+                stored.raw
+                for (res, _, _), stored in self._objects.items()
+                if res == request.resource and not stored.deleted and wanted(stored.raw)
+            ]
+        for obj in present:
+            yield {"type": "ADDED", "object": obj}
+        async for event in self._buses[request.resource]:
+            if wanted(event.get("object") or {}):
+                yield event
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -178,7 +212,9 @@ class ApiServer(kmock.KubernetesEmulator):
 
     @staticmethod
     def _status_body(code: int, message: str) -> dict[str, Any]:
-        reason = {404: "NotFound", 409: "Conflict", 422: "Invalid"}.get(code, "InternalError")
+        reason = {400: "BadRequest", 404: "NotFound", 409: "Conflict", 422: "Invalid"}.get(
+            code, "InternalError"
+        )
         return {
             "apiVersion": "v1",
             "kind": "Status",
@@ -325,9 +361,13 @@ class ApiServer(kmock.KubernetesEmulator):
 
     # --- for tests --------------------------------------------------------------------------
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        """Every live object (deep copies)."""
-        return [copy.deepcopy(s.raw) for s in self._objects.values() if not s.deleted]
+    def snapshot(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every live object, or every one of `kind` (deep copies of those only)."""
+        return [
+            copy.deepcopy(stored.raw)
+            for (resource, _, _), stored in self._objects.items()
+            if not stored.deleted and kind in (None, self.kinds.get(resource.plural))
+        ]
 
     def dumps(self) -> str:
         return json.dumps(self.snapshot(), indent=1, sort_keys=True)

@@ -101,6 +101,28 @@ def test_a_second_pass_over_what_the_first_wrote_writes_nothing():
     assert second.status_patch == {}
 
 
+def test_a_resync_of_a_predictive_fleet_writes_nothing_and_its_forecast_holds_absolute_times():
+    """The forecast's times are instants, not "now + N": a pass a little later, on the same
+    traffic and before the policy's next step, finds nothing to write."""
+    obs = _observation(planned=_scaled_fleet()[0])
+    effects = None
+    for k in range(30):  # a half hour of traffic, one policy step a minute
+        t = START_S + 60.0 * (k + 1) + 17  # off the profile's 10-minute grid
+        pools = (PoolMetrics("l40s", request_rate_rps=Sample(REQUESTS[k] / 60, 0.0)),)
+        snapshot = MetricsSnapshot("llm", "code-8b", t, True, pools=pools)
+        obs = replace(obs, now_s=t, policy_now_s=t, snapshot=snapshot)
+        effects = decide(obs)
+        obs = _next(obs, effects, t)
+    assert effects is not None and effects.status.forecast is not None
+    forecast = effects.status.forecast
+    assert forecast.next_peak_at is not None and forecast.next_peak_at.endswith("0:00Z")
+    assert "in " not in (forecast.reason or "") and "ahead" not in (forecast.reason or "")
+    for later_s in (10.0, 40.0):  # before the next step is due
+        resync = decide(replace(obs, now_s=obs.now_s + later_s, policy_now_s=obs.now_s + later_s))
+        assert resync.writes == ()
+        assert resync.status_patch == {}
+
+
 def test_a_hand_edited_deployment_is_put_back():
     first = _observation()
     effects = decide(first)

@@ -204,6 +204,6 @@ def test_prewarm_plan_starts_warming_one_cold_start_before_the_daily_peak():
     assert plan.next_peak_at_s == 3 * 86_400 + 18 * 3600
     assert plan.prewarm_replicas >= 20
     assert plan.prewarm_at_s == 3 * 86_400 + 18 * 3600 - 360
-    assert "start warming at 17:54" in plan.reason
+    assert "warming due from 17:54" in plan.reason
     covered = prewarm_plan(policy.forecaster, cfg, now_s, current_replicas=plan.prewarm_replicas)
     assert covered.prewarm_at_s is None and "already cover" in covered.reason

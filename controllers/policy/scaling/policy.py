@@ -389,11 +389,15 @@ def config_from_spec(
 
 @dataclass(frozen=True)
 class PrewarmPlan:
-    """When the next forecast peak comes and when warming must start to be ready for it."""
+    """When the next forecast peak comes and when warming must start to be ready for it.
+
+    Both are absolute times on the profile's bin grid, so they stay put from one pass to the
+    next unless the forecast itself moves (a status that says the same thing is not rewritten).
+    """
 
     next_peak_at_s: float
     next_peak_rps: float  # upper quantile
-    prewarm_at_s: float | None  # None: the current fleet already covers the peak
+    prewarm_at_s: float | None  # None: the current fleet already covers the peak; may be past
     prewarm_replicas: int
     reason: str
 
@@ -409,7 +413,8 @@ def prewarm_plan(
 
     Warming starts one cold start plus the lead margin before the start of the first 10-minute
     bin whose forecast needs more than the current fleet, so the replicas are ready when it
-    begins. Times are bin starts (the profile's resolution).
+    begins. Bins are those of the profile (multiples of its resolution since the epoch), the
+    current one first; times are bin starts. A pre-warm time already past means warming is due.
     """
     lead_s = config.horizon_s
     per_replica = config.usable_rps_per_replica
@@ -418,27 +423,27 @@ def prewarm_plan(
     limit = config.upper_limit
     if limit is not None:
         peak_replicas = min(peak_replicas, limit)
-    peak_at_s = now_s + lookahead_s
+    bin_s = float(PROFILE_BIN_S)
+    bin_start_s = math.floor(now_s / bin_s) * bin_s
+    peak_at_s = bin_start_s
     first_short_s: float | None = None
-    h = float(PROFILE_BIN_S)
-    while h <= lookahead_s:
-        upto = forecaster.forecast(now_s, h)
+    while bin_start_s + bin_s - now_s <= lookahead_s:
+        upto = forecaster.forecast(now_s, bin_start_s + bin_s - now_s)  # up to this bin's end
+        peak_at_s = bin_start_s
         if first_short_s is None and replicas_for(upto.upper_rps, per_replica) > current_replicas:
-            first_short_s = now_s + h - PROFILE_BIN_S  # that bin's start
+            first_short_s = bin_start_s
         if upto.point_rps >= peak.point_rps:
-            peak_at_s = now_s + h - PROFILE_BIN_S
             break
-        h += PROFILE_BIN_S
-    prewarm_at_s = None if first_short_s is None else max(now_s, first_short_s - lead_s)
-    if prewarm_at_s is None:
-        reason = (
-            f"next peak {peak.upper_rps:.3g} RPS ({peak.method}) by {_clock(peak_at_s)}; "
-            f"{current_replicas} replicas already cover it"
-        )
+        bin_start_s += bin_s
+    peak_text = f"next peak {peak.upper_rps:.3g} RPS ({peak.method}) from {_clock(peak_at_s)}"
+    if first_short_s is None:
+        prewarm_at_s = None
+        reason = f"{peak_text}; {current_replicas} replicas already cover it"
     else:
+        prewarm_at_s = first_short_s - lead_s
         reason = (
-            f"next peak {peak.upper_rps:.3g} RPS ({peak.method}) by {_clock(peak_at_s)} needs "
-            f"{peak_replicas} replicas; start warming at {_clock(prewarm_at_s)} "
-            f"({lead_s / 60:.3g} min ahead)"
+            f"{peak_text} needs {peak_replicas} replicas; warming due from "
+            f"{_clock(prewarm_at_s)} (cold start and margin, {lead_s / 60:.3g} min, before "
+            f"{_clock(first_short_s)})"
         )
     return PrewarmPlan(peak_at_s, peak.upper_rps, prewarm_at_s, peak_replicas, reason)
