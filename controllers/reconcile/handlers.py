@@ -208,7 +208,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     tune_gc()
     memo.kube = Kube.from_environment()
     memo.locks = {}
-    memo.coalescing = set()
+    memo.coalescing = {}  # (namespace, fleet) -> its pass waiting out the window
+    memo.passes = set()  # every such pass until it ends (the loop holds tasks weakly)
     memo.plans = PlanCache()
     memo.watcher = Watcher.from_environment()
     memo.metrics = OperatorMetrics()
@@ -220,6 +221,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    for task in list(memo.passes):
+        task.cancel()
     await memo.kube.close()
     if memo.get("metrics_server") is not None:
         memo.metrics_server.shutdown()
@@ -258,29 +261,38 @@ async def spec_changed(body: kopf.Body, memo: kopf.Memo, retry: int, **kwargs: A
 async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """A Deployment deleted, edited, scaled or rolled by someone else: re-check its fleet soon.
 
-    The events of one fleet within COALESCE_S run one pass: the first waits out the window,
-    the others find it waiting and return (the pass reads the cache after the window, so it
-    sees their changes too).
+    The events of one fleet within COALESCE_S run one pass: the first schedules it, the others
+    find it waiting and add nothing (it reads the cache after the window, so it sees their
+    changes too). Kopf hands one object's events over one at a time, so the handler returns at
+    once rather than wait the window out itself.
     """
     namespace = body["metadata"]["namespace"]
     owners = [o for o in body["metadata"].get("ownerReferences", []) if o.get("kind") == KIND]
-    coalescing: set[tuple[str, str]] = memo.coalescing
     for owner in owners:
         key = (namespace, owner["name"])
-        if key in coalescing:
+        if key in memo.coalescing:
             continue
-        coalescing.add(key)
-        try:
-            await asyncio.sleep(COALESCE_S)
-        finally:
-            coalescing.discard(key)
-        fleet = await memo.kube.get(API_VERSION, KIND, namespace, owner["name"])
+        task = asyncio.create_task(_coalesced_pass(memo, key, kwargs))
+        memo.coalescing[key] = task
+        memo.passes.add(task)
+        task.add_done_callback(memo.passes.discard)
+
+
+async def _coalesced_pass(
+    memo: kopf.Memo, key: tuple[str, str], indexes: Mapping[str, Any]
+) -> None:
+    namespace, name = key
+    try:
+        await asyncio.sleep(COALESCE_S)
+    finally:
+        memo.coalescing.pop(key, None)  # an event from now on asks for a pass of its own
+    try:
+        fleet = await memo.kube.get(API_VERSION, KIND, namespace, name)
         if fleet is None or fleet["metadata"].get("deletionTimestamp"):
-            continue
-        try:
-            await _reconcile_once(memo, fleet, kwargs)
-        except KubeError as err:  # the fleet's own daemon retries with backoff
-            log.warning("%s/%s: %s", namespace, owner["name"], err)
+            return
+        await _reconcile_once(memo, fleet, indexes)
+    except KubeError as err:  # the fleet's own daemon retries with backoff
+        log.warning("%s/%s: %s", namespace, name, err)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

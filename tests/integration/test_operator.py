@@ -6,6 +6,7 @@ import asyncio
 import copy
 import json
 import socket
+import time
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from controllers.policy.render import MANIFEST_HASH_ANNOTATION, PLAN_HASH_ANNOTA
 from controllers.reconcile.handlers import resync
 from controllers.reconcile.plans import PlanCache
 from controllers.reconcile.runtime import Watcher
+from controllers.reconcile.timing import COALESCE_S
 from inferfleet_testing.kube.apiserver import Fault
 from inferfleet_testing.kube.fixtures import cluster_fixture, operator_fixture  # noqa: F401
 from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
@@ -406,3 +408,27 @@ def test_the_resync_daemon_ends_once_clean_up_closed_the_client(cluster: Cluster
         )
 
     asyncio.run(run())
+
+
+def test_a_burst_of_owned_deployment_events_runs_one_pass(cluster: Cluster):
+    """A rollout or a scaler sends several events for one fleet's Deployment in a moment; the
+    operator runs one pass for them, not one each."""
+    obj = example()
+    obj["spec"]["scaling"]["interval"] = "1h"  # no resync in the window: only events run passes
+    running = Operator()
+    try:
+        cluster.create(obj)
+        wait_sized(cluster, obj)
+        settle(cluster)
+        # The pass the operator's own create asked for (coalesced, so a little later).
+        wait_for(lambda: running.reconciles() >= 2, "the pass its Deployment's creation ran")
+        time.sleep(3 * COALESCE_S)
+        passes = running.reconciles()
+        for k in range(5):  # edits the operator does not own: each is an event, none a drift
+            edit = {"metadata": {"annotations": {"example.com/edit": str(k)}}}
+            cluster.merge_patch("apps/v1", "Deployment", "llm", "code-8b-l40s", edit)
+        wait_for(lambda: running.reconciles() > passes, "a pass for the edits")
+        time.sleep(3 * COALESCE_S)  # what a second pass would have needed to show up
+        assert running.reconciles() == passes + 1
+    finally:
+        running.stop()
