@@ -113,14 +113,19 @@ def _ssl_context(configuration: k8s_client.Configuration) -> ssl.SSLContext | bo
     return context
 
 
+ObjectKey = tuple[str, str]  # (kind, name) of an object in the fleet's namespace
+
+
+class OwnedObjects(Protocol):
+    """What a fleet owns as the operator's watches last saw it (no API request per pass)."""
+
+    def owned_by(self, owner: Owner) -> Mapping[ObjectKey, dict[str, Any]]: ...
+
+
 class KubeClient(Protocol):
     """The calls a reconcile makes: reads in observe, writes in act."""
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None: ...
-
-    async def list_labelled(
-        self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]
-    ) -> list[dict[str, Any]]: ...
 
     async def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None: ...
 
@@ -216,20 +221,6 @@ class Kube:
             if err.status == 404:
                 return None
             raise
-
-    async def list_labelled(
-        self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]
-    ) -> list[dict[str, Any]]:
-        """Objects carrying all `labels` (filtered here too, so a lax server cannot widen it)."""
-        selector = ",".join(f"{k}={v}" for k, v in labels.items())
-        found = await self._call(
-            "GET", object_path(api_version, kind, namespace), params={"labelSelector": selector}
-        )
-        return [
-            item
-            for item in found.get("items", [])
-            if labels.items() <= item.get("metadata", {}).get("labels", {}).items()
-        ]
 
     async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply as field manager `inferfleet`, taking over conflicting fields."""

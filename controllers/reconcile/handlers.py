@@ -4,8 +4,9 @@ A pass is `observe` (read everything into one Observation) -> `decide` (pure: Ob
 Effects) -> `act` (write the Effects). Level-triggered: every pass recomputes from the spec and
 what is observed, so a restart, a resync or a second pass over an unchanged fleet writes
 nothing, and a hand-deleted or hand-edited Deployment is put back. A per-fleet daemon re-runs
-the pass every `spec.scaling.interval`; a spec edit or an owned Deployment's change runs it at
-once.
+the pass every `spec.scaling.interval`, on the fleet's own phase of it (`timing`); a spec edit
+runs it at once, an owned Deployment's changes within `timing.COALESCE_S` run it once. What a
+fleet owns is read from Kopf indexes fed by the watches, not from the API on every pass.
 """
 
 from __future__ import annotations
@@ -21,8 +22,16 @@ from typing import Any
 
 import kopf
 
-from controllers.adapters.kube import Conflict, Kube, KubeClient, KubeError, Unavailable
+from controllers.adapters.kube import (
+    Conflict,
+    Kube,
+    KubeClient,
+    KubeError,
+    OwnedObjects,
+    Unavailable,
+)
 from controllers.adapters.operator_metrics import OperatorMetrics
+from controllers.adapters.owned import FleetKey, IndexedOwned, index_entry
 from controllers.api.v1alpha1 import (
     API_VERSION,
     GROUP,
@@ -32,18 +41,20 @@ from controllers.api.v1alpha1 import (
     PlanStatus,
     parse_duration_s,
 )
+from controllers.policy.render import MANAGED_BY
 from controllers.reconcile.act import act
 from controllers.reconcile.decide import PoolReplicas, decide, failed, replan, with_recommendation
 from controllers.reconcile.observe import base_observation, observe
 from controllers.reconcile.plans import PlanCache
 from controllers.reconcile.runtime import Watcher
+from controllers.reconcile.timing import COALESCE_S, next_resync_delay_s, retry_delay_s
 
 log = logging.getLogger("inferfleet.operator")
 
-RETRY_BASE_S = 1.0
 METRICS_PORT_ENV = "INFERFLEET_METRICS_PORT"  # serve /metrics on this port when set
 METRICS_ADDRESS_ENV = "INFERFLEET_METRICS_ADDRESS"  # all interfaces unless set
 DEFAULT_INTERVAL_S = 30.0
+MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,7 @@ async def reconcile(
     *,
     now_s: float,
     plans: PlanCache,
+    owned: OwnedObjects,
     watcher: Watcher | None = None,
 ) -> Outcome:
     """One level-triggered pass over a fleet: observe -> decide -> act.
@@ -73,7 +85,7 @@ async def reconcile(
     """
     watcher = watcher or Watcher()
     try:
-        obs = await observe(kube, body, now_s=now_s, plans=plans, watcher=watcher)
+        obs = await observe(kube, body, now_s=now_s, plans=plans, watcher=watcher, owned=owned)
         effects = decide(obs)
         if effects.replan is not None:
             recommendation = await asyncio.to_thread(replan, effects.replan)
@@ -118,14 +130,32 @@ def _lock(memo: kopf.Memo, uid: str) -> asyncio.Lock:
     return locks.setdefault(uid, asyncio.Lock())
 
 
-async def _reconcile_once(memo: kopf.Memo, body: Mapping[str, Any]) -> Outcome:
+def _owned(indexes: Mapping[str, Any]) -> IndexedOwned:
+    """The owned-object cache over the Kopf indexes a handler was given (by index name)."""
+    return IndexedOwned(
+        {
+            "Deployment": indexes["owned_deployments"],
+            "Service": indexes["owned_services"],
+            "PodDisruptionBudget": indexes["owned_pdbs"],
+        }
+    )
+
+
+async def _reconcile_once(
+    memo: kopf.Memo, body: Mapping[str, Any], indexes: Mapping[str, Any]
+) -> Outcome:
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     metrics: OperatorMetrics = memo.metrics
     async with _lock(memo, body["metadata"]["uid"]):
         started_s = time.monotonic()
         try:
             outcome = await reconcile(
-                memo.kube, body, now_s=time.time(), plans=memo.plans, watcher=memo.watcher
+                memo.kube,
+                body,
+                now_s=time.time(),
+                plans=memo.plans,
+                owned=_owned(indexes),
+                watcher=memo.watcher,
             )
         except KubeError as err:
             metrics.count_error("Conflict" if isinstance(err, Conflict) else "APIError")
@@ -149,11 +179,6 @@ def _interval_s(spec: Mapping[str, Any]) -> float:
         return parse_duration_s(spec.get("scaling", {}).get("interval", "30s"))
     except (ValueError, TypeError, AttributeError):
         return DEFAULT_INTERVAL_S
-
-
-def retry_delay_s(failures: int, interval_s: float) -> float:
-    """Exponential backoff from RETRY_BASE_S, never longer than the resync interval."""
-    return min(interval_s, RETRY_BASE_S * 2 ** max(0, failures - 1))
 
 
 # Young collections every this many allocations (CPython's default is 700).
@@ -183,6 +208,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     tune_gc()
     memo.kube = Kube.from_environment()
     memo.locks = {}
+    memo.coalescing = {}  # (namespace, fleet) -> its pass waiting out the window
+    memo.passes = set()  # every such pass until it ends (the loop holds tasks weakly)
     memo.plans = PlanCache()
     memo.watcher = Watcher.from_environment()
     memo.metrics = OperatorMetrics()
@@ -194,17 +221,35 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    for task in list(memo.passes):
+        task.cancel()
     await memo.kube.close()
     if memo.get("metrics_server") is not None:
         memo.metrics_server.shutdown()
         memo.metrics_server.server_close()
 
 
+# The owned-object cache: one Kopf index per kind, which Kopf hands every handler by name.
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+def owned_deployments(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | None:
+    return index_entry(body)
+
+
+@kopf.index("v1", "services", labels=MANAGED)
+def owned_services(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | None:
+    return index_entry(body)
+
+
+@kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+def owned_pdbs(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | None:
+    return index_entry(body)
+
+
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-async def spec_changed(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+async def spec_changed(body: kopf.Body, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
     """A spec edit re-plans at once instead of waiting for the next resync."""
     try:
-        await _reconcile_once(memo, body)
+        await _reconcile_once(memo, body, kwargs)
     except (Conflict, Unavailable) as err:
         delay_s = retry_delay_s(retry + 1, DEFAULT_INTERVAL_S)
         raise kopf.TemporaryError(str(err), delay=delay_s) from err
@@ -212,19 +257,42 @@ async def spec_changed(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -
         raise kopf.PermanentError(str(err)) from err
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "inferfleet"})
-async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A Deployment deleted, edited or scaled by someone else: re-check its fleet now."""
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A Deployment deleted, edited, scaled or rolled by someone else: re-check its fleet soon.
+
+    The events of one fleet within COALESCE_S run one pass: the first schedules it, the others
+    find it waiting and add nothing (it reads the cache after the window, so it sees their
+    changes too). Kopf hands one object's events over one at a time, so the handler returns at
+    once rather than wait the window out itself.
+    """
+    namespace = body["metadata"]["namespace"]
     owners = [o for o in body["metadata"].get("ownerReferences", []) if o.get("kind") == KIND]
     for owner in owners:
-        namespace = body["metadata"]["namespace"]
-        fleet = await memo.kube.get(API_VERSION, KIND, namespace, owner["name"])
-        if fleet is None or fleet["metadata"].get("deletionTimestamp"):
+        key = (namespace, owner["name"])
+        if key in memo.coalescing:
             continue
-        try:
-            await _reconcile_once(memo, fleet)
-        except KubeError as err:  # the fleet's own daemon retries with backoff
-            log.warning("%s/%s: %s", namespace, owner["name"], err)
+        task = asyncio.create_task(_coalesced_pass(memo, key, kwargs))
+        memo.coalescing[key] = task
+        memo.passes.add(task)
+        task.add_done_callback(memo.passes.discard)
+
+
+async def _coalesced_pass(
+    memo: kopf.Memo, key: tuple[str, str], indexes: Mapping[str, Any]
+) -> None:
+    namespace, name = key
+    try:
+        await asyncio.sleep(COALESCE_S)
+    finally:
+        memo.coalescing.pop(key, None)  # an event from now on asks for a pass of its own
+    try:
+        fleet = await memo.kube.get(API_VERSION, KIND, namespace, name)
+        if fleet is None or fleet["metadata"].get("deletionTimestamp"):
+            return
+        await _reconcile_once(memo, fleet, indexes)
+    except KubeError as err:  # the fleet's own daemon retries with backoff
+        log.warning("%s/%s: %s", namespace, name, err)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
@@ -239,21 +307,29 @@ async def forget(uid: str, namespace: str | None, name: str, memo: kopf.Memo, **
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
 async def resync(
-    stopped: kopf.DaemonStopped, body: kopf.Body, spec: kopf.Spec, memo: kopf.Memo, **_: Any
+    stopped: kopf.DaemonStopped,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    memo: kopf.Memo,
+    **kwargs: Any,
 ) -> None:
-    """Reconcile on start (create or operator restart), then every spec.scaling.interval."""
+    """Reconcile on start (create or operator restart), then every spec.scaling.interval at
+    this fleet's phase of it."""
     failures = 0
+    uid = body["metadata"]["uid"]
     while not stopped:
-        delay_s = _interval_s(spec)
+        interval_s = _interval_s(spec)
         try:
-            await _reconcile_once(memo, body)
+            await _reconcile_once(memo, body, kwargs)
             failures = 0
+            delay_s = next_resync_delay_s(uid, interval_s, time.time())
         except (Conflict, Unavailable) as err:
             if memo.kube.closed:
                 return  # clean-up closed the client before Kopf stopped this daemon: stopping
             failures += 1
-            delay_s = retry_delay_s(failures, delay_s)
+            delay_s = retry_delay_s(failures, interval_s)
             log.warning("%s: %s; retrying in %.1f s", body["metadata"]["name"], err, delay_s)
         except KubeError as err:
             log.error("%s: %s", body["metadata"]["name"], err)
+            delay_s = next_resync_delay_s(uid, interval_s, time.time())
         await stopped.wait(delay_s)

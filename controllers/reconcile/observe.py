@@ -1,7 +1,8 @@
 """Observe: everything one pass reads, gathered into one typed `Observation`.
 
 The spec (validated), config.json (inline or from its ConfigMap), the plan (cached, computed
-off the event loop), the owned objects as they are, the metrics snapshot, the stored status
+off the event loop), the owned objects as the watches last saw them (`OwnedObjects`, no API
+request; only a keda ScaledObject is read), the metrics snapshot, the stored status
 (typed; what does not parse is named, not trusted) and the policy memory. Nothing is decided
 here; `decide` gets all of it in one value, so it needs no cluster to be tested.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controllers.adapters.kube import KubeClient, Owner
+from controllers.adapters.kube import KubeClient, ObjectKey, OwnedObjects, Owner
 from controllers.api.v1alpha1 import (
     InferenceFleetSpec,
     InferenceFleetStatus,
@@ -25,15 +26,13 @@ from controllers.api.v1alpha1 import (
 )
 from controllers.policy.autoscale import needs_history
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
-from controllers.policy.render import MANAGED_BY, object_name
+from controllers.policy.render import object_name
 from controllers.reconcile.plans import Curves, PlanCache, SpecRefused
 from controllers.reconcile.runtime import Remembered, Watcher
 
 # What a pool owns besides its Deployment, named like it.
 POOL_COMPANIONS = (("v1", "Service"), ("policy/v1", "PodDisruptionBudget"))
 SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
-
-ObjectKey = tuple[str, str]  # (kind, name)
 
 
 @dataclass(frozen=True)
@@ -106,29 +105,26 @@ async def _planned(
 
 
 async def _owned(
-    kube: KubeClient, owner: Owner, planned: Planned, keda_url: str | None
+    kube: KubeClient,
+    seen: Mapping[ObjectKey, dict[str, Any]],
+    owner: Owner,
+    planned: Planned,
+    keda_url: str | None,
 ) -> dict[ObjectKey, dict[str, Any] | None]:
+    """Each pool's objects as seen (None: absent); a ScaledObject is read, as it is not
+    watched (KEDA may not be installed)."""
     found: dict[ObjectKey, dict[str, Any] | None] = {}
     for pool in planned.plan.pools:
         name = object_name(owner.name, pool.pool)
-        wanted = [("apps/v1", "Deployment")]
-        if pool.replicas > 0:
-            wanted += list(POOL_COMPANIONS)
-            if planned.spec.scaling.mode == "keda" and keda_url:
-                wanted.append(SCALED_OBJECT)
-        for api_version, kind in wanted:
+        found[("Deployment", name)] = seen.get(("Deployment", name))
+        if pool.replicas <= 0:
+            continue
+        for _, kind in POOL_COMPANIONS:
+            found[(kind, name)] = seen.get((kind, name))
+        if planned.spec.scaling.mode == "keda" and keda_url:
+            api_version, kind = SCALED_OBJECT
             found[(kind, name)] = await kube.get(api_version, kind, owner.namespace, name)
     return found
-
-
-async def _owned_deployments(kube: KubeClient, owner: Owner) -> tuple[dict[str, Any], ...]:
-    labels = {"app.kubernetes.io/instance": owner.name, "app.kubernetes.io/managed-by": MANAGED_BY}
-    listed = await kube.list_labelled("apps/v1", "Deployment", owner.namespace, labels)
-    return tuple(
-        d
-        for d in listed
-        if any(ref.get("uid") == owner.uid for ref in d["metadata"].get("ownerReferences", []))
-    )
 
 
 def base_observation(body: Mapping[str, Any], now_s: float, watcher: Watcher) -> Observation:
@@ -150,7 +146,13 @@ def base_observation(body: Mapping[str, Any], now_s: float, watcher: Watcher) ->
 
 
 async def observe(
-    kube: KubeClient, body: Mapping[str, Any], *, now_s: float, plans: PlanCache, watcher: Watcher
+    kube: KubeClient,
+    body: Mapping[str, Any],
+    *,
+    now_s: float,
+    plans: PlanCache,
+    watcher: Watcher,
+    owned: OwnedObjects,
 ) -> Observation:
     """Read everything one pass needs. Raises only for Kubernetes API trouble (KubeError)."""
     base = base_observation(body, now_s, watcher)
@@ -162,8 +164,9 @@ async def observe(
     prometheus = watcher.prometheus
     url = prometheus.url_for(planned.spec.monitoring.prometheus_url) if prometheus else None
     keda_url = url if planned.spec.scaling.mode == "keda" else None
-    owned = await _owned(kube, owner, planned, keda_url)
-    owned_deployments = await _owned_deployments(kube, owner)
+    seen = owned.owned_by(owner)
+    pools_owned = await _owned(kube, seen, owner, planned, keda_url)
+    owned_deployments = tuple(obj for (kind, _), obj in seen.items() if kind == "Deployment")
     snapshot = None
     history_rps: tuple[tuple[float, float], ...] = ()
     if url and prometheus is not None:
@@ -175,7 +178,7 @@ async def observe(
     return replace(
         base,
         planned=planned,
-        owned=owned,
+        owned=pools_owned,
         owned_deployments=owned_deployments,
         prometheus_url=url,
         snapshot=snapshot,

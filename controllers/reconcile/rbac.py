@@ -39,21 +39,22 @@ RULES: tuple[Rule, ...] = (
     Rule(
         ("apps",),
         ("deployments",),
-        ("get", "list", "watch", "create", "patch", "delete"),
-        "vLLM replicas per pool: read to compare, watch for hand edits, server-side apply "
-        "(a patch that creates when absent, so both verbs), prune pools the plan dropped.",
+        ("list", "watch", "create", "patch", "delete"),
+        "vLLM replicas per pool: watched into the operator's cache (to compare, and to see hand "
+        "edits), server-side apply (a patch that creates when absent, so both verbs), prune "
+        "pools the plan dropped.",
     ),
     Rule(
         ("",),
         ("services",),
-        ("get", "create", "patch", "delete"),
-        "One Service per pool in front of its replicas.",
+        ("list", "watch", "create", "patch", "delete"),
+        "One Service per pool in front of its replicas, watched into the operator's cache.",
     ),
     Rule(
         ("policy",),
         ("poddisruptionbudgets",),
-        ("get", "create", "patch", "delete"),
-        "One PodDisruptionBudget per pool (the plan's N+1 spare).",
+        ("list", "watch", "create", "patch", "delete"),
+        "One PodDisruptionBudget per pool (the plan's N+1 spare), watched into the cache.",
     ),
     Rule(
         ("keda.sh",),

@@ -20,12 +20,15 @@ import kopf
 import yaml
 
 from controllers.adapters.kube import object_path
+from controllers.adapters.owned import IndexedOwned, index_objects
 from controllers.api.crd import SHORT_NAME
 from controllers.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
 from inferfleet_testing.kube.apiserver import ApiServer, Fault, Write
 
 T = TypeVar("T")
 START_TIMEOUT_S = 10.0
+# A snapshot waits its turn on a loop that may be serving a 1,000-fleet burst.
+SNAPSHOT_TIMEOUT_S = 60.0
 
 # What the operator and Kopf touch; Kopf discovers them before it watches.
 RESOURCES = (
@@ -134,11 +137,19 @@ class Cluster:
         self.client.delete(object_path(api_version, kind, namespace, name)).raise_for_status()
 
     def objects(self, kind: str) -> list[dict[str, Any]]:
-        return [o for o in self._loop.run(self._snapshot()) if o.get("kind") == kind]
+        """Live objects of `kind`. Only those are copied, on the server's loop under its lock,
+        so a poll stays cheap however many other objects the operator has written."""
+        return self._loop.run(self._snapshot(kind), SNAPSHOT_TIMEOUT_S)
 
-    async def _snapshot(self) -> list[dict[str, Any]]:
+    async def _snapshot(self, kind: str) -> list[dict[str, Any]]:
         async with self.server._lock:
-            return self.server.snapshot()
+            return self.server.snapshot(kind)
+
+    def owned(self) -> IndexedOwned:
+        """The operator's owned-object cache as its watches would hold it now (for a pass run
+        without Kopf)."""
+        kinds = ("Deployment", "Service", "PodDisruptionBudget")
+        return IndexedOwned({kind: index_objects(self.objects(kind)) for kind in kinds})
 
     def writes(self) -> list[Write]:
         return list(self.server.writes)
@@ -148,7 +159,9 @@ class Cluster:
         return fault
 
 
-def wait_for(check: Callable[[], T | None], what: str, timeout_s: float = 10.0) -> T:
+def wait_for(
+    check: Callable[[], T | None], what: str, timeout_s: float = 10.0, poll_s: float = 0.02
+) -> T:
     """Poll `check` until it returns something truthy; fail with `what` after the timeout."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -157,7 +170,7 @@ def wait_for(check: Callable[[], T | None], what: str, timeout_s: float = 10.0) 
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(poll_s)
 
 
 class Operator:
@@ -169,6 +182,7 @@ class Operator:
 
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self.memo = kopf.Memo()  # what the start-up handler puts there: the operator's state
         self.errors: list[BaseException] = []
         self._thread = threading.Thread(target=self._main, name="kopf-operator", daemon=True)
         self._thread.start()
@@ -183,10 +197,19 @@ class Operator:
                     standalone=True,
                     stop_flag=self._stop,
                     ready_flag=self._ready,
+                    memo=self.memo,
                 )
             )
         except BaseException as err:  # reported by stop(), not lost in the thread
             self.errors.append(err)
+
+    def reconciles(self) -> int:
+        """Passes run so far, as the operator's own /metrics counts them."""
+        metrics = self.memo.get("metrics")
+        if metrics is None:
+            return 0
+        count = metrics.registry.get_sample_value("inferfleet_reconcile_duration_seconds_count")
+        return int(count or 0)
 
     def stop(self) -> None:
         self._stop.set()

@@ -6,6 +6,7 @@ import asyncio
 import copy
 import json
 import socket
+import time
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from controllers.policy.render import MANIFEST_HASH_ANNOTATION, PLAN_HASH_ANNOTA
 from controllers.reconcile.handlers import resync
 from controllers.reconcile.plans import PlanCache
 from controllers.reconcile.runtime import Watcher
+from controllers.reconcile.timing import COALESCE_S
 from inferfleet_testing.kube.apiserver import Fault
 from inferfleet_testing.kube.fixtures import cluster_fixture, operator_fixture  # noqa: F401
 from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
@@ -210,17 +212,10 @@ def test_restart_writes_nothing(cluster: Cluster, operator: Operator):
     before = settle(cluster)
     objects_before = {k: cluster.objects(k) for k in ("Deployment", "Service", "InferenceFleet")}
     operator.stop()
-    mark = len(cluster.server.paths)
     restarted = Operator()
     try:
-        # The resync daemon reconciles at once on resume: it reads the owned objects.
-        wait_for(
-            lambda: (
-                "GET /apis/policy/v1/namespaces/llm/poddisruptionbudgets/code-8b-l40s"
-                in cluster.server.paths[mark:]
-            ),
-            "a reconcile after the restart",
-        )
+        # The resync daemon reconciles at once on resume (from the owned objects it watches).
+        wait_for(lambda: restarted.reconciles() >= 1, "a reconcile after the restart")
         after = settle(cluster)
     finally:
         restarted.stop()
@@ -236,11 +231,14 @@ def test_second_reconcile_of_an_unchanged_fleet_writes_nothing(cluster: Cluster)
         cluster.create(obj)
         wait_sized(cluster, obj)
         before = settle(cluster)
-        pdb = "GET /apis/policy/v1/namespaces/llm/poddisruptionbudgets/code-8b-l40s"
-        reads = cluster.server.paths.count(pdb)
-        # Several resyncs happen; they read, and write nothing.
-        wait_for(lambda: cluster.server.paths.count(pdb) >= reads + 3, "three more resyncs")
+        passes = running.reconciles()
+        mark = len(cluster.server.paths)
+        # Several resyncs happen in a second; they write nothing, and read no owned object
+        # either: those come from the watch cache, not a GET per object and a LIST per pass.
+        wait_for(lambda: running.reconciles() >= passes + 3, "three more resyncs")
         assert cluster.writes()[len(before) :] == []
+        owned = ("/deployments", "/services", "/poddisruptionbudgets")
+        assert [p for p in cluster.server.paths[mark:] if any(k in p for k in owned)] == []
     finally:
         running.stop()
 
@@ -404,6 +402,33 @@ def test_the_resync_daemon_ends_once_clean_up_closed_the_client(cluster: Cluster
             metrics=OperatorMetrics(),
         )  # fmt: skip
         await memo.kube.close()
-        await asyncio.wait_for(resync(NeverStopped(), obj, obj["spec"], memo), timeout=10)
+        indexes = {"owned_deployments": {}, "owned_services": {}, "owned_pdbs": {}}  # as Kopf's
+        await asyncio.wait_for(
+            resync(NeverStopped(), obj, obj["spec"], memo, **indexes), timeout=10
+        )
 
     asyncio.run(run())
+
+
+def test_a_burst_of_owned_deployment_events_runs_one_pass(cluster: Cluster):
+    """A rollout or a scaler sends several events for one fleet's Deployment in a moment; the
+    operator runs one pass for them, not one each."""
+    obj = example()
+    obj["spec"]["scaling"]["interval"] = "1h"  # no resync in the window: only events run passes
+    running = Operator()
+    try:
+        cluster.create(obj)
+        wait_sized(cluster, obj)
+        settle(cluster)
+        # The pass the operator's own create asked for (coalesced, so a little later).
+        wait_for(lambda: running.reconciles() >= 2, "the pass its Deployment's creation ran")
+        time.sleep(3 * COALESCE_S)
+        passes = running.reconciles()
+        for k in range(5):  # edits the operator does not own: each is an event, none a drift
+            edit = {"metadata": {"annotations": {"example.com/edit": str(k)}}}
+            cluster.merge_patch("apps/v1", "Deployment", "llm", "code-8b-l40s", edit)
+        wait_for(lambda: running.reconciles() > passes, "a pass for the edits")
+        time.sleep(3 * COALESCE_S)  # what a second pass would have needed to show up
+        assert running.reconciles() == passes + 1
+    finally:
+        running.stop()

@@ -55,7 +55,9 @@ def _pass(cluster: Cluster, watcher: Watcher, plans: PlanCache) -> dict[str, Any
     async def run() -> None:
         kube = Kube.from_environment()
         try:
-            await reconcile(kube, fleet, now_s=1_000_000.0, plans=plans, watcher=watcher)
+            await reconcile(
+                kube, fleet, now_s=1_000_000.0, plans=plans, owned=cluster.owned(), watcher=watcher
+            )
         finally:
             await kube.close()
 

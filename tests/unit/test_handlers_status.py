@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from controllers.api.conditions import set_condition
 from controllers.api.v1alpha1 import InferenceFleet, InferenceFleetStatus, ReplicaStatus
 from controllers.reconcile.decide import status_patch
-from controllers.reconcile.handlers import RETRY_BASE_S, retry_delay_s
 from controllers.reconcile.plans import PlanCache, SpecRefused
+from controllers.reconcile.timing import RETRY_BASE_S, retry_delay_s
 from tests.conftest import REPO
 
 

@@ -18,14 +18,17 @@ def test_rules_cover_the_adapter_and_kopf():
         (GROUP, PLURAL, "watch"),  # Kopf
         (GROUP, PLURAL, "patch"),  # Kopf's finalizer and last-handled annotation
         (GROUP, f"{PLURAL}/status", "patch"),  # Kube.patch_status
-        ("apps", "deployments", "get"),  # Kube.get before apply
         ("apps", "deployments", "patch"),  # Kube.apply
         ("apps", "deployments", "create"),  # server-side apply of an absent object
-        ("apps", "deployments", "list"),  # pruning, and Kopf's watch of owned Deployments
+        ("apps", "deployments", "list"),  # Kopf's index of owned Deployments (list, then watch)
         ("apps", "deployments", "watch"),
         ("apps", "deployments", "delete"),  # pruning
         ("", "services", "patch"),
+        ("", "services", "list"),  # Kopf's index of owned Services
+        ("", "services", "watch"),
         ("policy", "poddisruptionbudgets", "patch"),
+        ("policy", "poddisruptionbudgets", "list"),  # Kopf's index of owned PDBs
+        ("policy", "poddisruptionbudgets", "watch"),
         ("", "configmaps", "get"),  # hfConfig.configMapRef
         ("", "events", "create"),  # Kube.post_event
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
@@ -40,6 +43,8 @@ def test_nothing_broader_than_needed():
         assert rule.why
     assert not _allowed("", "configmaps", "list")
     assert not _allowed("", "secrets", "get")
+    # Owned objects come from the watch cache: no GET per object per pass.
+    assert not _allowed("apps", "deployments", "get")
 
 
 def test_manifest_form():
