@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the CPU build of vLLM into its own venv (.tools/vllm-venv) for the real_vllm tests and
-# writes a tiny random Llama model + word-level tokenizer next to it (.tools/tiny-llama).
+# writes tiny random Llama models + word-level tokenizers next to it (.tools/tiny-llama*).
 # Idempotent: a venv that already serves `vllm --version` and an existing model are reused.
 # On failure it exits non-zero with what failed; `make test` then stops instead of skipping.
 set -euo pipefail
@@ -11,6 +11,7 @@ TORCH_VERSION=2.13.0
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 VENV=.tools/vllm-venv
 MODEL=.tools/tiny-llama
+SMALL_VOCAB_MODEL=.tools/tiny-llama-small-vocab  # 1,000 words: bench's ids are out of its vocabulary
 STAMP="$VENV/.installed-$VLLM_VERSION"
 
 if [ ! -f "$STAMP" ]; then
@@ -37,4 +38,7 @@ fi
 if [ ! -f "$MODEL/config.json" ]; then
   echo "writing the tiny random Llama model to $MODEL"
   "$VENV/bin/python" scripts/make_tiny_llama.py "$MODEL"
+fi
+if [ ! -f "$SMALL_VOCAB_MODEL/config.json" ]; then
+  "$VENV/bin/python" scripts/make_tiny_llama.py "$SMALL_VOCAB_MODEL" 1000
 fi

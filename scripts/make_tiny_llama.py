@@ -4,7 +4,8 @@ Run with the vLLM venv's Python (it has torch, transformers and tokenizers); no 
 The shapes are the smallest vLLM's CPU attention kernels accept (head size 32; 16 is rejected at
 the first request). The vocabulary is words `w0`..`w{N-1}`, so the token ids `inferfleet bench`
 sends (below 30,000) are all valid and its chat prompts (`w123 w456 ...`) tokenize one word to one
-token, which keeps prompt lengths exact.
+token, which keeps prompt lengths exact. A second argument gives a smaller vocabulary: a server
+of that model answers `inferfleet bench`'s larger ids with an error inside its 200 stream.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-VOCAB_SIZE = 32_000
+DEFAULT_VOCAB_SIZE = 32_000
 SPECIAL = ("<unk>", "<s>", "</s>")
 # A plain template so /v1/chat/completions works: the messages' contents, one after the other.
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
 
 
-def write_tokenizer(out: Path) -> None:
+def write_tokenizer(out: Path, vocab_size: int) -> None:
     vocab = {token: i for i, token in enumerate(SPECIAL)}
-    vocab.update({f"w{i}": i for i in range(len(SPECIAL), VOCAB_SIZE)})
+    vocab.update({f"w{i}": i for i in range(len(SPECIAL), vocab_size)})
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
@@ -35,9 +36,9 @@ def write_tokenizer(out: Path) -> None:
     fast.save_pretrained(out)
 
 
-def write_model(out: Path) -> None:
+def write_model(out: Path, vocab_size: int) -> None:
     config = LlamaConfig(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size,
         hidden_size=128,
         intermediate_size=256,
         num_hidden_layers=2,
@@ -54,10 +55,11 @@ def write_model(out: Path) -> None:
 
 def main() -> None:
     out = Path(sys.argv[1])
+    vocab_size = int(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_VOCAB_SIZE
     partial = out.with_name(out.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
-    write_tokenizer(partial)
-    write_model(partial)
+    write_tokenizer(partial, vocab_size)
+    write_model(partial, vocab_size)
     partial.replace(out)  # config.json appears only with the whole model
 
 
