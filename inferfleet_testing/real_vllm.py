@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from e2e.emulator.testing import HOST, free_port
+from inferfleet_testing.emulator import HOST, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".tools" / "vllm-venv"

@@ -12,7 +12,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from controllers.prometheus import snapshot_query
+from controllers.adapters.prometheus import snapshot_query
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "charts" / "inferfleet" / "files" / "prometheus-rules.yaml"

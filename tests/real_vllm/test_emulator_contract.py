@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from e2e.emulator.testing import RunningEmulator, run_emulator
+from inferfleet_testing.emulator import RunningEmulator, run_emulator
 from inferfleet_testing.real_vllm import MODEL_DIR, RunningVllm
 from tests.real_vllm.scrape import Family, scrape
 
