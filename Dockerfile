@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The inferfleet operator image: Kopf running operator/main.py as a non-root user.
 #   docker build -t inferfleet:dev .
 # Stage 1 builds wheels for inferfleet and every runtime dependency; stage 2 installs only those

@@ -131,28 +131,56 @@ def _chunk_text(chunk: dict[str, object]) -> str:
     if not isinstance(choice, dict):
         return ""
     if "delta" in choice:
-        return str((choice.get("delta") or {}).get("content") or "")
+        delta = choice.get("delta")
+        return str(delta.get("content") or "") if isinstance(delta, dict) else ""
     return str(choice.get("text") or "")
+
+
+def _error_message(error: object) -> str:
+    """The message of an OpenAI-style `error` value (an object with `message`, or a string)."""
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error)
+
+
+def _http_error(status: int, body: bytes) -> str:
+    """`HTTP 400: <the server's message>`, the message cut short (bodies can be pages)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    message = _error_message(error) if error else body.decode("utf-8", "replace").strip()
+    return f"HTTP {status}: {message[:200]}" if message else f"HTTP {status}"
+
+
+class _StreamFailed(Exception):
+    """The stream said something other than tokens: an in-stream error or a malformed event."""
 
 
 async def send_request(
     client: httpx.AsyncClient, spec: LoadSpec, body: dict[str, object], t0: float
 ) -> RequestRecord:
-    """Stream one request and time every content chunk; never raises for server faults."""
+    """Stream one request and time every content chunk; never raises for server faults.
+
+    Success means a 200 stream that ends in `[DONE]` with at least one token. vLLM reports a
+    request it cannot serve after the stream began as `data: {"error": ...}` inside the 200;
+    that, an HTTP error status, a malformed event, a dropped connection and a timeout are all
+    failures (a timeout counted as `timed_out`).
+    """
     start = time.perf_counter() - t0
     arrivals: list[float] = []
     usage_tokens: int | None = None
     prompt_tokens = spec.input_len
-    done = False
     error: str | None = None
     timed_out = False
     try:
         async with asyncio.timeout(spec.request_timeout_s):
             async with client.stream("POST", spec.url.rstrip("/") + spec.endpoint, json=body) as r:
                 if r.status_code != 200:
-                    await r.aread()
-                    error = f"HTTP {r.status_code}"
+                    error = _http_error(r.status_code, await r.aread())
                 else:
+                    done = False
                     async for line in r.aiter_lines():
                         if not line.startswith("data:"):
                             continue
@@ -161,6 +189,11 @@ async def send_request(
                             done = True
                             break
                         chunk = json.loads(data)
+                        if not isinstance(chunk, dict):
+                            raise _StreamFailed(f"stream event is not an object: {data[:100]}")
+                        if "error" in chunk:
+                            message = _error_message(chunk["error"])
+                            raise _StreamFailed(f"error in stream: {message[:200]}")
                         if _chunk_text(chunk):
                             arrivals.append(time.perf_counter() - t0)
                         usage = chunk.get("usage")
@@ -169,9 +202,13 @@ async def send_request(
                             prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
                     if not done:
                         error = "stream ended before [DONE]"
-    except TimeoutError:
+                    elif not arrivals and not usage_tokens:
+                        error = "stream finished without a token"
+    except (TimeoutError, httpx.TimeoutException):
         timed_out = True
-    except (httpx.HTTPError, json.JSONDecodeError) as err:
+    except _StreamFailed as err:
+        error = str(err)
+    except (httpx.HTTPError, json.JSONDecodeError, ValueError, TypeError) as err:
         error = f"{type(err).__name__}: {err}"
     end = time.perf_counter() - t0
     return RequestRecord(

@@ -98,6 +98,7 @@ async def serve(args: argparse.Namespace, setup: ReplicaSetup, faults: Faults) -
     state = ServerState(
         model_name=name,
         max_model_len=setup.max_model_len,
+        vocab_size=setup.vocab_size,
         ready_at_s=time.monotonic() + args.startup_delay_s,
         faults=FaultInjector(faults, args.seed),
         dcgm=dcgm,

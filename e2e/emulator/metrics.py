@@ -24,7 +24,8 @@ REQUEST_LATENCY_BUCKETS_S = (
     0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
     240.0, 480.0, 960.0, 1920.0, 7680.0,
 )  # fmt: skip
-FINISHED_REASONS = ("stop", "length", "abort")
+# Every reason vLLM labels its success counter with (all exported from start, as vLLM does).
+FINISHED_REASONS = ("stop", "length", "abort", "error", "repetition")
 
 
 def token_count_buckets(max_model_len: int) -> tuple[int, ...]:

@@ -42,6 +42,7 @@ class ReplicaSetup:
     step_model: StepTimeModel
     limits: EngineLimits
     memory: MemoryBreakdown
+    vocab_size: int
 
     @property
     def max_model_len(self) -> int:
@@ -75,4 +76,4 @@ def build_replica(
         raise ModelDoesNotFit("; ".join(memory.notes) or f"the model does not fit on {gpu.name}")
     step_model, limits = replica_engine(arch, gpu, engine_config, memory, efficiency)
     engine = Engine(step_model, limits, track_tokens=True)
-    return ReplicaSetup(gpu, engine, step_model, limits, memory)
+    return ReplicaSetup(gpu, engine, step_model, limits, memory, arch.vocab_size)

@@ -33,6 +33,7 @@ class ServerState:
 
     model_name: str
     max_model_len: int
+    vocab_size: int  # token ids at or above are out of vocabulary, as vLLM rejects them
     ready_at_s: float  # time.monotonic() when the cold start is over
     faults: FaultInjector
     dcgm: DcgmExporter
@@ -43,13 +44,34 @@ class ServerState:
 
 
 class BadRequest(Exception):
-    """A request vLLM would reject with 400; the message says which field and why."""
+    """A request vLLM would reject; the message says which field and why, `param` names it."""
+
+    def __init__(
+        self,
+        message: str,
+        param: str | None = None,
+        status: int = 400,
+        kind: str = "BadRequestError",
+    ) -> None:
+        super().__init__(message)
+        self.param = param
+        self.status = status
+        self.kind = kind
 
 
-def _error(status: int, message: str, kind: str) -> web.Response:
-    # vLLM's OpenAI server answers errors in this shape.
-    body = {"object": "error", "message": message, "type": kind, "param": None, "code": status}
-    return web.json_response(body, status=status)
+def _error_body(
+    status: int, message: str, kind: str, param: str | None = None
+) -> dict[str, object]:
+    # vLLM's OpenAI server answers errors in this shape, in a body or inside a 200 stream.
+    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
+
+
+def _error(status: int, message: str, kind: str, param: str | None = None) -> web.Response:
+    return web.json_response(_error_body(status, message, kind, param), status=status)
+
+
+def _bad_request(err: BadRequest) -> web.Response:
+    return _error(err.status, str(err), err.kind, err.param)
 
 
 @dataclass(frozen=True)
@@ -73,40 +95,47 @@ def _int_field(body: dict[str, object], key: str, default: int | None) -> int | 
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BadRequest(f"{key} must be a positive integer, got {value!r}")
+        raise BadRequest(f"{key} must be a positive integer, got {value!r}", key)
     return value
 
 
 def parse_generation(body: object, chat: bool, model_name: str, max_model_len: int) -> Generation:
     if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
+        raise BadRequest("request body must be a JSON object", "body", kind="Bad Request")
     model = body.get("model", model_name)
     if model != model_name:
-        raise BadRequest(f"model {model!r} is not served here; this replica serves {model_name!r}")
+        raise BadRequest(
+            f"model {model!r} is not served here; this replica serves {model_name!r}",
+            "model",
+            status=404,
+            kind="NotFoundError",
+        )
     try:
         if chat:
             prompt = message_tokens(body.get("messages"))
         else:
             if "prompt" not in body:
-                raise BadRequest("prompt is required for /v1/completions")
+                raise BadRequest("prompt is required for /v1/completions", "prompt")
             prompt = prompt_tokens(body["prompt"])
     except PromptError as err:
-        raise BadRequest(str(err)) from err
+        raise BadRequest(str(err), "messages" if chat else "prompt") from err
     if not prompt:
-        raise BadRequest("the prompt is empty; give at least one token")
+        raise BadRequest("the prompt is empty; give at least one token", "prompt")
     n_prompt = len(prompt)
     room = max_model_len - n_prompt
     if room < 1:
         raise BadRequest(
             f"prompt has {n_prompt} tokens; max_model_len is {max_model_len}, "
-            "which leaves no room for output"
+            "which leaves no room for output",
+            "input_tokens",
         )
     key = "max_completion_tokens" if chat and "max_completion_tokens" in body else "max_tokens"
     max_tokens = _int_field(body, key, None) or room
     if n_prompt + max_tokens > max_model_len:
         raise BadRequest(
             f"prompt ({n_prompt} tokens) + {key} ({max_tokens}) exceeds max_model_len "
-            f"{max_model_len}; lower {key}"
+            f"{max_model_len}; lower {key}",
+            key,
         )
     options = body.get("stream_options") or {}
     return Generation(
@@ -117,6 +146,15 @@ def parse_generation(body: object, chat: bool, model_name: str, max_model_len: i
         stream=bool(body.get("stream", False)),
         include_usage=isinstance(options, dict) and bool(options.get("include_usage", False)),
     )
+
+
+def out_of_vocabulary(prompt: tuple[Token, ...], vocab_size: int) -> str | None:
+    """vLLM's message for a token id outside the vocabulary, or None when all are inside."""
+    ids = [t for t in prompt if isinstance(t, int)]
+    if not ids:
+        return None
+    worst = min(ids) if min(ids) < 0 else max(ids)
+    return f"Token id {worst} is out of vocabulary" if worst < 0 or worst >= vocab_size else None
 
 
 def _token_text(index: int) -> str:
@@ -192,6 +230,15 @@ def _sse(payload: dict[str, object] | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
+async def _stream_error(request: web.Request, error: dict[str, object]) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(_sse(error))
+    await response.write(_sse("[DONE]"))
+    await response.write_eof()
+    return response
+
+
 async def _serve_stream(
     request: web.Request, stream: RequestStream, chunks: _Chunks, drop: bool
 ) -> web.StreamResponse:
@@ -225,11 +272,17 @@ def _generation_handler(chat: bool) -> Callable[[web.Request], Awaitable[web.Str
         try:
             body = await request.json()
         except json.JSONDecodeError:
-            return _error(400, "request body is not valid JSON", "BadRequestError")
+            return _error(400, "request body is not valid JSON", "Bad Request", "body")
         try:
             gen = parse_generation(body, chat, state.model_name, state.max_model_len)
         except BadRequest as err:
-            return _error(400, str(err), "BadRequestError")
+            return _bad_request(err)
+        if (unknown := out_of_vocabulary(gen.prompt, state.vocab_size)) is not None:
+            # vLLM checks token ids once the stream has begun: a streaming client gets a 200
+            # whose only event is the error; a plain request gets a 400.
+            if gen.stream:
+                return await _stream_error(request, _error_body(400, unknown, "BadRequestError"))
+            return _error(400, unknown, "BadRequestError")
         verdict = state.faults.verdict()
         if verdict.delay_s > 0:
             await asyncio.sleep(verdict.delay_s)
@@ -292,7 +345,7 @@ async def _set_faults(request: web.Request) -> web.Response:
     try:
         faults = Faults.from_mapping(await request.json())
     except (json.JSONDecodeError, FaultError) as err:
-        return _error(400, f"bad faults: {err}", "BadRequestError")
+        return _error(400, f"bad faults: {err}", "BadRequestError", "body")
     request.app[STATE_KEY].faults.faults = faults
     return web.json_response(faults.to_mapping())
 

@@ -38,6 +38,26 @@ def _positive_list(kind: type, flag: str, text: str) -> list:
     return values
 
 
+def _check_url(text: str) -> None:
+    """A base URL the client can send to: http(s), a host, a valid port, no spaces or query."""
+    from urllib.parse import urlsplit
+
+    expected = "a base URL like http://host:8000"
+    try:
+        url = urlsplit(text)
+        port = url.port  # parsing the port is what may fail
+    except ValueError as err:
+        raise UsageError(f"--url must be {expected}, got {text!r} ({err})") from err
+    if url.scheme not in ("http", "https"):
+        raise UsageError(f"--url must start with http:// or https://, got {text!r}")
+    if not url.hostname or any(c.isspace() for c in text):
+        raise UsageError(f"--url needs a host and no spaces ({expected}), got {text!r}")
+    if port == 0:
+        raise UsageError(f"--url port must be 1-65535, got {text!r}")
+    if url.query or url.fragment:
+        raise UsageError(f"--url must be {expected} without ?query or #fragment, got {text!r}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url", required=True, help="base URL of the server, e.g. http://host:8000"
@@ -105,8 +125,7 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         raise UsageError(f"--duration-s must be > 0 seconds, got {args.duration_s}")
     if args.time_scale <= 0:
         raise UsageError(f"--time-scale must be > 0, got {args.time_scale}")
-    if not args.url.startswith(("http://", "https://")):
-        raise UsageError(f"--url must start with http:// or https://, got {args.url!r}")
+    _check_url(args.url)
     x_key: XKey
     if args.concurrency is not None:
         x_key, xs = "concurrency", _positive_list(int, "--concurrency", args.concurrency)

@@ -228,3 +228,38 @@ def test_calibrate_without_its_flags_fails_before_sending_load():
     result = _run([*command, *flags, "--num-prompts", "2", "--calibrate"])
     assert result.returncode == 2
     assert "--calibrate needs --calibration-out, --model-config, --gpu" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def small_vocab_emulator(tmp_path_factory):
+    """An emulated Llama-3-8B with a 1,000-token vocabulary: bench's ids (>= 1000) are all out
+    of it, which vLLM answers with an error inside the 200 stream."""
+    config = {**json.loads(LLAMA_3_8B.read_text()), "vocab_size": 1000}
+    path = tmp_path_factory.mktemp("small-vocab") / "config.json"
+    path.write_text(json.dumps(config))
+    with run_emulator(speedup=10.0, extra_args=["--model-config", str(path)]) as emu:
+        yield emu
+
+
+def test_an_error_inside_a_200_stream_is_a_failure(small_vocab_emulator):
+    flags = ["--input-len", "8", "--output-len", "4", "--concurrency", "2", "--num-prompts", "6"]
+    (point,) = _points(_bench(small_vocab_emulator, *flags, "--output", "json"))
+    assert point["failed"] == 6 and point["completed"] == 0
+    assert point["output_tok_per_s"] == 0 and point["ttft_p50_ms"] is None
+
+
+def test_http_400_is_a_failure(fast_emulator):
+    # 8 + 9000 tokens exceed the emulated replica's max_model_len (8192): vLLM answers 400.
+    flags = ["--input-len", "8", "--output-len", "9000", "--concurrency", "2"]
+    (point,) = _points(_bench(fast_emulator, *flags, "--num-prompts", "4", "--output", "json"))
+    assert point["failed"] == 4 and point["completed"] == 0
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "http://", "http://h:99999", "http://[::1"])
+def test_a_malformed_url_is_one_line_and_exit_2(url):
+    flags = ["--model", "m", "--input-len", "8", "--output-len", "8", "--concurrency", "2"]
+    result = _run(
+        [sys.executable, "-m", "inferfleet", "bench", "--url", url, *flags, "--num-prompts", "1"]
+    )
+    assert result.returncode == 2
+    assert "--url" in result.stderr and len(result.stderr.strip().splitlines()) == 1

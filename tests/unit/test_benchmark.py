@@ -13,6 +13,7 @@ from controllers.adapters.benchmark import (
     LoadSpec,
     RequestRecord,
     _chunk_text,
+    _http_error,
     arrival_schedule,
     request_body,
     summarize,
@@ -48,6 +49,34 @@ def test_chunk_text_reads_completions_chat_and_usage_chunks():
     assert _chunk_text({"choices": [{"delta": {"content": "b"}}]}) == "b"
     assert _chunk_text({"choices": [{"delta": {"role": "assistant", "content": ""}}]}) == ""
     assert _chunk_text({"choices": [], "usage": {"completion_tokens": 3}}) == ""
+
+
+def test_chunk_text_ignores_malformed_choices():
+    assert _chunk_text({"choices": [{"delta": "x"}]}) == ""
+    assert _chunk_text({"choices": ["x"]}) == ""
+    assert _chunk_text({"choices": {"text": "x"}}) == ""
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (
+            400,
+            b'{"error": {"message": "max_tokens too big", "code": 400}}',
+            "HTTP 400: max_tokens too big",
+        ),
+        (404, b'{"error": "no such model"}', "HTTP 404: no such model"),
+        (502, b"<html>bad gateway</html>", "HTTP 502: <html>bad gateway</html>"),
+        (503, b"", "HTTP 503"),
+        (500, b"[1, 2]", "HTTP 500: [1, 2]"),
+    ],
+)
+def test_http_errors_carry_the_servers_message(status, body, expected):
+    assert _http_error(status, body) == expected
+
+
+def test_a_long_error_body_is_cut_short():
+    assert len(_http_error(500, b"x" * 10_000)) < 250
 
 
 def test_load_spec_needs_a_stopping_rule():
@@ -119,6 +148,28 @@ def test_bad_flags_are_usage_errors_naming_the_flag(extra, needle):
     with pytest.raises(UsageError) as info:
         plan_from_args(_args(*extra))
     assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "localhost:8000", "ftp://h", "http://", "http://a b:8000", "http://h:99999",
+        "http://h:0", "http://h:-1", "http://h:port", "http://[::1", "http://h:8000/?x=1",
+    ],
+)  # fmt: skip
+def test_a_malformed_url_is_a_usage_error_naming_the_flag(url):
+    args = _args("--concurrency", "2", "--num-prompts", "3")
+    args.url = url
+    with pytest.raises(UsageError, match="--url") as info:
+        plan_from_args(args)
+    assert repr(url) in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["http://h:8000", "https://h", "http://[::1]:80/", "http://h/base"])
+def test_well_formed_urls_pass(url):
+    args = _args("--concurrency", "2", "--num-prompts", "3")
+    args.url = url
+    assert plan_from_args(args).spec.url == url
 
 
 def test_time_scale_turns_gpu_time_flags_into_wall_time():
