@@ -157,7 +157,7 @@ def test_dropped_stream_ends_without_done(faulty):
 def test_bad_faults_are_refused_with_the_field_named(faulty, faults, needle):
     r = httpx.post(faulty.url + "/admin/faults", json=faults, timeout=5)
     assert r.status_code == 400
-    assert needle in r.json()["message"]
+    assert needle in r.json()["error"]["message"]
 
 
 def test_slow_fault_delays_the_first_token(faulty):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from inferfleet_testing.real_vllm import SMALL_VOCAB_MODEL_DIR, RunningVllm, run_vllm
+from inferfleet_testing.real_vllm import SMALL_VOCAB_MODEL_DIR, RunningVllm, missing, run_vllm
 from tests.real_vllm.scrape import REPO
 
 
@@ -65,6 +65,9 @@ def test_an_http_400_is_a_failure(real_vllm):
 @pytest.fixture(scope="module")
 def small_vocab_vllm(tmp_path_factory) -> Iterator[RunningVllm]:
     """A second real server whose vocabulary (1,000 words) holds none of bench's token ids."""
+    reason = missing()
+    if reason is not None:
+        pytest.skip(reason)
     with run_vllm(tmp_path_factory.mktemp("vllm-small"), SMALL_VOCAB_MODEL_DIR) as server:
         yield server
 
