@@ -17,7 +17,11 @@ async def act(kube: KubeClient, watcher: Watcher, effects: Effects) -> bool:
     namespace = owner.namespace
     for write in effects.writes:
         if isinstance(write, Apply):
-            await kube.apply(write.manifest)
+            applied = await kube.apply(write.manifest)
+            version = applied.get("metadata", {}).get("resourceVersion")
+            if write.manifest["kind"] == "Deployment" and version:  # the kind whose events run
+                key = (namespace, "Deployment", write.manifest["metadata"]["name"])  # passes
+                watcher.applied[key] = version
         elif isinstance(write, Delete):
             await kube.delete(write.api_version, write.kind, namespace, write.name)
         elif isinstance(write, PostEvent):

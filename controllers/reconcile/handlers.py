@@ -264,10 +264,19 @@ async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: A
     The events of one fleet within COALESCE_S run one pass: the first schedules it, the others
     find it waiting and add nothing (it reads the cache after the window, so it sees their
     changes too). Kopf hands one object's events over one at a time, so the handler returns at
-    once rather than wait the window out itself.
+    once rather than wait the window out itself. No pass for what the operator's own start-up
+    pass covers (the listing at start, `type` None) or for the echo of its own apply.
     """
-    namespace = body["metadata"]["namespace"]
-    owners = [o for o in body["metadata"].get("ownerReferences", []) if o.get("kind") == KIND]
+    meta = body["metadata"]
+    namespace = meta["namespace"]
+    event_type = kwargs.get("type")  # ADDED, MODIFIED, DELETED; None while Kopf lists at start
+    watcher: Watcher = memo.watcher
+    deployment = (namespace, "Deployment", meta["name"])
+    if event_type == "DELETED":
+        watcher.applied.pop(deployment, None)
+    elif event_type is None or watcher.applied.get(deployment) == meta.get("resourceVersion"):
+        return
+    owners = [o for o in meta.get("ownerReferences", []) if o.get("kind") == KIND]
     for owner in owners:
         key = (namespace, owner["name"])
         if key in memo.coalescing:

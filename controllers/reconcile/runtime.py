@@ -33,6 +33,9 @@ class Watcher:
     clock: OperatorClock = field(default_factory=lambda: OperatorClock(time.time()))
     memory: dict[str, Remembered] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # uid -> the last failure, logged once
+    # (namespace, kind, name) -> resourceVersion of the operator's own last apply: the watch
+    # event that echoes it needs no pass.
+    applied: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
     @classmethod
     def from_environment(cls) -> Watcher:

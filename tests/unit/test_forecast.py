@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from controllers.policy.scaling.forecast import (
     RampTracker,
     Seasonal,
     make_forecaster,
+    unpack_array,
 )
 from inferfleet.traces import read_per_minute
 from tests.conftest import TRACES
@@ -96,6 +100,54 @@ def test_state_round_trips_and_forgets_nothing(name, m_small_rps):
         fc.observe((k + 1) * 60.0, rps[k])
         copy.observe((k + 1) * 60.0, rps[k])
         assert copy.forecast((k + 1) * 60.0, 360) == fc.forecast((k + 1) * 60.0, 360)
+
+
+def _as_lists(model: dict) -> dict:
+    """The model state as the previous release wrote it: plain (nested) lists, None missing."""
+
+    def lists(text: str, shape: tuple[int, ...]) -> list:
+        values = unpack_array(text, shape)
+        return [[None if math.isnan(v) else v for v in row] for row in values.tolist()]
+
+    out = {}
+    for period, profile in model.items():
+        rows = (DAY_S if period == "daily" else 7 * DAY_S) // 600
+        depth = len(base64.b64decode(profile["values"])) // 8 // rows
+        out[period] = {
+            "values": lists(profile["values"], (rows, depth)),
+            "cycles": [int(c) for c in unpack_array(profile["cycles"], (rows,))],
+            "open": profile["open"],
+        }
+    return out
+
+
+def test_state_stored_as_plain_lists_by_an_older_release_still_loads(m_small_rps):
+    fc = Seasonal(60, 360)
+    for k, rate in enumerate(m_small_rps[: 2 * 1440]):
+        fc.observe((k + 1) * 60.0, rate)
+    state = fc.to_dict()
+    older = {**state, "model": _as_lists(state["model"])}
+    restored = Forecaster.from_dict(json.loads(json.dumps(older)))
+    now_s = 2 * 1440 * 60.0
+    assert restored.forecast(now_s, 3600) == fc.forecast(now_s, 3600)
+    assert restored.to_dict() == state
+
+
+def test_a_learned_profile_is_small_in_memory(m_small_rps):
+    """The operator keeps several copies of every fleet's state (the watch's copy of the fleet,
+    its policy memory); at 1,000 fleets each 100 KB is 100 MB."""
+    fc = Seasonal(60, 360)
+    for k, rate in enumerate(m_small_rps[: 8 * 1440]):  # a week and a day: every bin filled
+        fc.observe((k + 1) * 60.0, rate)
+    text = json.dumps(fc.to_dict())
+    tracemalloc.start()
+    try:
+        parsed = json.loads(text)
+        size_b, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert parsed["forecaster"] == "seasonal"
+    assert size_b < 100_000
 
 
 def test_corrupt_state_is_a_clear_error():

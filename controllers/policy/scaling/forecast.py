@@ -15,6 +15,7 @@ so the operator can keep it in `status.history` across restarts.
 
 from __future__ import annotations
 
+import base64
 import math
 from abc import ABC, abstractmethod
 from collections import deque
@@ -233,6 +234,33 @@ class LastValue(Forecaster):
         return None
 
 
+def pack_array(values: np.ndarray) -> str:
+    """An array as one base64 string of its little-endian float64 bytes (NaN kept).
+
+    A profile is thousands of numbers; as JSON lists each copy of `status.history` (the watch's
+    copy of the fleet, the operator's policy memory) costs ~40 bytes a number in Python
+    objects, as one string 11. Exact, so a restored policy decides as the running one did.
+    """
+    return base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode("ascii")
+
+
+def unpack_array(data: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """The array `pack_array` wrote, or the nested lists older releases wrote (None: missing)."""
+    if isinstance(data, str):
+        values = np.frombuffer(base64.b64decode(data, validate=True), dtype="<f8").astype(float)
+    else:
+        values = np.array(_nan_for_none(data), dtype=float)
+    if values.size != math.prod(shape):
+        raise ValueError(f"{values.size} values, expected {math.prod(shape)} for shape {shape}")
+    return values.reshape(shape)
+
+
+def _nan_for_none(data: Any) -> Any:
+    if isinstance(data, list):
+        return [_nan_for_none(v) for v in data]
+    return math.nan if data is None else data
+
+
 class SeasonalProfile:
     """Per-bin robust levels for one period (day or week): median of the last `depth` cycles.
 
@@ -290,17 +318,14 @@ class SeasonalProfile:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "values": [[None if math.isnan(v) else float(v) for v in row] for row in self.values],
-            "cycles": self.cycle_of_bin.tolist(),
+            "values": pack_array(self.values),
+            "cycles": pack_array(self.cycle_of_bin),
             "open": [self.open_bin, self.sum_rps, self.count],
         }
 
     def load(self, data: dict[str, Any]) -> None:
-        values = np.array([[np.nan if v is None else v for v in row] for row in data["values"]])
-        if values.shape != self.values.shape:
-            raise ValueError(f"profile shape {values.shape}, expected {self.values.shape}")
-        self.values = values
-        self.cycle_of_bin = np.asarray(data["cycles"], dtype=np.int64)
+        self.values = unpack_array(data["values"], self.values.shape)
+        self.cycle_of_bin = unpack_array(data["cycles"], self.cycle_of_bin.shape).astype(np.int64)
         self.open_bin, self.sum_rps, self.count = data["open"]
         self._refresh()
 
@@ -416,14 +441,14 @@ class HoltWinters(Forecaster):
     def _model_dict(self) -> dict[str, Any]:
         return {
             "level": self.level,
-            "daily": self.daily.tolist(),
-            "weekly": self.weekly.tolist(),
+            "daily": pack_array(self.daily),
+            "weekly": pack_array(self.weekly),
         }
 
     def _load_model(self, data: dict[str, Any]) -> None:
         self.level = data["level"]
-        self.daily = np.asarray(data["daily"], dtype=float)
-        self.weekly = np.asarray(data["weekly"], dtype=float)
+        self.daily = unpack_array(data["daily"], self.daily.shape)
+        self.weekly = unpack_array(data["weekly"], self.weekly.shape)
 
 
 FORECASTERS: dict[str, type[Forecaster]] = {
