@@ -5,8 +5,9 @@ are different questions:
 
 1. Burst: the real operator (`kopf run operator/main.py`, its own process) and N fleets created
    at once. Reports seconds until every fleet is `Sized=True`, the operator's CPU seconds per
-   fleet over the burst, its resident memory (current and peak) and how many reconciles each
-   fleet took (from the operator's own /metrics).
+   fleet over the burst, its resident memory then, and how many reconciles each fleet took
+   (from the operator's own /metrics); then, over the next STEADY_S (resyncs only), its memory
+   and the API requests and writes per reconcile as the API server logged them.
 2. Per reconcile: `controllers.reconcile.handlers.reconcile` called for each fleet in turn,
    in-process, timing the CPU of the calling thread only (the API server runs in another thread,
    Prometheus in its own process). Planning runs in a worker thread, so these figures are the
@@ -56,6 +57,10 @@ from inferfleet_testing.prometheus import PROMETHEUS, PrometheusServer, free_por
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 QUERY_HANDLERS = ("/api/v1/query", "/api/v1/query_range")
+# After the burst the operator is watched for this long: more than one resync interval of the
+# examples (30 s), so every fleet resyncs at least once at its phase of it.
+STEADY_S = 40.0
+QUIET_S = 10.0  # the burst is over when the operator has written nothing for this long
 # The headline figures, in the order the table shows them.
 HEADLINE = (
     "fleets",
@@ -170,21 +175,53 @@ def burst(count: int, prometheus_url: str | None) -> dict[str, float]:
             elapsed_s = time.monotonic() - started
             cpu_s = _cpu_s(operator.pid) - cpu_before
             rss_mib, peak_mib = _memory_mib(operator.pid)
-            reconciles = _metric_sum(f"http://127.0.0.1:{metrics_port}",
-                                     "inferfleet_reconcile_duration_seconds_count",
-                                     lambda _: True)  # fmt: skip
+            metrics_url = f"http://127.0.0.1:{metrics_port}"
+            reconciles = _reconciles(metrics_url)
+            # Sized is not the end: Kopf may still be working off the burst's events.
+            _wait_quiet(cluster, 600)
+            settled_s = time.monotonic() - started
+            reconciles_settled = _reconciles(metrics_url)
+            # Steady state: resyncs only, as the API server sees them.
+            requests_before, writes_before = len(cluster.server.paths), len(cluster.writes())
+            time.sleep(STEADY_S)
+            steady = _reconciles(metrics_url) - reconciles_settled
+            steady_requests = len(cluster.server.paths) - requests_before
+            steady_writes = len(cluster.writes()) - writes_before
+            steady_mib, peak_mib = _memory_mib(operator.pid)
         finally:
             operator.terminate()
             operator.wait(60)
             cluster.close()
     return {
         "all_sized_s": elapsed_s,
+        "burst_settled_s": settled_s,
         "operator_cpu_ms_per_fleet": 1000 * cpu_s / count,
         "burst_reconciles_per_fleet": reconciles / count,
         "rss_idle_mib": idle_mib,
         "rss_mib": rss_mib,
+        "rss_steady_mib": steady_mib,
         "rss_peak_mib": peak_mib,
+        "steady_reconciles_per_fleet": steady / count,
+        "operator_api_calls_per_reconcile": steady_requests / max(steady, 1),
+        "operator_api_writes_per_reconcile": steady_writes / max(steady, 1),
     }
+
+
+def _wait_quiet(cluster: Cluster, timeout_s: float) -> None:
+    seen = {"writes": -1, "since": time.monotonic()}
+
+    def quiet() -> bool:
+        writes = len(cluster.writes())
+        if writes != seen["writes"]:
+            seen.update(writes=writes, since=time.monotonic())
+        return time.monotonic() - seen["since"] >= QUIET_S
+
+    wait_for(quiet, f"the operator to write nothing for {QUIET_S:g} s", timeout_s, poll_s=1.0)
+
+
+def _reconciles(metrics_url: str) -> float:
+    """Passes the operator has run, from its own /metrics."""
+    return _metric_sum(metrics_url, "inferfleet_reconcile_duration_seconds_count", lambda _: True)
 
 
 def per_reconcile(count: int, prometheus_url: str | None) -> dict[str, float]:
