@@ -22,6 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from inferfleet_testing.health import wait_healthy
+
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 
@@ -49,18 +51,13 @@ class RunningEmulator:
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            err = process.stderr.read().decode() if process.stderr else ""
-            raise RuntimeError(f"emulator exited with {process.returncode}: {err[-2000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"emulator at {url} not healthy after {timeout_s} s")
+    def stderr_tail() -> str:
+        return process.stderr.read().decode()[-2000:] if process.stderr else ""
+
+    wait_healthy(
+        url, process, name="emulator", timeout_s=timeout_s, poll_s=0.05, request_timeout_s=1,
+        output=stderr_tail,
+    )  # fmt: skip
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -15,16 +15,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from inferfleet_testing.emulator import HOST, free_port
+from inferfleet_testing.health import wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".tools" / "vllm-venv"
@@ -82,21 +81,14 @@ def serve_env() -> dict[str, str]:
     return {**os.environ, **SERVE_ENV}
 
 
-def wait_healthy(
+def wait_until_serving(
     url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 180.0
 ) -> None:
     """Until /health answers 200; a server that exits or never answers fails with its log."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"vllm serve exited with {process.returncode}:\n{_tail(log)}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"vllm serve not healthy after {timeout_s} s:\n{_tail(log)}")
+    wait_healthy(
+        url, process, name="vllm serve", timeout_s=timeout_s, poll_s=0.5, request_timeout_s=2,
+        output=lambda: _tail(log),
+    )  # fmt: skip
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -132,7 +124,7 @@ def run_vllm(
         )
     url = f"http://{HOST}:{port}"
     try:
-        wait_healthy(url, process, log)
+        wait_until_serving(url, process, log)
         yield RunningVllm(url, MODEL_NAME, MAX_MODEL_LEN, log)
     finally:
         stop(process)

@@ -233,21 +233,13 @@ def _current_replicas(obs: Observation, planned: Planned) -> dict[str, int]:
     return current
 
 
-def _memory_for_policy(obs: Observation) -> dict[str, Any] | None:
-    if obs.remembered is not None:
-        return obs.remembered.history
-    if obs.status.history is None:
-        return None
-    return obs.status.history.model_dump(by_alias=True, exclude_none=True)
-
-
 def _fleet_decision(obs: Observation, planned: Planned) -> FleetDecision:
     return decide_fleet(
         FleetTick(
             spec=planned.spec,
             plan=planned.plan,
             snapshot=obs.snapshot,
-            history=_memory_for_policy(obs),
+            history=obs.policy_memory,
             current=_current_replicas(obs, planned),
             now_s=obs.policy_now_s,
             curves=planned.curves,

@@ -84,17 +84,17 @@ async def reconcile(
     and an Event, nothing that runs is touched, and the next pass tries again.
     """
     watcher = watcher or Watcher()
+    base = base_observation(body, now_s, watcher)
     try:
-        obs = await observe(kube, body, now_s=now_s, plans=plans, watcher=watcher, owned=owned)
+        obs = await observe(kube, base, body, plans=plans, watcher=watcher, owned=owned)
         effects = decide(obs)
         if effects.replan is not None:
             recommendation = await asyncio.to_thread(replan, effects.replan)
             effects = with_recommendation(effects, obs.raw_status, recommendation)
-        watcher.errors.pop(obs.owner.uid, None)
+        watcher.errors.pop(base.owner.uid, None)
     except KubeError:
         raise
     except Exception as err:
-        base = base_observation(body, now_s, watcher)
         effects = failed(base, err)
         _log_once(watcher, base.owner.uid, body, err)
     written = await act(kube, watcher, effects)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError
@@ -66,6 +67,16 @@ class Observation:
     remembered: Remembered | None = None
     policy_now_s: float = 0.0
     time_compression: float = 1.0
+
+    @cached_property
+    def policy_memory(self) -> dict[str, Any] | None:
+        """The policy's memory in the shape it reads: the operator's newest copy, else the
+        stored status.history (written only now and then)."""
+        if self.remembered is not None:
+            return self.remembered.history
+        if self.status.history is None:
+            return None
+        return self.status.history.model_dump(by_alias=True, exclude_none=True)
 
 
 def owner_of(body: Mapping[str, Any]) -> Owner:
@@ -147,16 +158,18 @@ def base_observation(body: Mapping[str, Any], now_s: float, watcher: Watcher) ->
 
 async def observe(
     kube: KubeClient,
+    base: Observation,
     body: Mapping[str, Any],
     *,
-    now_s: float,
     plans: PlanCache,
     watcher: Watcher,
     owned: OwnedObjects,
 ) -> Observation:
-    """Read everything one pass needs. Raises only for Kubernetes API trouble (KubeError)."""
-    base = base_observation(body, now_s, watcher)
-    owner, status = base.owner, base.status
+    """Read everything one pass needs on top of `base` (see `base_observation`).
+
+    Raises only for Kubernetes API trouble (KubeError).
+    """
+    owner, now_s = base.owner, base.now_s
     try:
         planned = await _planned(kube, owner, body, plans)
     except SpecRefused as refusal:
@@ -172,8 +185,7 @@ async def observe(
     if url and prometheus is not None:
         pools = [p.pool for p in planned.plan.pools]
         snapshot = await prometheus.snapshot(url, owner.namespace, owner.name, pools, now_s)
-        memory = base.remembered.history if base.remembered else _stored_history(status)
-        if snapshot.reachable and needs_history(planned.spec, planned.plan, memory):
+        if snapshot.reachable and needs_history(planned.spec, planned.plan, base.policy_memory):
             history_rps = await prometheus.history(url, owner.namespace, owner.name, now_s)
     return replace(
         base,
@@ -184,10 +196,3 @@ async def observe(
         snapshot=snapshot,
         history_rps=history_rps,
     )
-
-
-def _stored_history(status: InferenceFleetStatus) -> dict[str, Any] | None:
-    """status.history in the shape the policy reads (its wire form)."""
-    if status.history is None:
-        return None
-    return status.history.model_dump(by_alias=True, exclude_none=True)

@@ -63,15 +63,10 @@ class PlanCache:
         # Fleets of the same model on the same GPUs share one simulated load curve.
         self._capacity = memoized(find_capacity)
 
-    async def plan(
-        self, uid: str, spec: InferenceFleetSpec, hf_config: dict[str, Any]
-    ) -> PlanStatus:
-        """The plan; raises `SpecRefused` when the fleet cannot be planned."""
-        return (await self.plan_with_curves(uid, spec, hf_config))[0]
-
     async def plan_with_curves(
         self, uid: str, spec: InferenceFleetSpec, hf_config: dict[str, Any]
     ) -> tuple[PlanStatus, Curves]:
+        """The plan and its curves; raises `SpecRefused` when the fleet cannot be planned."""
         key = json.dumps([spec.model_dump(mode="json"), hf_config], sort_keys=True)
         cached = self._entries.get(uid)
         if cached is None or cached[0] != key:

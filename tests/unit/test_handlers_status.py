@@ -49,12 +49,12 @@ def test_plan_cache_reuses_until_the_spec_changes():
     spec = _spec()
     config = dict(spec.model.hf_config.inline)
     cache = PlanCache()
-    first = asyncio.run(cache.plan("uid-1", spec, config))
-    assert asyncio.run(cache.plan("uid-1", spec, config)) is first
+    first = asyncio.run(cache.plan_with_curves("uid-1", spec, config))[0]
+    assert asyncio.run(cache.plan_with_curves("uid-1", spec, config))[0] is first
     tighter = spec.model_copy(
         update={"scaling": spec.scaling.model_copy(update={"max_replicas": 1})}
     )
     with pytest.raises(SpecRefused) as refused:
-        asyncio.run(cache.plan("uid-1", tighter, config))
+        asyncio.run(cache.plan_with_curves("uid-1", tighter, config))
     assert refused.value.reason in {"InvalidSpec", "NoPoolFits", "ModelDoesNotFit"}
     assert "maxReplicas" in str(refused.value)
