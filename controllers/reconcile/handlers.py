@@ -5,7 +5,7 @@ Effects) -> `act` (write the Effects). Level-triggered: every pass recomputes fr
 what is observed, so a restart, a resync or a second pass over an unchanged fleet writes
 nothing, and a hand-deleted or hand-edited Deployment is put back. A per-fleet daemon re-runs
 the pass every `spec.scaling.interval`, on the fleet's own phase of it (`timing`); a spec edit
-runs it at once, an owned Deployment's changes within `timing.COALESCE_S` run it once. What a
+runs it at once, a burst of an owned Deployment's changes runs it once (`timing`). What a
 fleet owns is read from Kopf indexes fed by the watches, not from the API on every pass.
 """
 
@@ -47,7 +47,7 @@ from controllers.reconcile.decide import PoolReplicas, decide, failed, replan, w
 from controllers.reconcile.observe import base_observation, observe
 from controllers.reconcile.plans import PlanCache
 from controllers.reconcile.runtime import Watcher
-from controllers.reconcile.timing import COALESCE_S, next_resync_delay_s, retry_delay_s
+from controllers.reconcile.timing import coalesce_wait_s, next_resync_delay_s, retry_delay_s
 
 log = logging.getLogger("inferfleet.operator")
 
@@ -209,6 +209,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.kube = Kube.from_environment()
     memo.locks = {}
     memo.coalescing = {}  # (namespace, fleet) -> its pass waiting out the window
+    memo.last_event_s = {}  # (namespace, fleet) -> loop time of its newest owned-object event
     memo.passes = set()  # every such pass until it ends (the loop holds tasks weakly)
     memo.plans = PlanCache()
     memo.watcher = Watcher.from_environment()
@@ -261,10 +262,11 @@ async def spec_changed(body: kopf.Body, memo: kopf.Memo, retry: int, **kwargs: A
 async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """A Deployment deleted, edited, scaled or rolled by someone else: re-check its fleet soon.
 
-    The events of one fleet within COALESCE_S run one pass: the first schedules it, the others
-    find it waiting and add nothing (it reads the cache after the window, so it sees their
-    changes too). Kopf hands one object's events over one at a time, so the handler returns at
-    once rather than wait the window out itself. No pass for what the operator's own start-up
+    A burst of one fleet's events runs one pass: the first schedules it, each later one finds it
+    waiting and moves its start back until the burst has been quiet for COALESCE_S (at most
+    COALESCE_MAX_S after the first); it reads the cache then, so it sees every change. Kopf
+    hands one object's events over one at a time, so the handler returns at once rather than
+    wait the window out itself. No pass for what the operator's own start-up
     pass covers (the listing at start, `type` None) or for the echo of its own apply.
     """
     meta = body["metadata"]
@@ -279,6 +281,7 @@ async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: A
     owners = [o for o in meta.get("ownerReferences", []) if o.get("kind") == KIND]
     for owner in owners:
         key = (namespace, owner["name"])
+        memo.last_event_s[key] = asyncio.get_running_loop().time()
         if key in memo.coalescing:
             continue
         task = asyncio.create_task(_coalesced_pass(memo, key, kwargs))
@@ -291,10 +294,14 @@ async def _coalesced_pass(
     memo: kopf.Memo, key: tuple[str, str], indexes: Mapping[str, Any]
 ) -> None:
     namespace, name = key
+    loop = asyncio.get_running_loop()
+    first_s = loop.time()
     try:
-        await asyncio.sleep(COALESCE_S)
+        while wait_s := coalesce_wait_s(first_s, memo.last_event_s[key], loop.time()):
+            await asyncio.sleep(wait_s)
     finally:
         memo.coalescing.pop(key, None)  # an event from now on asks for a pass of its own
+        memo.last_event_s.pop(key, None)
     try:
         fleet = await memo.kube.get(API_VERSION, KIND, namespace, name)
         if fleet is None or fleet["metadata"].get("deletionTimestamp"):

@@ -12,8 +12,11 @@ import hashlib
 import math
 
 RETRY_BASE_S = 1.0
-# Owned-object events for one fleet within this window run one pass (a rollout sends several).
+# Owned-object events for one fleet run one pass once they have been quiet this long (a rollout
+# sends several), and at the latest this long after the first, so a stream of events still
+# gets its passes.
 COALESCE_S = 0.5
+COALESCE_MAX_S = 5.0
 
 
 def resync_phase(uid: str) -> float:
@@ -33,3 +36,10 @@ def next_resync_delay_s(uid: str, interval_s: float, now_s: float) -> float:
 def retry_delay_s(failures: int, interval_s: float) -> float:
     """Exponential backoff from RETRY_BASE_S, never longer than the resync interval."""
     return min(interval_s, RETRY_BASE_S * 2 ** max(0, failures - 1))
+
+
+def coalesce_wait_s(first_s: float, last_s: float, now_s: float) -> float:
+    """How much longer a fleet's waiting pass waits: until its events were quiet for
+    COALESCE_S, but never past COALESCE_MAX_S after the first; 0 means run now."""
+    due_s = min(last_s + COALESCE_S, first_s + COALESCE_MAX_S)
+    return max(0.0, due_s - now_s)
