@@ -413,6 +413,14 @@ class ScalingSpec(ApiModel):
     interval: Interval = Field(
         default="30s", description="Reconcile/decision interval, between 1s and 60m."
     )
+    slo_guard_scrapes: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        alias="sloGuardScrapes",
+        description="Consecutive intervals with TTFT/ITL P99 over the SLO, a queue, or KV cache "
+        "over its threshold before the SLO guard adds replicas.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingSpec:

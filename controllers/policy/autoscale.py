@@ -25,7 +25,9 @@ from controllers.api.v1alpha1 import (
     InferenceFleetSpec,
     PlanStatus,
     PoolPlanStatus,
+    TokenPercentiles,
     parse_decimal,
+    parse_duration_s,
 )
 from controllers.policy.monitoring.findings import evaluate
 from controllers.policy.monitoring.resize import (
@@ -41,7 +43,10 @@ from controllers.policy.monitoring.snapshot import (
     scaling_metrics,
 )
 from controllers.policy.monitoring.thresholds import resolve_thresholds
+from controllers.policy.scaling.capacity import SLOLimits
+from controllers.policy.scaling.guard import GuardConfig
 from controllers.policy.scaling.policy import (
+    ClosedLoop,
     Metrics,
     ScalingConfig,
     ScalingPolicy,
@@ -49,6 +54,7 @@ from controllers.policy.scaling.policy import (
     prewarm_plan,
 )
 from sizing.simulator import LoadPoint
+from sizing.workload import Percentiles
 
 HISTORY_VERSION = 1
 # A policy step a little early still counts: the daemon's timer drifts by the reconcile time.
@@ -96,6 +102,30 @@ def _iso(t_s: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_s))
 
 
+def closed_loop(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> ClosedLoop:
+    """The SLO, the plan's concurrency and token rates per replica, and the guard's settings:
+    what production is judged against."""
+    usable = parse_decimal(pool.usable_rps_per_replica)
+    w = spec.workload
+
+    def mean(p: TokenPercentiles) -> float:
+        return Percentiles(p.p50, p.p95, p.p99).mean_estimate
+
+    thresholds = resolve_thresholds(spec.monitoring.thresholds)
+    slo = spec.slo
+    return ClosedLoop(
+        limits=SLOLimits(
+            ttft_p99_s=parse_duration_s(slo.ttft_p99),
+            itl_p99_s=parse_duration_s(slo.itl_p99) if slo.itl_p99 else None,
+            kv_usage_ratio=thresholds.kv_cache_high_percent / 100,
+            running_per_replica=float(pool.c_max),
+        ),
+        prompt_tok_per_s_per_replica=usable * mean(w.prompt_tokens),
+        gen_tok_per_s_per_replica=usable * mean(w.output_tokens),
+        guard=GuardConfig(scrapes=spec.scaling.slo_guard_scrapes),
+    )
+
+
 def pool_config(
     spec: InferenceFleetSpec, pool: PoolPlanStatus, primary: bool, time_compression: float = 1.0
 ) -> ScalingConfig:
@@ -116,6 +146,7 @@ def pool_config(
         max_gpus=pool_spec.max_gpus if pool_spec else None,
         static_replicas=pool.replicas,
     )
+    config = replace(config, closed_loop=closed_loop(spec, pool))
     if time_compression == 1.0:
         return config
     return replace(config, interval_s=config.interval_s * time_compression)
