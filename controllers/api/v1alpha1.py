@@ -630,6 +630,38 @@ class Recommendation(ApiModel):
     )
 
 
+class PoolCapacity(ApiModel):
+    """What one replica of a pool serves: the plan's prediction beside production's measure."""
+
+    pool: str
+    predicted_rps: str = Field(
+        alias="predictedRPS", description="Usable req/s per replica the plan predicts."
+    )
+    measured_rps: str | None = Field(
+        default=None,
+        alias="measuredRPS",
+        description="Usable req/s per replica measured from vLLM's metrics (saturated and "
+        "near-saturated intervals); unset until one is seen.",
+    )
+    predicted_tok_per_s: str | None = Field(
+        default=None,
+        alias="predictedTokPerS",
+        description="Prompt + output tokens/s per replica the plan predicts.",
+    )
+    measured_tok_per_s: str | None = Field(
+        default=None, alias="measuredTokPerS", description="The same, measured."
+    )
+    used_rps: str = Field(
+        alias="usedRPS",
+        description="Req/s per replica the scaling decision divides demand by: prediction and "
+        "measurement blended by confidence, in the unit that limits today's requests.",
+    )
+    samples: int = Field(default=0, description="Informative intervals measured so far.")
+    saturated_samples: int = Field(default=0, description="Of which the replicas were full.")
+    confidence_percent: str = Field(default="0", description="Confidence in measuredRPS.")
+    last_updated: str | None = None
+
+
 class PoolMemory(ApiModel):
     """One pool's scaling-policy memory: what it last decided, when, and its learned state."""
 
@@ -668,6 +700,9 @@ class InferenceFleetStatus(ApiModel):
     forecast: ForecastStatus | None = None
     findings: list[Finding] = Field(default_factory=list)
     recommendation: Recommendation | None = None
+    capacity: list[PoolCapacity] = Field(
+        default_factory=list, description="Predicted and measured capacity per pool."
+    )
     history: FleetHistory | None = Field(
         default=None, description="Compact traffic profile kept so a restart does not forget it."
     )

@@ -33,12 +33,19 @@ from controllers.api.v1alpha1 import (
     InferenceFleetSpec,
     InferenceFleetStatus,
     PlanStatus,
+    PoolCapacity,
     Recommendation,
     ReplicaStatus,
 )
-from controllers.policy.autoscale import FleetDecision, FleetTick, decide_fleet
+from controllers.policy.autoscale import (
+    FleetDecision,
+    FleetTick,
+    capacity_divergence,
+    decide_fleet,
+)
 from controllers.policy.monitoring.resize import propose_resize
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
+from controllers.policy.monitoring.thresholds import resolve_thresholds
 from controllers.policy.render import EXTERNALLY_SCALED, drifted, object_name, render_fleet
 from controllers.reconcile.observe import POOL_COMPANIONS, Observation, Planned
 from controllers.reconcile.runtime import Remembered
@@ -56,6 +63,7 @@ _OWNED_STATUS = {
     "findings",
     "history",
     "recommendation",
+    "capacity",
 }
 
 
@@ -274,6 +282,24 @@ def _history_to_write(
     return FleetHistory.model_validate(decision.history), remembered
 
 
+def _capacity_to_write(
+    obs: Observation, planned: Planned, decision: FleetDecision, history_due: bool
+) -> tuple[list[PoolCapacity], list[Write]]:
+    """`status.capacity`, refreshed as often as the policy memory is written (so an idle
+    resync writes nothing), and an Event when the measurement newly parts from the plan."""
+    stored = list(obs.status.capacity)
+    if not history_due and stored:
+        return stored, []
+    threshold = resolve_thresholds(planned.spec.monitoring.thresholds).capacity_divergence_percent
+    before = {c.pool: capacity_divergence(c, threshold) for c in stored}
+    writes: list[Write] = []
+    for capacity in decision.capacity:
+        message = capacity_divergence(capacity, threshold)
+        if message is not None and before.get(capacity.pool) is None:
+            writes.append(PostEvent("Warning", "CapacityDiverges", message))
+    return list(decision.capacity), writes
+
+
 def _manifest_writes(
     obs: Observation, planned: Planned, replicas: Mapping[str, int]
 ) -> tuple[list[Write], list[PoolReplicas], set[str]]:
@@ -397,6 +423,10 @@ def decide(obs: Observation) -> Effects:
             decision.snapshot, planned.spec, planned.hf_config, planned.plan, reason
         )
     history, remembered = _history_to_write(obs, decision)
+    capacity, capacity_events = _capacity_to_write(
+        obs, planned, decision, history is not obs.status.history
+    )
+    writes += capacity_events
     new = obs.status.model_copy(
         update={
             "observed_generation": obs.generation,
@@ -407,6 +437,7 @@ def decide(obs: Observation) -> Effects:
             "findings": list(decision.findings),
             "history": history,
             "recommendation": recommendation,
+            "capacity": capacity,
         }
     )
     return Effects(
