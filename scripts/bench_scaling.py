@@ -97,7 +97,7 @@ def true_capacity_table(traces: dict[str, Trace], cold_start_s: float, factors: 
         for factor in (float(f) for f in factors.split(",")):
             print(f"{name} x{factor:g}", file=sys.stderr, flush=True)
             s = compare_true_capacity(trace, config, factor, TTFT_SLO_S)
-            pol, rule = s["predictive"], s["simple rule"]
+            pol, rule, blind = s["predictive"], s["simple rule"], s["predictive, open loop"]
             oracle_h = s["oracle (true capacity)"].replica_hours
             rows.append(
                 [
@@ -107,11 +107,14 @@ def true_capacity_table(traces: dict[str, Trace], cold_start_s: float, factors: 
                     f"{pol.replica_hours / oracle_h:.3f}",
                     f"{100 * rule.slo_met_share:.2f}",
                     f"{rule.replica_hours / oracle_h:.3f}",
+                    f"{100 * blind.slo_met_share:.2f}",
+                    f"{blind.replica_hours / oracle_h:.3f}",
                     f"{100 * pol.dropped_requests / max(1, pol.requests):.3f}",
                 ]
             )
     headers = ["trace", "true x", "SLO-met %", "ratio", "rule SLO-met %", "rule ratio"]
-    return render_table([*headers, "timed out %"], rows)
+    headers += ["open-loop SLO-met %", "open-loop ratio", "timed out %"]
+    return render_table(headers, rows)
 
 
 def main() -> int:

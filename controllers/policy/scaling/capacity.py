@@ -9,14 +9,15 @@ workload the pool really gets:
 * **saturated** (requests queue, TTFT or ITL P99 above the SLO, or KV cache past its
   threshold): the replicas served all they could, so capacity is what they served per replica.
   Saturated samples are an upper bound on what meets the SLO and weigh fully.
-* **loaded** (at least `LOADED_SHARE` of the current estimate, nothing over): the replicas
-  served x within the SLO at utilization u (the highest of TTFT/SLO, ITL/SLO, KV usage over its
-  threshold and running requests over the plan's concurrency), so capacity is about x / u,
-  with u floored at `U_FLOOR` so one sample extrapolates by at most 1 / U_FLOOR. Weighs by how
-  loaded it was.
-* **idle** or unknown (light load, no replica ready, the ready count changed within the
-  interval — a restart, a replica joining — or no signal that tells queueing apart): ignored,
-  the state does not move.
+* **near-saturated** (serving at least `LOADED_SHARE` of the current estimate, nothing
+  over; "loaded" below): the replicas served x within the SLO at utilization u (the highest
+  of TTFT/SLO, ITL/SLO, KV usage over its threshold and running requests over the plan's
+  concurrency), so capacity is about x / u, with u floored at `U_FLOOR` so one sample
+  extrapolates by at most 1 / U_FLOOR. Weighs by how loaded it was.
+* **idle** or unknown (light load, no replica ready, fewer ready than at the last sample — a
+  restart or a scale-down within the interval — or no signal that tells queueing apart):
+  ignored, the state does not move. A replica that joined within the interval is kept: it
+  only lowers the figure, the safe side.
 
 Each kind is a decaying weighted mean (half-life `HALF_LIFE_S` of policy time, applied at the
 next informative sample, so idle hours do not erase what was measured). The measured figure is
@@ -24,7 +25,9 @@ the loaded mean, pulled down to the saturated one as saturated evidence accumula
 loaded extrapolation runs high when latency grows with load). Every sample estimate is bounded
 to [`MIN_FACTOR`, `MAX_FACTOR`] x the prediction, so the result is finite, positive and bounded.
 Confidence grows with the evidence: 1 - exp(-weight / `CONFIDENT_WEIGHT`); before it is
-confident the decision blends prediction and measurement geometrically by confidence.
+confident the decision blends prediction and measurement geometrically by confidence. A
+replica measured slower than planned is believed `SLOWER_TRUST` times sooner than a faster
+one: trusting a low figure costs replicas, trusting a high one costs the SLO.
 
 Pure: time is a parameter; state round-trips through `to_dict` / `load`.
 """
@@ -36,11 +39,12 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 HALF_LIFE_S = 6 * 3600.0  # how long a measurement keeps half its weight
-LOADED_SHARE = 0.5  # a sample below this share of the estimate says little (idle)
+LOADED_SHARE = 0.8  # near-saturated: serving at least this share of the estimate
 U_FLOOR = 0.6  # one loaded sample claims at most 1 / U_FLOOR of what it served
 MIN_FACTOR, MAX_FACTOR = 0.1, 10.0  # measured capacity stays within these x the prediction
 CONFIDENT_WEIGHT = 3.0  # evidence weight at which confidence is 1 - 1/e
-SATURATED_PULL = 1.0  # saturated weight at which the measured figure is halfway to it
+SLOWER_TRUST = 3.0  # a measurement below the plan counts as this many samples in the blend
+SATURATED_PULL = 0.1  # saturated weight at which the measured figure is halfway to it
 KV_SATURATED_RATIO = 0.95  # KV-cache usage at which vLLM starts to preempt
 WAITING_PER_REPLICA = 1.0  # queued requests per ready replica that mean it is full
 UNITS = ("rps", "prompt_tok_per_s", "gen_tok_per_s")
@@ -197,10 +201,12 @@ class CapacityEstimator:
     def observe(self, now_s: float, raw: LoadSample) -> str:
         """Learn from one interval; returns its kind: saturated, loaded or idle."""
         sample = raw.clean()
-        ready, steady = sample.ready, sample.ready == self.last_ready
-        if sample.ready is not None:
-            self.last_ready = sample.ready
-        if not ready or not steady or not sample.served_rps:
+        ready, last = sample.ready, self.last_ready
+        if ready is not None:
+            self.last_ready = ready
+        # A replica lost within the interval (a restart, a scale-down) leaves its completions
+        # counted over fewer replicas; one that joined only lowers the figure, the safe side.
+        if not ready or last is None or ready < last or not sample.served_rps:
             return "idle"
         served = {
             unit: value / ready
@@ -279,8 +285,9 @@ class CapacityEstimator:
 
 
 def blend(predicted: PerReplica, estimate: CapacityEstimate) -> PerReplica:
-    """Geometric blend by confidence, unit by unit; a unit the plan has no figure for is used
-    once the measurement is at least half confident."""
+    """Geometric blend by confidence, unit by unit (sooner where the measurement is below
+    the plan); a unit the plan has no figure for is used once the measurement is at least
+    half confident."""
     measured, c = estimate.measured, estimate.confidence
     if measured is None or c <= 0:
         return predicted
@@ -288,7 +295,8 @@ def blend(predicted: PerReplica, estimate: CapacityEstimate) -> PerReplica:
     for unit in UNITS:
         pred, meas = predicted.get(unit), measured.get(unit)
         if pred is not None and meas is not None:
-            out[unit] = pred ** (1 - c) * meas**c
+            trust = c if meas >= pred else 1.0 - (1.0 - c) ** SLOWER_TRUST
+            out[unit] = pred ** (1 - trust) * meas**trust
         elif pred is None and meas is not None and c >= 0.5:
             out[unit] = meas
         else:

@@ -84,10 +84,13 @@ def overload_factor(sample: LoadSample, limits: SLOLimits, demand_rps: float | N
 class SLOGuard:
     """The guard's memory: how many intervals in a row were over, and when it last acted."""
 
-    def __init__(self, limits: SLOLimits, config: GuardConfig, stabilization_s: float) -> None:
+    def __init__(
+        self, limits: SLOLimits, config: GuardConfig, stabilization_s: float, interval_s: float
+    ) -> None:
         self.limits = limits
         self.config = config
         self.stabilization_s = stabilization_s
+        self.interval_s = interval_s
         self.streak = 0
         self.last_waiting: float | None = None
         self.acted_at_s: float | None = None
@@ -113,6 +116,10 @@ class SLOGuard:
         within = self.acted_at_s is not None and now_s - self.acted_at_s < self.stabilization_s
         if not over or self.streak < self.config.scrapes:
             return GuardVerdict(None, self.streak > 0 or within, "")
+        if w is not None and last is not None and w > last and sample.served_rps is not None:
+            # What vLLM completes is capped by the replicas: what arrived also filled the queue.
+            arrived = sample.served_rps + (w - last) / self.interval_s
+            demand_rps = arrived if demand_rps is None else max(demand_rps, arrived)
         factor = overload_factor(sample, self.limits, demand_rps)
         ready = sample.ready if sample.ready is not None else current
         step = max(1, math.ceil(current * self.config.max_step_fraction))

@@ -352,7 +352,9 @@ class ScalingPolicy:
             ),
             loop.limits,
         )
-        self.guard = SLOGuard(loop.limits, loop.guard, config.scale_down_stabilization_s)
+        self.guard = SLOGuard(
+            loop.limits, loop.guard, config.scale_down_stabilization_s, config.interval_s
+        )
 
     def capacity_rps(self, now_s: float, metrics: Metrics) -> tuple[float | None, str]:
         """Usable req/s per replica in the unit that limits, once the closed loop knows more

@@ -159,8 +159,15 @@ def run_closed_loop(
     return QueueScore(name, scored, met, hours, dropped, total)
 
 
-def policy_decider(policy: ScalingPolicy) -> Decider:
-    return lambda now_s, metrics, current: policy.step(now_s, metrics, current).desired_replicas
+def policy_decider(policy: ScalingPolicy, closed: bool = True) -> Decider:
+    """The policy's answers; open loop (`closed=False`) it sees the arrivals only, as before
+    the closed loop existed."""
+
+    def decide(now_s: float, metrics: Metrics, current: int) -> int:
+        seen = metrics if closed else replace(metrics, load=None)
+        return policy.step(now_s, seen, current).desired_replicas
+
+    return decide
 
 
 def oracle_decider(trace: Trace, config: ScalingConfig, true_rps: float) -> Decider:
@@ -219,6 +226,7 @@ def compare_true_capacity(
     true_rps = true_factor * config.usable_rps_per_replica
     deciders = {
         "predictive": policy_decider(ScalingPolicy(config)),
+        "predictive, open loop": policy_decider(ScalingPolicy(config), closed=False),
         "simple rule": simple_rule_decider(config, ttft_slo_s),
         "oracle (true capacity)": oracle_decider(trace, config, true_rps),
     }
