@@ -616,6 +616,11 @@ class Recommendation(ApiModel):
     """Step 13's re-size: both plans, the difference, and the merge patch that accepts it."""
 
     reason: str
+    basis: str | None = Field(
+        default=None,
+        description="Which measurements the re-plan used (observed lengths, peak, measured "
+        "capacity per replica) beside what the spec said.",
+    )
     error: str | None = Field(
         default=None, description="Why the observed workload cannot be planned at all."
     )

@@ -107,6 +107,7 @@ class ReplanRequest:
     hf_config: dict[str, Any]
     plan: PlanStatus
     reason: str
+    capacity: PoolCapacity | None = None  # the first pool's measured capacity, if any
 
 
 @dataclass(frozen=True)
@@ -420,7 +421,12 @@ def decide(obs: Observation) -> Effects:
             decision.resize_condition[2] if decision.resize_condition else "production diverges"
         )
         replan = ReplanRequest(
-            decision.snapshot, planned.spec, planned.hf_config, planned.plan, reason
+            decision.snapshot,
+            planned.spec,
+            planned.hf_config,
+            planned.plan,
+            reason,
+            decision.capacity[0] if decision.capacity else None,
         )
     history, remembered = _history_to_write(obs, decision)
     capacity, capacity_events = _capacity_to_write(
@@ -456,7 +462,12 @@ def replan(request: ReplanRequest) -> Recommendation:
     """Step 13: re-plan from the observed workload. Pure; never raises for a sizing answer."""
     try:
         proposed = propose_resize(
-            request.snapshot, request.spec, request.hf_config, request.plan, request.reason
+            request.snapshot,
+            request.spec,
+            request.hf_config,
+            request.plan,
+            request.reason,
+            request.capacity,
         )
     except SizingError as err:
         return Recommendation(reason=request.reason, error=str(err))
@@ -469,6 +480,8 @@ def with_recommendation(
     """The effects once the re-plan is known: in status, and said once in an Event."""
     if recommendation.error is None:
         message = f"Re-size recommended: {recommendation.reason}"
+        if recommendation.basis:
+            message += f" (from {recommendation.basis})"
     else:
         message = (
             "Re-size recommended but the observed workload cannot be planned: "
