@@ -127,3 +127,13 @@ def test_guard_state_round_trips_through_the_policy_memory():
     policy.step(60.0, Metrics(rps=10.0, load=over), 10)
     again = ScalingPolicy.from_dict(policy.config, policy.to_dict())
     assert again.to_dict() == policy.to_dict()
+
+
+def test_latency_over_the_slo_at_light_load_is_not_a_shortage():
+    """Replicas serving a tenth of what one can, still over the ITL SLO per step: more of them
+    would not shorten a step, so the guard does not add any (step 13 and the findings say it)."""
+    g = guard(scrapes=1)
+    light = LoadSample(ready=8, served_rps=8 * 0.2, waiting=0.0, itl_p99_s=0.06)
+    assert g.observe(60.0, light, 8, None, capacity_rps=2.0).floor is None
+    busy = LoadSample(ready=8, served_rps=8 * 1.5, waiting=0.0, itl_p99_s=0.06)
+    assert g.observe(120.0, busy, 8, None, capacity_rps=2.0).floor == 10

@@ -6,9 +6,10 @@ usage, TTFT/ITL P99) are read as one sample of the replica's capacity, in three 
 (requests/s, prompt tokens/s, generated tokens/s), because which one limits depends on the
 workload the pool really gets:
 
-* **saturated** (requests queue, TTFT or ITL P99 above the SLO, or KV cache past its
-  threshold): the replicas served all they could, so capacity is what they served per replica.
-  Saturated samples are an upper bound on what meets the SLO and weigh fully.
+* **saturated** (requests queue, TTFT or ITL P99 above the SLO while each replica serves at
+  least half the plan's figure, or KV cache past its threshold): the replicas served all they
+  could, so capacity is what they served per replica. Saturated samples are an upper bound on
+  what meets the SLO and weigh fully.
 * **near-saturated** (serving at least `LOADED_SHARE` of the current estimate, nothing
   over; "loaded" below): the replicas served x within the SLO at utilization u (the highest
   of TTFT/SLO, ITL/SLO, KV usage over its threshold and running requests over the plan's
@@ -47,6 +48,7 @@ SLOWER_TRUST = 3.0  # a measurement below the plan counts as this many samples i
 SATURATED_PULL = 0.1  # saturated weight at which the measured figure is halfway to it
 KV_SATURATED_RATIO = 0.95  # KV-cache usage at which vLLM starts to preempt
 WAITING_PER_REPLICA = 1.0  # queued requests per ready replica that mean it is full
+LATENCY_BUSY_SHARE = 0.5  # latency over the SLO means "full" only at this share of capacity
 UNITS = ("rps", "prompt_tok_per_s", "gen_tok_per_s")
 
 
@@ -102,13 +104,26 @@ class SLOLimits:
     running_per_replica: float | None = None  # the plan's concurrency at its usable rate
 
 
-def overloaded(sample: LoadSample, limits: SLOLimits) -> list[str]:
-    """What in this sample is over its limit, in words with the numbers; empty when nothing."""
+def overloaded(
+    sample: LoadSample, limits: SLOLimits, capacity_rps: float | None = None
+) -> list[str]:
+    """What in this sample is over its limit, in words with the numbers; empty when nothing.
+
+    Latency over the SLO counts only while the replicas serve at least `LATENCY_BUSY_SHARE`
+    of `capacity_rps` each (when given; the plan's figure, a fixed reference, so a low
+    estimate cannot make ever lighter load look busy): a lightly loaded replica still too
+    slow per step (a long prompt's prefill, an ITL target below one step, a P99 read from
+    coarse histogram buckets) is not short of capacity, and more replicas would not make its
+    steps shorter. A queue is always a shortage.
+    """
     s = sample
     out = []
-    if s.ttft_p99_s is not None and limits.ttft_p99_s and s.ttft_p99_s > limits.ttft_p99_s:
+    busy = True
+    if capacity_rps and s.ready and s.served_rps is not None:
+        busy = s.served_rps / s.ready >= LATENCY_BUSY_SHARE * capacity_rps
+    if busy and s.ttft_p99_s is not None and limits.ttft_p99_s and s.ttft_p99_s > limits.ttft_p99_s:
         out.append(f"TTFT P99 {s.ttft_p99_s:.3g} s > SLO {limits.ttft_p99_s:.3g} s")
-    if s.itl_p99_s is not None and limits.itl_p99_s and s.itl_p99_s > limits.itl_p99_s:
+    if busy and s.itl_p99_s is not None and limits.itl_p99_s and s.itl_p99_s > limits.itl_p99_s:
         out.append(f"ITL P99 {1000 * s.itl_p99_s:.3g} ms > SLO {1000 * limits.itl_p99_s:.3g} ms")
     if s.kv_usage_ratio is not None and s.kv_usage_ratio >= limits.kv_usage_ratio:
         out.append(
@@ -217,7 +232,10 @@ class CapacityEstimator:
             )
             if value is not None and value > 0
         }
-        if overloaded(sample, self.limits):
+        planned, _ = rps_in_limiting_unit(
+            self.predicted, sample.served_rps, sample.prompt_tok_per_s, sample.gen_tok_per_s
+        )
+        if overloaded(sample, self.limits, planned):
             values = {u: _bounded(v, self.predicted.get(u)) for u, v in served.items()}
             self.saturated.add(now_s, values, 1.0)
             self.samples += 1

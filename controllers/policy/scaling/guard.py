@@ -2,8 +2,10 @@
 
 The predictive decision divides expected demand by a capacity per replica; when that capacity
 is wrong, or the forecast is, the fleet misses the SLO until the estimate catches up. The guard
-watches the symptoms directly: TTFT or ITL P99 above the SLO, requests queuing (one waiting per
-ready replica, or a queue that grows between scrapes), KV cache past its threshold. After
+watches the symptoms directly: TTFT or ITL P99 above the SLO while the replicas are busy (at
+least half of what the plan says one serves: a replica too slow per step at light load is not
+fixed by more replicas, that is step 13's to say), requests queuing (one waiting per ready
+replica, or a queue that grows between scrapes), KV cache past its threshold. After
 `scrapes` such intervals in a row it asks for a floor sized from the observed overload:
 
     ready x (max(demand, served) + waiting / drain) / served     with a queue, else
@@ -96,10 +98,17 @@ class SLOGuard:
         self.acted_at_s: float | None = None
 
     def observe(
-        self, now_s: float, raw: LoadSample | None, current: int, demand_rps: float | None
+        self,
+        now_s: float,
+        raw: LoadSample | None,
+        current: int,
+        demand_rps: float | None,
+        capacity_rps: float | None = None,
     ) -> GuardVerdict:
+        """One interval: `capacity_rps` is what the plan says a replica serves (latency over
+        the SLO at light load is not a shortage, see `capacity.overloaded`)."""
         sample = (raw or LoadSample()).clean()
-        over = overloaded(sample, self.limits)
+        over = overloaded(sample, self.limits, capacity_rps)
         w, last = sample.waiting, self.last_waiting
         if w is not None and last is not None and w > last > 0:
             over.append(f"queue grew {last:.0f} -> {w:.0f}")

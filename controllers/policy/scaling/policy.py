@@ -386,16 +386,20 @@ class ScalingPolicy:
         if load is not None:
             self.capacity.observe(now_s, load)
         per_replica, note = self.capacity_rps(now_s, metrics)
-        guard = self.guard.observe(now_s, load, current_replicas, rate)
+        believed = rps_per_replica(self.config, metrics) if per_replica is None else per_replica
+        seen = load or LoadSample()
+        planned, _ = rps_in_limiting_unit(
+            self.capacity.predicted, seen.served_rps, seen.prompt_tok_per_s, seen.gen_tok_per_s
+        )
+        planned = rps_per_replica(self.config, metrics, planned)
+        guard = self.guard.observe(now_s, load, current_replicas, rate, planned)
         self.forecaster.observe(now_s, rate)
         forecast = self.forecaster.forecast(now_s, self.config.horizon_s)
         expected_rps = None
         if self.config.mode != "reactive" and forecast.learned and rate is not None:
             expected_rps = max(rate, forecast.point_rps)
         self.ramps.observe(rate, expected_rps)
-        self.spare.observe(
-            rate, rps_per_replica(self.config, metrics) if per_replica is None else per_replica
-        )
+        self.spare.observe(rate, believed)
         decision = decide(
             TickInput(
                 now_s=now_s,
