@@ -2,9 +2,9 @@
 
 Operator, KMock API, emulator pods at `--speed-factor 0.6`, a real Prometheus and a constant
 load that one planned replica should carry (6 req/s against its predicted 7 usable) but that
-one real one cannot (about 4.2). Open loop the fleet would sit at one replica and miss the SLO
-for good; closed, the SLO guard adds a replica from the observed overload, the measured
-capacity keeps it, and the requests meet the SLO again. About a minute of wall time.
+one real one cannot (at most 0.6 x 7). Open loop the fleet would shrink to one replica and
+queue for good; closed, the SLO guard adds replicas from the observed queue, the measured
+capacity keeps them, and the requests meet the SLO. About 75 s of wall time.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def test_replicas_slower_than_planned_are_measured_and_the_slo_is_met_again(monk
         (capacity,) = status["capacity"]
         assert capacity.get("measuredRPS") is not None, capacity
         assert float(capacity["measuredRPS"]) < 0.85 * float(capacity["predictedRPS"]), capacity
-        assert status["replicas"]["desired"] > status["plan"]["pools"][0]["replicas"]  # 2
+        # More than the plan's count (the plan alone would even shrink it to one).
+        assert status["replicas"]["desired"] > status["plan"]["pools"][0]["replicas"]
         scaled = [e.message for e in EventLog(NAMESPACE, NAME).poll(harness, 0)
                   if e.reason == "Scaled"]  # fmt: skip
         assert any("SLO guard" in m for m in scaled), scaled
