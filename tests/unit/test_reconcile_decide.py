@@ -322,3 +322,56 @@ def test_replicas_as_fast_as_planned_are_not_news():
     passes = _fleet_at(speed=1.0, passes=30, demand_rps=6.0)
     assert _events(passes, "CapacityDiverges") == []
     assert not any("SLO guard" in m for m in _events(passes, "Scaled"))
+
+
+OBSERVED = [  # (requests = served, ready, waiting, TTFT P99 s) per minute: a queue, then calm
+    (600 + 30 * (k % 5), 4 + k // 12, 3000.0 if 8 <= k < 20 else 0.0, 3.0 if 8 <= k < 20 else 0.4)
+    for k in range(60)
+]
+
+
+def test_what_the_replicas_report_moves_the_operator_and_policy_replay_alike():
+    """The closed loop behind both: the operator's snapshot and policy-replay's optional keys
+    reach the same `LoadSample`, so the same observations give the same replicas."""
+    obs = _observation(planned=_scaled_fleet()[0])
+    operator = []
+    for k, (count, ready, waiting, ttft) in enumerate(OBSERVED):
+        t = float(START_S + 60 * (k + 1))
+        pool = PoolMetrics(
+            "l40s",
+            replicas_reporting=Sample(ready, 0.0),
+            request_rate_rps=Sample(count / 60, 0.0),
+            requests_waiting=Sample(waiting, 0.0),
+            ttft_p99_s=Sample(ttft, 0.0),
+        )
+        snapshot = MetricsSnapshot("llm", "code-8b", t, True, pools=(pool,))
+        obs = replace(obs, now_s=t, policy_now_s=t, snapshot=snapshot)
+        effects = decide(obs)
+        assert effects.status.replicas is not None
+        operator.append(effects.status.replicas.desired)
+        obs = _next(obs, effects, t)
+    lines = "".join(
+        json.dumps({"t": START_S + 60 * (k + 1), "requests": count, "served": count,
+                    "ready": ready, "waiting": int(waiting), "ttft_p99_s": ttft}) + "\n"
+        for k, (count, ready, waiting, ttft) in enumerate(OBSERVED)
+    )  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "inferfleet", "policy-replay", *CLI_ARGS, "--ttft-slo-s", "1.5"],
+        input=lines, capture_output=True, text=True, cwd=REPO, timeout=120, check=True,
+    )  # fmt: skip
+    replayed = [json.loads(line)["replicas"] for line in done.stdout.splitlines()]
+    assert replayed == operator
+    plain = _replay_plain()
+    assert max(operator) > max(plain)  # the queue moved them both
+
+
+def _replay_plain() -> list[int]:
+    lines = "".join(
+        json.dumps({"t": START_S + 60 * (k + 1), "requests": count}) + "\n"
+        for k, (count, *_rest) in enumerate(OBSERVED)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "inferfleet", "policy-replay", *CLI_ARGS],
+        input=lines, capture_output=True, text=True, cwd=REPO, timeout=120, check=True,
+    )  # fmt: skip
+    return [json.loads(line)["replicas"] for line in done.stdout.splitlines()]
