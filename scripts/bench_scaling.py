@@ -2,6 +2,11 @@
 
 One set of defaults for every trace (no per-trace tuning): cold start 300 s, usable req/s per
 replica = the trace's P99 one-minute rate / 30. Run: `.venv/bin/python scripts/bench_scaling.py`.
+
+`--true-capacity 0.6,1.0,1.6` instead replays a fleet whose replicas really serve those
+multiples of the declared rate (a queue, time-outs; `controllers.policy.scaling.queue_replay`)
+and compares the policy with the oracle that knows the true capacity and a simple closed-loop
+rule.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from controllers.policy.scaling.policy import ScalingConfig
+from controllers.policy.scaling.queue_replay import compare_true_capacity
 from controllers.policy.scaling.replay import (
     Trace,
     cold_start_intervals,
@@ -78,15 +84,57 @@ def hindsight_spare_ratio(trace: Trace, config: ScalingConfig, target: float) ->
     return "-"
 
 
+TTFT_SLO_S = 1.5  # the replay's synthetic TTFT is relative to it; any value gives the same
+
+
+def true_capacity_table(traces: dict[str, Trace], cold_start_s: float, factors: str) -> str:
+    """Policy vs the true-capacity oracle and the simple closed-loop rule, per factor."""
+    rows = []
+    for name, trace in traces.items():
+        config = ScalingConfig(
+            usable_rps_per_replica=p99_rps(trace) / 30, cold_start_s=cold_start_s
+        )
+        for factor in (float(f) for f in factors.split(",")):
+            print(f"{name} x{factor:g}", file=sys.stderr, flush=True)
+            s = compare_true_capacity(trace, config, factor, TTFT_SLO_S)
+            pol, rule, blind = s["predictive"], s["simple rule"], s["predictive, open loop"]
+            oracle_h = s["oracle (true capacity)"].replica_hours
+            rows.append(
+                [
+                    name,
+                    f"{factor:g}",
+                    f"{100 * pol.slo_met_share:.2f}",
+                    f"{pol.replica_hours / oracle_h:.3f}",
+                    f"{100 * rule.slo_met_share:.2f}",
+                    f"{rule.replica_hours / oracle_h:.3f}",
+                    f"{100 * blind.slo_met_share:.2f}",
+                    f"{blind.replica_hours / oracle_h:.3f}",
+                    f"{100 * pol.dropped_requests / max(1, pol.requests):.3f}",
+                ]
+            )
+    headers = ["trace", "true x", "SLO-met %", "ratio", "rule SLO-met %", "rule ratio"]
+    headers += ["open-loop SLO-met %", "open-loop ratio", "timed out %"]
+    return render_table(headers, rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", type=Path, default=TRACES, help="folder of trace files")
     parser.add_argument("--cold-start-s", type=float, default=300.0)
+    parser.add_argument(
+        "--true-capacity", metavar="F,F,..", help="true/declared capacity factors to replay"
+    )
+    parser.add_argument("--only", metavar="TEXT", help="only traces whose name holds TEXT")
     args = parser.parse_args()
     rows = []
     traces = load_traces(args.traces)
     traces["synthetic 50 req/s peak"] = synthetic_week_cycle(3000, seed=1)
     traces["synthetic 5 req/s peak"] = synthetic_week_cycle(300, seed=2)
+    if args.only:
+        traces = {name: trace for name, trace in traces.items() if args.only in name}
+    if args.true_capacity:
+        print(true_capacity_table(traces, args.cold_start_s, args.true_capacity))
+        return 0
     for name, trace in traces.items():
         config = ScalingConfig(
             usable_rps_per_replica=p99_rps(trace) / 30, cold_start_s=args.cold_start_s

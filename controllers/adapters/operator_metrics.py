@@ -14,12 +14,22 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.exposition import generate_latest
 
-from controllers.api.v1alpha1 import Finding, PlanStatus, parse_decimal, parse_duration_s
+from controllers.api.v1alpha1 import (
+    Finding,
+    PlanStatus,
+    PoolCapacity,
+    parse_decimal,
+    parse_duration_s,
+)
 
 _FLEET = ("namespace", "fleet")
 _POOL = ("namespace", "fleet", "pool")
 SEVERITIES = ("info", "warning", "critical")
 REPLICA_STATES = ("desired", "ready", "warming")
+
+
+def _capacity_sources(c: PoolCapacity) -> tuple[tuple[str, str | None], ...]:
+    return (("predicted", c.predicted_rps), ("measured", c.measured_rps), ("used", c.used_rps))
 
 
 class OperatorMetrics:
@@ -57,6 +67,25 @@ class OperatorMetrics:
             "inferfleet_pool_usable_rps_per_replica",
             "Planned usable requests/s of one replica at C_max.",
             _POOL,
+            registry=r,
+        )
+        self.capacity_rps = Gauge(
+            "inferfleet_capacity_rps_per_replica",
+            "Usable requests/s of one replica: predicted by the plan, measured from vLLM's "
+            "metrics, and used (what scaling divides demand by).",
+            (*_POOL, "source"),
+            registry=r,
+        )
+        self.capacity_confidence = Gauge(
+            "inferfleet_capacity_confidence_ratio",
+            "Confidence (0-1) in the measured capacity per replica.",
+            _POOL,
+            registry=r,
+        )
+        self.capacity_samples = Gauge(
+            "inferfleet_capacity_samples",
+            "Intervals the capacity was measured from, by kind (informative, saturated).",
+            (*_POOL, "kind"),
             registry=r,
         )
         self.forecast_rps = Gauge(
@@ -114,6 +143,20 @@ class OperatorMetrics:
         for state, value in zip(REPLICA_STATES, (desired, ready, warming), strict=True):
             self.replicas.labels(namespace, fleet, pool, state).set(value)
 
+    def set_capacity(self, namespace: str, fleet: str, capacity: Iterable[PoolCapacity]) -> None:
+        """Predicted, measured (absent until measured) and used req/s per replica per pool."""
+        for c in capacity:
+            labels = (namespace, fleet, c.pool)
+            self._pools.setdefault((namespace, fleet), set()).add(c.pool)
+            for source, value in _capacity_sources(c):
+                if value is None:
+                    self.capacity_rps.remove(*labels, source)
+                else:
+                    self.capacity_rps.labels(*labels, source).set(parse_decimal(value))
+            self.capacity_confidence.labels(*labels).set(float(c.confidence_percent) / 100)
+            self.capacity_samples.labels(*labels, "informative").set(c.samples)
+            self.capacity_samples.labels(*labels, "saturated").set(c.saturated_samples)
+
     def set_slo(self, namespace: str, fleet: str, ttft_p99: str) -> None:
         """`ttft_p99` as written in the spec ('2s'); the TTFT alert compares against it."""
         self.ttft_slo.labels(namespace, fleet).set(parse_duration_s(ttft_p99))
@@ -156,6 +199,11 @@ class OperatorMetrics:
                 gauge.remove(*labels)
             for state in REPLICA_STATES:
                 self.replicas.remove(*labels, state)
+            for source in ("predicted", "measured", "used"):
+                self.capacity_rps.remove(*labels, source)
+            self.capacity_confidence.remove(*labels)
+            for kind in ("informative", "saturated"):
+                self.capacity_samples.remove(*labels, kind)
         known &= keep
 
     def exposition(self) -> bytes:

@@ -413,6 +413,14 @@ class ScalingSpec(ApiModel):
     interval: Interval = Field(
         default="30s", description="Reconcile/decision interval, between 1s and 60m."
     )
+    slo_guard_scrapes: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        alias="sloGuardScrapes",
+        description="Consecutive intervals with TTFT/ITL P99 over the SLO, a queue, or KV cache "
+        "over its threshold before the SLO guard adds replicas.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingSpec:
@@ -608,6 +616,11 @@ class Recommendation(ApiModel):
     """Step 13's re-size: both plans, the difference, and the merge patch that accepts it."""
 
     reason: str
+    basis: str | None = Field(
+        default=None,
+        description="Which measurements the re-plan used (observed lengths, peak, measured "
+        "capacity per replica) beside what the spec said.",
+    )
     error: str | None = Field(
         default=None, description="Why the observed workload cannot be planned at all."
     )
@@ -620,6 +633,38 @@ class Recommendation(ApiModel):
         description="A ready `kubectl patch --type merge` body.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+
+
+class PoolCapacity(ApiModel):
+    """What one replica of a pool serves: the plan's prediction beside production's measure."""
+
+    pool: str
+    predicted_rps: str = Field(
+        alias="predictedRPS", description="Usable req/s per replica the plan predicts."
+    )
+    measured_rps: str | None = Field(
+        default=None,
+        alias="measuredRPS",
+        description="Usable req/s per replica measured from vLLM's metrics (saturated and "
+        "near-saturated intervals); unset until one is seen.",
+    )
+    predicted_tok_per_s: str | None = Field(
+        default=None,
+        alias="predictedTokPerS",
+        description="Prompt + output tokens/s per replica the plan predicts.",
+    )
+    measured_tok_per_s: str | None = Field(
+        default=None, alias="measuredTokPerS", description="The same, measured."
+    )
+    used_rps: str = Field(
+        alias="usedRPS",
+        description="Req/s per replica the scaling decision divides demand by: prediction and "
+        "measurement blended by confidence, in the unit that limits today's requests.",
+    )
+    samples: int = Field(default=0, description="Informative intervals measured so far.")
+    saturated_samples: int = Field(default=0, description="Of which the replicas were full.")
+    confidence_percent: str = Field(default="0", description="Confidence in measuredRPS.")
+    last_updated: str | None = None
 
 
 class PoolMemory(ApiModel):
@@ -660,6 +705,9 @@ class InferenceFleetStatus(ApiModel):
     forecast: ForecastStatus | None = None
     findings: list[Finding] = Field(default_factory=list)
     recommendation: Recommendation | None = None
+    capacity: list[PoolCapacity] = Field(
+        default_factory=list, description="Predicted and measured capacity per pool."
+    )
     history: FleetHistory | None = Field(
         default=None, description="Compact traffic profile kept so a restart does not forget it."
     )

@@ -24,8 +24,11 @@ from controllers.api.v1alpha1 import (
     ForecastStatus,
     InferenceFleetSpec,
     PlanStatus,
+    PoolCapacity,
     PoolPlanStatus,
+    TokenPercentiles,
     parse_decimal,
+    parse_duration_s,
 )
 from controllers.policy.monitoring.findings import evaluate
 from controllers.policy.monitoring.resize import (
@@ -41,14 +44,19 @@ from controllers.policy.monitoring.snapshot import (
     scaling_metrics,
 )
 from controllers.policy.monitoring.thresholds import resolve_thresholds
+from controllers.policy.scaling.capacity import SLOLimits
+from controllers.policy.scaling.guard import GuardConfig
 from controllers.policy.scaling.policy import (
+    ClosedLoop,
     Metrics,
     ScalingConfig,
     ScalingPolicy,
     config_from_spec,
     prewarm_plan,
+    rps_per_replica,
 )
 from sizing.simulator import LoadPoint
+from sizing.workload import Percentiles
 
 HISTORY_VERSION = 1
 # A policy step a little early still counts: the daemon's timer drifts by the reconcile time.
@@ -90,10 +98,35 @@ class FleetDecision:
     resize_condition: ConditionTuple | None
     resize_newly_recommended: bool
     snapshot: MetricsSnapshot | None  # what the decision saw (the recommendation re-plans it)
+    capacity: tuple[PoolCapacity, ...] = ()  # status.capacity: predicted vs measured per pool
 
 
 def _iso(t_s: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_s))
+
+
+def closed_loop(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> ClosedLoop:
+    """The SLO, the plan's concurrency and token rates per replica, and the guard's settings:
+    what production is judged against."""
+    usable = parse_decimal(pool.usable_rps_per_replica)
+    w = spec.workload
+
+    def mean(p: TokenPercentiles) -> float:
+        return Percentiles(p.p50, p.p95, p.p99).mean_estimate
+
+    thresholds = resolve_thresholds(spec.monitoring.thresholds)
+    slo = spec.slo
+    return ClosedLoop(
+        limits=SLOLimits(
+            ttft_p99_s=parse_duration_s(slo.ttft_p99),
+            itl_p99_s=parse_duration_s(slo.itl_p99) if slo.itl_p99 else None,
+            kv_usage_ratio=thresholds.kv_cache_high_percent / 100,
+            running_per_replica=float(pool.c_max),
+        ),
+        prompt_tok_per_s_per_replica=usable * mean(w.prompt_tokens),
+        gen_tok_per_s_per_replica=usable * mean(w.output_tokens),
+        guard=GuardConfig(scrapes=spec.scaling.slo_guard_scrapes),
+    )
 
 
 def pool_config(
@@ -116,6 +149,7 @@ def pool_config(
         max_gpus=pool_spec.max_gpus if pool_spec else None,
         static_replicas=pool.replicas,
     )
+    config = replace(config, closed_loop=closed_loop(spec, pool))
     if time_compression == 1.0:
         return config
     return replace(config, interval_s=config.interval_s * time_compression)
@@ -169,6 +203,58 @@ def _step_pool(
         "reason": decision.reason,
     }
     return decision.desired_replicas, decision.reason, memory, policy
+
+
+def _figure(value: float | None) -> str | None:
+    return None if value is None else f"{value:.3g}"
+
+
+def _tokens(rates: tuple[float | None, float | None]) -> float | None:
+    return None if None in rates else sum(r for r in rates if r is not None)
+
+
+def capacity_status(
+    pool: str, policy: ScalingPolicy, metrics: Metrics, now_s: float
+) -> PoolCapacity:
+    """`status.capacity` of one pool: the plan's per-replica figures beside the measured ones,
+    and what the decision divides by."""
+    estimate = policy.capacity.estimate(now_s)
+    predicted, measured = policy.capacity.predicted, estimate.measured
+    used, _ = policy.capacity_rps(now_s, metrics)
+    return PoolCapacity(
+        pool=pool,
+        predicted_rps=f"{predicted.rps:.3g}",
+        measured_rps=_figure(measured.rps if measured else None),
+        predicted_tok_per_s=_figure(_tokens((predicted.prompt_tok_per_s, predicted.gen_tok_per_s))),
+        measured_tok_per_s=_figure(
+            _tokens((measured.prompt_tok_per_s, measured.gen_tok_per_s)) if measured else None
+        ),
+        used_rps=f"{rps_per_replica(policy.config, metrics) if used is None else used:.3g}",
+        samples=estimate.samples,
+        saturated_samples=estimate.saturated_samples,
+        confidence_percent=f"{100 * estimate.confidence:.0f}",
+        last_updated=None if estimate.last_updated_s is None else _iso(estimate.last_updated_s),
+    )
+
+
+CONFIDENT_TO_REPORT = 50.0  # percent confidence before a divergence is worth an Event
+
+
+def capacity_divergence(capacity: PoolCapacity, threshold_percent: float) -> str | None:
+    """Why the measured capacity is news (an Event), or None while it matches the plan."""
+    if capacity.measured_rps is None or float(capacity.confidence_percent) < CONFIDENT_TO_REPORT:
+        return None
+    measured, predicted = float(capacity.measured_rps), float(capacity.predicted_rps)
+    off_percent = 100 * (measured / predicted - 1)
+    if abs(off_percent) <= threshold_percent:
+        return None
+    return (
+        f"pool {capacity.pool}: one replica serves {capacity.measured_rps} req/s within the "
+        f"SLO, measured, against {capacity.predicted_rps} predicted ({off_percent:+.0f} %, "
+        f"{capacity.confidence_percent} % confidence from {capacity.saturated_samples} "
+        f"saturated of {capacity.samples} samples); scaling now divides by "
+        f"{capacity.used_rps} req/s per replica"
+    )
 
 
 def _forecast_status(policy: ScalingPolicy, now_s: float, current: int) -> ForecastStatus:
@@ -267,6 +353,7 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
     changed: dict[str, tuple[int, int]] = {}
     pools_memory: dict[str, Any] = {}
     forecast: ForecastStatus | None = None
+    capacity: list[PoolCapacity] = []
     for index, pool in enumerate(plan.pools):
         was = tick.current.get(pool.pool, pool.replicas)
         stored = stored_pools.get(pool.pool)
@@ -284,6 +371,8 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
             count, reason, memory, policy = _step_pool(tick, pool, index == 0, stored)
             replicas[pool.pool], reasons[pool.pool] = count, reason
             pools_memory[pool.pool] = memory
+            metrics = _pool_metrics(tick.snapshot, pool.pool)
+            capacity.append(capacity_status(pool.pool, policy, metrics, tick.now_s))
             if index == 0 and spec.scaling.mode in ("predictive", "keda"):
                 forecast = _forecast_status(policy, tick.now_s, count)
         if replicas[pool.pool] != was:
@@ -330,4 +419,5 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
         resize_condition=resize_cond,
         resize_newly_recommended=resize_state.recommended and not was_recommended,
         snapshot=snapshot,
+        capacity=tuple(capacity),
     )

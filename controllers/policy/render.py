@@ -41,6 +41,7 @@ EXTERNALLY_SCALED = {"external", "keda"}
 KEDA_WAITING_PER_REPLICA = 2
 KEDA_RUNNING_SHARE_OF_C_MAX = 0.8
 KEDA_POLLING_INTERVAL_S = 15
+KEDA_LATENCY_WINDOW = "2m"  # the P99 latency triggers' rate window
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,10 @@ def scaled_object(
 
     The two autoscalers cooperate instead of fighting: KEDA reacts to the queue within seconds,
     and inferfleet's pre-warm floor makes sure replicas are already warm before a known peak.
+    The triggers are the SLO guard's signals: the queue, running requests against the plan's
+    concurrency, and TTFT (and ITL) P99 against the SLO as a `Value` metric, so the HPA sizes
+    by the latency ratio as the guard does (HPA takes the highest proposal, and never goes
+    below the floor).
     """
     where = f'namespace="{namespace}",fleet="{fleet}",pool="{pool.pool}"'
     pool_spec = next((p for p in spec.pools if p.name == pool.pool), None)
@@ -229,7 +234,35 @@ def scaled_object(
                         "threshold": str(running_target),
                     },
                 },
+                *(
+                    _latency_trigger(name, histogram, where, slo, prometheus_url)
+                    for name, histogram, slo in (
+                        ("vllm-ttft-p99", "vllm:time_to_first_token_seconds", spec.slo.ttft_p99),
+                        ("vllm-itl-p99", "vllm:inter_token_latency_seconds", spec.slo.itl_p99),
+                    )
+                    if slo is not None
+                ),
             ],
+        },
+    }
+
+
+def _latency_trigger(
+    name: str, histogram: str, where: str, slo: str, prometheus_url: str
+) -> dict[str, Any]:
+    """A P99 latency against its SLO: as a `Value` metric the HPA scales by their ratio."""
+    query = (
+        f"histogram_quantile(0.99, sum by (le) (rate({histogram}_bucket{{{where}}}"
+        f"[{KEDA_LATENCY_WINDOW}])))"
+    )
+    return {
+        "type": "prometheus",
+        "name": name,
+        "metricType": "Value",
+        "metadata": {
+            "serverAddress": prometheus_url,
+            "query": query,
+            "threshold": f"{parse_duration_s(slo):g}",
         },
     }
 

@@ -33,12 +33,19 @@ from controllers.api.v1alpha1 import (
     InferenceFleetSpec,
     InferenceFleetStatus,
     PlanStatus,
+    PoolCapacity,
     Recommendation,
     ReplicaStatus,
 )
-from controllers.policy.autoscale import FleetDecision, FleetTick, decide_fleet
+from controllers.policy.autoscale import (
+    FleetDecision,
+    FleetTick,
+    capacity_divergence,
+    decide_fleet,
+)
 from controllers.policy.monitoring.resize import propose_resize
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
+from controllers.policy.monitoring.thresholds import resolve_thresholds
 from controllers.policy.render import EXTERNALLY_SCALED, drifted, object_name, render_fleet
 from controllers.reconcile.observe import POOL_COMPANIONS, Observation, Planned
 from controllers.reconcile.runtime import Remembered
@@ -56,6 +63,7 @@ _OWNED_STATUS = {
     "findings",
     "history",
     "recommendation",
+    "capacity",
 }
 
 
@@ -99,6 +107,7 @@ class ReplanRequest:
     hf_config: dict[str, Any]
     plan: PlanStatus
     reason: str
+    capacity: PoolCapacity | None = None  # the first pool's measured capacity, if any
 
 
 @dataclass(frozen=True)
@@ -266,6 +275,24 @@ def _history_to_write(
     return FleetHistory.model_validate(decision.history), remembered
 
 
+def _capacity_to_write(
+    obs: Observation, planned: Planned, decision: FleetDecision, history_due: bool
+) -> tuple[list[PoolCapacity], list[Write]]:
+    """`status.capacity`, refreshed as often as the policy memory is written (so an idle
+    resync writes nothing), and an Event when the measurement newly parts from the plan."""
+    stored = list(obs.status.capacity)
+    if not history_due and stored:
+        return stored, []
+    threshold = resolve_thresholds(planned.spec.monitoring.thresholds).capacity_divergence_percent
+    before = {c.pool: capacity_divergence(c, threshold) for c in stored}
+    writes: list[Write] = []
+    for capacity in decision.capacity:
+        message = capacity_divergence(capacity, threshold)
+        if message is not None and before.get(capacity.pool) is None:
+            writes.append(PostEvent("Warning", "CapacityDiverges", message))
+    return list(decision.capacity), writes
+
+
 def _manifest_writes(
     obs: Observation, planned: Planned, replicas: Mapping[str, int]
 ) -> tuple[list[Write], list[PoolReplicas], set[str]]:
@@ -386,9 +413,18 @@ def decide(obs: Observation) -> Effects:
             decision.resize_condition[2] if decision.resize_condition else "production diverges"
         )
         replan = ReplanRequest(
-            decision.snapshot, planned.spec, planned.hf_config, planned.plan, reason
+            decision.snapshot,
+            planned.spec,
+            planned.hf_config,
+            planned.plan,
+            reason,
+            decision.capacity[0] if decision.capacity else None,
         )
     history, remembered = _history_to_write(obs, decision)
+    capacity, capacity_events = _capacity_to_write(
+        obs, planned, decision, history is not obs.status.history
+    )
+    writes += capacity_events
     new = obs.status.model_copy(
         update={
             "observed_generation": obs.generation,
@@ -399,6 +435,7 @@ def decide(obs: Observation) -> Effects:
             "findings": list(decision.findings),
             "history": history,
             "recommendation": recommendation,
+            "capacity": capacity,
         }
     )
     return Effects(
@@ -417,7 +454,12 @@ def replan(request: ReplanRequest) -> Recommendation:
     """Step 13: re-plan from the observed workload. Pure; never raises for a sizing answer."""
     try:
         proposed = propose_resize(
-            request.snapshot, request.spec, request.hf_config, request.plan, request.reason
+            request.snapshot,
+            request.spec,
+            request.hf_config,
+            request.plan,
+            request.reason,
+            request.capacity,
         )
     except SizingError as err:
         return Recommendation(reason=request.reason, error=str(err))
@@ -430,6 +472,8 @@ def with_recommendation(
     """The effects once the re-plan is known: in status, and said once in an Event."""
     if recommendation.error is None:
         message = f"Re-size recommended: {recommendation.reason}"
+        if recommendation.basis:
+            message += f" (from {recommendation.basis})"
     else:
         message = (
             "Re-size recommended but the observed workload cannot be planned: "

@@ -39,6 +39,7 @@ from controllers.api.v1alpha1 import (
     PLURAL,
     VERSION,
     PlanStatus,
+    PoolCapacity,
     parse_duration_s,
 )
 from controllers.policy.render import MANAGED_BY
@@ -66,6 +67,7 @@ class Outcome:
     plan: PlanStatus | None = None
     pool_replicas: tuple[PoolReplicas, ...] = ()
     refusal: str | None = None  # the Sized=False reason, when the spec was refused
+    capacity: tuple[PoolCapacity, ...] = ()  # predicted vs measured per pool, for /metrics
 
 
 async def reconcile(
@@ -104,6 +106,7 @@ async def reconcile(
         plan=effects.plan,
         pool_replicas=effects.pool_replicas,
         refusal=effects.refusal,
+        capacity=tuple(effects.status.capacity),
     )
 
 
@@ -171,6 +174,7 @@ async def _reconcile_once(
         for pool in outcome.pool_replicas:
             metrics.set_replicas(namespace, name, pool.pool, pool.desired, pool.ready,
                                  pool.warming)  # fmt: skip
+        metrics.set_capacity(namespace, name, outcome.capacity)
     return outcome
 
 

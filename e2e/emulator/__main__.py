@@ -3,7 +3,7 @@
 It accepts vLLM's own server flags (`--model`, `--tensor-parallel-size`, `--max-model-len`,
 `--max-num-seqs`, ...) so the operator's Deployments run it unchanged; vLLM flags it does not
 model are accepted and ignored. Emulator-only flags: `--gpu`, `--model-config`, `--speedup`,
-`--startup-delay-s`, `--dcgm-port`, `--seed`, fault rates.
+`--speed-factor`, `--startup-delay-s`, `--dcgm-port`, `--seed`, fault rates.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from sizing.errors import SizingError
 from sizing.performance import DEFAULT_EFFICIENCY
 
 GPU_ENV = "INFERFLEET_EMULATOR_GPU"  # lets a Deployment that passes only vLLM's flags pick a GPU
+SPEED_ENV = "INFERFLEET_EMULATOR_SPEED_FACTOR"  # and this one a speed off the prediction
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--dcgm-port", type=int, default=9400, help="dcgm-exporter port (0: off)")
     p.add_argument("--speedup", type=float, default=1.0, help="emulated GPU seconds per wall s")
+    p.add_argument(
+        "--speed-factor",
+        type=float,
+        default=os.environ.get(SPEED_ENV, "1.0"),
+        help="the replica is this many times as fast as sizing.performance predicts (0.6: "
+        "40 %% slower than planned)",
+    )
     p.add_argument("--startup-delay-s", type=float, default=0.0, help="cold start (wall s)")
     p.add_argument("--mean-output-tokens", type=float, default=256.0,
                    help="mean length at which a request without ignore_eos stops")  # fmt: skip
@@ -126,9 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except FaultError as err:
         raise SystemExit(f"emulator: {err}") from err
-    if args.speedup <= 0 or args.startup_delay_s < 0 or args.admission_window_ms < 0:
+    if (
+        args.speedup <= 0
+        or not args.speed_factor > 0
+        or args.startup_delay_s < 0
+        or args.admission_window_ms < 0
+    ):
         raise SystemExit(
-            "emulator: --speedup must be > 0, --startup-delay-s and --admission-window-ms >= 0"
+            "emulator: --speedup and --speed-factor must be > 0, --startup-delay-s and "
+            "--admission-window-ms >= 0"
         )
     engine_config = engine_config_from_args(args)
     try:
@@ -136,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.calibration is not None:
             efficiency = load_calibration(args.calibration)
         config = _load_config(args.model_config)
-        setup = build_replica(config, args.gpu, engine_config, efficiency)
+        setup = build_replica(config, args.gpu, engine_config, efficiency, args.speed_factor)
     except (SizingError, UsageError) as err:
         raise SystemExit(f"emulator: {err}") from err
     with contextlib.suppress(KeyboardInterrupt):

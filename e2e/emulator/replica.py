@@ -7,7 +7,7 @@ The emulator and the offline curve must agree by construction, so both go throug
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from sizing.curve import replica_engine
 from sizing.errors import ModelDoesNotFit
@@ -62,11 +62,26 @@ class ReplicaSetup:
         )
 
 
+def at_speed(step_model: StepTimeModel, speed_factor: float) -> StepTimeModel:
+    """The same replica `speed_factor` times as fast as `sizing.performance` predicts: every
+    time coefficient divided by it (the step formula is linear in them), so a test can run a
+    fleet whose real capacity is not the planned one."""
+    if not speed_factor > 0:
+        raise ValueError(f"speed factor must be > 0, got {speed_factor}")
+    seconds = {
+        f.name: getattr(step_model, f.name) / speed_factor
+        for f in fields(step_model)
+        if f.name.endswith("_s") or "_s_per_" in f.name
+    }
+    return replace(step_model, **seconds)
+
+
 def build_replica(
     config: dict[str, object] | None,
     gpu_name: str,
     engine_config: EngineConfig,
     efficiency: Efficiency = DEFAULT_EFFICIENCY,
+    speed_factor: float = 1.0,
 ) -> ReplicaSetup:
     """The engine of one replica; raises a SizingError (with the numbers) if it cannot start."""
     arch = load_model_config(config or LLAMA_3_8B_CONFIG)
@@ -75,5 +90,7 @@ def build_replica(
     if not memory.fits:
         raise ModelDoesNotFit("; ".join(memory.notes) or f"the model does not fit on {gpu.name}")
     step_model, limits = replica_engine(arch, gpu, engine_config, memory, efficiency)
+    if speed_factor != 1.0:
+        step_model = at_speed(step_model, speed_factor)
     engine = Engine(step_model, limits, track_tokens=True)
     return ReplicaSetup(gpu, engine, step_model, limits, memory, arch.vocab_size)

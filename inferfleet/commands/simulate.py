@@ -3,6 +3,11 @@
 Prints SLO-met minutes (demand <= ready capacity), replica-hours, GPU-hours and cost for the
 predictive policy beside a reactive HPA-like baseline, a static peak fleet and the hindsight
 oracle. The policies run through the operator's own decision function.
+
+With `--true-capacity-factor F` the replicas really serve F x the declared rate: what they
+cannot serve queues and times out, the policy sees what the operator would (ready, served,
+waiting, TTFT P99) and is compared with the oracle that knows the true capacity, a simple
+closed-loop rule and itself without the closed loop.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ import argparse
 import json
 import sys
 
-from controllers.api.v1alpha1 import InferenceFleet, parse_decimal
+from controllers.api.v1alpha1 import InferenceFleet, parse_decimal, parse_duration_s
 from controllers.policy.scaling.policy import ScalingConfig, config_from_spec
+from controllers.policy.scaling.queue_replay import QueueScore, compare_true_capacity
 from controllers.policy.scaling.replay import (
     POLICIES,
     Comparison,
@@ -64,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cost-per-gpu-hour", type=float, default=None, metavar="USD")
     parser.add_argument("--plot", metavar="FILE.png", help="demand vs ready capacity vs forecast")
     parser.add_argument("--output", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--true-capacity-factor",
+        type=float,
+        default=None,
+        metavar="F",
+        help="replicas really serve F x the declared rate (queue, time-outs, closed loop)",
+    )
 
 
 def replica_from_fleet(fleet: InferenceFleet, gpus_per_replica: int | None) -> tuple[float, int]:
@@ -80,13 +93,17 @@ def replica_from_fleet(fleet: InferenceFleet, gpus_per_replica: int | None) -> t
     return usable, gpus_per_replica or option.gpus_per_replica
 
 
-def _config(args: argparse.Namespace) -> tuple[ScalingConfig, float]:
-    """The scaling settings and the $ per GPU-hour."""
+DEFAULT_TTFT_SLO_S = 1.5  # without --fleet; the queue replay's TTFT is relative to it anyway
+
+
+def _config(args: argparse.Namespace) -> tuple[ScalingConfig, float, float]:
+    """The scaling settings, the $ per GPU-hour and the TTFT P99 target."""
     if args.cold_start_s < 0:
         raise UsageError(f"--cold-start-s must be >= 0, got {args.cold_start_s}")
     if args.gpus_per_replica is not None and args.gpus_per_replica < 1:
         raise UsageError(f"--gpus-per-replica must be >= 1, got {args.gpus_per_replica}")
     cost = args.cost_per_gpu_hour
+    ttft_slo_s = DEFAULT_TTFT_SLO_S
     try:
         if args.fleet:
             fleet = load_fleet(args.fleet)
@@ -98,6 +115,7 @@ def _config(args: argparse.Namespace) -> tuple[ScalingConfig, float]:
                     else get_gpu(pool.gpu).cost_per_gpu_hour_usd
                 )
             usable, gpus = replica_from_fleet(fleet, args.gpus_per_replica)
+            ttft_slo_s = parse_duration_s(fleet.spec.slo.ttft_p99)
             config = config_from_spec(
                 fleet.spec.scaling,
                 usable,
@@ -118,15 +136,78 @@ def _config(args: argparse.Namespace) -> tuple[ScalingConfig, float]:
     except ValueError as err:
         raise UsageError(str(err)) from None
     # The trace is per minute, so the policy decides once a minute whatever the spec says.
-    return (ScalingConfig(**{**config.__dict__, "interval_s": 60.0}), cost or 0.0)
+    return (ScalingConfig(**{**config.__dict__, "interval_s": 60.0}), cost or 0.0, ttft_slo_s)
 
 
 def _progress(policy: str, done: int, total: int) -> None:
     print(f"simulate: {policy} {done}/{total} minutes", file=sys.stderr, flush=True)
 
 
+def run_true_capacity(
+    args: argparse.Namespace, config: ScalingConfig, cost: float, ttft_slo_s: float
+) -> int:
+    factor = args.true_capacity_factor
+    if not (factor > 0 and factor < 100):
+        raise UsageError(f"--true-capacity-factor must be above 0 and below 100, got {factor}")
+    trace = read_per_minute(args.trace, start_s=args.start_s)
+    scores = compare_true_capacity(trace, config, factor, ttft_slo_s)
+    oracle_h = scores["oracle (true capacity)"].replica_hours
+
+    def gpu_hours(s: QueueScore) -> float:
+        return s.replica_hours * config.gpus_per_replica
+
+    if args.output == "json":
+        out = {
+            name: {
+                "sloMetMinutes": s.slo_met_intervals,
+                "scoredMinutes": s.scored_intervals,
+                "sloMetShare": round(s.slo_met_share, 6),
+                "replicaHours": round(s.replica_hours, 3),
+                "gpuHours": round(gpu_hours(s), 3),
+                "costUSD": round(gpu_hours(s) * cost, 2),
+                "vsOracle": round(s.replica_hours / oracle_h, 4) if oracle_h else None,
+                "timedOutRequests": s.dropped_requests,
+            }
+            for name, s in scores.items()
+        }
+        summary = {
+            "usableRPSPerReplica": config.usable_rps_per_replica,
+            "trueCapacityFactor": factor,
+            "ttftSLOSeconds": ttft_slo_s,
+            "coldStartSeconds": config.cold_start_s,
+            "policies": out,
+        }
+        json.dump(summary, sys.stdout, indent=2)
+        print()
+        return 0
+    rows = [
+        [
+            name,
+            f"{s.slo_met_intervals}/{s.scored_intervals}",
+            f"{100 * s.slo_met_share:.2f}%",
+            f"{s.replica_hours:.1f}",
+            f"{gpu_hours(s):.1f}",
+            f"${gpu_hours(s) * cost:,.2f}",
+            f"{s.replica_hours / oracle_h:.3f}" if oracle_h else "-",
+            f"{s.dropped_requests}",
+        ]
+        for name, s in scores.items()
+    ]
+    headers = ["policy", "SLO-met minutes", "SLO-met", "replica-hours", "GPU-hours", "cost"]
+    print(
+        f"replicas really serve {factor:g} x {config.usable_rps_per_replica:.3g} req/s "
+        f"(TTFT SLO {ttft_slo_s:g} s)"
+    )
+    print(render_table([*headers, "vs true oracle", "timed out"], rows))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    config, cost = _config(args)
+    config, cost, ttft_slo_s = _config(args)
+    if args.true_capacity_factor is not None:
+        if args.plot:
+            raise UsageError("--plot draws the declared-capacity replay; drop it or the factor")
+        return run_true_capacity(args, config, cost, ttft_slo_s)
     trace = read_per_minute(args.trace, start_s=args.start_s)
     long_run = len(trace.requests) > 5000
     result = compare(trace, config, cost, _progress if long_run else None)

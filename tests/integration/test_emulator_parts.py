@@ -91,3 +91,25 @@ def test_dcgm_values_stay_in_their_ranges(busy, compute, memory, ready):
         exporter.fb_total_mib, abs=1
     )
     assert 70 <= v["DCGM_FI_DEV_POWER_USAGE"] <= 700
+
+
+@given(st.floats(0.2, 5.0), st.integers(1, 256), st.integers(1, 8192))
+def test_a_speed_factor_divides_every_step_time(speed, sequences, context):
+    """`--speed-factor 0.6` is a replica 40 % slower than planned in every step, prefill and
+    decode alike, so a test fleet's real capacity is that share of the predicted one."""
+    from e2e.emulator.replica import at_speed, build_replica
+    from sizing.memory import EngineConfig
+
+    model = build_replica(None, "H100-SXM-80GB", EngineConfig()).step_model
+    faster = at_speed(model, speed)
+    assert faster.decode_step_s(sequences, context) == pytest.approx(
+        model.decode_step_s(sequences, context) / speed
+    )
+    assert faster.prefill_s(context) == pytest.approx(model.prefill_s(context) / speed)
+
+
+def test_a_speed_factor_must_be_positive():
+    from e2e.emulator.__main__ import main
+
+    with pytest.raises(SystemExit, match="--speed-factor must be > 0"):
+        main(["--speed-factor", "0"])

@@ -47,7 +47,9 @@ def quiet_prometheus(tmp_path):
     )
     data_dir = tmp_path / "tsdb"
     backfill_openmetrics(history, data_dir)
-    pods = Pods(VllmLoad(rps=0.0, running=2.0, gpu_util_percent=20.0))
+    # Light load meets the SLO (ITL P99 about 38 ms against 40 ms): step 13 may shrink it.
+    quick = {0.01: 0.4, 0.025: 0.98, 0.05: 1.0}
+    pods = Pods(VllmLoad(rps=0.0, running=2.0, gpu_util_percent=20.0, itl_points=quick))
     prometheus = PrometheusServer(pods.targets(), data_dir=data_dir).start()
     try:
         prometheus.wait_for_series(f'vllm:num_requests_running{{fleet="{FLEET}"}}', 2)
@@ -79,7 +81,7 @@ def test_load_at_30_percent_of_the_plan_recommends_a_smaller_fleet(
     findings = {f["metric"]: f for f in fleet["status"]["findings"]}
     assert "fleetUtilization" in findings, findings
     recommendation = fleet["status"]["recommendation"]
-    assert recommendation["gpuDelta"] < 0, recommendation
+    assert recommendation["gpuDelta"] < 0, recommendation["reason"]
     assert float(recommendation["costPerMonthDelta"]) < 0
     peak = float(recommendation["accept"]["spec"]["workload"]["peakRequestsPerSecond"])
     assert 0.25 * planned_rps <= peak <= 0.35 * planned_rps

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controllers.adapters.prometheus import FAMILIES, UNQUERIED, snapshot_query
-from controllers.api.v1alpha1 import InferenceFleet, PlanStatus, parse_decimal
+from controllers.api.v1alpha1 import InferenceFleet, PlanStatus, PoolCapacity, parse_decimal
 from controllers.policy.monitoring.findings import evaluate
 from controllers.policy.monitoring.resize import (
     Expectation,
@@ -391,3 +391,48 @@ def test_a_days_peak_far_below_the_plan_fires_over_sized_with_hysteresis():
 def test_the_peak_is_judged_only_when_both_sides_have_one():
     quiet = step_resize(ResizeState(), Expectation(None, None, 1.0), EXPECTED, FAST, now_s=0.0)
     assert quiet == ResizeState()
+
+
+def _code_fleet():
+    data = yaml.safe_load((REPO / "examples" / "fleet-code-8b.yaml").read_text())
+    fleet = InferenceFleet.model_validate(data).spec
+    return (
+        fleet,
+        fleet.model.hf_config.inline,
+        plan_status(plan_spec(fleet, fleet.model.hf_config.inline)),
+    )
+
+
+def _measured(pool: str, rps: str, confidence: str = "90") -> PoolCapacity:
+    return PoolCapacity(
+        pool=pool, predicted_rps="2", measured_rps=rps, used_rps=rps, samples=40,
+        saturated_samples=12, confidence_percent=confidence,
+    )  # fmt: skip
+
+
+def test_a_resize_while_the_slo_is_missed_never_proposes_fewer_gpus():
+    fleet, hf, current = _code_fleet()
+    pool = current.pools[0].pool
+    quieter = WorkloadMetrics(peak_request_rate_rps=s(0.2))  # the observed peak alone shrinks it
+    missing = dataclasses.replace(HEALTHY, pool=pool, ttft_p99_s=s(2.2), itl_p99_s=s(0.02))
+    rec = propose_resize(snap(missing, workload=quieter), fleet, hf, current, "TTFT 48 % over")
+    assert rec["gpuDelta"] == 0 and rec["accept"] is None
+    assert "TTFT P99 2.2 s > SLO 1.5 s: no fewer GPUs while the SLO is missed" in rec["reason"]
+    healthy = dataclasses.replace(missing, ttft_p99_s=s(0.9))
+    fine = propose_resize(snap(healthy, workload=quieter), fleet, hf, current, "over-sized")
+    assert fine["gpuDelta"] < 0  # the same re-plan once the SLO holds
+
+
+def test_a_trusted_measured_capacity_replans_and_says_it_drove_the_proposal():
+    fleet, hf, current = _code_fleet()
+    pool = current.pools[0].pool
+    planned_rps = parse_decimal(current.pools[0].usable_rps_per_replica)
+    slower = f"{0.5 * planned_rps:.3f}"
+    rec = propose_resize(snap(), fleet, hf, current, "TTFT", _measured(pool, slower))
+    assert rec["accept"]["spec"]["workload"]["usableRPSPerReplica"] == slower
+    assert rec["gpuDelta"] > 0
+    assert f"measured {slower} req/s per replica on pool {pool}" in rec["basis"]
+    assert "observed prompt tokens P50/P95/P99" in rec["basis"]
+    unsure = propose_resize(snap(), fleet, hf, current, "TTFT", _measured(pool, slower, "20"))
+    assert "usableRPSPerReplica" not in unsure["accept"]["spec"]["workload"]
+    assert "not used yet" in unsure["basis"]

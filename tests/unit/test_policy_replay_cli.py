@@ -14,8 +14,12 @@ ARGS = ["--usable-rps-per-replica", "2.0", "--cold-start-s", "300", "--max-repli
 
 
 def start() -> subprocess.Popen[str]:
+    return start_with()
+
+
+def start_with(*flags: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "inferfleet", "policy-replay", *ARGS],
+        [sys.executable, "-m", "inferfleet", "policy-replay", *ARGS, *flags],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -138,3 +142,79 @@ def test_bad_flags_are_named(flags, message, capsys):
 
     assert main(["policy-replay", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def _replay(records: list[dict[str, object]], *flags: str) -> list[int]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "inferfleet", "policy-replay", *ARGS, *flags],
+        input="".join(json.dumps(r) + "\n" for r in records),
+        capture_output=True,
+        check=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    return [json.loads(x)["replicas"] for x in proc.stdout.splitlines()]
+
+
+def test_what_the_fleet_did_is_optional_and_unknown_keys_are_ignored():
+    old = lines(40)
+    silent = [
+        {**r, "ready": None, "waiting": None, "served": None, "ttft_p99_s": None, "zone": "b"}
+        for r in old
+    ]
+    assert _replay(silent, "--ttft-slo-s", "1.5") == _replay(old)
+
+
+def test_a_fleet_that_misses_the_slo_gets_more_replicas_than_the_plan_alone_gives():
+    """10 req/s at a declared 2 req/s per replica: the plan says 5 (+ spare). The replicas
+    really serve 1.2 req/s each, and queue what they cannot, so the SLO guard and the
+    measured capacity must find the 9 it takes, in lockstep with the answers."""
+    with start_with("--ttft-slo-s", "1.5") as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        ready, answers = 5, []
+        for k in range(40):
+            capacity = ready * 1.2 * 60
+            full = capacity < 600
+            record = {"t": 60 * (k + 1), "requests": 600, "ready": ready,
+                      "served": round(min(600, capacity)), "waiting": 100 if full else 0,
+                      "ttft_p99_s": 4.0 if full else 0.6}  # fmt: skip
+            proc.stdin.write(json.dumps(record) + "\n")
+            proc.stdin.flush()
+            answers.append(json.loads(proc.stdout.readline())["replicas"])
+            ready = answers[-1]  # warm at once: this tests the reaction, not the cold start
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    plain = _replay([{"t": 60 * (k + 1), "requests": 600} for k in range(40)])
+    assert plain[-1] < 9 <= answers[-1] <= 14
+    assert answers[1] >= 9  # the second scrape over the SLO acts at once
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ('{"t": 120, "requests": 5, "ready": -1}', "'ready' must be a non-negative integer"),
+        ('{"t": 120, "requests": 5, "waiting": 1.5}', "'waiting' must be a non-negative integer"),
+        ('{"t": 120, "requests": 5, "served": "all"}', "'served' must be a non-negative integer"),
+        ('{"t": 120, "requests": 5, "ttft_p99_s": -0.1}', "'ttft_p99_s' must be a non-negative"),
+        ('{"t": 120, "requests": 5, "ttft_p99_s": true}', "'ttft_p99_s' must be a non-negative"),
+    ],
+)
+def test_a_bad_observation_is_named(bad, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "inferfleet", "policy-replay", *ARGS],
+        input='{"t": 60, "requests": 5}\n' + bad + "\n",
+        capture_output=True,
+        check=False,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_a_bad_slo_flag_is_named(capsys):
+    from inferfleet.cli import main
+
+    assert main(["policy-replay", *ARGS, "--ttft-slo-s", "0"]) == 2
+    assert "--ttft-slo-s must be > 0, got 0.0" in capsys.readouterr().err

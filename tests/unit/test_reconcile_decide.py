@@ -10,6 +10,7 @@ from dataclasses import replace
 from functools import cache
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
@@ -241,8 +242,13 @@ def test_one_tick_gives_the_same_replicas_in_the_operator_policy_replay_and_simu
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     from_flags = config_from_args(parser.parse_args(CLI_ARGS))
-    # The same policy settings (the pool's 16-GPU cap is the CLI's --max-replicas 16).
-    assert replace(config, max_gpus=None, static_replicas=None) == from_flags
+    # The same policy settings (the pool's 16-GPU cap is the CLI's --max-replicas 16; the
+    # closed loop's SLO and per-replica token rates come from the spec, which the CLI lacks,
+    # and matter only once the lines carry what the replicas report).
+    assert (
+        replace(config, max_gpus=None, static_replicas=None, closed_loop=from_flags.closed_loop)
+        == from_flags
+    )
     trace = Trace(start_s=START_S, interval_s=60, requests=tuple(REQUESTS))
     _, decisions = replay_policy(trace, ScalingPolicy(config))
     simulated = [d.desired_replicas for d in decisions]
@@ -258,3 +264,114 @@ def test_one_tick_gives_the_same_replicas_in_the_operator_policy_replay_and_simu
     assert replayed == simulated
     assert _operator_replicas() == simulated
     assert max(simulated) > min(simulated)  # the trace makes the policy move
+
+
+# --- the closed loop in the operator ----------------------------------------------------------
+
+
+def _fleet_at(speed: float, passes: int, demand_rps: float = 12.0) -> list[Effects]:
+    """Passes over a fleet whose replicas serve `speed` x the planned 2 req/s, queueing the
+    rest: what vLLM's metrics would show. A replica asked for is ready two passes later (the
+    pool's 120 s cold start at 60 s a pass); one removed goes at once."""
+    obs = _observation(planned=_scaled_fleet()[0])
+    out = []
+    asked = [6]
+    waiting = 0.0
+    for k in range(passes):
+        ready = min(asked[-3:])
+        t = float(START_S + 60 * (k + 1))
+        capacity = ready * 2.0 * speed
+        waiting = max(0.0, waiting + 60 * (demand_rps - capacity))
+        pool = PoolMetrics(
+            "l40s",
+            replicas_reporting=Sample(ready, 0.0),
+            request_rate_rps=Sample(min(demand_rps + waiting / 60, capacity), 0.0),
+            requests_waiting=Sample(waiting, 0.0),
+            ttft_p99_s=Sample(4.0 if waiting else 0.5, 0.0),
+        )
+        snapshot = MetricsSnapshot("llm", "code-8b", t, True, pools=(pool,))
+        obs = replace(obs, now_s=t, policy_now_s=t, snapshot=snapshot)
+        effects = decide(obs)
+        out.append(effects)
+        assert effects.status.replicas is not None
+        asked.append(effects.status.replicas.desired)
+        obs = _next(obs, effects, t)
+    return out
+
+
+def _events(effects: list[Effects], reason: str) -> list[str]:
+    return [w.message for e in effects for w in e.writes if isinstance(w, PostEvent)
+            and w.reason == reason]  # fmt: skip
+
+
+def test_slower_replicas_are_measured_said_once_and_scaled_for_at_once():
+    passes = _fleet_at(speed=0.6, passes=30)
+    last = passes[-1].status
+    assert last.replicas is not None and last.replicas.desired >= 10  # 12 req/s at 1.2 each
+    (capacity,) = last.capacity
+    assert capacity.predicted_rps == "2" and capacity.measured_rps is not None
+    assert float(capacity.measured_rps) == pytest.approx(1.2, rel=0.1)
+    assert capacity.saturated_samples >= 1 and float(capacity.confidence_percent) >= 50
+    diverges = _events(passes, "CapacityDiverges")
+    assert len(diverges) == 1 and "against 2 predicted" in diverges[0]
+    scaled = _events(passes, "Scaled")
+    assert any("SLO guard" in m and "TTFT P99 4 s > SLO 1.5 s" in m for m in scaled)
+
+
+def test_replicas_as_fast_as_planned_are_not_news():
+    passes = _fleet_at(speed=1.0, passes=30, demand_rps=6.0)
+    assert _events(passes, "CapacityDiverges") == []
+    assert not any("SLO guard" in m for m in _events(passes, "Scaled"))
+
+
+OBSERVED = [  # (requests = served, ready, waiting, TTFT P99 s) per minute: a queue, then calm
+    (600 + 30 * (k % 5), 4 + k // 12, 3000.0 if 8 <= k < 20 else 0.0, 3.0 if 8 <= k < 20 else 0.4)
+    for k in range(60)
+]
+
+
+def test_what_the_replicas_report_moves_the_operator_and_policy_replay_alike():
+    """The closed loop behind both: the operator's snapshot and policy-replay's optional keys
+    reach the same `LoadSample`, so the same observations give the same replicas."""
+    obs = _observation(planned=_scaled_fleet()[0])
+    operator = []
+    for k, (count, ready, waiting, ttft) in enumerate(OBSERVED):
+        t = float(START_S + 60 * (k + 1))
+        pool = PoolMetrics(
+            "l40s",
+            replicas_reporting=Sample(ready, 0.0),
+            request_rate_rps=Sample(count / 60, 0.0),
+            requests_waiting=Sample(waiting, 0.0),
+            ttft_p99_s=Sample(ttft, 0.0),
+        )
+        snapshot = MetricsSnapshot("llm", "code-8b", t, True, pools=(pool,))
+        obs = replace(obs, now_s=t, policy_now_s=t, snapshot=snapshot)
+        effects = decide(obs)
+        assert effects.status.replicas is not None
+        operator.append(effects.status.replicas.desired)
+        obs = _next(obs, effects, t)
+    lines = "".join(
+        json.dumps({"t": START_S + 60 * (k + 1), "requests": count, "served": count,
+                    "ready": ready, "waiting": int(waiting), "ttft_p99_s": ttft}) + "\n"
+        for k, (count, ready, waiting, ttft) in enumerate(OBSERVED)
+    )  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "inferfleet", "policy-replay", *CLI_ARGS, "--ttft-slo-s", "1.5"],
+        input=lines, capture_output=True, text=True, cwd=REPO, timeout=120, check=True,
+    )  # fmt: skip
+    replayed = [json.loads(line)["replicas"] for line in done.stdout.splitlines()]
+    assert replayed == operator
+    plain = _replay_plain()
+    assert max(operator) > max(plain)  # the queue moved them both
+
+
+def _replay_plain() -> list[int]:
+    lines = "".join(
+        json.dumps({"t": START_S + 60 * (k + 1), "requests": count}) + "\n"
+        for k, (count, *_rest) in enumerate(OBSERVED)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "inferfleet", "policy-replay", *CLI_ARGS],
+        input=lines, capture_output=True, text=True, cwd=REPO, timeout=120, check=True,
+    )  # fmt: skip
+    return [json.loads(line)["replicas"] for line in done.stdout.splitlines()]

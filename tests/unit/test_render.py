@@ -10,7 +10,14 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controllers.api.v1alpha1 import InferenceFleet, LoraSpec, PlanStatus, PlanStep, PoolPlanStatus
+from controllers.api.v1alpha1 import (
+    InferenceFleet,
+    LoraSpec,
+    PlanStatus,
+    PlanStep,
+    PoolPlanStatus,
+    parse_duration_s,
+)
 from controllers.policy.render import (
     MANIFEST_HASH_ANNOTATION,
     PLAN_HASH_ANNOTATION,
@@ -212,6 +219,12 @@ def test_keda_mode_hands_replicas_to_a_scaled_object_with_the_forecast_floor():
     assert {t["metadata"]["serverAddress"] for t in scaled["spec"]["triggers"]} == {
         "http://prom:9090"
     }
+    # The SLO guard's latency signals too, as Values against the SLO (scaled by their ratio).
+    latency = {t["name"]: t for t in scaled["spec"]["triggers"] if t.get("metricType") == "Value"}
+    ttft = latency["vllm-ttft-p99"]["metadata"]
+    assert float(ttft["threshold"]) == parse_duration_s(spec.slo.ttft_p99)
+    assert "vllm:time_to_first_token_seconds_bucket" in ttft["query"]
+    assert ("vllm-itl-p99" in latency) == (spec.slo.itl_p99 is not None)
     # Without a Prometheus to query, no ScaledObject (KEDA would have nothing to scale on).
     (bare,) = render_fleet("chat-70b", "llm", spec, plan, {"h100": 5})
     assert bare.scaled_object is None

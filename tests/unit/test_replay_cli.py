@@ -165,3 +165,34 @@ def test_bad_trace_is_one_line_and_exit_2(tmp_path, capsys, content, message):
     )
     err = capsys.readouterr().err
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def _true_capacity(tmp_path: Path, capsys: pytest.CaptureFixture[str], factor: str) -> dict:
+    trace = write_trace(tmp_path / "t.csv", COUNTS * 3)
+    args = ["simulate", "--trace", str(trace), "--usable-rps-per-replica", "2"]
+    args += ["--cold-start-s", "300", "--output", "json", "--true-capacity-factor", factor]
+    assert main(args) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("factor", ["0.6", "1.6"])
+def test_a_fleet_off_its_declared_capacity_is_caught_by_the_closed_loop(tmp_path, capsys, factor):
+    out = _true_capacity(tmp_path, capsys, factor)
+    p = out["policies"]
+    assert out["trueCapacityFactor"] == float(factor)
+    assert p["oracle (true capacity)"]["sloMetShare"] == 1.0
+    assert p["oracle (true capacity)"]["timedOutRequests"] == 0
+    closed, blind = p["predictive"], p["predictive, open loop"]
+    if factor == "0.6":  # blind to the shortfall it queues and drops; the closed loop does not
+        assert blind["timedOutRequests"] > 0 == closed["timedOutRequests"]
+        assert closed["sloMetShare"] > blind["sloMetShare"] + 0.2
+    else:  # blind to the headroom it pays for it; the closed loop measures it and shrinks
+        assert closed["replicaHours"] < blind["replicaHours"]
+
+
+def test_a_bad_capacity_factor_is_named(tmp_path, capsys):
+    trace = write_trace(tmp_path / "t.csv", COUNTS)
+    args = ["simulate", "--trace", str(trace), "--usable-rps-per-replica", "2"]
+    args += ["--cold-start-s", "300", "--true-capacity-factor", "0"]
+    assert main(args) == 2
+    assert "--true-capacity-factor must be above 0" in capsys.readouterr().err

@@ -16,8 +16,10 @@ from controllers.api.conditions import Status as ConditionStatus
 from controllers.api.v1alpha1 import (
     InferenceFleetSpec,
     PlanStatus,
+    PoolCapacity,
     TokenPercentiles,
     parse_decimal,
+    parse_duration_s,
 )
 from controllers.policy.monitoring.snapshot import MetricsSnapshot, Sample, value_of
 from controllers.policy.monitoring.thresholds import Thresholds
@@ -173,11 +175,28 @@ def _tokens(samples: Sequence[Sample | None], current: TokenPercentiles) -> dict
     return {"p50": values[0], "p95": values[1], "p99": values[2]}
 
 
-def observed_workload(snapshot: MetricsSnapshot, spec: InferenceFleetSpec) -> dict[str, Any]:
-    """The `spec.workload` fields as Prometheus saw them (camelCase, ready to patch in)."""
+# Measured capacity replaces the plan's figure in a re-plan once this sure of it (percent).
+MEASURED_CAPACITY_CONFIDENCE = 50.0
+
+
+def trusted_capacity(capacity: PoolCapacity | None) -> str | None:
+    """The measured req/s per replica a re-plan should use, or None while it is unsure."""
+    if capacity is None or capacity.measured_rps is None:
+        return None
+    if float(capacity.confidence_percent) < MEASURED_CAPACITY_CONFIDENCE:
+        return None
+    return f"{float(capacity.measured_rps):.3f}"
+
+
+def observed_workload(
+    snapshot: MetricsSnapshot, spec: InferenceFleetSpec, capacity: PoolCapacity | None = None
+) -> dict[str, Any]:
+    """The `spec.workload` fields as Prometheus saw them (camelCase, ready to patch in), with
+    the measured usable req/s per replica once it is trusted."""
     w = snapshot.workload
     current = spec.workload
     peak = value_of(w.peak_request_rate_rps)
+    measured = trusted_capacity(capacity)
     return {
         "promptTokens": _tokens(
             (w.prompt_tokens_p50, w.prompt_tokens_p95, w.prompt_tokens_p99), current.prompt_tokens
@@ -190,14 +209,65 @@ def observed_workload(snapshot: MetricsSnapshot, spec: InferenceFleetSpec) -> di
             if peak is not None and peak > 0
             else current.peak_requests_per_second
         ),
+        **({"usableRPSPerReplica": measured} if measured is not None else {}),
     }
 
 
-def observed_spec(snapshot: MetricsSnapshot, spec: InferenceFleetSpec) -> InferenceFleetSpec:
+def observed_spec(
+    snapshot: MetricsSnapshot, spec: InferenceFleetSpec, capacity: PoolCapacity | None = None
+) -> InferenceFleetSpec:
     """The current spec with its workload replaced by the observed one (validated again)."""
     data = spec.model_dump(by_alias=True, exclude_none=True)
-    data["workload"].update(observed_workload(snapshot, spec))
+    data["workload"].update(observed_workload(snapshot, spec, capacity))
     return InferenceFleetSpec.model_validate(data)
+
+
+def slo_missed(snapshot: MetricsSnapshot, spec: InferenceFleetSpec, pool: str) -> str | None:
+    """What says the pool misses its SLO right now, in words; None when nothing does."""
+    metrics = snapshot.pool(pool)
+    if metrics is None:
+        return None
+    out = []
+    ttft, itl = value_of(metrics.ttft_p99_s), value_of(metrics.itl_p99_s)
+    ttft_slo = parse_duration_s(spec.slo.ttft_p99)
+    if ttft is not None and ttft > ttft_slo:
+        out.append(f"TTFT P99 {ttft:.3g} s > SLO {ttft_slo:.3g} s")
+    itl_slo = parse_duration_s(spec.slo.itl_p99) if spec.slo.itl_p99 else None
+    if itl is not None and itl_slo is not None and itl > itl_slo:
+        out.append(f"ITL P99 {1000 * itl:.3g} ms > SLO {1000 * itl_slo:.3g} ms")
+    waiting, ready = value_of(metrics.requests_waiting), value_of(metrics.replicas_reporting)
+    if waiting and ready and waiting >= ready:
+        out.append(f"{waiting:.0f} requests waiting on {ready:.0f} replicas")
+    return ", ".join(out) or None
+
+
+def _basis(
+    snapshot: MetricsSnapshot, spec: InferenceFleetSpec, capacity: PoolCapacity | None
+) -> str:
+    """Which measurements the re-plan used, beside what the spec said."""
+    workload = observed_workload(snapshot, spec, capacity)
+    planned = spec.workload
+
+    def lengths(kind: str, p: TokenPercentiles) -> str:
+        seen = workload[kind]
+        return f"{seen['p50']}/{seen['p95']}/{seen['p99']} (planned {p.p50}/{p.p95}/{p.p99})"
+
+    parts = [
+        f"observed prompt tokens P50/P95/P99 {lengths('promptTokens', planned.prompt_tokens)}",
+        f"output {lengths('outputTokens', planned.output_tokens)}",
+        f"peak {workload['peakRequestsPerSecond']} req/s (planned "
+        f"{planned.peak_requests_per_second})",
+    ]
+    if capacity is not None and capacity.measured_rps is not None:
+        used = "used" if "usableRPSPerReplica" in workload else "not used yet"
+        parts.append(
+            f"measured {capacity.measured_rps} req/s per replica on pool {capacity.pool} "
+            f"(predicted {capacity.predicted_rps}; {capacity.confidence_percent} % confidence "
+            f"from {capacity.saturated_samples} saturated of {capacity.samples} samples; {used})"
+        )
+    else:
+        parts.append("no measured capacity yet (the plan's prediction)")
+    return "; ".join(parts)
 
 
 def _plan_summary(plan: PlanStatus) -> dict[str, Any]:
@@ -218,7 +288,11 @@ def _plan_summary(plan: PlanStatus) -> dict[str, Any]:
 
 
 def recommendation(
-    current: PlanStatus, proposed: PlanStatus, workload: Mapping[str, Any], reason: str
+    current: PlanStatus,
+    proposed: PlanStatus,
+    workload: Mapping[str, Any],
+    reason: str,
+    basis: str | None = None,
 ) -> dict[str, Any]:
     """`status.recommendation`: both plans, the difference, and the merge patch to accept it.
 
@@ -227,6 +301,7 @@ def recommendation(
     cost_delta = parse_decimal(proposed.cost_per_month) - parse_decimal(current.cost_per_month)
     return {
         "reason": reason,
+        **({"basis": basis} if basis else {}),
         "current": _plan_summary(current),
         "proposed": _plan_summary(proposed),
         "gpuDelta": proposed.total_gpus - current.total_gpus,
@@ -241,11 +316,29 @@ def propose_resize(
     hf_config: dict[str, Any],
     current: PlanStatus,
     reason: str,
+    capacity: PoolCapacity | None = None,
 ) -> dict[str, Any]:
-    """`status.recommendation` in one call: re-plan the observed workload and diff the plans.
+    """`status.recommendation` in one call: re-plan the observed workload (lengths, peak, and
+    the measured capacity per replica once trusted) and diff the plans; `basis` says which
+    measurements drove it.
+
+    While the SLO is being missed it never proposes fewer GPUs: the plan it would make is named
+    in the reason, the proposal stays the current one and there is nothing to accept.
 
     Raises `sizing.errors.SizingError` when the observed workload cannot be served at all;
     that is itself the answer to report (e.g. prompts outgrew every pool).
     """
-    proposed = plan_status(plan_spec(observed_spec(snapshot, spec), hf_config))
-    return recommendation(current, proposed, observed_workload(snapshot, spec), reason)
+    proposed = plan_status(plan_spec(observed_spec(snapshot, spec, capacity), hf_config))
+    workload = observed_workload(snapshot, spec, capacity)
+    basis = _basis(snapshot, spec, capacity)
+    missed = slo_missed(snapshot, spec, current.pools[0].pool) if current.pools else None
+    if missed is not None and proposed.total_gpus < current.total_gpus:
+        held = recommendation(current, current, workload, reason, basis)
+        held["reason"] = (
+            f"{reason}; the observed workload plans to {proposed.total_gpus} GPUs, fewer than "
+            f"the {current.total_gpus} planned now, but {missed}: no fewer GPUs while the SLO "
+            "is missed"
+        )
+        held["accept"] = None
+        return held
+    return recommendation(current, proposed, workload, reason, basis)

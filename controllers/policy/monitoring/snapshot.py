@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from controllers.api.conditions import Status as ConditionStatus
+from controllers.policy.scaling.capacity import LoadSample
 from controllers.policy.scaling.policy import Metrics
 
 # --- the snapshot the Prometheus adapter fills --------------------------------------------
@@ -91,10 +92,27 @@ class MetricsSnapshot:
         return next((p for p in self.pools if p.pool == name), None)
 
 
+def load_sample(pool: PoolMetrics) -> LoadSample:
+    """What the pool's replicas report, for measured capacity and the SLO guard."""
+    ready = value_of(pool.replicas_reporting)
+    return LoadSample(
+        ready=None if ready is None else round(ready),
+        served_rps=value_of(pool.request_rate_rps),
+        prompt_tok_per_s=value_of(pool.prompt_tok_per_s),
+        gen_tok_per_s=value_of(pool.generation_tok_per_s),
+        waiting=value_of(pool.requests_waiting),
+        running=value_of(pool.requests_running),
+        kv_usage_ratio=value_of(pool.kv_cache_usage_ratio),
+        ttft_p99_s=value_of(pool.ttft_p99_s),
+        itl_p99_s=value_of(pool.itl_p99_s),
+    )
+
+
 def scaling_metrics(pool: PoolMetrics | None) -> Metrics:
-    """The scaling policy's input for one pool: req/s, tokens/s, and the oldest age used."""
+    """The scaling policy's input for one pool: req/s, tokens/s, what the replicas report,
+    and the oldest age used."""
     if pool is None or pool.request_rate_rps is None:
-        return Metrics(rps=None)
+        return Metrics(rps=None, load=None if pool is None else load_sample(pool))
     used = [pool.request_rate_rps]
     tok_per_s = None
     if pool.prompt_tok_per_s is not None and pool.generation_tok_per_s is not None:
@@ -104,6 +122,7 @@ def scaling_metrics(pool: PoolMetrics | None) -> Metrics:
         rps=pool.request_rate_rps.value,
         tok_per_s=tok_per_s,
         age_s=max(sample.age_s for sample in used),
+        load=load_sample(pool),
     )
 
 

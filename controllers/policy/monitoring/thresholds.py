@@ -43,6 +43,8 @@ class Thresholds:
     resize_peak_clear_percent: float = 70.0
     resize_fire_after_s: float = 1800.0
     resize_clear_after_s: float = 3600.0
+    # Measured capacity per replica this far from the prediction (either way) is an Event.
+    capacity_divergence_percent: float = 25.0
 
 
 # spec.monitoring.thresholds key -> Thresholds field. Keys are camelCase like the rest of the API.
@@ -69,6 +71,7 @@ THRESHOLD_KEYS: Mapping[str, str] = {
     "resizePeakClearPercent": "resize_peak_clear_percent",
     "resizeFireAfterSeconds": "resize_fire_after_s",
     "resizeClearAfterSeconds": "resize_clear_after_s",
+    "capacityDivergencePercent": "capacity_divergence_percent",
 }
 
 # (lower, upper) pairs that must stay ordered after overrides, or the bands make no sense.

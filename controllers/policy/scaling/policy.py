@@ -28,6 +28,13 @@ from typing import Any, Literal
 from croniter import croniter
 
 from controllers.api.v1alpha1 import ScalingSpec, parse_duration_s
+from controllers.policy.scaling.capacity import (
+    CapacityEstimator,
+    LoadSample,
+    PerReplica,
+    SLOLimits,
+    rps_in_limiting_unit,
+)
 from controllers.policy.scaling.forecast import (
     DAY_S,
     PROFILE_BIN_S,
@@ -36,6 +43,7 @@ from controllers.policy.scaling.forecast import (
     RampTracker,
     make_forecaster,
 )
+from controllers.policy.scaling.guard import GuardConfig, GuardVerdict, SLOGuard
 from controllers.policy.scaling.spare import SparePercentile
 
 Mode = Literal["predictive", "reactive", "static", "external", "keda"]
@@ -64,6 +72,17 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class ClosedLoop:
+    """What the closed loop judges production against: the SLO, the plan's per-replica token
+    rates (demand in the unit that limits), and the guard's settings."""
+
+    limits: SLOLimits = field(default_factory=SLOLimits)
+    prompt_tok_per_s_per_replica: float | None = None
+    gen_tok_per_s_per_replica: float | None = None
+    guard: GuardConfig = field(default_factory=GuardConfig)
+
+
+@dataclass(frozen=True)
 class ScalingConfig:
     """Everything the decision needs from the spec and the plan, units resolved."""
 
@@ -84,6 +103,7 @@ class ScalingConfig:
     stale_after_s: float | None = None  # None = three intervals
     forecaster: str = "seasonal"
     target_slo_met: float = 0.998  # share of intervals the ready replicas should cover
+    closed_loop: ClosedLoop = ClosedLoop()
 
     def __post_init__(self) -> None:
         checks = [
@@ -146,6 +166,7 @@ class Metrics:
     rps: float | None
     tok_per_s: float | None = None  # prompt + output tokens per second
     age_s: float = 0.0
+    load: LoadSample | None = None  # what the replicas report (closed loop); None = nothing
 
 
 @dataclass(frozen=True)
@@ -158,6 +179,9 @@ class TickInput:
     ramp_growth_rps: float | None  # high-percentile growth over one cold start
     spare_note: str = ""  # which percentile, and why (from `SparePercentile.describe`)
     recent: tuple[tuple[float, int], ...] = ()  # (time, recommendation) in the window
+    capacity_rps: float | None = None  # measured/blended req/s per replica; None: the plan's
+    capacity_note: str = ""  # which measurement set it
+    guard: GuardVerdict | None = None
 
 
 @dataclass(frozen=True)
@@ -181,9 +205,12 @@ def replicas_for(rps: float, rps_per_replica: float) -> int:
     return max(0, math.ceil(rps / rps_per_replica - 1e-9))
 
 
-def rps_per_replica(config: ScalingConfig, metrics: Metrics) -> float:
-    """Usable req/s per replica, lowered when today's requests carry more tokens than planned."""
-    usable = config.usable_rps_per_replica
+def rps_per_replica(
+    config: ScalingConfig, metrics: Metrics, usable_rps: float | None = None
+) -> float:
+    """Usable req/s per replica (the plan's unless given), lowered when today's requests carry
+    more tokens than the spec's per-replica token budget."""
+    usable = config.usable_rps_per_replica if usable_rps is None else usable_rps
     tok = config.usable_tok_per_s_per_replica
     if tok and metrics.tok_per_s and metrics.rps:
         usable = min(usable, tok / (metrics.tok_per_s / metrics.rps))
@@ -210,7 +237,7 @@ def decide(tick: TickInput) -> ScalingDecision:
     """Desired replicas for this interval, with the reason."""
     cfg, m = tick.config, tick.metrics
     current = tick.current_replicas
-    per_replica = rps_per_replica(cfg, m)
+    per_replica = rps_per_replica(cfg, m) if tick.capacity_rps is None else tick.capacity_rps
     known = m.rps is not None and math.isfinite(m.rps) and m.age_s <= cfg.stale_limit_s
     schedule_floor = max((s.min_replicas for s in cfg.schedules if s.active(tick.now_s)), default=0)
     spare, spare_why = warm_spare(cfg, tick.ramp_growth_rps, per_replica, tick.spare_note)
@@ -254,7 +281,12 @@ def decide(tick: TickInput) -> ScalingDecision:
                 )
         if cfg.mode != "reactive" and schedule_floor:
             candidates.append((schedule_floor, f"schedule floor {schedule_floor}"))
+    guard = tick.guard if cfg.mode != "static" else None
+    if guard is not None and guard.floor is not None:
+        candidates.append((guard.floor, guard.reason))
     recommended, why = max(candidates, key=lambda c: c[0])
+    if tick.capacity_note:
+        why += f" ({tick.capacity_note})"
     if not known and cfg.mode != "static":
         blind = (
             f"metrics stale (age {m.age_s:.0f} s > {cfg.stale_limit_s:.0f} s)"
@@ -271,7 +303,10 @@ def decide(tick: TickInput) -> ScalingDecision:
         (tick.now_s, recommended),
     )
     desired = recommended
-    if recommended < current and cfg.mode != "static":
+    if recommended < current and guard is not None and guard.hold:
+        desired = current
+        why += "; no scale-down while the SLO guard holds"
+    elif recommended < current and cfg.mode != "static":
         desired = max(r for _, r in window)
         step = max(1, math.ceil(current * SCALE_DOWN_STEP_FRACTION))
         desired = min(current, max(desired, current - step))
@@ -308,18 +343,63 @@ class ScalingPolicy:
         self.ramps = RampTracker(config.interval_s, config.cold_start_s)
         self.spare = SparePercentile(config.target_slo_met, config.cold_start_n)
         self.recent: tuple[tuple[float, int], ...] = ()
+        loop = config.closed_loop
+        self.capacity = CapacityEstimator(
+            PerReplica(
+                config.usable_rps_per_replica,
+                loop.prompt_tok_per_s_per_replica,
+                loop.gen_tok_per_s_per_replica,
+            ),
+            loop.limits,
+        )
+        self.guard = SLOGuard(
+            loop.limits, loop.guard, config.scale_down_stabilization_s, config.interval_s
+        )
+
+    def capacity_rps(self, now_s: float, metrics: Metrics) -> tuple[float | None, str]:
+        """Usable req/s per replica in the unit that limits, once the closed loop knows more
+        than the plan (a measurement, or the plan's token rates); None: the plan's figure."""
+        estimate = self.capacity.estimate(now_s)
+        loop = self.config.closed_loop
+        planned_tokens = loop.prompt_tok_per_s_per_replica or loop.gen_tok_per_s_per_replica
+        if estimate.measured is None and not planned_tokens:
+            return None, ""
+        load = metrics.load or LoadSample()
+        rate, unit = rps_in_limiting_unit(
+            self.capacity.current(now_s), load.served_rps, load.prompt_tok_per_s, load.gen_tok_per_s
+        )
+        rate = rps_per_replica(self.config, metrics, rate)
+        if estimate.measured is None:
+            return rate, f"{rate:.3g} RPS per replica planned, {unit} limit"
+        return rate, (
+            f"{rate:.3g} RPS per replica, {unit} limit: measured "
+            f"{estimate.measured.rps:.3g} at {100 * estimate.confidence:.0f} % confidence "
+            f"({estimate.saturated_samples} saturated of {estimate.samples} samples), "
+            f"planned {self.config.usable_rps_per_replica:.3g}"
+        )
 
     def step(self, now_s: float, metrics: Metrics, current_replicas: int) -> ScalingDecision:
         """Learn from the interval ending at now_s, then decide replicas from now_s on."""
         fresh = metrics.age_s <= self.config.stale_limit_s
         rate = metrics.rps if fresh else None
+        load = metrics.load if fresh else None
+        if load is not None:
+            self.capacity.observe(now_s, load)
+        per_replica, note = self.capacity_rps(now_s, metrics)
+        believed = rps_per_replica(self.config, metrics) if per_replica is None else per_replica
+        seen = load or LoadSample()
+        planned, _ = rps_in_limiting_unit(
+            self.capacity.predicted, seen.served_rps, seen.prompt_tok_per_s, seen.gen_tok_per_s
+        )
+        planned = rps_per_replica(self.config, metrics, planned)
+        guard = self.guard.observe(now_s, load, current_replicas, rate, planned)
         self.forecaster.observe(now_s, rate)
         forecast = self.forecaster.forecast(now_s, self.config.horizon_s)
         expected_rps = None
         if self.config.mode != "reactive" and forecast.learned and rate is not None:
             expected_rps = max(rate, forecast.point_rps)
         self.ramps.observe(rate, expected_rps)
-        self.spare.observe(rate, rps_per_replica(self.config, metrics))
+        self.spare.observe(rate, believed)
         decision = decide(
             TickInput(
                 now_s=now_s,
@@ -330,6 +410,9 @@ class ScalingPolicy:
                 ramp_growth_rps=self.ramps.high_growth_rps(self.spare.quantile),
                 spare_note=self.spare.describe(),
                 recent=self.recent,
+                capacity_rps=per_replica,
+                capacity_note=note,
+                guard=guard,
             )
         )
         self.recent = decision.recent
@@ -342,6 +425,8 @@ class ScalingPolicy:
             "ramps": self.ramps.to_dict(),
             "spare": self.spare.to_dict(),
             "recent": [list(r) for r in self.recent],
+            "capacity": self.capacity.to_dict(),
+            "guard": self.guard.to_dict(),
         }
 
     @classmethod
@@ -353,6 +438,9 @@ class ScalingPolicy:
             if "spare" in data:  # state saved before the spare percentile was steered lacks it
                 policy.spare.load(data["spare"])
             policy.recent = tuple((float(t), int(r)) for t, r in data["recent"])
+            if "capacity" in data:  # state saved before the closed loop lacks these
+                policy.capacity.load(data["capacity"])
+                policy.guard.load(data["guard"])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"scaling policy state is not usable ({err!r}); start afresh") from err
         return policy
