@@ -195,7 +195,11 @@ def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -
     kv_bytes = kv_dtype_bytes(cfg.kv_cache_dtype, cfg.dtype, arch)
     seqs, batched = default_batching(gpu, cfg)
     budget_gib = gpu.memory_gib_reported * cfg.gpu_memory_utilization
-    stage_weights = stage_weights_bytes(arch, cfg.quantization, cfg.dtype, cfg.tp, cfg.pp)
+    # Every stage also holds the rotary cos/sin cache: one row per position, model dtype.
+    rope = arch.max_position_embeddings * arch.rotary_dim * value_bytes
+    stage_weights = tuple(
+        w + rope for w in stage_weights_bytes(arch, cfg.quantization, cfg.dtype, cfg.tp, cfg.pp)
+    )
     layers = arch.stage_layer_counts(cfg.pp)
 
     forward = _forward_peak_bytes(arch, batched, cfg.tp, value_bytes)

@@ -9,12 +9,15 @@ and so MoE models know their active parameters.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from sizing.checkpoint import CheckpointWeights
 from sizing.errors import InvalidInput
 from sizing.validate_config import check_model_config, check_params_b
 
+# Model types with learned or ALiBi positions: no rotary cos/sin cache.
+_NO_ROPE_TYPES = frozenset({"opt", "gpt2", "bloom", "mpt"})
 # Model types whose MLP is up -> activation -> down (two matrices), not gated (three).
 _UNGATED_MLP_TYPES = frozenset({"phi", "opt", "gpt2", "gpt_neox", "gptj", "falcon", "bloom", "mpt"})
 _DTYPE_NAMES = {
@@ -105,6 +108,9 @@ class ModelArch:
     has_vision: bool = False
     # Hybrid state-space layers (Nemotron-H): recurrent state elements per sequence per layer
     mamba_state_elements: int = 0
+    # The loaded tensors as the safetensors headers list them (None: derived from the shapes)
+    checkpoint: CheckpointWeights | None = None
+    partial_rotary_factor: float = 1.0  # share of head_dim that RoPE rotates
 
     @property
     def total_params(self) -> int:
@@ -117,6 +123,15 @@ class ModelArch:
     @property
     def vision_params(self) -> int:
         return self.params.other if self.has_vision else 0
+
+    @property
+    def rotary_dim(self) -> int:
+        """Width of the rotary cos/sin cache vLLM builds (one row per position)."""
+        if self.model_type in _NO_ROPE_TYPES:
+            return 0
+        if self.is_mla:
+            return self.qk_rope_head_dim
+        return int(self.head_dim * self.partial_rotary_factor)
 
     @property
     def is_moe(self) -> bool:
@@ -207,6 +222,16 @@ def _int(cfg: dict[str, Any], key: str, where: str, default: int | None = None) 
             field=f"config.json:{where}{key}",
         )
     return value
+
+
+def _fraction(cfg: dict[str, Any], key: str, where: str) -> float:
+    value = cfg.get(key, 1.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise InvalidInput(
+            f"config.json: key {where}{key!r} must be a number in (0, 1], got {value!r}",
+            field=f"config.json:{where}{key}",
+        )
+    return float(value)
 
 
 def _experts_only(qc: Any) -> bool:
@@ -440,6 +465,7 @@ def load_model_config(
         quantization_block_scaled=_block_scaled(config.get("quantization_config")),
         has_vision=bool(config.get("vision_config")),
         mamba_state_elements=_mamba_state_elements(cfg),
+        partial_rotary_factor=_fraction(cfg, "partial_rotary_factor", where),
     )
 
 
@@ -463,4 +489,28 @@ def _reconcile(derived: ParamGroups, total: int, multimodal: bool) -> ParamGroup
             "shared_experts": round(derived.shared_experts * scale),
             "active_routed_experts": round(derived.active_routed_experts * scale),
         }
+    )
+
+
+def with_checkpoint(arch: ModelArch, weights: CheckpointWeights) -> ModelArch:
+    """The same model with its weights counted from the safetensors headers.
+
+    When nothing is packed below 16 bit the headers also give the exact parameter count: the
+    encoder's elements become the vision parameters and the rest spreads over the layers as a
+    stated total does.
+    """
+    if weights.num_layers != arch.num_layers:
+        raise InvalidInput(
+            f"safetensors: summarized for {weights.num_layers} decoder layers, the config has "
+            f"{arch.num_layers}"
+        )
+    params = arch.params
+    encoder = weights.encoder[0]
+    if not weights.packed:
+        text_only = replace(params, other=0)
+        params = replace(
+            _reconcile(text_only, weights.float_elements - encoder, multimodal=False), other=encoder
+        )
+    return replace(
+        arch, params=params, checkpoint=weights, has_vision=arch.has_vision or encoder > 0
     )
