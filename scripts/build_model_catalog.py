@@ -56,6 +56,29 @@ UNQUANTIZED = {
     "Qwen/Qwen3-235B-A22B": "Qwen/Qwen3-235B-A22B-FP8",
 }
 
+# The vision towers' sizes the shared configs leave out (the profiler's encoder pass needs
+# them), as the checkpoints publish them in vision_config.
+_SIGLIP_GEMMA3 = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27,
+                  "num_attention_heads": 16, "image_size": 896, "patch_size": 14}  # fmt: skip
+_LLAMA4_VISION = {"hidden_size": 1408, "intermediate_size": 5632, "num_hidden_layers": 34,
+                  "num_attention_heads": 16, "image_size": 336, "patch_size": 14,
+                  "pixel_shuffle_ratio": 0.5}  # fmt: skip
+_PIXTRAL = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+            "num_attention_heads": 16, "image_size": 1540, "patch_size": 14}  # fmt: skip
+VISION = {
+    "google/gemma-3-12b-it": (_SIGLIP_GEMMA3, {}),
+    "google/gemma-3-27b-it": (_SIGLIP_GEMMA3, {}),
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct": (_LLAMA4_VISION, {}),
+    "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8": (_LLAMA4_VISION, {}),
+    "mistralai/Mistral-Small-3.1-24B-Instruct-2503": (_PIXTRAL, {"spatial_merge_size": 2}),
+    "mistralai/Mistral-Small-3.2-24B-Instruct-2506": (_PIXTRAL, {"spatial_merge_size": 2}),
+    "RedHatAI/Mistral-Small-3.1-24B-Instruct-2503-quantized.w8a8": (
+        _PIXTRAL, {"spatial_merge_size": 2}),
+    "meta-llama/Llama-3.2-11B-Vision": ({"hidden_size": 1280, "intermediate_size": 5120,
+        "num_hidden_layers": 32, "num_global_layers": 8, "num_attention_heads": 16,
+        "image_size": 560, "patch_size": 14, "max_num_tiles": 4}, {}),
+}  # fmt: skip
+
 
 def _repo_id(file: Path) -> str:
     return file.stem.replace("--", "/", 1)
@@ -90,6 +113,11 @@ def build(shared: Path) -> dict[str, dict[str, object]]:
         configs[repo_id] = {k: v for k, v in configs[sibling].items() if k != "quantization_config"}
         index[repo_id] = {"file": repo_id.replace("/", "--") + ".json", "verbatim": False,
                           "origin": f"{sibling} without its quantization_config"}  # fmt: skip
+    for repo_id, (vision, top) in VISION.items():
+        config = configs[repo_id]
+        config["vision_config"] = {**config["vision_config"], **vision}
+        config.update(top)
+        index[repo_id]["origin"] = f"{index[repo_id]['origin']}; vision_config sizes added"
     for repo_id, entry in index.items():
         config = configs[repo_id]
         entry["total_params_b"] = config.get("total_params_b")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sizing.checkpoint import CheckpointWeights
+from sizing.encoder import VisionTower, vision_tower
 from sizing.errors import InvalidInput
 from sizing.validate_config import check_model_config, check_params_b
 
@@ -106,6 +107,7 @@ class ModelArch:
     quantized_experts_only: bool = False  # checkpoint keeps attention/dense MLP in 16 bit
     quantization_block_scaled: bool = False  # FP8 with 2-D block scales (weight_block_size)
     has_vision: bool = False
+    vision: VisionTower | None = None  # the tower's shape, when vision_config gives it
     # Hybrid state-space layers (Nemotron-H): recurrent state elements per sequence per layer
     mamba_state_elements: int = 0
     # The loaded tensors as the safetensors headers list them (None: derived from the shapes)
@@ -464,6 +466,7 @@ def load_model_config(
         quantized_experts_only=num_experts > 0 and _experts_only(config.get("quantization_config")),
         quantization_block_scaled=_block_scaled(config.get("quantization_config")),
         has_vision=bool(config.get("vision_config")),
+        vision=vision_tower(config),
         mamba_state_elements=_mamba_state_elements(cfg),
         partial_rotary_factor=_fraction(cfg, "partial_rotary_factor", where),
     )

@@ -405,6 +405,14 @@ class ServingSpec(ApiModel):
     enforce_eager: bool = Field(
         default=False, description="Disable CUDA graphs (--enforce-eager): less memory, slower."
     )
+    limit_mm_per_prompt: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        alias="limitMMPerPrompt",
+        description="Images per prompt of a multimodal model (--limit-mm-per-prompt); 0 serves "
+        "it as text only and skips the encoder's start-up profile; vLLM's default when unset.",
+    )
 
 
 class ScheduleSpec(ApiModel):

@@ -110,6 +110,7 @@ def fleet_request(
         gpu_memory_utilization=parse_decimal(serving.gpu_memory_utilization),
         enforce_eager=serving.enforce_eager,
         vllm_version=engine_release(spec),
+        mm_items_per_prompt=serving.limit_mm_per_prompt,
         max_loras=lora.max_loras if lora else 0,
         max_lora_rank=lora.max_lora_rank if lora else 16,
         lora_adapter_bytes=(

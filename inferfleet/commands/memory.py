@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-num-batched-tokens", metavar="N",
                         help="default: vLLM's for this GPU")  # fmt: skip
     parser.add_argument("--enforce-eager", action="store_true")
+    parser.add_argument("--limit-mm-per-prompt", metavar="N",
+                        help="images per prompt of a multimodal model; 0 = text only (no "
+                             "encoder profile); default: vLLM's")  # fmt: skip
     parser.add_argument("--vllm-version", metavar="X.Y",
                         help="the vLLM release whose profiler to model (0.10 or newer; "
                              "default: the release of the image the chart pins)")  # fmt: skip
@@ -100,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         max_num_seqs=_int("--max-num-seqs", args.max_num_seqs),
         max_num_batched_tokens=_int("--max-num-batched-tokens", args.max_num_batched_tokens),
         enforce_eager=args.enforce_eager,
+        mm_items_per_prompt=_int("--limit-mm-per-prompt", args.limit_mm_per_prompt, minimum=0),
         vllm_version=args.vllm_version or DEFAULT_VLLM_RELEASE,
     )
     memory = estimate_memory(arch, gpu, engine, method=args.method)
