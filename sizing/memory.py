@@ -311,6 +311,12 @@ def _with_notes(
             f"(~{result.activation_gib:.2f} GiB) may not fit the {headroom:.2f} GiB left by "
             "gpu_memory_utilization: start-up can fail after KV sizing; lower it or enforce eager"
         )
+    if gpu.unified_memory and result.method == "vllm":
+        notes.append(
+            f"{gpu.name} shares its {gpu.memory_gib_reported:.1f} GiB with the host, and vLLM "
+            f"refuses to start unless {budget_gib:.1f} GiB (utilization x total) is free when it "
+            "starts: leave the OS and other processes their share (lower gpu_memory_utilization)"
+        )
     return MemoryBreakdown(**{**result.__dict__, "notes": tuple(notes)})
 
 

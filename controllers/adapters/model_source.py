@@ -2,7 +2,7 @@
 
 In order: the built-in offline catalog (shipped with the operator, see `model_catalog/`), then
 the Hugging Face Hub (or its mirror). A model neither knows is `ModelConfigUnavailable`, whose
-message lists what was tried. Results are cached per (name, revision, endpoint): a resolved
+message lists what was tried. Results are cached per (name, revision, token): a resolved
 model for good (a revision's files do not change under a pinned commit, and a branch moving is
 not worth a request per pass), a failure for a minute, so a fleet that names a missing model
 neither hammers the Hub nor waits long after its Secret or the mirror is fixed.
@@ -10,6 +10,8 @@ neither hammers the Hub nor waits long after its Secret or the mirror is fixed.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import time
 from collections import OrderedDict
@@ -95,14 +97,18 @@ class ModelResolver:
         self._clock = clock
         self._client_factory = client_factory
         self._cache: OrderedDict[
-            tuple[str, str, bool], tuple[float, ResolvedModel | ModelConfigUnavailable]
+            tuple[str, str, str], tuple[float, ResolvedModel | ModelConfigUnavailable]
         ] = OrderedDict()
+        # Fleets that name the same new model at once share one resolution.
+        self._inflight: dict[tuple[str, str, str], asyncio.Task[ResolvedModel]] = {}
 
     async def resolve(
         self, name: str, revision: str | None = None, token: str | None = None
     ) -> ResolvedModel:
         revision = revision or DEFAULT_REVISION
-        key = (name.lower(), revision, token is not None)
+        # Per token (by digest, never the token itself): a fleet is not answered with what
+        # another fleet's token could read.
+        key = (name.lower(), revision, hashlib.sha256((token or "").encode()).hexdigest())
         cached = self._cache.get(key)
         if cached is not None and (
             isinstance(cached[1], ResolvedModel) or self._clock() - cached[0] < FAILURE_TTL_S
@@ -111,10 +117,13 @@ class ModelResolver:
             if isinstance(cached[1], ModelConfigUnavailable):
                 raise cached[1]
             return cached[1]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._resolve(name, revision, token))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
         try:
-            result: ResolvedModel | ModelConfigUnavailable = await self._resolve(
-                name, revision, token
-            )
+            result: ResolvedModel | ModelConfigUnavailable = await asyncio.shield(task)
         except ModelConfigUnavailable as err:
             result = err
         self._cache[key] = (self._clock(), result)

@@ -122,3 +122,15 @@ def test_every_catalog_model_parses_and_is_found_whatever_the_case() -> None:
         assert found is not None, name
         arch = load_model_config(found.config, name=name)
         assert arch.total_params > 0
+
+
+def test_fleets_naming_the_same_model_at_once_share_one_fetch(hub: FakeHub) -> None:
+    resolver = ModelResolver(HubSettings(endpoint=hub.url))
+
+    async def many() -> list[int]:
+        found = await asyncio.gather(*(resolver.resolve(REPO, token=hub.token) for _ in range(20)))
+        return [f.checkpoint.stored_bytes for f in found if f.checkpoint]
+
+    sizes = asyncio.run(many())
+    assert len(sizes) == 20 and len(set(sizes)) == 1
+    assert sum(r.path.endswith("config.json") for r in hub.requests) == 1
