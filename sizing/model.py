@@ -17,6 +17,18 @@ from sizing.encoder import VisionTower, vision_tower
 from sizing.errors import InvalidInput
 from sizing.validate_config import check_model_config, check_params_b
 
+# Keys `transformers` leaves out of a saved config.json when they equal its config class's
+# default (`to_diff_dict`), for the classes whose Hub configs rely on that: what the file means.
+_CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma3_text": {  # Gemma3TextConfig
+        "vocab_size": 262_208, "max_position_embeddings": 131_072, "tie_word_embeddings": True,
+        "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+        "sliding_window": 4096,
+    },
+}  # fmt: skip
+# The text config's type when a multimodal config.json does not name it.
+_TEXT_TYPES = {"gemma3": "gemma3_text"}
 # Model types with learned or ALiBi positions: no rotary cos/sin cache.
 _NO_ROPE_TYPES = frozenset({"opt", "gpt2", "bloom", "mpt"})
 # Model types whose MLP is up -> activation -> down (two matrices), not gated (three).
@@ -347,6 +359,9 @@ def load_model_config(
     text = config.get("text_config") or config.get("llm_config")
     where = "text_config." if text else ""
     cfg: dict[str, Any] = {**text} if isinstance(text, dict) else config
+    text_type = cfg.get("model_type") or _TEXT_TYPES.get(str(config.get("model_type")), "")
+    defaults = _CLASS_DEFAULTS.get(str(text_type), {})
+    cfg = {**{k: v for k, v in defaults.items() if k not in config}, **cfg}
 
     hidden = _int(cfg, "hidden_size", where)
     layers = _int(cfg, "num_hidden_layers", where)
