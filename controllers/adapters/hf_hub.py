@@ -38,6 +38,8 @@ SINGLE_FILE = "model.safetensors"
 # mirror does not see a burst.
 _CONCURRENT_SHARDS = 8
 _TRUE = {"1", "true", "yes", "on"}
+# config.json and the shard index are kilobytes (a 1,000-shard index a few MB): more is not one.
+MAX_JSON_BYTES = 32 * 2**20
 
 
 class HubError(Exception):
@@ -116,6 +118,8 @@ class HubClient:
                     body += chunk
                     if wanted is not None and len(body) >= wanted:
                         break  # a server that ignored Range: stop reading the weights
+                    if wanted is None and len(body) > MAX_JSON_BYTES:
+                        raise HubError(f"{url}: larger than {MAX_JSON_BYTES} bytes")
         except httpx.HTTPError as err:
             raise HubError(f"{url}: {type(err).__name__}: {err}") from None
         if span is not None and status == 200:
