@@ -12,12 +12,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controllers.adapters.model_source import ModelCatalog
 from controllers.api.v1alpha1 import InferenceFleet
 from controllers.policy.planning import fleet_request, plan_spec, plan_status
 from inferfleet.cli import main
 from sizing.curve import Capacity
 from sizing.errors import ModelDoesNotFit, NoPoolFits
-from controllers.adapters.model_source import ModelCatalog
 from sizing.hardware import get_gpu
 from sizing.plan import PoolRequest, memoized, plan_fleet
 from tests.conftest import REPO
