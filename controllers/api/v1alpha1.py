@@ -204,6 +204,20 @@ class ConfigMapKeyRef(ApiModel):
     key: str = Field(default="config.json", description="Key holding the config.json text.")
 
 
+class SecretKeyRef(ApiModel):
+    name: str = Field(min_length=1, description="Secret in the fleet's namespace.")
+    key: str = Field(default="token", min_length=1, description="Key holding the value.")
+
+
+class HubSpec(ApiModel):
+    """How the operator reads a model from the Hugging Face Hub (or the mirror its
+    HF_ENDPOINT names) when neither hfConfig nor the built-in catalog has it."""
+
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="A Secret key holding a Hub access token (gated models)."
+    )
+
+
 class HFConfigSource(ApiModel):
     """Where the model's Hugging Face config.json comes from: inline, or a ConfigMap."""
 
@@ -235,9 +249,28 @@ class LoraSpec(ApiModel):
     )
 
 
+# The image the chart and the CRD default to; its tag is the vLLM release the memory model follows.
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.19.0"
+
+
 class ModelSpec(ApiModel):
-    name: str = Field(min_length=1, description="Model to serve, as passed to vLLM --model.")
-    hf_config: HFConfigSource = Field(description="The model's config.json.")
+    name: str = Field(
+        min_length=1,
+        description="Model to serve, as passed to vLLM --model: a Hugging Face repo id. Alone it "
+        "is enough: config.json comes from the built-in catalog, else the Hub.",
+    )
+    revision: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="Hub revision (branch, tag or commit) to read; main when unset.",
+    )
+    hf_config: HFConfigSource | None = Field(
+        default=None,
+        description="The model's config.json; resolved by name (catalog, then Hub) when unset.",
+    )
+    hub: HubSpec = Field(default_factory=HubSpec, description="Hugging Face Hub access.")
     parameter_count: Billions | None = Field(
         default=None,
         description="Total parameters in billions, e.g. '70.6'; derived from the "
@@ -251,7 +284,10 @@ class ModelSpec(ApiModel):
     )
     kv_cache_dtype: KVCacheDtype = Field(default="auto", description="KV-cache dtype.")
     image: str = Field(
-        default="vllm/vllm-openai:v0.19.0", min_length=1, description="vLLM container image."
+        default=DEFAULT_VLLM_IMAGE,
+        min_length=1,
+        description="vLLM container image; its tag (vX.Y.Z) is the release the memory model "
+        "follows unless engine.version says otherwise.",
     )
     lora: LoraSpec | None = Field(default=None, description="Multi-LoRA serving.")
     extra_args: list[str] = Field(default_factory=list, description="Extra vLLM arguments.")
@@ -369,6 +405,14 @@ class ServingSpec(ApiModel):
     enforce_eager: bool = Field(
         default=False, description="Disable CUDA graphs (--enforce-eager): less memory, slower."
     )
+    limit_mm_per_prompt: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        alias="limitMMPerPrompt",
+        description="Images per prompt of a multimodal model (--limit-mm-per-prompt); 0 serves "
+        "it as text only and skips the encoder's start-up profile; vLLM's default when unset.",
+    )
 
 
 class ScheduleSpec(ApiModel):
@@ -446,8 +490,18 @@ class MonitoringSpec(ApiModel):
     )
 
 
+class EngineSpec(ApiModel):
+    version: str | None = Field(
+        default=None,
+        pattern=r"^v?\d+\.\d+(\.\d+)?([.+-][0-9A-Za-z.]+)?$",
+        description="vLLM release the image runs (e.g. 0.11.0), for images whose tag does not "
+        "say (latest, a digest, a private build); read from the image tag when unset.",
+    )
+
+
 class InferenceFleetSpec(ApiModel):
     model: ModelSpec
+    engine: EngineSpec = Field(default_factory=EngineSpec)
     workload: WorkloadSpec
     slo: SLOSpec
     pools: list[PoolSpec] = Field(min_length=1, max_length=16)

@@ -49,6 +49,7 @@ from controllers.policy.monitoring.thresholds import resolve_thresholds
 from controllers.policy.render import EXTERNALLY_SCALED, drifted, object_name, render_fleet
 from controllers.reconcile.observe import POOL_COMPANIONS, Observation, Planned
 from controllers.reconcile.runtime import Remembered
+from sizing.checkpoint import CheckpointWeights
 from sizing.errors import SizingError
 
 # Policy memory is written to status at most this often (wall seconds) unless replicas change:
@@ -108,6 +109,7 @@ class ReplanRequest:
     plan: PlanStatus
     reason: str
     capacity: PoolCapacity | None = None  # the first pool's measured capacity, if any
+    checkpoint: CheckpointWeights | None = None  # exact weights, as the plan used them
 
 
 @dataclass(frozen=True)
@@ -419,6 +421,7 @@ def decide(obs: Observation) -> Effects:
             planned.plan,
             reason,
             decision.capacity[0] if decision.capacity else None,
+            planned.checkpoint,
         )
     history, remembered = _history_to_write(obs, decision)
     capacity, capacity_events = _capacity_to_write(
@@ -460,6 +463,7 @@ def replan(request: ReplanRequest) -> Recommendation:
             request.plan,
             request.reason,
             request.capacity,
+            request.checkpoint,
         )
     except SizingError as err:
         return Recommendation(reason=request.reason, error=str(err))

@@ -63,6 +63,7 @@ RULES: tuple[Rule, ...] = (
         "scaling.mode keda: one ScaledObject per pool carrying the forecast floor.",
     ),
     Rule(("",), ("configmaps",), ("get",), "spec.model.hfConfig.configMapRef."),
+    Rule(("",), ("secrets",), ("get",), "spec.model.hub.tokenSecretRef: a Hub access token."),
     Rule(
         ("", "events.k8s.io"),
         ("events",),

@@ -36,6 +36,7 @@ RESOURCES = (
     ("v1/services", "Service", False),
     ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True),
     ("v1/configmaps", "ConfigMap", False),
+    ("v1/secrets", "Secret", False),
     ("v1/events", "Event", False),
     ("v1/namespaces", "Namespace", False),
     # KEDA's CRD, as a cluster with KEDA installed serves it (scaling.mode keda).
