@@ -174,6 +174,7 @@ def spill(
                 "message": f"{warming} replicas placed and warming", "since": last.since,
             }  # fmt: skip
             owed.append((name, warming * usable, last.spilled_replicas))
+            continue  # what it owes goes to the pools after it
         if not owed:
             continue
         limit = _limit(pool, max_gpus)
