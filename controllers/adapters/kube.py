@@ -29,6 +29,7 @@ _MERGE = "application/merge-patch+json"
 _PLURALS = {
     "Deployment": "deployments",
     "Service": "services",
+    "Pod": "pods",
     "PodDisruptionBudget": "poddisruptionbudgets",
     "ConfigMap": "configmaps",
     "Event": "events",
