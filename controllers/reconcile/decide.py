@@ -371,7 +371,7 @@ def _acting(obs: Observation, planned: Planned, decision: FleetDecision) -> Acti
 
 def _grace_periods(obs: Observation, planned: Planned) -> dict[str, int]:
     """Each pool's grace period from the observed request-duration P99 (the plan's estimate
-    until there is one), kept where the running one is close enough."""
+    until there is one), kept where the running one is close enough (or in advisory mode)."""
     graces = {}
     snapshot = obs.snapshot if obs.snapshot is not None and obs.snapshot.reachable else None
     for pool in planned.plan.pools:
@@ -384,7 +384,11 @@ def _grace_periods(obs: Observation, planned: Planned) -> dict[str, int]:
         )
         template = ((_deployment(obs, pool.pool) or {}).get("spec") or {}).get("template") or {}
         current = (template.get("spec") or {}).get("terminationGracePeriodSeconds")
-        graces[pool.pool] = grace_period_s(request_s, current if isinstance(current, int) else None)
+        running = current if isinstance(current, int) else None
+        if is_advisory(planned.spec) and running is not None:
+            graces[pool.pool] = running  # advisory: no restart on what metrics say either
+        else:
+            graces[pool.pool] = grace_period_s(request_s, running)
     return graces
 
 

@@ -71,7 +71,7 @@ def test_advisory_mode_says_what_it_would_do_and_never_changes_replicas():
     assert len(would) <= len({e.status.replicas.advised for e in advisory if e.status.replicas})
     last = advisory[-1].status.replicas
     assert last is not None and last.desired == running and (last.advised or 0) > running
-    memory = advisory[-1].status.history.pools["l40s"]  # type: ignore[union-attr]
+    memory = advisory[-1].status.history.pools["l40s"]
     assert memory.replicas == running and memory.advised == last.advised
 
     obs = replace(obs, planned=_with_mode(planned, "predictive"))  # and back: it acts now
@@ -80,7 +80,7 @@ def test_advisory_mode_says_what_it_would_do_and_never_changes_replicas():
     (scaled,) = _events(acting, "Scaled")
     assert scaled.startswith(f"Scaled up code-8b-l40s from {running} to ")
     assert _deployment_replicas(acting)[0] > running
-    assert acting.status.history.pools["l40s"].advised is None  # type: ignore[union-attr]
+    assert acting.status.history.pools["l40s"].advised is None
 
 
 L40S = pool_plan(pool="l40s", gpu="L40S", tensor_parallel=1, replicas=3, gpus=3,
@@ -153,3 +153,27 @@ def test_a_scale_down_marks_the_least_loaded_pods_before_it_applies():
     costs = {w.name: w.annotations[DELETION_COST] for w in ordered.writes
              if isinstance(w, Annotate)}  # fmt: skip
     assert costs == {"busy": "9", "idle": "1"}
+
+
+def _grace(effects: Effects) -> list[int]:
+    return [w.manifest["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            for w in effects.writes
+            if isinstance(w, Apply) and w.manifest["kind"] == "Deployment"]  # fmt: skip
+
+
+def _request_p99(obs: Observation, t: float, seconds: float) -> Observation:
+    pools = (PoolMetrics("l40s", request_rate_rps=Sample(2.0, 0.0),
+                         request_duration_p99_s=Sample(seconds, 0.0)),)  # fmt: skip
+    return replace(obs, now_s=t, policy_now_s=t,
+                   snapshot=MetricsSnapshot("llm", "code-8b", t, True, pools=pools))  # fmt: skip
+
+
+def test_the_grace_period_follows_the_observed_request_duration_in_coarse_steps():
+    obs = _observation(planned=_scaled_fleet()[0])
+    first = decide(_request_p99(obs, START_S, 60.0))
+    assert _grace(first) == [120]  # 5 s + 1.25 x 60 s + 15 s, next step up
+    obs = _next(_request_p99(obs, START_S, 60.0), first, START_S)
+    assert _grace(decide(_request_p99(obs, START_S + 30, 70.0))) == []  # within the step
+    assert _grace(decide(_request_p99(obs, START_S + 30, 200.0))) == [300]  # requests need more
+    advisory = replace(obs, planned=_with_mode(obs.planned, "advisory"))
+    assert _grace(decide(_request_p99(advisory, START_S + 30, 200.0))) == []  # not in advisory
