@@ -30,6 +30,7 @@ _MERGE = "application/merge-patch+json"
 _PLURALS = {
     "Deployment": "deployments",
     "Service": "services",
+    "Pod": "pods",
     "PodDisruptionBudget": "poddisruptionbudgets",
     "ConfigMap": "configmaps",
     "Secret": "secrets",
@@ -123,6 +124,8 @@ class OwnedObjects(Protocol):
 
     def owned_by(self, owner: Owner) -> Mapping[ObjectKey, dict[str, Any]]: ...
 
+    def pods_of(self, owner: Owner) -> tuple[Mapping[str, Any], ...]: ...
+
 
 class KubeClient(Protocol):
     """The calls a reconcile makes: reads in observe, writes in act."""
@@ -136,6 +139,10 @@ class KubeClient(Protocol):
     async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None: ...
+
+    async def annotate(
+        self, api_version: str, kind: str, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> None: ...
 
     async def patch_status(self, owner: Owner, status: Mapping[str, Any]) -> dict[str, Any]: ...
 
@@ -243,6 +250,18 @@ class Kube:
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         try:
             await self._call("DELETE", object_path(api_version, kind, namespace, name))
+        except Rejected as err:
+            if err.status != 404:
+                raise
+
+    async def annotate(
+        self, api_version: str, kind: str, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> None:
+        """Merge annotations into an object; one that is gone already needs none."""
+        path = object_path(api_version, kind, namespace, name)
+        body = {"metadata": {"annotations": dict(annotations)}}
+        try:
+            await self._call("PATCH", path, body=body, content_type=_MERGE)
         except Rejected as err:
             if err.status != 404:
                 raise

@@ -180,7 +180,7 @@ Quantization = Literal["auto", "none", "fp8", "int8", "int4", "awq", "gptq", "mx
 KVCacheDtype = Literal["auto", "fp8"]
 ModelDtype = Literal["auto", "bfloat16", "float16", "float32"]
 StoragePathName = Literal["nvme", "network", "object-store"]
-ScalingMode = Literal["predictive", "reactive", "static", "external", "keda"]
+ScalingMode = Literal["predictive", "reactive", "static", "external", "keda", "advisory"]
 Predictability = Literal["predictable", "new"]
 SizingMethod = Literal["vllm", "guide"]
 Severity = Literal["info", "warning", "critical"]
@@ -427,7 +427,8 @@ class ScalingSpec(ApiModel):
     mode: ScalingMode = Field(
         default="predictive",
         description="predictive (forecast + warm floor + reactive), reactive, static (the "
-        "plan's count), external (never write replicas), keda (write a ScaledObject).",
+        "plan's count), external (never write replicas), keda (write a ScaledObject), advisory "
+        "(decide as predictive, report what it would do, never change replicas).",
     )
     min_replicas: int = Field(default=1, ge=0, description="Replica floor of the first pool.")
     max_replicas: int | None = Field(
@@ -456,6 +457,11 @@ class ScalingSpec(ApiModel):
     )
     interval: Interval = Field(
         default="30s", description="Reconcile/decision interval, between 1s and 60m."
+    )
+    pending_deadline: Duration = Field(
+        default="5m",
+        description="How long a replica may wait for a node before it no longer counts as "
+        "coming capacity: the fleet is Degraded and its shortfall spills to the next pool.",
     )
     slo_guard_scrapes: int = Field(
         default=2,
@@ -627,6 +633,22 @@ class ReplicaStatus(ApiModel):
     desired: int = 0
     ready: int = 0
     warming: int = 0
+    pending: int = Field(default=0, description="Replicas unschedulable past the deadline.")
+    advised: int | None = Field(
+        default=None, description="scaling.mode advisory: what the autoscaler would ask for."
+    )
+
+
+class PendingPool(ApiModel):
+    """Replicas of one pool that the scheduler has not placed within the deadline."""
+
+    pool: str
+    replicas: int
+    reason: str = Field(description="The scheduler's reason, e.g. Unschedulable, FailedCreate.")
+    message: str = ""
+    since: str = Field(description="When the oldest of them started waiting.")
+    spilled_to: str | None = Field(default=None, description="The pool covering the shortfall.")
+    spilled_replicas: int = 0
 
 
 class ForecastStatus(ApiModel):
@@ -725,6 +747,7 @@ class PoolMemory(ApiModel):
     """One pool's scaling-policy memory: what it last decided, when, and its learned state."""
 
     replicas: int | None = None
+    advised: int | None = None  # scaling.mode advisory: what it would ask for
     reason: str | None = None
     stepped_at: float | None = None
     policy: dict[str, Any] | None = Field(
@@ -758,6 +781,9 @@ class InferenceFleetStatus(ApiModel):
     replicas: ReplicaStatus | None = None
     forecast: ForecastStatus | None = None
     findings: list[Finding] = Field(default_factory=list)
+    pending: list[PendingPool] = Field(
+        default_factory=list, description="Pools with replicas no node would take."
+    )
     recommendation: Recommendation | None = None
     capacity: list[PoolCapacity] = Field(
         default_factory=list, description="Predicted and measured capacity per pool."

@@ -188,7 +188,7 @@ def _step_pool(
         if primary:
             for t_s, rps in tick.history_rps:
                 if t_s < tick.now_s:
-                    policy.forecaster.observe(t_s, rps)
+                    policy.seed(t_s, rps)
     due = stored is None or tick.now_s - float(stored.get("steppedAt", 0.0)) >= (
         STEP_TOLERANCE * config.interval_s
     )
@@ -259,7 +259,9 @@ def capacity_divergence(capacity: PoolCapacity, threshold_percent: float) -> str
 
 def _forecast_status(policy: ScalingPolicy, now_s: float, current: int) -> ForecastStatus:
     config = policy.config
-    plan = prewarm_plan(policy.forecaster, config, now_s, current)
+    plan = prewarm_plan(
+        policy.forecaster, config, now_s, current, envelope=policy.envelope.envelope()
+    )
     met = policy.spare.met_share()
     return ForecastStatus(
         spare_percentile=(

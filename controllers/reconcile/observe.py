@@ -27,6 +27,7 @@ from controllers.api.v1alpha1 import (
     describe_validation_error,
     parse_status,
 )
+from controllers.policy.advisory import policy_spec
 from controllers.policy.autoscale import needs_history
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
 from controllers.policy.render import object_name
@@ -65,6 +66,9 @@ class Observation:
     owned: Mapping[ObjectKey, dict[str, Any] | None] = field(default_factory=dict)
     # Deployments this fleet owns (by label and ownerReference), for pruning dropped pools.
     owned_deployments: tuple[dict[str, Any], ...] = ()
+    # The fleet's vLLM pods as the watch saw them (by its instance label): Pending ones and
+    # the scheduler's reason, readiness and deletion cost for a scale-down's order.
+    pods: tuple[Mapping[str, Any], ...] = ()
     prometheus_url: str | None = None
     snapshot: MetricsSnapshot | None = None  # None: no Prometheus configured
     history_rps: tuple[tuple[float, float], ...] = ()  # past request rate, (policy s, req/s)
@@ -216,13 +220,15 @@ async def observe(
     if url and prometheus is not None:
         pools = [p.pool for p in planned.plan.pools]
         snapshot = await prometheus.snapshot(url, owner.namespace, owner.name, pools, now_s)
-        if snapshot.reachable and needs_history(planned.spec, planned.plan, base.policy_memory):
+        deciding = policy_spec(planned.spec)
+        if snapshot.reachable and needs_history(deciding, planned.plan, base.policy_memory):
             history_rps = await prometheus.history(url, owner.namespace, owner.name, now_s)
     return replace(
         base,
         planned=planned,
         owned=pools_owned,
         owned_deployments=owned_deployments,
+        pods=owned.pods_of(owner),
         prometheus_url=url,
         snapshot=snapshot,
         history_rps=history_rps,
