@@ -93,12 +93,10 @@ class ModelResolver:
         settings: HubSettings,
         catalog: ModelCatalog | None = None,
         clock: Callable[[], float] = time.monotonic,
-        client_factory: Callable[[HubSettings, str | None], HubClient] = HubClient,
     ) -> None:
         self.settings = settings
         self._catalog = catalog or ModelCatalog()
         self._clock = clock
-        self._client_factory = client_factory
         self._cache: OrderedDict[
             tuple[str, str, str], tuple[float, ResolvedModel | ModelConfigUnavailable]
         ] = OrderedDict()
@@ -154,7 +152,7 @@ class ModelResolver:
         )
         endpoint = self.settings.endpoint
         try:
-            async with self._client_factory(self.settings, token) as hub:
+            async with HubClient(self.settings, token) as hub:
                 config = await hub.config(name, revision)
                 try:
                     layers = _num_layers(config)
