@@ -60,9 +60,10 @@ def deepseek_tensors(cfg: dict) -> list[Tensor]:
             for proj, rows, cols in (("gate", inter, h), ("up", inter, h), ("down", h, inter)):
                 out += _linear(f"{p}mlp.{proj}_proj", rows, cols)
             continue
-        out += [(p + "mlp.gate.weight", "BF16", (cfg["n_routed_experts"], h)),
-                (p + "mlp.gate.e_score_correction_bias", "F32", (cfg["n_routed_experts"],))]  # fmt: skip
-        experts = [f"experts.{e}" for e in range(cfg["n_routed_experts"])] + ["shared_experts"]
+        routed = cfg["n_routed_experts"]
+        out += [(p + "mlp.gate.weight", "BF16", (routed, h)),
+                (p + "mlp.gate.e_score_correction_bias", "F32", (routed,))]  # fmt: skip
+        experts = [f"experts.{e}" for e in range(routed)] + ["shared_experts"]
         for expert in experts:
             for proj, rows, cols in (("gate", moe, h), ("up", moe, h), ("down", h, moe)):
                 out += _linear(f"{p}mlp.{expert}.{proj}_proj", rows, cols)
