@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from controllers.adapters.hf_hub import HubSettings
-from controllers.adapters.model_source import ModelResolver
+from controllers.adapters.model_source import ModelResolver, ResolvedModel
 from inferfleet_testing.checkpoints import Tensor, safetensors_header
 from inferfleet_testing.fake_hub import FakeHub
 from sizing.model import load_model_config, with_checkpoint
@@ -71,6 +71,18 @@ def deepseek_tensors(cfg: dict) -> list[Tensor]:
             ("lm_head.weight", "BF16", (cfg["vocab_size"], h))]  # fmt: skip
 
 
+async def _resolve_watching_the_loop(resolver: ModelResolver) -> tuple[object, float]:
+    """Resolve while a 10 ms ticker measures the event loop's longest stall: what every other
+    fleet's handler would wait meanwhile."""
+    task = asyncio.ensure_future(resolver.resolve(REPO))
+    worst, last = 0.0, time.perf_counter()
+    while not task.done():
+        await asyncio.sleep(0.01)
+        now = time.perf_counter()
+        worst, last = max(worst, now - last - 0.01), now
+    return task.result(), worst
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, default=163)
@@ -88,19 +100,20 @@ def main() -> int:
     }
     hub = FakeHub()
     hub.add_model(REPO, cfg, shards)
-    cold, warm = [], []
+    cold, warm, stalls = [], [], []
     with hub.serving():
         for _ in range(args.rounds):
             resolver = ModelResolver(HubSettings(endpoint=hub.url, timeout_s=60))
             hub.requests.clear()
             start = time.perf_counter()
-            found = asyncio.run(resolver.resolve(REPO))
+            found, stall = asyncio.run(_resolve_watching_the_loop(resolver))
             cold.append(time.perf_counter() - start)
+            stalls.append(stall)
             requests = len(hub.requests)
             start = time.perf_counter()
             asyncio.run(resolver.resolve(REPO))
             warm.append(time.perf_counter() - start)
-    assert found.checkpoint is not None
+    assert isinstance(found, ResolvedModel) and found.checkpoint is not None
     header_bytes = sum(len(h) for h in shards.values())
     arch = load_model_config(cfg)
     exact = with_checkpoint(arch, found.checkpoint)
@@ -109,6 +122,8 @@ def main() -> int:
     )
     print(f"cold resolution: median {statistics.median(cold):.2f} s over {args.rounds} "
           f"(min {min(cold):.2f}, max {max(cold):.2f}); {requests} requests")  # fmt: skip
+    print(f"longest event-loop stall while resolving: median {1000 * statistics.median(stalls):.0f}"
+          f" ms (max {1000 * max(stalls):.0f} ms)")  # fmt: skip
     print(f"cached: median {1000 * statistics.median(warm):.2f} ms, no request")
     print(f"weights loaded: {weights_bytes(exact) / 2**30:.1f} GiB from the headers, "
           f"{weights_bytes(arch) / 2**30:.1f} GiB from the parameter count; MTP layer stored "

@@ -124,7 +124,7 @@ class HubClient:
     async def _json(self, repo: str, revision: str, filename: str) -> dict[str, Any]:
         raw = await self._get(repo, revision, filename)
         try:
-            decoded = json.loads(raw)
+            decoded = await asyncio.to_thread(json.loads, raw)
         except ValueError as err:
             raise HubError(f"{repo}@{revision}/{filename}: not valid JSON ({err})") from None
         if not isinstance(decoded, dict):
@@ -143,7 +143,8 @@ class HubClient:
             )
             if len(raw) < length:
                 raise InvalidInput(f"safetensors: header cut short at {len(raw)} of {length} bytes")
-            return parse_header(raw)
+            # Parsing a large header takes a while: off the event loop, like the summary.
+            return await asyncio.to_thread(parse_header, raw)
         except InvalidInput as err:
             raise HubError(f"{repo}@{revision}/{filename}: {err}") from None
 
@@ -153,7 +154,8 @@ class HubClient:
         """The loaded weights from every shard's header; None when the repo has no safetensors
         (e.g. only .bin or GGUF files): then the sizing counts parameters instead."""
         try:
-            files = weight_map_files(await self._json(repo, revision, INDEX_FILE))
+            index = await self._json(repo, revision, INDEX_FILE)
+            files = await asyncio.to_thread(weight_map_files, index)
         except NotOnHub:
             files = (SINGLE_FILE,)
         except InvalidInput as err:
@@ -170,7 +172,8 @@ class HubClient:
             if files == (SINGLE_FILE,):
                 return None
             raise
+        tensors = [t for header in headers for t in header]
         try:
-            return summarize((t for header in headers for t in header), num_layers)
+            return await asyncio.to_thread(summarize, tensors, num_layers)
         except InvalidInput as err:
             raise HubError(f"{repo}@{revision}: {err}") from None
