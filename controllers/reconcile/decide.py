@@ -512,6 +512,7 @@ def _conditions(
         f"{plan.total_gpus} GPUs, ${plan.cost_per_hour}/hour: "
         + ", ".join(f"{p.pool}: {p.replicas}x TP{p.tensor_parallel} {p.gpu}" for p in plan.pools)
         + f" (plan {plan.hash})"
+        + (f"; config.json from the {planned.origin}" if planned.origin else "")
     )
     conditions = set_condition(
         obs.status.conditions, SIZED, "True", "Planned", sized_message,
