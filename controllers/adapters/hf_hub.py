@@ -11,13 +11,16 @@ request, so an air-gapped cluster is never left waiting on timeouts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import certifi
 import httpx
 
 from sizing.checkpoint import (
@@ -67,6 +70,13 @@ class HubSettings:
         )
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One per process: building it loads the CA bundle, a blocking tenth of a second that
+    must not recur on the event loop for every resolution."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def file_url(endpoint: str, repo: str, revision: str, filename: str) -> str:
     return f"{endpoint}/{repo}/resolve/{quote(revision, safe='')}/{quote(filename)}"
 
@@ -81,7 +91,7 @@ class HubClient:
         token = token or settings.default_token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
-            timeout=settings.timeout_s, follow_redirects=True, headers=headers
+            timeout=settings.timeout_s, follow_redirects=True, headers=headers, verify=tls_context()
         )
 
     async def __aenter__(self) -> HubClient:
@@ -124,7 +134,7 @@ class HubClient:
     async def _json(self, repo: str, revision: str, filename: str) -> dict[str, Any]:
         raw = await self._get(repo, revision, filename)
         try:
-            decoded = await asyncio.to_thread(json.loads, raw)
+            decoded = json.loads(raw)
         except ValueError as err:
             raise HubError(f"{repo}@{revision}/{filename}: not valid JSON ({err})") from None
         if not isinstance(decoded, dict):
@@ -143,8 +153,9 @@ class HubClient:
             )
             if len(raw) < length:
                 raise InvalidInput(f"safetensors: header cut short at {len(raw)} of {length} bytes")
-            # Parsing a large header takes a while: off the event loop, like the summary.
-            return await asyncio.to_thread(parse_header, raw)
+            # A shard's header parses in a few ms: on the loop (threads would contend for the
+            # GIL with it, which stalls it more than the parsing does).
+            return parse_header(raw)
         except InvalidInput as err:
             raise HubError(f"{repo}@{revision}/{filename}: {err}") from None
 
@@ -154,8 +165,7 @@ class HubClient:
         """The loaded weights from every shard's header; None when the repo has no safetensors
         (e.g. only .bin or GGUF files): then the sizing counts parameters instead."""
         try:
-            index = await self._json(repo, revision, INDEX_FILE)
-            files = await asyncio.to_thread(weight_map_files, index)
+            files = weight_map_files(await self._json(repo, revision, INDEX_FILE))
         except NotOnHub:
             files = (SINGLE_FILE,)
         except InvalidInput as err:
@@ -173,7 +183,7 @@ class HubClient:
                 return None
             raise
         tensors = [t for header in headers for t in header]
-        try:
+        try:  # a second or two for 100k tensors: one worker thread, off the loop
             return await asyncio.to_thread(summarize, tensors, num_layers)
         except InvalidInput as err:
             raise HubError(f"{repo}@{revision}: {err}") from None
