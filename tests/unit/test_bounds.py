@@ -221,3 +221,13 @@ def test_desired_stays_under_k_times_peak_need_plus_spare(
         current = decision.desired_replicas
         spare = max(spare, decision.warm_spare)
         assert 0 <= current <= need_bound(peak, rise, spare, config), decision.reason
+
+
+def test_held_zeros_reach_the_other_statistics_once_they_turn_out_real():
+    """The policy's ramps and bounds learn what the forecaster returns: nothing while zeros
+    are held, the zeros first once load comes back too low to be the end of an outage."""
+    fc = Seasonal()
+    feed(fc, 0, 100)
+    assert fc.observe(101 * 60.0, 0.0) == [] and fc.observe(102 * 60.0, 0.0) == []
+    learned = fc.observe(103 * 60.0, 1.0)
+    assert learned == [(101 * 60.0, 0.0), (102 * 60.0, 0.0), (103 * 60.0, 1.0)]

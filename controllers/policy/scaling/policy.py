@@ -258,22 +258,11 @@ def decide(tick: TickInput) -> ScalingDecision:
     need_now = replicas_for(m.rps, per_replica) if known and m.rps is not None else None
     fc = tick.forecast if cfg.mode != "reactive" else None
     need_fc = None
-    step_limit: int | None = None
     if fc is not None:
         # A learned model's point already holds the rise it foresees; the warm spare covers
-        # what it has missed before. The fallback's upper quantile is its own margin.
+        # what it has missed before. The fallback's upper quantile is only published (the
+        # pre-warm plan, KEDA's floor): without a model the reactive answer is the decision.
         need_fc = replicas_for(fc.point_rps if fc.learned else fc.upper_rps, per_replica)
-        if tick.envelope is not None:
-            reactive = (need_now or 0) + spare
-            step_limit = step_up_limit(
-                current, reactive, tick.envelope.rise_rps, per_replica, cfg.bound_multiple
-            )
-
-    def limited(replicas: int, why: str) -> tuple[int, str]:
-        """A forecast's ask, held to this interval's growth step."""
-        if step_limit is None or replicas <= step_limit:
-            return replicas, why
-        return step_limit, f"{why}; forecast growth held to {step_limit} this interval"
 
     candidates: list[tuple[int, str]] = [(cfg.min_replicas, f"minReplicas {cfg.min_replicas}")]
     if cfg.mode == "static":
@@ -287,24 +276,22 @@ def decide(tick: TickInput) -> ScalingDecision:
         )
         if fc is not None and fc.learned and need_fc is not None:
             base = max(need_now or 0, need_fc)
-            candidates.append(
-                limited(
-                    base + spare,
-                    f"forecast {fc.point_rps:.3g} RPS ({fc.method}) {by}, {load}: needs "
-                    f"{base} + {spare_why}",
+            ask = base + spare
+            why = f"forecast {fc.point_rps:.3g} RPS ({fc.method}) {by}, {load}: needs {base} + "
+            why += spare_why
+            if tick.envelope is not None:
+                limit = step_up_limit(
+                    current,
+                    (need_now or 0) + spare,
+                    tick.envelope.rise_rps,
+                    per_replica,
+                    cfg.bound_multiple,
                 )
-            )
-        else:
-            if need_now is not None:
-                candidates.append((need_now + spare, f"{load} needs {need_now} + {spare_why}"))
-            if fc is not None and need_fc is not None:
-                candidates.append(
-                    limited(
-                        need_fc,
-                        f"forecast {fc.upper_rps:.3g} RPS ({fc.method}, upper) {by} "
-                        f"needs {need_fc}",
-                    )
-                )
+                if ask > limit:
+                    ask, why = limit, f"{why}; forecast growth held to {limit} this interval"
+            candidates.append((ask, why))
+        elif need_now is not None:
+            candidates.append((need_now + spare, f"{load} needs {need_now} + {spare_why}"))
         if cfg.mode != "reactive" and schedule_floor:
             candidates.append((schedule_floor, f"schedule floor {schedule_floor}"))
     guard = tick.guard if cfg.mode != "static" else None
