@@ -280,15 +280,18 @@ def decide(tick: TickInput) -> ScalingDecision:
             why = f"forecast {fc.point_rps:.3g} RPS ({fc.method}) {by}, {load}: needs {base} + "
             why += spare_why
             if tick.envelope is not None:
-                limit = step_up_limit(
+                step_limit = step_up_limit(
                     current,
                     (need_now or 0) + spare,
                     tick.envelope.rise_rps,
                     per_replica,
                     cfg.bound_multiple,
                 )
-                if ask > limit:
-                    ask, why = limit, f"{why}; forecast growth held to {limit} this interval"
+                if ask > step_limit:
+                    ask, why = (
+                        step_limit,
+                        f"{why}; forecast growth held to {step_limit} this interval",
+                    )
             candidates.append((ask, why))
         elif need_now is not None:
             candidates.append((need_now + spare, f"{load} needs {need_now} + {spare_why}"))
