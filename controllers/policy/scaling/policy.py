@@ -13,9 +13,10 @@ Predictive mode asks for the most of:
     asked for now only serves after its cold start;
   * active `schedules` entries and `minReplicas`;
 then clamps to [min, max] and the pool's GPU limit, and scales down only after the
-stabilization window and by bounded steps. Unknown or stale metrics never lower the count.
-Every forecast is first held within what history makes plausible, and the replicas it asks
-for grow per interval by a bounded step (`controllers.policy.scaling.bounds`).
+stabilization window and by bounded steps. Unknown or stale metrics, and zeros that may be an
+outage, never lower the count. Every forecast is first held within what history makes
+plausible, and the replicas it asks for grow per interval by a bounded step
+(`controllers.policy.scaling.bounds`).
 
 Pure: time is a parameter; no clock, no I/O.
 """
@@ -195,6 +196,7 @@ class TickInput:
     capacity_note: str = ""  # which measurement set it
     guard: GuardVerdict | None = None
     envelope: Envelope | None = None  # the learned demand bounds; None: forecasts unbounded
+    quiet_since_s: float | None = None  # zeros since then after real load: maybe an outage
     forecast_note: str = ""  # how the bounds changed the forecast, if they did
 
 
@@ -305,9 +307,12 @@ def decide(tick: TickInput) -> ScalingDecision:
         why += f" ({tick.forecast_note})"
     if tick.capacity_note:
         why += f" ({tick.capacity_note})"
-    if not known and cfg.mode != "static":
+    suspect = tick.quiet_since_s is not None
+    if (not known or suspect) and cfg.mode != "static":
         blind = (
-            f"metrics stale (age {m.age_s:.0f} s > {cfg.stale_limit_s:.0f} s)"
+            f"zero requests since {_clock(tick.quiet_since_s)} after real load, maybe an outage"
+            if known and tick.quiet_since_s is not None
+            else f"metrics stale (age {m.age_s:.0f} s > {cfg.stale_limit_s:.0f} s)"
             if m.rps is not None and math.isfinite(m.rps)
             else "metrics unknown"
         )
@@ -439,11 +444,17 @@ class ScalingPolicy:
                 guard=guard,
                 envelope=self.envelope.envelope(),
                 forecast_note=forecast_note,
+                quiet_since_s=self.quiet_since_s(),
             )
         )
         self.recent = decision.recent
         self.spare.record(decision.desired_replicas)
         return decision
+
+    def quiet_since_s(self) -> float | None:
+        """Start of the zeros held back as a possible outage (None: none held)."""
+        quiet = self.forecaster.quiet
+        return None if quiet is None else quiet[0] - self.config.interval_s
 
     def seed(self, t_s: float, rate_rps: float | None) -> list[tuple[float, float]]:
         """Learn one interval's rate (also history from before the policy ran). Returns what
