@@ -14,6 +14,7 @@ from typing import Any
 
 from controllers.api.v1alpha1 import InferenceFleetSpec, PlanStatus
 from controllers.policy.planning import plan_spec, plan_status
+from sizing.checkpoint import CheckpointWeights
 from sizing.curve import find_capacity
 from sizing.errors import SizingError
 from sizing.plan import CapacityFn, memoized
@@ -33,7 +34,10 @@ class SpecRefused(Exception):
 
 
 def plan_or_refusal(
-    spec: InferenceFleetSpec, hf_config: dict[str, Any], capacity_fn: CapacityFn
+    spec: InferenceFleetSpec,
+    hf_config: dict[str, Any],
+    capacity_fn: CapacityFn,
+    checkpoint: CheckpointWeights | None = None,
 ) -> tuple[PlanStatus, Curves] | SpecRefused:
     """The plan and its predicted curves, or why there is none. Never raises.
 
@@ -41,7 +45,7 @@ def plan_or_refusal(
     logged once here (the result is cached per spec, so it is not logged on every pass).
     """
     try:
-        plan = plan_spec(spec, hf_config, capacity_fn)
+        plan = plan_spec(spec, hf_config, capacity_fn, checkpoint=checkpoint)
     except SizingError as err:
         return SpecRefused(err.reason, str(err))
     except Exception as err:  # the planner must not wedge the fleet
@@ -64,14 +68,21 @@ class PlanCache:
         self._capacity = memoized(find_capacity)
 
     async def plan_with_curves(
-        self, uid: str, spec: InferenceFleetSpec, hf_config: dict[str, Any]
+        self,
+        uid: str,
+        spec: InferenceFleetSpec,
+        hf_config: dict[str, Any],
+        checkpoint: CheckpointWeights | None = None,
     ) -> tuple[PlanStatus, Curves]:
         """The plan and its curves; raises `SpecRefused` when the fleet cannot be planned."""
-        key = json.dumps([spec.model_dump(mode="json"), hf_config], sort_keys=True)
+        weights = None if checkpoint is None else hash(checkpoint)
+        key = json.dumps([spec.model_dump(mode="json"), hf_config, weights], sort_keys=True)
         cached = self._entries.get(uid)
         if cached is None or cached[0] != key:
             # Off the event loop, so watches and other fleets' handlers keep running meanwhile.
-            planned = await asyncio.to_thread(plan_or_refusal, spec, hf_config, self._capacity)
+            planned = await asyncio.to_thread(
+                plan_or_refusal, spec, hf_config, self._capacity, checkpoint
+            )
             cached = (key, planned)
             self._entries[uid] = cached
         if isinstance(cached[1], SpecRefused):

@@ -62,7 +62,15 @@ RULES: tuple[Rule, ...] = (
         ("get", "create", "patch"),
         "scaling.mode keda: one ScaledObject per pool carrying the forecast floor.",
     ),
+    Rule(
+        ("",),
+        ("pods",),
+        ("list", "watch", "patch"),
+        "The fleet's vLLM pods, watched into the cache: replicas Pending past the deadline and "
+        "the scheduler's reason; a scale-down marks the least loaded with pod-deletion-cost.",
+    ),
     Rule(("",), ("configmaps",), ("get",), "spec.model.hfConfig.configMapRef."),
+    Rule(("",), ("secrets",), ("get",), "spec.model.hub.tokenSecretRef: a Hub access token."),
     Rule(
         ("", "events.k8s.io"),
         ("events",),

@@ -20,7 +20,7 @@ import kopf
 import yaml
 
 from controllers.adapters.kube import object_path
-from controllers.adapters.owned import IndexedOwned, index_objects
+from controllers.adapters.owned import IndexedOwned, index_objects, pod_index_entry
 from controllers.api.crd import SHORT_NAME
 from controllers.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
 from inferfleet_testing.kube.apiserver import ApiServer, Fault, Write
@@ -34,8 +34,10 @@ SNAPSHOT_TIMEOUT_S = 60.0
 RESOURCES = (
     ("apps/v1/deployments", "Deployment", True),
     ("v1/services", "Service", False),
+    ("v1/pods", "Pod", True),
     ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True),
     ("v1/configmaps", "ConfigMap", False),
+    ("v1/secrets", "Secret", False),
     ("v1/events", "Event", False),
     ("v1/namespaces", "Namespace", False),
     # KEDA's CRD, as a cluster with KEDA installed serves it (scaling.mode keda).
@@ -149,7 +151,8 @@ class Cluster:
         """The operator's owned-object cache as its watches would hold it now (for a pass run
         without Kopf)."""
         kinds = ("Deployment", "Service", "PodDisruptionBudget")
-        return IndexedOwned({kind: index_objects(self.objects(kind)) for kind in kinds})
+        pods = index_objects(self.objects("Pod"), pod_index_entry)
+        return IndexedOwned({kind: index_objects(self.objects(kind)) for kind in kinds}, pods)
 
     def writes(self) -> list[Write]:
         return list(self.server.writes)

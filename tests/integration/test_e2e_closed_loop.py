@@ -61,7 +61,10 @@ def test_replicas_slower_than_planned_are_measured_and_the_slo_is_met_again(monk
         assert status["replicas"]["desired"] > status["plan"]["pools"][0]["replicas"]
         scaled = [e.message for e in EventLog(NAMESPACE, NAME).poll(harness, 0)
                   if e.reason == "Scaled"]  # fmt: skip
-        assert any("SLO guard" in m for m in scaled), scaled
+        # Driven by what was observed: the guard (queue, latency) or the measured capacity,
+        # whichever the pass saw first (on a loaded machine the measurement can come first).
+        ups = [m for m in scaled if m.startswith("Scaled up")]
+        assert any("SLO guard" in m or "limit: measured" in m for m in ups), scaled
         # The last third of the replay: served within the SLO again.
         tail = driver.stats[-MINUTES // 3 :]
         sent = sum(m.sent for m in tail)

@@ -511,7 +511,7 @@ def config_from_spec(
         usable_rps_per_replica=usable_rps_per_replica,
         cold_start_s=cold_start_s,
         interval_s=parse_duration_s(spec.interval),
-        mode=spec.mode,
+        mode="predictive" if spec.mode == "advisory" else spec.mode,  # advisory decides so
         min_replicas=spec.min_replicas,
         max_replicas=spec.max_replicas,
         gpus_per_replica=gpus_per_replica,
