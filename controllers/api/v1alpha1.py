@@ -667,6 +667,53 @@ class PoolCapacity(ApiModel):
     last_updated: str | None = None
 
 
+class ScorecardWindow(ApiModel):
+    """The autoscaler's record over one rolling window; unset figures were never judged."""
+
+    window: str = Field(description="1h, 24h or 7d.")
+    covered_minutes: int = Field(description="Policy intervals seen in the window, in minutes.")
+    slo_met_percent: str | None = Field(
+        default=None,
+        alias="sloMetPercent",
+        description="Share of judged intervals with TTFT/ITL P99 within the SLO and no queue.",
+    )
+    replica_hours: str = Field(description="Replica-hours held where demand was known.")
+    lower_bound_replica_hours: str = Field(
+        description="Demand / measured capacity per replica over the same intervals: what no "
+        "schedule can undercut."
+    )
+    over_lower_bound: str | None = Field(
+        default=None, description="replicaHours / lowerBoundReplicaHours."
+    )
+    forecast_mape_percent: str | None = Field(
+        default=None,
+        alias="forecastMAPEPercent",
+        description="Mean absolute percentage error of the forecast at the cold-start horizon.",
+    )
+    reactive_mape_percent: str | None = Field(
+        default=None,
+        alias="reactiveMAPEPercent",
+        description="The same for the reactive estimate (the rate then, held): the baseline.",
+    )
+    scale_events_per_day: str | None = None
+    flaps_per_day: str | None = Field(
+        default=None,
+        description="Scale changes against the direction of the one before within the "
+        "stabilization window, per day.",
+    )
+    pending_minutes: str = Field(
+        default="0",
+        description="Time fewer replicas were ready than asked for, beyond one cold start.",
+    )
+
+
+class PoolScorecard(ApiModel):
+    """Is the autoscaler any good on this pool: its scorecard over the last hour, day, week."""
+
+    pool: str
+    windows: list[ScorecardWindow] = Field(default_factory=list)
+
+
 class PoolMemory(ApiModel):
     """One pool's scaling-policy memory: what it last decided, when, and its learned state."""
 
@@ -676,6 +723,11 @@ class PoolMemory(ApiModel):
     policy: dict[str, Any] | None = Field(
         default=None,
         description="The policy's learned state (forecaster profile, ramps, spare); opaque.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    scorecard: dict[str, Any] | None = Field(
+        default=None,
+        description="The scorecard's rolling sums (status.scorecard); opaque.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
@@ -707,6 +759,9 @@ class InferenceFleetStatus(ApiModel):
     recommendation: Recommendation | None = None
     capacity: list[PoolCapacity] = Field(
         default_factory=list, description="Predicted and measured capacity per pool."
+    )
+    scorecard: list[PoolScorecard] = Field(
+        default_factory=list, description="The autoscaler's own scorecard per pool."
     )
     history: FleetHistory | None = Field(
         default=None, description="Compact traffic profile kept so a restart does not forget it."

@@ -27,11 +27,10 @@ MINUTES = 70
 DEMAND_RPS = 6.0
 
 
-def test_replicas_slower_than_planned_are_measured_and_the_slo_is_met_again(monkeypatch):
-    monkeypatch.setenv("INFERFLEET_EMULATOR_SPEED_FACTOR", "0.6")
+def test_replicas_slower_than_planned_are_measured_and_the_slo_is_met_again():
     fleet = small_fleet()
     fleet["spec"]["scaling"].update({"mode": "reactive", "minWarmReplicas": 0, "minReplicas": 1})
-    with LocalHarness(speedup=1.0, time_compression=COMPRESSION) as harness:
+    with LocalHarness(speedup=1.0, time_compression=COMPRESSION, speed_factor=0.6) as harness:
         fleet["spec"]["monitoring"] = {"prometheusURL": harness.prometheus.url}
         harness.apply_fleet(fleet)
         wait_for(lambda: is_true(harness, "Ready"), "Ready=True (pods warm)", timeout_s=60)
