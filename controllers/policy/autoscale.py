@@ -251,6 +251,10 @@ def _step_pool(
     return decision.desired_replicas, decision.reason, memory, policy, card
 
 
+def _rounded(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1f}"
+
+
 def _percent(value: float | None) -> str | None:
     return None if value is None else f"{100 * value:.2f}"
 
@@ -264,14 +268,14 @@ def scorecard_status(pool: str, card: Scorecard, now_s: float) -> PoolScorecard:
                 window=w.window,
                 covered_minutes=round(w.covered_s / 60),
                 slo_met_percent=_percent(w.slo_met_share),
-                replica_hours=f"{w.replica_hours:.3g}",
-                lower_bound_replica_hours=f"{w.bound_replica_hours:.3g}",
+                replica_hours=f"{w.replica_hours:.1f}",
+                lower_bound_replica_hours=f"{w.bound_replica_hours:.1f}",
                 over_lower_bound=_figure(w.over_bound),
                 forecast_mape_percent=_percent(w.forecast_mape),
                 reactive_mape_percent=_percent(w.reactive_mape),
-                scale_events_per_day=_figure(w.scale_events_per_day),
-                flaps_per_day=_figure(w.flaps_per_day),
-                pending_minutes=f"{w.pending_s / 60:.3g}",
+                scale_events_per_day=_rounded(w.scale_events_per_day),
+                flaps_per_day=_rounded(w.flaps_per_day),
+                pending_minutes=f"{w.pending_s / 60:.1f}",
             )
             for w in card.scores(now_s)
         ],

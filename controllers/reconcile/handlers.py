@@ -40,6 +40,7 @@ from controllers.api.v1alpha1 import (
     VERSION,
     PlanStatus,
     PoolCapacity,
+    PoolScorecard,
     parse_duration_s,
 )
 from controllers.policy.render import MANAGED_BY
@@ -68,6 +69,7 @@ class Outcome:
     pool_replicas: tuple[PoolReplicas, ...] = ()
     refusal: str | None = None  # the Sized=False reason, when the spec was refused
     capacity: tuple[PoolCapacity, ...] = ()  # predicted vs measured per pool, for /metrics
+    scorecard: tuple[PoolScorecard, ...] = ()  # the autoscaler's record per pool, for /metrics
 
 
 async def reconcile(
@@ -107,6 +109,7 @@ async def reconcile(
         pool_replicas=effects.pool_replicas,
         refusal=effects.refusal,
         capacity=tuple(effects.status.capacity),
+        scorecard=tuple(effects.status.scorecard),
     )
 
 
@@ -175,6 +178,7 @@ async def _reconcile_once(
             metrics.set_replicas(namespace, name, pool.pool, pool.desired, pool.ready,
                                  pool.warming)  # fmt: skip
         metrics.set_capacity(namespace, name, outcome.capacity)
+        metrics.set_scorecard(namespace, name, outcome.scorecard)
     return outcome
 
 

@@ -194,7 +194,7 @@ class ScalingDecision:
     warm_spare: int
     schedule_floor: int
     recent: tuple[tuple[float, int], ...] = field(default=(), repr=False)
-    forecast_rps: float | None = None  # the forecast the decision used, req/s (the scorecard's)
+    forecast_rps: float | None = None  # the forecaster's point for now + horizon (scorecard)
 
 
 def cold_start_intervals(cold_start_s: float, interval_s: float) -> int:
@@ -330,7 +330,7 @@ def decide(tick: TickInput) -> ScalingDecision:
         warm_spare=spare,
         schedule_floor=schedule_floor,
         recent=window,
-        forecast_rps=None if fc is None else (fc.point_rps if fc.learned else fc.upper_rps),
+        forecast_rps=None if fc is None else fc.point_rps,
     )
 
 
