@@ -121,6 +121,10 @@ class OwnedObjects(Protocol):
 
     def owned_by(self, owner: Owner) -> Mapping[ObjectKey, dict[str, Any]]: ...
 
+    def calibration(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        """The data of a calibration ConfigMap as watched, or None when there is none."""
+        ...
+
 
 class KubeClient(Protocol):
     """The calls a reconcile makes: reads in observe, writes in act."""

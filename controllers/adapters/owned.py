@@ -49,11 +49,26 @@ def index_objects(objects: Iterable[Mapping[str, Any]]) -> dict[FleetKey, list[d
     return index
 
 
-class IndexedOwned:
-    """`OwnedObjects` over one index per kind (Kopf's, fed by its watches)."""
+def config_map_entry(body: Mapping[str, Any]) -> dict[FleetKey, dict[str, str]] | None:
+    """The `@kopf.index` body for a calibration ConfigMap: (namespace, name) -> its data."""
+    meta = body.get("metadata") or {}
+    if not meta.get("namespace") or not meta.get("name"):
+        return None
+    return {(meta["namespace"], meta["name"]): dict(body.get("data") or {})}
 
-    def __init__(self, stores: Mapping[str, IndexStore]) -> None:
+
+class IndexedOwned:
+    """`OwnedObjects` over one index per kind (Kopf's, fed by its watches), and the watched
+    calibration ConfigMaps (labelled, so the operator never caches every ConfigMap)."""
+
+    def __init__(
+        self, stores: Mapping[str, IndexStore], config_maps: IndexStore | None = None
+    ) -> None:
         self._stores = stores  # kind -> index
+        self._config_maps = config_maps or {}
+
+    def calibration(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        return next(iter(self._config_maps.get((namespace, name), ())), None)
 
     def owned_by(self, owner: Owner) -> dict[ObjectKey, dict[str, Any]]:
         found: dict[ObjectKey, dict[str, Any]] = {}

@@ -204,6 +204,26 @@ class ConfigMapKeyRef(ApiModel):
     key: str = Field(default="config.json", description="Key holding the config.json text.")
 
 
+CALIBRATION_LABEL = "inferfleet.io/calibration"  # the operator watches ConfigMaps with it
+
+
+class CalibrationConfigMapRef(ApiModel):
+    name: str = Field(
+        min_length=1,
+        description=f"ConfigMap in the fleet's namespace, labelled {CALIBRATION_LABEL} (the "
+        "operator watches only those).",
+    )
+    key: str = Field(
+        default="calibration.yaml", description="Key holding `inferfleet bench --calibrate` YAML."
+    )
+
+
+class CalibrationSource(ApiModel):
+    """Measured engine efficiency the plan uses instead of the datasheet defaults."""
+
+    config_map_ref: CalibrationConfigMapRef
+
+
 class HFConfigSource(ApiModel):
     """Where the model's Hugging Face config.json comes from: inline, or a ConfigMap."""
 
@@ -457,6 +477,11 @@ class InferenceFleetSpec(ApiModel):
     sizing_method: SizingMethod = Field(
         default="vllm",
         description="Memory model: 'vllm' (what vLLM's profiler does) or 'guide' (rules of thumb).",
+    )
+    calibration: CalibrationSource | None = Field(
+        default=None,
+        description="Efficiency fitted by `inferfleet bench --calibrate` on the pools' GPU, from a "
+        "ConfigMap: planning then uses the measured engine (like `inferfleet plan --calibration`).",
     )
 
     @model_validator(mode="after")

@@ -31,9 +31,10 @@ from controllers.adapters.kube import (
     Unavailable,
 )
 from controllers.adapters.operator_metrics import OperatorMetrics
-from controllers.adapters.owned import FleetKey, IndexedOwned, index_entry
+from controllers.adapters.owned import FleetKey, IndexedOwned, config_map_entry, index_entry
 from controllers.api.v1alpha1 import (
     API_VERSION,
+    CALIBRATION_LABEL,
     GROUP,
     KIND,
     PLURAL,
@@ -143,7 +144,8 @@ def _owned(indexes: Mapping[str, Any]) -> IndexedOwned:
             "Deployment": indexes["owned_deployments"],
             "Service": indexes["owned_services"],
             "PodDisruptionBudget": indexes["owned_pdbs"],
-        }
+        },
+        indexes["calibrations"],
     )
 
 
@@ -252,6 +254,13 @@ def owned_services(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] 
 @kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
 def owned_pdbs(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | None:
     return index_entry(body)
+
+
+# Calibrations (`spec.calibration.configMapRef`): only labelled ConfigMaps are watched, so the
+# operator never caches every ConfigMap in the cluster; a fleet's next pass re-plans on a change.
+@kopf.index("v1", "configmaps", labels={CALIBRATION_LABEL: kopf.PRESENT})
+def calibrations(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, str]] | None:
+    return config_map_entry(body)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")

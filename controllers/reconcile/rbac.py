@@ -62,7 +62,13 @@ RULES: tuple[Rule, ...] = (
         ("get", "create", "patch"),
         "scaling.mode keda: one ScaledObject per pool carrying the forecast floor.",
     ),
-    Rule(("",), ("configmaps",), ("get",), "spec.model.hfConfig.configMapRef."),
+    Rule(
+        ("",),
+        ("configmaps",),
+        ("get", "list", "watch"),
+        "spec.model.hfConfig.configMapRef (read), and calibration ConfigMaps labelled "
+        "inferfleet.io/calibration, watched into the cache (spec.calibration.configMapRef).",
+    ),
     Rule(
         ("", "events.k8s.io"),
         ("events",),

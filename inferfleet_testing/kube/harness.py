@@ -20,9 +20,9 @@ import kopf
 import yaml
 
 from controllers.adapters.kube import object_path
-from controllers.adapters.owned import IndexedOwned, index_objects
+from controllers.adapters.owned import FleetKey, IndexedOwned, config_map_entry, index_objects
 from controllers.api.crd import SHORT_NAME
-from controllers.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
+from controllers.api.v1alpha1 import CALIBRATION_LABEL, GROUP, KIND, PLURAL, VERSION
 from inferfleet_testing.kube.apiserver import ApiServer, Fault, Write
 
 T = TypeVar("T")
@@ -149,7 +149,14 @@ class Cluster:
         """The operator's owned-object cache as its watches would hold it now (for a pass run
         without Kopf)."""
         kinds = ("Deployment", "Service", "PodDisruptionBudget")
-        return IndexedOwned({kind: index_objects(self.objects(kind)) for kind in kinds})
+        calibrations: dict[FleetKey, list[dict[str, str]]] = {}
+        for config_map in self.objects("ConfigMap"):
+            if CALIBRATION_LABEL in (config_map["metadata"].get("labels") or {}):
+                for key, data in (config_map_entry(config_map) or {}).items():
+                    calibrations.setdefault(key, []).append(data)
+        return IndexedOwned(
+            {kind: index_objects(self.objects(kind)) for kind in kinds}, calibrations
+        )
 
     def writes(self) -> list[Write]:
         return list(self.server.writes)
