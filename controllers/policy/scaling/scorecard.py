@@ -103,8 +103,8 @@ def slo_met(sample: LoadSample | None, limits: SLOLimits) -> bool | None:
         verdicts.append(s.ttft_p99_s <= limits.ttft_p99_s)
     if s.itl_p99_s is not None and limits.itl_p99_s:
         verdicts.append(s.itl_p99_s <= limits.itl_p99_s)
-    if s.waiting is not None and s.ready:
-        verdicts.append(s.waiting < WAITING_PER_REPLICA * s.ready)
+    if s.waiting is not None and (s.ready or s.waiting == 0):
+        verdicts.append(s.waiting < WAITING_PER_REPLICA * max(s.ready or 0, 1))
     return all(verdicts) if verdicts else None
 
 
