@@ -176,13 +176,13 @@ def _pool_metrics(snapshot: MetricsSnapshot | None, pool: str) -> Metrics:
 
 
 def _scorecard(config: ScalingConfig, stored: Mapping[str, Any] | None) -> Scorecard:
-    card = Scorecard(config.horizon_s, config.cold_start_s, config.scale_down_stabilization_s)
+    card = Scorecard(config.horizon_s, config.cold_start_s, config.stabilization_s)
     if stored and stored.get("scorecard"):
         try:
             card.load(stored["scorecard"])
         except (KeyError, TypeError, ValueError):
             card = Scorecard(
-                config.horizon_s, config.cold_start_s, config.scale_down_stabilization_s
+                config.horizon_s, config.cold_start_s, config.stabilization_s
             )  # a damaged record: start a new one rather than wedge the fleet
     return card
 

@@ -49,6 +49,9 @@ from controllers.policy.scaling.spare import SparePercentile
 Mode = Literal["predictive", "reactive", "static", "external", "keda"]
 MODES: tuple[str, ...] = ("predictive", "reactive", "static", "external", "keda")
 SCALE_DOWN_STEP_FRACTION = 0.2  # at most this share of the fleet leaves per interval (min 1)
+# The stabilization window spans at least this many decisions, so one noisy reading (a rate
+# window of few requests, an odd request mix) never shrinks the fleet on its own.
+MIN_STABILIZATION_INTERVALS = 3
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,11 @@ class ScalingConfig:
         if self.max_gpus is not None:
             limits.append(self.max_gpus // self.gpus_per_replica)
         return min(limits) if limits else None
+
+    @property
+    def stabilization_s(self) -> float:
+        """The scale-down window: as configured, and at least a few decisions long."""
+        return max(self.scale_down_stabilization_s, MIN_STABILIZATION_INTERVALS * self.interval_s)
 
     @property
     def stale_limit_s(self) -> float:
@@ -300,7 +308,7 @@ def decide(tick: TickInput) -> ScalingDecision:
             why += f"; {blind}"
 
     window = (
-        *tuple((t, r) for t, r in tick.recent if t > tick.now_s - cfg.scale_down_stabilization_s),
+        *tuple((t, r) for t, r in tick.recent if t > tick.now_s - cfg.stabilization_s),
         (tick.now_s, recommended),
     )
     desired = recommended
@@ -314,7 +322,7 @@ def decide(tick: TickInput) -> ScalingDecision:
         if desired > recommended:
             why += (
                 f"; scale-down held to {desired} (stabilization "
-                f"{cfg.scale_down_stabilization_s / 60:.3g} min, step ≤ {step})"
+                f"{cfg.stabilization_s / 60:.3g} min, step ≤ {step})"
             )
     limit = cfg.upper_limit
     if limit is not None and desired > limit:
@@ -354,9 +362,7 @@ class ScalingPolicy:
             ),
             loop.limits,
         )
-        self.guard = SLOGuard(
-            loop.limits, loop.guard, config.scale_down_stabilization_s, config.interval_s
-        )
+        self.guard = SLOGuard(loop.limits, loop.guard, config.stabilization_s, config.interval_s)
 
     def capacity_rps(self, now_s: float, metrics: Metrics) -> tuple[float | None, str]:
         """Usable req/s per replica in the unit that limits, once the closed loop knows more

@@ -175,7 +175,7 @@ def replay_scorecard(
     """The scorecard the operator would keep for this schedule: an interval meets the SLO when
     its ready replicas cover its demand, the lower bound is demand / the declared capacity, and
     the forecast is the one each decision used. Interval 0 is not scored, as in `score`."""
-    card = Scorecard(config.horizon_s, config.cold_start_s, config.scale_down_stabilization_s)
+    card = Scorecard(config.horizon_s, config.cold_start_s, config.stabilization_s)
     ready = ready_replicas(asked, cold_start_intervals(config.cold_start_s, trace.interval_s))
     usable = config.usable_rps_per_replica
     for k in range(1, len(trace.requests)):
