@@ -9,12 +9,28 @@ and so MoE models know their active parameters.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from sizing.checkpoint import CheckpointWeights
+from sizing.encoder import VisionTower, vision_tower
 from sizing.errors import InvalidInput
 from sizing.validate_config import check_model_config, check_params_b
 
+# Keys `transformers` leaves out of a saved config.json when they equal its config class's
+# default (`to_diff_dict`), for the classes whose Hub configs rely on that: what the file means.
+_CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma3_text": {  # Gemma3TextConfig
+        "vocab_size": 262_208, "max_position_embeddings": 131_072, "tie_word_embeddings": True,
+        "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+        "sliding_window": 4096,
+    },
+}  # fmt: skip
+# The text config's type when a multimodal config.json does not name it.
+_TEXT_TYPES = {"gemma3": "gemma3_text"}
+# Model types with learned or ALiBi positions: no rotary cos/sin cache.
+_NO_ROPE_TYPES = frozenset({"opt", "gpt2", "bloom", "mpt"})
 # Model types whose MLP is up -> activation -> down (two matrices), not gated (three).
 _UNGATED_MLP_TYPES = frozenset({"phi", "opt", "gpt2", "gpt_neox", "gptj", "falcon", "bloom", "mpt"})
 _DTYPE_NAMES = {
@@ -103,8 +119,12 @@ class ModelArch:
     quantized_experts_only: bool = False  # checkpoint keeps attention/dense MLP in 16 bit
     quantization_block_scaled: bool = False  # FP8 with 2-D block scales (weight_block_size)
     has_vision: bool = False
+    vision: VisionTower | None = None  # the tower's shape, when vision_config gives it
     # Hybrid state-space layers (Nemotron-H): recurrent state elements per sequence per layer
     mamba_state_elements: int = 0
+    # The loaded tensors as the safetensors headers list them (None: derived from the shapes)
+    checkpoint: CheckpointWeights | None = None
+    partial_rotary_factor: float = 1.0  # share of head_dim that RoPE rotates
 
     @property
     def total_params(self) -> int:
@@ -117,6 +137,15 @@ class ModelArch:
     @property
     def vision_params(self) -> int:
         return self.params.other if self.has_vision else 0
+
+    @property
+    def rotary_dim(self) -> int:
+        """Width of the rotary cos/sin cache vLLM builds (one row per position)."""
+        if self.model_type in _NO_ROPE_TYPES:
+            return 0
+        if self.is_mla:
+            return self.qk_rope_head_dim
+        return int(self.head_dim * self.partial_rotary_factor)
 
     @property
     def is_moe(self) -> bool:
@@ -207,6 +236,16 @@ def _int(cfg: dict[str, Any], key: str, where: str, default: int | None = None) 
             field=f"config.json:{where}{key}",
         )
     return value
+
+
+def _fraction(cfg: dict[str, Any], key: str, where: str) -> float:
+    value = cfg.get(key, 1.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise InvalidInput(
+            f"config.json: key {where}{key!r} must be a number in (0, 1], got {value!r}",
+            field=f"config.json:{where}{key}",
+        )
+    return float(value)
 
 
 def _experts_only(qc: Any) -> bool:
@@ -320,6 +359,9 @@ def load_model_config(
     text = config.get("text_config") or config.get("llm_config")
     where = "text_config." if text else ""
     cfg: dict[str, Any] = {**text} if isinstance(text, dict) else config
+    text_type = cfg.get("model_type") or _TEXT_TYPES.get(str(config.get("model_type")), "")
+    defaults = _CLASS_DEFAULTS.get(str(text_type), {})
+    cfg = {**{k: v for k, v in defaults.items() if k not in config}, **cfg}
 
     hidden = _int(cfg, "hidden_size", where)
     layers = _int(cfg, "num_hidden_layers", where)
@@ -439,7 +481,9 @@ def load_model_config(
         quantized_experts_only=num_experts > 0 and _experts_only(config.get("quantization_config")),
         quantization_block_scaled=_block_scaled(config.get("quantization_config")),
         has_vision=bool(config.get("vision_config")),
+        vision=vision_tower(config),
         mamba_state_elements=_mamba_state_elements(cfg),
+        partial_rotary_factor=_fraction(cfg, "partial_rotary_factor", where),
     )
 
 
@@ -463,4 +507,28 @@ def _reconcile(derived: ParamGroups, total: int, multimodal: bool) -> ParamGroup
             "shared_experts": round(derived.shared_experts * scale),
             "active_routed_experts": round(derived.active_routed_experts * scale),
         }
+    )
+
+
+def with_checkpoint(arch: ModelArch, weights: CheckpointWeights) -> ModelArch:
+    """The same model with its weights counted from the safetensors headers.
+
+    When nothing is packed below 16 bit the headers also give the exact parameter count: the
+    encoder's elements become the vision parameters and the rest spreads over the layers as a
+    stated total does.
+    """
+    if weights.num_layers != arch.num_layers:
+        raise InvalidInput(
+            f"safetensors: summarized for {weights.num_layers} decoder layers, the config has "
+            f"{arch.num_layers}"
+        )
+    params = arch.params
+    encoder = weights.encoder[0]
+    if not weights.packed:
+        text_only = replace(params, other=0)
+        params = replace(
+            _reconcile(text_only, weights.float_elements - encoder, multimodal=False), other=encoder
+        )
+    return replace(
+        arch, params=params, checkpoint=weights, has_vision=arch.has_vision or encoder > 0
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sizing.checkpoint import CheckpointWeights, role_bytes
 from sizing.errors import InvalidInput
 from sizing.model import ModelArch
 from sizing.precision import CAVEATS
@@ -113,9 +114,48 @@ def _weight_bytes(arch: ModelArch, quantization: str, dtype: str, tp: int = 1) -
     return linear, (p.norms + p.router) * wide, p.embedding * wide, lm_head, p.other * wide
 
 
+def served_as_stored(arch: ModelArch, quantization: str) -> CheckpointWeights | None:
+    """The checkpoint's header summary when vLLM serves its tensors as stored (no runtime
+    quantization), else None: then the bytes come from the parameter counts."""
+    if arch.checkpoint is None:
+        return None
+    fmt = effective_format(arch, quantization)
+    stored = FORMATS.get(arch.checkpoint_quantization or "")
+    return arch.checkpoint if fmt is stored else None
+
+
 def weights_bytes(arch: ModelArch, quantization: str = "none", dtype: str = "auto") -> float:
     """Bytes of all weights of the model in this format, before any sharding."""
+    exact = served_as_stored(arch, quantization)
+    if exact is not None:
+        wide = dtype_bytes(dtype, arch)
+        roles = (*exact.layer_sharded, *exact.layer_replicated, exact.embedding, exact.lm_head,
+                 exact.encoder, exact.final)  # fmt: skip
+        return sum(role_bytes(role, wide) for role in roles)
     return sum(_weight_bytes(arch, quantization, dtype))
+
+
+def _stored_stage_bytes(
+    weights: CheckpointWeights, wide: float, layers: tuple[int, ...], tp: int
+) -> tuple[float, ...]:
+    """Per-stage bytes on one GPU from the header: whole layers per stage, linear tensors
+    split over TP, norms and router replicated; embedding and encoder on the first stage,
+    lm_head (a copy of the embedding when tied and PP > 1) and the final norm on the last."""
+    lm_head = weights.lm_head
+    if lm_head == (0, 0) and len(layers) > 1:
+        lm_head = weights.embedding
+    stages, start = [], 0
+    for i, count in enumerate(layers):
+        span = range(start, start + count)
+        start += count
+        shard = sum(role_bytes(weights.layer_sharded[j], wide) / tp for j in span)
+        shard += sum(role_bytes(weights.layer_replicated[j], wide) for j in span)
+        if i == 0:
+            shard += (role_bytes(weights.embedding, wide) + role_bytes(weights.encoder, wide)) / tp
+        if i == len(layers) - 1:
+            shard += role_bytes(lm_head, wide) / tp + role_bytes(weights.final, wide)
+        stages.append(shard)
+    return tuple(stages)
 
 
 def stage_weights_bytes(
@@ -127,8 +167,11 @@ def stage_weights_bytes(
     norms and the router are replicated. Under pipeline parallelism the first stage holds the
     embedding and any vision tower, the last holds lm_head (its own copy even when tied).
     """
-    linear, replicated, embedding, lm_head, other = _weight_bytes(arch, quantization, dtype, tp)
     layers = arch.stage_layer_counts(pp)
+    exact = served_as_stored(arch, quantization)
+    if exact is not None:
+        return _stored_stage_bytes(exact, dtype_bytes(dtype, arch), layers, tp)
+    linear, replicated, embedding, lm_head, other = _weight_bytes(arch, quantization, dtype, tp)
     if lm_head == 0 and pp > 1:
         lm_head = embedding
     per_layer = linear / arch.num_layers / tp + replicated / arch.num_layers

@@ -27,7 +27,9 @@ from controllers.api.v1alpha1 import (
 _FLEET = ("namespace", "fleet")
 _POOL = ("namespace", "fleet", "pool")
 SEVERITIES = ("info", "warning", "critical")
-REPLICA_STATES = ("desired", "ready", "warming")
+# desired: what the Deployments ask for; advised: what the autoscaler decided (the same unless
+# scaling.mode is advisory); pending: replicas no node took within the deadline.
+REPLICA_STATES = ("desired", "ready", "warming", "pending", "advised")
 SCORECARD_WINDOWS = ("1h", "24h", "7d")
 # (metric suffix, help, the window's figure as a ratio or a count; None = not judged)
 _SCORECARD: tuple[tuple[str, str, str], ...] = (
@@ -74,7 +76,7 @@ class OperatorMetrics:
         r = self.registry
         self.replicas = Gauge(
             "inferfleet_pool_replicas",
-            "Replicas per pool by state (desired, ready, warming).",
+            "Replicas per pool by state (desired, ready, warming, pending, advised).",
             (*_POOL, "state"),
             registry=r,
         )
@@ -179,10 +181,19 @@ class OperatorMetrics:
             self.usable_rps.labels(*labels).set(parse_decimal(p.usable_rps_per_replica))
 
     def set_replicas(
-        self, namespace: str, fleet: str, pool: str, desired: int, ready: int, warming: int
+        self,
+        namespace: str,
+        fleet: str,
+        pool: str,
+        desired: int,
+        ready: int,
+        warming: int,
+        pending: int = 0,
+        advised: int | None = None,
     ) -> None:
         self._pools.setdefault((namespace, fleet), set()).add(pool)
-        for state, value in zip(REPLICA_STATES, (desired, ready, warming), strict=True):
+        values = (desired, ready, warming, pending, desired if advised is None else advised)
+        for state, value in zip(REPLICA_STATES, values, strict=True):
             self.replicas.labels(namespace, fleet, pool, state).set(value)
 
     def set_capacity(self, namespace: str, fleet: str, capacity: Iterable[PoolCapacity]) -> None:

@@ -180,7 +180,7 @@ Quantization = Literal["auto", "none", "fp8", "int8", "int4", "awq", "gptq", "mx
 KVCacheDtype = Literal["auto", "fp8"]
 ModelDtype = Literal["auto", "bfloat16", "float16", "float32"]
 StoragePathName = Literal["nvme", "network", "object-store"]
-ScalingMode = Literal["predictive", "reactive", "static", "external", "keda"]
+ScalingMode = Literal["predictive", "reactive", "static", "external", "keda", "advisory"]
 Predictability = Literal["predictable", "new"]
 SizingMethod = Literal["vllm", "guide"]
 Severity = Literal["info", "warning", "critical"]
@@ -202,6 +202,20 @@ class ApiModel(BaseModel):
 class ConfigMapKeyRef(ApiModel):
     name: str = Field(min_length=1, description="ConfigMap in the fleet's namespace.")
     key: str = Field(default="config.json", description="Key holding the config.json text.")
+
+
+class SecretKeyRef(ApiModel):
+    name: str = Field(min_length=1, description="Secret in the fleet's namespace.")
+    key: str = Field(default="token", min_length=1, description="Key holding the value.")
+
+
+class HubSpec(ApiModel):
+    """How the operator reads a model from the Hugging Face Hub (or the mirror its
+    HF_ENDPOINT names) when neither hfConfig nor the built-in catalog has it."""
+
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="A Secret key holding a Hub access token (gated models)."
+    )
 
 
 CALIBRATION_LABEL = "inferfleet.io/calibration"  # the operator watches ConfigMaps with it
@@ -255,9 +269,28 @@ class LoraSpec(ApiModel):
     )
 
 
+# The image the chart and the CRD default to; its tag is the vLLM release the memory model follows.
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.19.0"
+
+
 class ModelSpec(ApiModel):
-    name: str = Field(min_length=1, description="Model to serve, as passed to vLLM --model.")
-    hf_config: HFConfigSource = Field(description="The model's config.json.")
+    name: str = Field(
+        min_length=1,
+        description="Model to serve, as passed to vLLM --model: a Hugging Face repo id. Alone it "
+        "is enough: config.json comes from the built-in catalog, else the Hub.",
+    )
+    revision: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="Hub revision (branch, tag or commit) to read; main when unset.",
+    )
+    hf_config: HFConfigSource | None = Field(
+        default=None,
+        description="The model's config.json; resolved by name (catalog, then Hub) when unset.",
+    )
+    hub: HubSpec = Field(default_factory=HubSpec, description="Hugging Face Hub access.")
     parameter_count: Billions | None = Field(
         default=None,
         description="Total parameters in billions, e.g. '70.6'; derived from the "
@@ -271,7 +304,10 @@ class ModelSpec(ApiModel):
     )
     kv_cache_dtype: KVCacheDtype = Field(default="auto", description="KV-cache dtype.")
     image: str = Field(
-        default="vllm/vllm-openai:v0.19.0", min_length=1, description="vLLM container image."
+        default=DEFAULT_VLLM_IMAGE,
+        min_length=1,
+        description="vLLM container image; its tag (vX.Y.Z) is the release the memory model "
+        "follows unless engine.version says otherwise.",
     )
     lora: LoraSpec | None = Field(default=None, description="Multi-LoRA serving.")
     extra_args: list[str] = Field(default_factory=list, description="Extra vLLM arguments.")
@@ -389,6 +425,14 @@ class ServingSpec(ApiModel):
     enforce_eager: bool = Field(
         default=False, description="Disable CUDA graphs (--enforce-eager): less memory, slower."
     )
+    limit_mm_per_prompt: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        alias="limitMMPerPrompt",
+        description="Images per prompt of a multimodal model (--limit-mm-per-prompt); 0 serves "
+        "it as text only and skips the encoder's start-up profile; vLLM's default when unset.",
+    )
 
 
 class ScheduleSpec(ApiModel):
@@ -403,7 +447,8 @@ class ScalingSpec(ApiModel):
     mode: ScalingMode = Field(
         default="predictive",
         description="predictive (forecast + warm floor + reactive), reactive, static (the "
-        "plan's count), external (never write replicas), keda (write a ScaledObject).",
+        "plan's count), external (never write replicas), keda (write a ScaledObject), advisory "
+        "(decide as predictive, report what it would do, never change replicas).",
     )
     min_replicas: int = Field(default=1, ge=0, description="Replica floor of the first pool.")
     max_replicas: int | None = Field(
@@ -432,6 +477,11 @@ class ScalingSpec(ApiModel):
     )
     interval: Interval = Field(
         default="30s", description="Reconcile/decision interval, between 1s and 60m."
+    )
+    pending_deadline: Duration = Field(
+        default="5m",
+        description="How long a replica may wait for a node before it no longer counts as "
+        "coming capacity: the fleet is Degraded and its shortfall spills to the next pool.",
     )
     slo_guard_scrapes: int = Field(
         default=2,
@@ -466,8 +516,18 @@ class MonitoringSpec(ApiModel):
     )
 
 
+class EngineSpec(ApiModel):
+    version: str | None = Field(
+        default=None,
+        pattern=r"^v?\d+\.\d+(\.\d+)?([.+-][0-9A-Za-z.]+)?$",
+        description="vLLM release the image runs (e.g. 0.11.0), for images whose tag does not "
+        "say (latest, a digest, a private build); read from the image tag when unset.",
+    )
+
+
 class InferenceFleetSpec(ApiModel):
     model: ModelSpec
+    engine: EngineSpec = Field(default_factory=EngineSpec)
     workload: WorkloadSpec
     slo: SLOSpec
     pools: list[PoolSpec] = Field(min_length=1, max_length=16)
@@ -598,6 +658,22 @@ class ReplicaStatus(ApiModel):
     desired: int = 0
     ready: int = 0
     warming: int = 0
+    pending: int = Field(default=0, description="Replicas unschedulable past the deadline.")
+    advised: int | None = Field(
+        default=None, description="scaling.mode advisory: what the autoscaler would ask for."
+    )
+
+
+class PendingPool(ApiModel):
+    """Replicas of one pool that the scheduler has not placed within the deadline."""
+
+    pool: str
+    replicas: int
+    reason: str = Field(description="The scheduler's reason, e.g. Unschedulable, FailedCreate.")
+    message: str = ""
+    since: str = Field(description="When the oldest of them started waiting.")
+    spilled_to: str | None = Field(default=None, description="The pool covering the shortfall.")
+    spilled_replicas: int = 0
 
 
 class ForecastStatus(ApiModel):
@@ -743,6 +819,7 @@ class PoolMemory(ApiModel):
     """One pool's scaling-policy memory: what it last decided, when, and its learned state."""
 
     replicas: int | None = None
+    advised: int | None = None  # scaling.mode advisory: what it would ask for
     reason: str | None = None
     stepped_at: float | None = None
     policy: dict[str, Any] | None = Field(
@@ -781,6 +858,9 @@ class InferenceFleetStatus(ApiModel):
     replicas: ReplicaStatus | None = None
     forecast: ForecastStatus | None = None
     findings: list[Finding] = Field(default_factory=list)
+    pending: list[PendingPool] = Field(
+        default_factory=list, description="Pools with replicas no node would take."
+    )
     recommendation: Recommendation | None = None
     capacity: list[PoolCapacity] = Field(
         default_factory=list, description="Predicted and measured capacity per pool."

@@ -224,7 +224,7 @@ def _step_pool(
         if primary:
             for t_s, rps in tick.history_rps:
                 if t_s < tick.now_s:
-                    policy.forecaster.observe(t_s, rps)
+                    policy.seed(t_s, rps)
     card = _scorecard(config, stored)
     stepped_at = None if stored is None else stored.get("steppedAt")
     due = stepped_at is None or tick.now_s - float(stepped_at) >= (
@@ -336,7 +336,9 @@ def capacity_divergence(capacity: PoolCapacity, threshold_percent: float) -> str
 
 def _forecast_status(policy: ScalingPolicy, now_s: float, current: int) -> ForecastStatus:
     config = policy.config
-    plan = prewarm_plan(policy.forecaster, config, now_s, current)
+    plan = prewarm_plan(
+        policy.forecaster, config, now_s, current, envelope=policy.envelope.envelope()
+    )
     met = policy.spare.met_share()
     return ForecastStatus(
         spare_percentile=(

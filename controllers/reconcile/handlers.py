@@ -31,7 +31,13 @@ from controllers.adapters.kube import (
     Unavailable,
 )
 from controllers.adapters.operator_metrics import OperatorMetrics
-from controllers.adapters.owned import FleetKey, IndexedOwned, config_map_entry, index_entry
+from controllers.adapters.owned import (
+    FleetKey,
+    IndexedOwned,
+    config_map_entry,
+    index_entry,
+    pod_index_entry,
+)
 from controllers.api.v1alpha1 import (
     API_VERSION,
     CALIBRATION_LABEL,
@@ -46,7 +52,14 @@ from controllers.api.v1alpha1 import (
 )
 from controllers.policy.render import MANAGED_BY
 from controllers.reconcile.act import act
-from controllers.reconcile.decide import PoolReplicas, decide, failed, replan, with_recommendation
+from controllers.reconcile.decide import (
+    PoolReplicas,
+    decide,
+    failed,
+    replan,
+    with_recommendation,
+    with_removal_order,
+)
 from controllers.reconcile.observe import base_observation, observe
 from controllers.reconcile.plans import PlanCache
 from controllers.reconcile.runtime import Watcher
@@ -93,6 +106,12 @@ async def reconcile(
     try:
         obs = await observe(kube, base, body, plans=plans, watcher=watcher, owned=owned)
         effects = decide(obs)
+        if effects.scale_down and obs.prometheus_url and watcher.prometheus is not None:
+            owner = obs.owner
+            requests = await watcher.prometheus.pod_requests(
+                obs.prometheus_url, owner.namespace, owner.name
+            )
+            effects = with_removal_order(effects, obs.pods, requests)
         if effects.replan is not None:
             recommendation = await asyncio.to_thread(replan, effects.replan)
             effects = with_recommendation(effects, obs.raw_status, recommendation)
@@ -145,7 +164,8 @@ def _owned(indexes: Mapping[str, Any]) -> IndexedOwned:
             "Service": indexes["owned_services"],
             "PodDisruptionBudget": indexes["owned_pdbs"],
         },
-        indexes["calibrations"],
+        pods=indexes["fleet_pods"],
+        config_maps=indexes["calibrations"],
     )
 
 
@@ -178,7 +198,7 @@ async def _reconcile_once(
         metrics.set_plan(namespace, name, outcome.plan)
         for pool in outcome.pool_replicas:
             metrics.set_replicas(namespace, name, pool.pool, pool.desired, pool.ready,
-                                 pool.warming)  # fmt: skip
+                                 pool.warming, pool.pending, pool.advised)  # fmt: skip
         metrics.set_capacity(namespace, name, outcome.capacity)
         metrics.set_scorecard(namespace, name, outcome.scorecard)
     return outcome
@@ -254,6 +274,11 @@ def owned_services(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] 
 @kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
 def owned_pdbs(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | None:
     return index_entry(body)
+
+
+@kopf.index("v1", "pods", labels=MANAGED)
+def fleet_pods(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | None:
+    return pod_index_entry(body)
 
 
 # Calibrations (`spec.calibration.configMapRef`): only labelled ConfigMaps are watched, so the

@@ -16,6 +16,7 @@ from typing import Any
 
 from controllers.api.v1alpha1 import InferenceFleetSpec, PlanStatus
 from controllers.policy.planning import plan_spec, plan_status
+from sizing.checkpoint import CheckpointWeights
 from sizing.curve import find_capacity
 from sizing.errors import SizingError
 from sizing.performance import DEFAULT_EFFICIENCY, Efficiency
@@ -39,6 +40,7 @@ def plan_or_refusal(
     spec: InferenceFleetSpec,
     hf_config: dict[str, Any],
     capacity_fn: CapacityFn,
+    checkpoint: CheckpointWeights | None = None,
     efficiency: Efficiency | None = None,
 ) -> tuple[PlanStatus, Curves] | SpecRefused:
     """The plan and its predicted curves, or why there is none. Never raises.
@@ -47,7 +49,7 @@ def plan_or_refusal(
     logged once here (the result is cached per spec, so it is not logged on every pass).
     """
     try:
-        plan = plan_spec(spec, hf_config, capacity_fn, efficiency)
+        plan = plan_spec(spec, hf_config, capacity_fn, efficiency, checkpoint=checkpoint)
     except SizingError as err:
         return SpecRefused(err.reason, str(err))
     except Exception as err:  # the planner must not wedge the fleet
@@ -74,11 +76,15 @@ class PlanCache:
         uid: str,
         spec: InferenceFleetSpec,
         hf_config: dict[str, Any],
+        checkpoint: CheckpointWeights | None = None,
         efficiency: Efficiency | None = None,
     ) -> tuple[PlanStatus, Curves]:
         """The plan and its curves; raises `SpecRefused` when the fleet cannot be planned."""
+        weights = None if checkpoint is None else hash(checkpoint)
         measured = None if efficiency is None else asdict(efficiency)
-        key = json.dumps([spec.model_dump(mode="json"), hf_config, measured], sort_keys=True)
+        key = json.dumps(
+            [spec.model_dump(mode="json"), hf_config, weights, measured], sort_keys=True
+        )
         cached = self._entries.get(uid)
         if cached is None or cached[0] != key:
             # Off the event loop, so watches and other fleets' handlers keep running meanwhile.
@@ -89,7 +95,7 @@ class PlanCache:
                     partial(find_capacity, efficiency=engine)
                 )
             planned = await asyncio.to_thread(
-                plan_or_refusal, spec, hf_config, capacity, efficiency
+                plan_or_refusal, spec, hf_config, capacity, checkpoint, efficiency
             )
             cached = (key, planned)
             self._entries[uid] = cached

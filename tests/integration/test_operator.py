@@ -449,7 +449,12 @@ def test_the_resync_daemon_ends_once_clean_up_closed_the_client(cluster: Cluster
             metrics=OperatorMetrics(),
         )  # fmt: skip
         await memo.kube.close()
-        indexes = {"owned_deployments": {}, "owned_services": {}, "owned_pdbs": {}}  # as Kopf's
+        indexes = {
+            "owned_deployments": {},
+            "owned_services": {},
+            "owned_pdbs": {},
+            "fleet_pods": {},
+        }  # as Kopf's
         await asyncio.wait_for(
             resync(NeverStopped(), obj, obj["spec"], memo, **indexes), timeout=10
         )

@@ -271,3 +271,11 @@ def test_bigger_profiling_batches_never_leave_more_kv(arch, batched, more_tokens
     more = estimate_memory(arch, H100, replace(base, max_num_seqs=64 + more_seqs))
     assert wider.kv_cache_tokens <= m.kv_cache_tokens
     assert more.kv_cache_tokens <= m.kv_cache_tokens
+
+
+def test_unified_memory_devices_warn_that_the_host_shares_the_pool() -> None:
+    arch = _arch("Qwen--Qwen3-8B")
+    cfg = EngineConfig(max_model_len=8192, gpu_memory_utilization=0.8)
+    unified = estimate_memory(arch, get_gpu("GB10"), cfg)
+    assert any("shares its" in n and f"{0.8 * 119.7:.1f} GiB" in n for n in unified.notes)
+    assert not any("shares its" in n for n in estimate_memory(arch, get_gpu("H100"), cfg).notes)

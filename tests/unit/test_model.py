@@ -8,7 +8,7 @@ import pytest
 
 from sizing.errors import InvalidInput
 from sizing.model import ModelArch, load_model_config
-from tests.conftest import CALIBRATION
+from tests.conftest import CALIBRATION, REPO
 
 CONFIGS = CALIBRATION / "model_configs"
 
@@ -157,3 +157,29 @@ def test_bad_params_b_and_pipeline_size() -> None:
         _arch("Qwen--Qwen3-8B", params_b=-1.0)
     with pytest.raises(InvalidInput, match="pipeline_parallel_size: 99"):
         _arch("Qwen--Qwen3-8B").stage_layer_counts(99)
+
+
+def test_a_hub_config_that_leaves_out_its_class_defaults() -> None:
+    """Gemma 3's published config.json omits what equals Gemma3TextConfig's defaults (vocab,
+    context, tied embeddings); the model read from it is the benchmark set's full config."""
+    published = {
+        "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+        "mm_tokens_per_image": 256, "torch_dtype": "bfloat16",
+        "text_config": {"head_dim": 128, "hidden_size": 5376, "intermediate_size": 21504,
+                        "model_type": "gemma3_text", "num_attention_heads": 32,
+                        "num_hidden_layers": 62, "num_key_value_heads": 16,
+                        "sliding_window": 1024},
+        "vision_config": {"hidden_size": 1152, "image_size": 896, "intermediate_size": 4304,
+                          "model_type": "siglip_vision_model", "num_hidden_layers": 27,
+                          "patch_size": 14},
+    }  # fmt: skip
+    full = json.loads((REPO / "controllers/adapters/model_catalog/google--gemma-3-27b-it.json")
+                      .read_text())  # fmt: skip
+    full.pop("total_params_b")
+    a, b = load_model_config(published), load_model_config(full)
+    assert (a.vocab_size, a.max_position_embeddings, a.tie_word_embeddings) == (
+        262_208,
+        131_072,
+        True,
+    )
+    assert a.params == b.params and a.vision == b.vision

@@ -44,7 +44,8 @@ def test_nothing_broader_than_needed():
         assert "*" not in rule.api_groups + rule.resources + rule.verbs
         assert rule.why
     assert not _allowed("", "configmaps", "create")
-    assert not _allowed("", "secrets", "get")
+    # One named Secret (spec.model.hub.tokenSecretRef) is read; Secrets are never listed.
+    assert not _allowed("", "secrets", "list") and not _allowed("", "secrets", "watch")
     # Owned objects come from the watch cache: no GET per object per pass.
     assert not _allowed("apps", "deployments", "get")
 

@@ -41,6 +41,7 @@ class PoolMetrics:
     ttft_p99_s: Sample | None = None
     itl_p50_s: Sample | None = None
     itl_p99_s: Sample | None = None
+    request_duration_p99_s: Sample | None = None  # over the workload window: the drain's bound
     spec_decode_acceptance_ratio: Sample | None = None
     lora_adapter_hit_ratio: Sample | None = None
     gpu_util_percent: Sample | None = None

@@ -130,6 +130,32 @@ def score(
     )
 
 
+@dataclass(frozen=True)
+class HighestAsk:
+    """The most a policy asked for relative to the highest need seen so far (the bounds' test)."""
+
+    ratio: float
+    interval: int
+    replicas: int
+    peak_need: int
+
+
+def highest_ask(
+    trace: Trace, decisions: Sequence[ScalingDecision], rps_per_replica: float
+) -> HighestAsk:
+    """Desired replicas over the peak need up to then (at least one), at its worst interval."""
+    worst = HighestAsk(0.0, 0, 0, 0)
+    peak = 0
+    for j, decision in enumerate(decisions):
+        rate = trace.rps(j)
+        if rate is not None:
+            peak = max(peak, replicas_for(rate, rps_per_replica))
+        ratio = decision.desired_replicas / max(1, peak)
+        if ratio > worst.ratio:
+            worst = HighestAsk(ratio, j, decision.desired_replicas, peak)
+    return worst
+
+
 POLICIES = ("predictive", "reactive", "static", "oracle")
 
 
