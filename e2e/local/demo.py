@@ -315,7 +315,7 @@ class Outcome:
     slo_missed: int
     gpu_hours: float
     change_minute: int
-    first_scale_up_minute: float | None  # the first sample after the change with more desired
+    first_scale_up_minute: float | None  # the first increase of desired after the change
 
     @property
     def missed_share(self) -> float:
@@ -334,11 +334,13 @@ def gpu_hours(samples: Sequence[Sample]) -> float:
 
 
 def first_scale_up(samples: Sequence[Sample], change_minute: float) -> float | None:
-    """Trace minute of the first sample after `change_minute` desiring more replicas than
-    the fleet desired when the change came."""
-    before = [s for s in samples if s.minute <= change_minute]
-    base = before[-1].desired if before else (samples[0].desired if samples else 0)
-    return next((s.minute for s in samples if s.minute > change_minute and s.desired > base), None)
+    """Trace minute of the first sample after `change_minute` desiring more replicas than the
+    sample before it."""
+    return next(
+        (b.minute for a, b in itertools.pairwise(samples)
+         if b.minute > change_minute and b.desired > a.desired),
+        None,
+    )  # fmt: skip
 
 
 def outcome(scenario: Scenario, driver: LoadDriver, samples: Sequence[Sample]) -> Outcome:

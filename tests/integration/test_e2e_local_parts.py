@@ -266,7 +266,7 @@ def test_demo_outcome_counts_gpu_hours_and_the_first_scale_up_after_the_change()
 
     samples = [at(0, 3), at(60, 2), at(120, 2), at(180, 4), at(240, 4)]
     assert demo.gpu_hours(samples) == pytest.approx(2 * (3 + 2 + 2 + 4))
-    assert demo.first_scale_up(samples, 90) == 180  # above the 2 desired when it came
+    assert demo.first_scale_up(samples, 30) == 180  # the scale-down after it does not count
     assert demo.first_scale_up(samples, 200) is None
     table = demo.closing_table(
         [demo.Outcome("slower", "t", 1000, 4, 12.0, 0, 30.0),
