@@ -40,8 +40,11 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 HALF_LIFE_S = 6 * 3600.0  # how long a measurement keeps half its weight
-LOADED_SHARE = 0.8  # near-saturated: serving at least this share of the estimate
 U_FLOOR = 0.6  # one loaded sample claims at most 1 / U_FLOOR of what it served
+# Near-saturated: serving at least this share of the estimate. Below it a sample could claim
+# no more than the estimate already says (x / U_FLOOR at most), so it is idle; at it, a pool of
+# three replicas the plan's spare keeps at two thirds of the estimate still learns it is faster.
+LOADED_SHARE = U_FLOOR
 MIN_FACTOR, MAX_FACTOR = 0.1, 10.0  # measured capacity stays within these x the prediction
 CONFIDENT_WEIGHT = 3.0  # evidence weight at which confidence is 1 - 1/e
 SLOWER_TRUST = 3.0  # a measurement below the plan counts as this many samples in the blend
