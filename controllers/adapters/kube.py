@@ -126,6 +126,10 @@ class OwnedObjects(Protocol):
 
     def pods_of(self, owner: Owner) -> tuple[Mapping[str, Any], ...]: ...
 
+    def calibration(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        """The data of a calibration ConfigMap as watched, or None when there is none."""
+        ...
+
 
 class KubeClient(Protocol):
     """The calls a reconcile makes: reads in observe, writes in act."""

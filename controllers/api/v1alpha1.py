@@ -218,6 +218,26 @@ class HubSpec(ApiModel):
     )
 
 
+CALIBRATION_LABEL = "inferfleet.io/calibration"  # the operator watches ConfigMaps with it
+
+
+class CalibrationConfigMapRef(ApiModel):
+    name: str = Field(
+        min_length=1,
+        description=f"ConfigMap in the fleet's namespace, labelled {CALIBRATION_LABEL} (the "
+        "operator watches only those).",
+    )
+    key: str = Field(
+        default="calibration.yaml", description="Key holding `inferfleet bench --calibrate` YAML."
+    )
+
+
+class CalibrationSource(ApiModel):
+    """Measured engine efficiency the plan uses instead of the datasheet defaults."""
+
+    config_map_ref: CalibrationConfigMapRef
+
+
 class HFConfigSource(ApiModel):
     """Where the model's Hugging Face config.json comes from: inline, or a ConfigMap."""
 
@@ -518,6 +538,11 @@ class InferenceFleetSpec(ApiModel):
         default="vllm",
         description="Memory model: 'vllm' (what vLLM's profiler does) or 'guide' (rules of thumb).",
     )
+    calibration: CalibrationSource | None = Field(
+        default=None,
+        description="Efficiency fitted by `inferfleet bench --calibrate` on the pools' GPU, from a "
+        "ConfigMap: planning then uses the measured engine (like `inferfleet plan --calibration`).",
+    )
 
     @model_validator(mode="after")
     def _unique_pools(self) -> InferenceFleetSpec:
@@ -743,6 +768,53 @@ class PoolCapacity(ApiModel):
     last_updated: str | None = None
 
 
+class ScorecardWindow(ApiModel):
+    """The autoscaler's record over one rolling window; unset figures were never judged."""
+
+    window: str = Field(description="1h, 24h or 7d.")
+    covered_minutes: int = Field(description="Policy intervals seen in the window, in minutes.")
+    slo_met_percent: str | None = Field(
+        default=None,
+        alias="sloMetPercent",
+        description="Share of judged intervals with TTFT/ITL P99 within the SLO and no queue.",
+    )
+    replica_hours: str = Field(description="Replica-hours held where demand was known.")
+    lower_bound_replica_hours: str = Field(
+        description="Demand / measured capacity per replica over the same intervals: what no "
+        "schedule can undercut."
+    )
+    over_lower_bound: str | None = Field(
+        default=None, description="replicaHours / lowerBoundReplicaHours."
+    )
+    forecast_mape_percent: str | None = Field(
+        default=None,
+        alias="forecastMAPEPercent",
+        description="Mean absolute percentage error of the forecast at the cold-start horizon.",
+    )
+    reactive_mape_percent: str | None = Field(
+        default=None,
+        alias="reactiveMAPEPercent",
+        description="The same for the reactive estimate (the rate then, held): the baseline.",
+    )
+    scale_events_per_day: str | None = None
+    flaps_per_day: str | None = Field(
+        default=None,
+        description="Scale changes against the direction of the one before within the "
+        "stabilization window, per day.",
+    )
+    pending_minutes: str = Field(
+        default="0",
+        description="Time fewer replicas were ready than asked for, beyond one cold start.",
+    )
+
+
+class PoolScorecard(ApiModel):
+    """Is the autoscaler any good on this pool: its scorecard over the last hour, day, week."""
+
+    pool: str
+    windows: list[ScorecardWindow] = Field(default_factory=list)
+
+
 class PoolMemory(ApiModel):
     """One pool's scaling-policy memory: what it last decided, when, and its learned state."""
 
@@ -753,6 +825,11 @@ class PoolMemory(ApiModel):
     policy: dict[str, Any] | None = Field(
         default=None,
         description="The policy's learned state (forecaster profile, ramps, spare); opaque.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    scorecard: dict[str, Any] | None = Field(
+        default=None,
+        description="The scorecard's rolling sums (status.scorecard); opaque.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
@@ -787,6 +864,9 @@ class InferenceFleetStatus(ApiModel):
     recommendation: Recommendation | None = None
     capacity: list[PoolCapacity] = Field(
         default_factory=list, description="Predicted and measured capacity per pool."
+    )
+    scorecard: list[PoolScorecard] = Field(
+        default_factory=list, description="The autoscaler's own scorecard per pool."
     )
     history: FleetHistory | None = Field(
         default=None, description="Compact traffic profile kept so a restart does not forget it."

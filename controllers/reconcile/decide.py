@@ -75,6 +75,7 @@ _OWNED_STATUS = {
     "history",
     "recommendation",
     "capacity",
+    "scorecard",
     "pending",
 }
 UNSCHEDULABLE = "ReplicasUnschedulable"
@@ -608,6 +609,12 @@ def decide(obs: Observation) -> Effects:
         obs, planned, decision, history is not obs.status.history
     )
     writes += capacity_events
+    # The scorecard moves every step; written as often as the policy memory, like capacity.
+    scorecard = (
+        list(decision.scorecard)
+        if history is not obs.status.history or not obs.status.scorecard
+        else list(obs.status.scorecard)
+    )
     new = obs.status.model_copy(
         update={
             "observed_generation": obs.generation,
@@ -626,6 +633,7 @@ def decide(obs: Observation) -> Effects:
             "history": history,
             "recommendation": recommendation,
             "capacity": capacity,
+            "scorecard": scorecard,
         }
     )
     return Effects(

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from controllers.adapters.kube import KubeClient, ObjectKey, OwnedObjects, Owner
 from controllers.adapters.model_source import ModelConfigUnavailable, ModelResolver
 from controllers.api.v1alpha1 import (
+    CALIBRATION_LABEL,
     InferenceFleetSpec,
     InferenceFleetStatus,
     PlanStatus,
@@ -29,11 +30,14 @@ from controllers.api.v1alpha1 import (
 )
 from controllers.policy.advisory import policy_spec
 from controllers.policy.autoscale import needs_history
+from controllers.policy.calibration import efficiency_from_text
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
 from controllers.policy.render import object_name
 from controllers.reconcile.plans import Curves, PlanCache, SpecRefused
 from controllers.reconcile.runtime import Remembered, Watcher
 from sizing.checkpoint import CheckpointWeights
+from sizing.errors import SizingError
+from sizing.performance import Efficiency
 
 # What a pool owns besides its Deployment, named like it.
 POOL_COMPANIONS = (("v1", "Service"), ("policy/v1", "PodDisruptionBudget"))
@@ -134,8 +138,44 @@ async def _hf_config(kube: KubeClient, owner: Owner, spec: InferenceFleetSpec) -
     return config
 
 
+def calibration_of(
+    owned: OwnedObjects, owner: Owner, spec: InferenceFleetSpec
+) -> Efficiency | None:
+    """The efficiency `spec.calibration` names, from the watched calibration ConfigMaps."""
+    if spec.calibration is None:
+        return None
+    ref = spec.calibration.config_map_ref
+    where = f"spec.calibration.configMapRef: ConfigMap {ref.name}, key {ref.key}"
+    data = owned.calibration(owner.namespace, ref.name)
+    if data is None:
+        raise SpecRefused(
+            "InvalidSpec",
+            f"{where}: no ConfigMap of that name labelled {CALIBRATION_LABEL} in namespace "
+            f"{owner.namespace}",
+        )
+    if ref.key not in data:
+        raise SpecRefused("InvalidSpec", f"{where}: the ConfigMap has no such key")
+    try:
+        efficiency, gpu = efficiency_from_text(data[ref.key], where)
+    except (ValueError, SizingError) as err:
+        raise SpecRefused("InvalidSpec", str(err)) from None
+    gpus = sorted({pool.gpu for pool in spec.pools})
+    if gpu is not None and gpu.lower() not in {g.lower() for g in gpus}:
+        raise SpecRefused(
+            "InvalidSpec",
+            f"{where}: measured on {gpu}, but the fleet's pools use {', '.join(gpus)} (a "
+            "calibration holds for the GPU it was measured on)",
+        )
+    return efficiency
+
+
 async def _planned(
-    kube: KubeClient, owner: Owner, body: Mapping[str, Any], plans: PlanCache, watcher: Watcher
+    kube: KubeClient,
+    owner: Owner,
+    body: Mapping[str, Any],
+    plans: PlanCache,
+    watcher: Watcher,
+    owned: OwnedObjects,
 ) -> Planned:
     try:
         spec = InferenceFleetSpec.model_validate(body.get("spec") or {})
@@ -146,7 +186,8 @@ async def _planned(
         hf_config = await _hf_config(kube, owner, spec)
     else:
         hf_config, checkpoint = await _by_name(kube, owner, spec, watcher.models)
-    plan, curves = await plans.plan_with_curves(owner.uid, spec, hf_config, checkpoint)
+    efficiency = calibration_of(owned, owner, spec)
+    plan, curves = await plans.plan_with_curves(owner.uid, spec, hf_config, checkpoint, efficiency)
     return Planned(spec, hf_config, plan, curves, checkpoint)
 
 
@@ -206,7 +247,7 @@ async def observe(
     """
     owner, now_s = base.owner, base.now_s
     try:
-        planned = await _planned(kube, owner, body, plans, watcher)
+        planned = await _planned(kube, owner, body, plans, watcher, owned)
     except SpecRefused as refusal:
         return replace(base, refusal=refusal)
     prometheus = watcher.prometheus

@@ -20,7 +20,8 @@ import argparse
 import json
 import sys
 
-from controllers.api.v1alpha1 import InferenceFleet, parse_decimal, parse_duration_s
+from controllers.api.v1alpha1 import InferenceFleet, PoolScorecard, parse_decimal, parse_duration_s
+from controllers.policy.autoscale import scorecard_status
 from controllers.policy.scaling.policy import ScalingConfig, config_from_spec
 from controllers.policy.scaling.queue_replay import QueueScore, compare_true_capacity
 from controllers.policy.scaling.replay import (
@@ -31,10 +32,12 @@ from controllers.policy.scaling.replay import (
     compare,
     highest_ask,
     ready_replicas,
+    replay_scorecard,
 )
 from controllers.policy.scaling.synthetic import KINDS, MAX_DAYS, MAX_PEAK_RPS, synthetic_trace
 from inferfleet.errors import UsageError
 from inferfleet.manifests import load_fleet, resolve_hf_config
+from inferfleet.scorecards import render_scorecard, scorecard_json
 from inferfleet.tables import render_table
 from inferfleet.traces import read_per_minute
 from sizing.hardware import get_gpu
@@ -252,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
     result = compare(trace, config, cost, _progress if long_run else None)
     oracle_h = result.scores["oracle"].replica_hours
     ask = highest_ask(trace, result.asked["predictive"][1:], config.usable_rps_per_replica)
+    card = predictive_scorecard(trace, result, config)
     if args.output == "json":
         out = {
             name: {
@@ -277,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
                     "peakNeedSoFar": ask.peak_need,
                     "ratio": round(ask.ratio, 4),
                 },
+                "scorecard": scorecard_json(card),
             },
             sys.stdout,
             indent=2,
@@ -313,9 +318,20 @@ def run(args: argparse.Namespace) -> int:
             f"predictive's highest ask: {ask.replicas} replicas at minute {ask.interval}, "
             f"{ask.ratio:.2f} x the peak need so far ({ask.peak_need})"
         )
+        print()
+        print(
+            render_scorecard(card, "predictive policy's scorecard (as status.scorecard shows it):")
+        )
     if args.plot:
         plot(result, config, args.policy, args.plot)
     return 0
+
+
+def predictive_scorecard(trace: Trace, result: Comparison, config: ScalingConfig) -> PoolScorecard:
+    """The scorecard the operator would show for the predictive schedule, at the trace's end."""
+    card = replay_scorecard(trace, result.asked["predictive"], result.decisions, config)
+    end_s = trace.start_s + len(trace.requests) * trace.interval_s
+    return scorecard_status("replay", card, end_s)
 
 
 def plot(result: Comparison, config: ScalingConfig, policy: str, path: str) -> None:

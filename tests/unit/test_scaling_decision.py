@@ -109,6 +109,20 @@ def test_scale_down_waits_for_the_window_and_is_bounded(current, rps, minutes_ag
     assert free.desired_replicas >= min(current, want)
 
 
+def test_the_window_spans_at_least_three_decisions_when_intervals_are_long():
+    # 8-minute intervals against a 10-minute window (a compressed demo, a slow resync): one
+    # low reading two decisions ago must not shrink the fleet on its own.
+    cfg = ScalingConfig(usable_rps_per_replica=1.0, cold_start_s=300, min_replicas=0,
+                        interval_s=480.0, min_warm_replicas=0)  # fmt: skip
+    assert cfg.stabilization_s == 3 * 480.0
+    recent = ((NOW_S - 2 * 480.0, 10),)
+    assert decide(tick(cfg, 2.0, 10, recent=recent)).desired_replicas == 10
+    free = decide(tick(cfg, 2.0, 10, recent=((NOW_S - 3 * 480.0, 10),)))
+    assert free.desired_replicas < 10
+    short = ScalingConfig(usable_rps_per_replica=1.0, cold_start_s=300, interval_s=30.0)
+    assert short.stabilization_s == short.scale_down_stabilization_s  # as configured
+
+
 def test_forecast_drives_scale_up_and_explains_itself():
     """A learned forecast's point plus the warm spare (what the forecast missed before)."""
     cfg = ScalingConfig(usable_rps_per_replica=12.0, cold_start_s=300)

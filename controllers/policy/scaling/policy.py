@@ -58,6 +58,9 @@ from controllers.policy.scaling.spare import SparePercentile
 Mode = Literal["predictive", "reactive", "static", "external", "keda"]
 MODES: tuple[str, ...] = ("predictive", "reactive", "static", "external", "keda")
 SCALE_DOWN_STEP_FRACTION = 0.2  # at most this share of the fleet leaves per interval (min 1)
+# The stabilization window spans at least this many decisions, so one noisy reading (a rate
+# window of few requests, an odd request mix) never shrinks the fleet on its own.
+MIN_STABILIZATION_INTERVALS = 3
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,11 @@ class ScalingConfig:
         return min(limits) if limits else None
 
     @property
+    def stabilization_s(self) -> float:
+        """The scale-down window: as configured, and at least a few decisions long."""
+        return max(self.scale_down_stabilization_s, MIN_STABILIZATION_INTERVALS * self.interval_s)
+
+    @property
     def stale_limit_s(self) -> float:
         return 3 * self.interval_s if self.stale_after_s is None else self.stale_after_s
 
@@ -210,6 +218,7 @@ class ScalingDecision:
     warm_spare: int
     schedule_floor: int
     recent: tuple[tuple[float, int], ...] = field(default=(), repr=False)
+    forecast_rps: float | None = None  # the forecaster's point for now + horizon (scorecard)
 
 
 def cold_start_intervals(cold_start_s: float, interval_s: float) -> int:
@@ -322,7 +331,7 @@ def decide(tick: TickInput) -> ScalingDecision:
             why += f"; {blind}"
 
     window = (
-        *tuple((t, r) for t, r in tick.recent if t > tick.now_s - cfg.scale_down_stabilization_s),
+        *tuple((t, r) for t, r in tick.recent if t > tick.now_s - cfg.stabilization_s),
         (tick.now_s, recommended),
     )
     desired = recommended
@@ -336,7 +345,7 @@ def decide(tick: TickInput) -> ScalingDecision:
         if desired > recommended:
             why += (
                 f"; scale-down held to {desired} (stabilization "
-                f"{cfg.scale_down_stabilization_s / 60:.3g} min, step ≤ {step})"
+                f"{cfg.stabilization_s / 60:.3g} min, step ≤ {step})"
             )
     limit = cfg.upper_limit
     if limit is not None and desired > limit:
@@ -352,6 +361,7 @@ def decide(tick: TickInput) -> ScalingDecision:
         warm_spare=spare,
         schedule_floor=schedule_floor,
         recent=window,
+        forecast_rps=None if fc is None else fc.point_rps,
     )
 
 
@@ -376,9 +386,7 @@ class ScalingPolicy:
             ),
             loop.limits,
         )
-        self.guard = SLOGuard(
-            loop.limits, loop.guard, config.scale_down_stabilization_s, config.interval_s
-        )
+        self.guard = SLOGuard(loop.limits, loop.guard, config.stabilization_s, config.interval_s)
 
     def capacity_rps(self, now_s: float, metrics: Metrics) -> tuple[float | None, str]:
         """Usable req/s per replica in the unit that limits, once the closed loop knows more
