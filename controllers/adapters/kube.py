@@ -9,6 +9,7 @@ handlers can choose between "retry later" (`Conflict`, `Unavailable`) and "tell 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import ssl
@@ -32,6 +33,7 @@ _PLURALS = {
     "Pod": "pods",
     "PodDisruptionBudget": "poddisruptionbudgets",
     "ConfigMap": "configmaps",
+    "Secret": "secrets",
     "Event": "events",
     "ScaledObject": "scaledobjects",
     KIND: PLURAL,
@@ -124,6 +126,10 @@ class OwnedObjects(Protocol):
 
     def pods_of(self, owner: Owner) -> tuple[Mapping[str, Any], ...]: ...
 
+    def calibration(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        """The data of a calibration ConfigMap as watched, or None when there is none."""
+        ...
+
 
 class KubeClient(Protocol):
     """The calls a reconcile makes: reads in observe, writes in act."""
@@ -131,6 +137,8 @@ class KubeClient(Protocol):
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None: ...
 
     async def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None: ...
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None: ...
 
     async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
 
@@ -273,6 +281,17 @@ class Kube:
         if found is None:
             return None
         return found.get("data", {}).get(key)
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
+        """A Secret's value, decoded, or None when the Secret or the key is missing."""
+        found = await self.get("v1", "Secret", namespace, name)
+        raw = (found or {}).get("data", {}).get(key)
+        if raw is None:
+            return None
+        try:
+            return base64.b64decode(raw, validate=True).decode("utf-8").strip()
+        except (ValueError, UnicodeDecodeError):
+            return None
 
     async def post_event(self, owner: Owner, event_type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the fleet, the way `kubectl describe` shows it."""

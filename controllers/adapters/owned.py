@@ -62,15 +62,33 @@ def index_objects(
     return index
 
 
-class IndexedOwned:
-    """`OwnedObjects` over one index per kind (Kopf's, fed by its watches), and the pods'."""
+def config_map_entry(body: Mapping[str, Any]) -> dict[FleetKey, dict[str, str]] | None:
+    """The `@kopf.index` body for a calibration ConfigMap: (namespace, name) -> its data."""
+    meta = body.get("metadata") or {}
+    if not meta.get("namespace") or not meta.get("name"):
+        return None
+    return {(meta["namespace"], meta["name"]): dict(body.get("data") or {})}
 
-    def __init__(self, stores: Mapping[str, IndexStore], pods: IndexStore | None = None) -> None:
+
+class IndexedOwned:
+    """`OwnedObjects` over one index per kind (Kopf's, fed by its watches), the pods', and the
+    watched calibration ConfigMaps (labelled, so the operator never caches every ConfigMap)."""
+
+    def __init__(
+        self,
+        stores: Mapping[str, IndexStore],
+        pods: IndexStore | None = None,
+        config_maps: IndexStore | None = None,
+    ) -> None:
         self._stores = stores  # kind -> index
         self._pods = pods or {}
+        self._config_maps = config_maps or {}
 
     def pods_of(self, owner: Owner) -> tuple[Mapping[str, Any], ...]:
         return tuple(self._pods.get((owner.namespace, owner.name), ()))
+
+    def calibration(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        return next(iter(self._config_maps.get((namespace, name), ())), None)
 
     def owned_by(self, owner: Owner) -> dict[ObjectKey, dict[str, Any]]:
         found: dict[ObjectKey, dict[str, Any]] = {}

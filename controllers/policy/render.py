@@ -100,6 +100,8 @@ def vllm_args(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> list[str]:
         f"--gpu-memory-utilization={serving.gpu_memory_utilization}",
         f"--max-num-seqs={pool.max_num_seqs}",
     ]
+    if model.revision:
+        args.append(f"--revision={model.revision}")
     if pool.max_num_batched_tokens:
         args.append(f"--max-num-batched-tokens={pool.max_num_batched_tokens}")
     if model.dtype != "auto":
@@ -112,6 +114,8 @@ def vllm_args(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> list[str]:
     )
     if serving.enforce_eager:
         args.append("--enforce-eager")
+    if serving.limit_mm_per_prompt is not None:
+        args.append(f'--limit-mm-per-prompt={{"image": {serving.limit_mm_per_prompt}}}')
     if model.lora is not None:
         args += [
             "--enable-lora",

@@ -59,6 +59,7 @@ from controllers.policy.pending import POOL_LABEL, Spill, spill, waiting_replica
 from controllers.policy.render import EXTERNALLY_SCALED, drifted, object_name, render_fleet
 from controllers.reconcile.observe import POOL_COMPANIONS, Observation, Planned
 from controllers.reconcile.runtime import Remembered
+from sizing.checkpoint import CheckpointWeights
 from sizing.errors import SizingError
 
 # Policy memory is written to status at most this often (wall seconds) unless replicas change:
@@ -74,6 +75,7 @@ _OWNED_STATUS = {
     "history",
     "recommendation",
     "capacity",
+    "scorecard",
     "pending",
 }
 UNSCHEDULABLE = "ReplicasUnschedulable"
@@ -132,6 +134,7 @@ class ReplanRequest:
     plan: PlanStatus
     reason: str
     capacity: PoolCapacity | None = None  # the first pool's measured capacity, if any
+    checkpoint: CheckpointWeights | None = None  # exact weights, as the plan used them
 
 
 @dataclass(frozen=True)
@@ -600,12 +603,19 @@ def decide(obs: Observation) -> Effects:
             planned.plan,
             reason,
             decision.capacity[0] if decision.capacity else None,
+            planned.checkpoint,
         )
     history, remembered = _history_to_write(obs, decision)
     capacity, capacity_events = _capacity_to_write(
         obs, planned, decision, history is not obs.status.history
     )
     writes += capacity_events
+    # The scorecard moves every step; written as often as the policy memory, like capacity.
+    scorecard = (
+        list(decision.scorecard)
+        if history is not obs.status.history or not obs.status.scorecard
+        else list(obs.status.scorecard)
+    )
     new = obs.status.model_copy(
         update={
             "observed_generation": obs.generation,
@@ -624,6 +634,7 @@ def decide(obs: Observation) -> Effects:
             "history": history,
             "recommendation": recommendation,
             "capacity": capacity,
+            "scorecard": scorecard,
         }
     )
     return Effects(
@@ -668,6 +679,7 @@ def replan(request: ReplanRequest) -> Recommendation:
             request.plan,
             request.reason,
             request.capacity,
+            request.checkpoint,
         )
     except SizingError as err:
         return Recommendation(reason=request.reason, error=str(err))

@@ -31,15 +31,23 @@ from controllers.adapters.kube import (
     Unavailable,
 )
 from controllers.adapters.operator_metrics import OperatorMetrics
-from controllers.adapters.owned import FleetKey, IndexedOwned, index_entry, pod_index_entry
+from controllers.adapters.owned import (
+    FleetKey,
+    IndexedOwned,
+    config_map_entry,
+    index_entry,
+    pod_index_entry,
+)
 from controllers.api.v1alpha1 import (
     API_VERSION,
+    CALIBRATION_LABEL,
     GROUP,
     KIND,
     PLURAL,
     VERSION,
     PlanStatus,
     PoolCapacity,
+    PoolScorecard,
     parse_duration_s,
 )
 from controllers.policy.render import MANAGED_BY
@@ -75,6 +83,7 @@ class Outcome:
     pool_replicas: tuple[PoolReplicas, ...] = ()
     refusal: str | None = None  # the Sized=False reason, when the spec was refused
     capacity: tuple[PoolCapacity, ...] = ()  # predicted vs measured per pool, for /metrics
+    scorecard: tuple[PoolScorecard, ...] = ()  # the autoscaler's record per pool, for /metrics
 
 
 async def reconcile(
@@ -120,6 +129,7 @@ async def reconcile(
         pool_replicas=effects.pool_replicas,
         refusal=effects.refusal,
         capacity=tuple(effects.status.capacity),
+        scorecard=tuple(effects.status.scorecard),
     )
 
 
@@ -155,6 +165,7 @@ def _owned(indexes: Mapping[str, Any]) -> IndexedOwned:
             "PodDisruptionBudget": indexes["owned_pdbs"],
         },
         pods=indexes["fleet_pods"],
+        config_maps=indexes["calibrations"],
     )
 
 
@@ -189,6 +200,7 @@ async def _reconcile_once(
             metrics.set_replicas(namespace, name, pool.pool, pool.desired, pool.ready,
                                  pool.warming, pool.pending, pool.advised)  # fmt: skip
         metrics.set_capacity(namespace, name, outcome.capacity)
+        metrics.set_scorecard(namespace, name, outcome.scorecard)
     return outcome
 
 
@@ -267,6 +279,13 @@ def owned_pdbs(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | No
 @kopf.index("v1", "pods", labels=MANAGED)
 def fleet_pods(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | None:
     return pod_index_entry(body)
+
+
+# Calibrations (`spec.calibration.configMapRef`): only labelled ConfigMaps are watched, so the
+# operator never caches every ConfigMap in the cluster; a fleet's next pass re-plans on a change.
+@kopf.index("v1", "configmaps", labels={CALIBRATION_LABEL: kopf.PRESENT})
+def calibrations(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, str]] | None:
+    return config_map_entry(body)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")

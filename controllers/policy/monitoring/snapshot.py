@@ -96,6 +96,7 @@ class MetricsSnapshot:
 def load_sample(pool: PoolMetrics) -> LoadSample:
     """What the pool's replicas report, for measured capacity and the SLO guard."""
     ready = value_of(pool.replicas_reporting)
+    gpu = value_of(pool.gpu_util_percent)
     return LoadSample(
         ready=None if ready is None else round(ready),
         served_rps=value_of(pool.request_rate_rps),
@@ -106,6 +107,7 @@ def load_sample(pool: PoolMetrics) -> LoadSample:
         kv_usage_ratio=value_of(pool.kv_cache_usage_ratio),
         ttft_p99_s=value_of(pool.ttft_p99_s),
         itl_p99_s=value_of(pool.itl_p99_s),
+        gpu_busy_ratio=None if gpu is None else gpu / 100,
     )
 
 
