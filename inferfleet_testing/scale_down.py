@@ -43,9 +43,10 @@ def rendered_stop(example: str = "fleet-code-8b.yaml") -> tuple[list[str], int]:
     `examples/` (before any traffic: the grace is the plan's estimate)."""
     doc = yaml.safe_load((REPO / "examples" / example).read_text())
     spec = InferenceFleet.model_validate(doc).spec
-    planned = plan_or_refusal(
-        spec, dict(spec.model.hf_config.inline or {}), memoized(find_capacity)
-    )
+    source = spec.model.hf_config
+    if source is None or not source.inline:
+        raise ValueError(f"{example}: the scale-down harness needs an inline hfConfig")
+    planned = plan_or_refusal(spec, dict(source.inline), memoized(find_capacity))
     if isinstance(planned, SpecRefused):
         raise ValueError(f"{example}: {planned}")
     plan, _ = planned

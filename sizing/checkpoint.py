@@ -40,6 +40,7 @@ _EMBEDDING = re.compile(
 )
 _LM_HEAD = re.compile(r"(^|\.)(lm_head|unembedding|embed_out)\.|^output\.weight$")
 # Inside a decoder layer these are replicated on every TP rank (norms, the MoE router).
+_ROUTED_EXPERTS = re.compile(r"\.experts\.")
 _REPLICATED = re.compile(r"norm|(^|\.)ln_|\.gate\.weight$|\.router\.|e_score_correction_bias")
 
 
@@ -134,6 +135,7 @@ class CheckpointWeights:
     """
 
     layer_sharded: tuple[tuple[int, int], ...]  # per decoder layer: split across TP ranks
+    layer_experts: tuple[tuple[int, int], ...]  # per decoder layer: routed experts (also split)
     layer_replicated: tuple[tuple[int, int], ...]  # per decoder layer: norms, router
     embedding: tuple[int, int]
     lm_head: tuple[int, int]  # (0, 0) when tied to the embedding
@@ -177,7 +179,9 @@ def _role(name: str, num_layers: int) -> str:
     index = int(match[1])
     if index >= num_layers:
         return "skip"  # DeepSeek-V3 / GLM keep their MTP head as one extra layer
-    return f"L{index}{'r' if _REPLICATED.search(lowered) else 's'}"
+    if _REPLICATED.search(lowered):
+        return f"L{index}r"
+    return f"L{index}{'e' if _ROUTED_EXPERTS.search(lowered) else 's'}"
 
 
 def summarize(tensors: Iterable[TensorInfo], num_layers: int) -> CheckpointWeights:
@@ -213,6 +217,7 @@ def summarize(tensors: Iterable[TensorInfo], num_layers: int) -> CheckpointWeigh
 
     return CheckpointWeights(
         layer_sharded=tuple(pair(f"L{i}s") for i in range(num_layers)),
+        layer_experts=tuple(pair(f"L{i}e") for i in range(num_layers)),
         layer_replicated=tuple(pair(f"L{i}r") for i in range(num_layers)),
         embedding=pair("embedding"),
         lm_head=pair("lm_head"),

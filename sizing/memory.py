@@ -227,7 +227,6 @@ def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -
     stage_weights = tuple(
         w + rope for w in stage_weights_bytes(arch, cfg.quantization, cfg.dtype, cfg.tp, cfg.pp)
     )
-    layers = arch.stage_layer_counts(cfg.pp)
 
     forward = _forward_peak_bytes(arch, batched, cfg.tp, value_bytes)
     if cfg.pp > 1:  # intermediate tensors sent between stages: hidden + residual
@@ -249,7 +248,10 @@ def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -
 
     encoder_forward, encoder_cached = _encoder_profile(arch, cfg, batched, seqs, value_bytes)
     best: MemoryBreakdown | None = None
-    for stage, (weights_b, count) in enumerate(zip(stage_weights, layers, strict=True)):
+    cache_slots = arch.stage_cache_layers(cfg.pp)
+    # Mamba state is kept in the model dtype (vLLM's mamba_ssm_cache_dtype "auto").
+    block = arch.block_tokens(kv_bytes, value_bytes, cfg.tp, cfg.block_size)
+    for stage, (weights_b, slots) in enumerate(zip(stage_weights, cache_slots, strict=True)):
         last = stage == cfg.pp - 1
         peak = max(forward, sampler if last else 0.0)
         if stage == 0:  # the encoder and its cached outputs live with the embedding
@@ -258,9 +260,9 @@ def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -
         weights = weights_b / GIB
         graphs_in = cuda_graph if cfg.cuda_graphs_in_budget else 0.0
         kv_gib = budget_gib - weights - activation - non_torch - lora - graphs_in
-        per_token = count * arch.kv_bytes_per_token_per_layer(kv_bytes, cfg.tp)
-        blocks = math.floor(max(0.0, kv_gib) * GIB / (per_token * cfg.block_size))
-        tokens = blocks * cfg.block_size
+        per_token = slots * arch.kv_bytes_per_token_per_layer(kv_bytes, cfg.tp)
+        blocks = math.floor(max(0.0, kv_gib) * GIB / (per_token * block))
+        tokens = blocks * block
         stage_result = MemoryBreakdown(
             method="vllm",
             weights_gib=weights,

@@ -74,18 +74,13 @@ def file_url(endpoint: str, repo: str, revision: str, filename: str) -> str:
 class HubClient:
     """One model's files; a fresh client per resolution (the operator caches the results)."""
 
-    def __init__(
-        self,
-        settings: HubSettings,
-        token: str | None = None,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
+    def __init__(self, settings: HubSettings, token: str | None = None) -> None:
         if settings.offline:
             raise HubError("offline (HF_HUB_OFFLINE is set): the Hub was not asked")
         self._settings = settings
         token = token or settings.default_token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = client or httpx.AsyncClient(
+        self._http = httpx.AsyncClient(
             timeout=settings.timeout_s, follow_redirects=True, headers=headers
         )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from sizing.errors import SizingError
 from sizing.model import load_model_config
 
 DEFAULT_REVISION = "main"
+# A Hub repo id: [org/]name of letters, digits and . _ - (never a path, a URL or "..").
+_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
 FAILURE_TTL_S = 60.0
 _CACHE_SIZE = 256
 
@@ -90,12 +93,10 @@ class ModelResolver:
         settings: HubSettings,
         catalog: ModelCatalog | None = None,
         clock: Callable[[], float] = time.monotonic,
-        client_factory: Callable[[HubSettings, str | None], HubClient] = HubClient,
     ) -> None:
         self.settings = settings
         self._catalog = catalog or ModelCatalog()
         self._clock = clock
-        self._client_factory = client_factory
         self._cache: OrderedDict[
             tuple[str, str, str], tuple[float, ResolvedModel | ModelConfigUnavailable]
         ] = OrderedDict()
@@ -134,6 +135,12 @@ class ModelResolver:
         return result
 
     async def _resolve(self, name: str, revision: str, token: str | None) -> ResolvedModel:
+        if not _REPO_ID.match(name) or ".." in name:
+            raise ModelConfigUnavailable(
+                name,
+                revision,
+                ("nothing: it is not a Hugging Face repo id (a local path or a URL?)",),
+            )
         tried = []
         found = self._catalog.get(name) if revision == DEFAULT_REVISION else None
         if found is not None:
@@ -145,7 +152,7 @@ class ModelResolver:
         )
         endpoint = self.settings.endpoint
         try:
-            async with self._client_factory(self.settings, token) as hub:
+            async with HubClient(self.settings, token) as hub:
                 config = await hub.config(name, revision)
                 try:
                     layers = _num_layers(config)

@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     long_run = len(trace.requests) > 5000
     result = compare(trace, config, cost, _progress if long_run else None)
     oracle_h = result.scores["oracle"].replica_hours
-    ask = highest_ask(trace, result.decisions, config.usable_rps_per_replica)
+    ask = highest_ask(trace, result.asked["predictive"][1:], config.usable_rps_per_replica)
     card = predictive_scorecard(trace, result, config)
     if args.output == "json":
         out = {

@@ -134,3 +134,13 @@ def test_fleets_naming_the_same_model_at_once_share_one_fetch(hub: FakeHub) -> N
     sizes = asyncio.run(many())
     assert len(sizes) == 20 and len(set(sizes)) == 1
     assert sum(r.path.endswith("config.json") for r in hub.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["/models/llama-8b", "../etc/x", "https://host/org/model", "a/b/c"]
+)
+def test_a_path_or_url_is_not_sent_to_the_hub(hub: FakeHub, name: str) -> None:
+    resolver = ModelResolver(HubSettings(endpoint=hub.url))
+    with pytest.raises(ModelConfigUnavailable, match="not a Hugging Face repo id"):
+        _resolve(resolver, name)
+    assert hub.requests == []

@@ -160,3 +160,48 @@ def test_layer_count_must_match_the_config() -> None:
     weights = summarize(_tensors(safetensors_header(dense_decoder_tensors(TINY))), 3)
     with pytest.raises(InvalidInput, match="3 decoder layers"):
         with_checkpoint(load_model_config(TINY), weights)
+
+
+def _gpt_oss_tensors(config: dict) -> list[tuple[str, str, tuple[int, ...]]]:
+    """gpt-oss as published: attention, router and embeddings in bf16, the routed experts as
+    MXFP4 blocks (16 bytes per 32 weights) with one u8 scale per block and bf16 biases."""
+    hidden, vocab, experts = (
+        config["hidden_size"],
+        config["vocab_size"],
+        config["num_local_experts"],
+    )
+    q, kv = config["num_attention_heads"] * config["head_dim"], 512
+    tensors = [("model.embed_tokens.weight", "BF16", (vocab, hidden))]
+    for i in range(config["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        for name, rows, cols in (("q", q, hidden), ("k", kv, hidden), ("v", kv, hidden),
+                                 ("o", hidden, q)):  # fmt: skip
+            tensors += [(f"{p}self_attn.{name}_proj.weight", "BF16", (rows, cols)),
+                        (f"{p}self_attn.{name}_proj.bias", "BF16", (rows,))]  # fmt: skip
+        for proj, rows in (("gate_up_proj", 2 * hidden), ("down_proj", hidden)):
+            e = f"{p}mlp.experts.{proj}"
+            tensors += [(f"{e}_blocks", "U8", (experts, rows, hidden // 32, 16)),
+                        (f"{e}_scales", "U8", (experts, rows, hidden // 32)),
+                        (f"{e}_bias", "BF16", (experts, rows))]  # fmt: skip
+        tensors += [(f"{p}self_attn.sinks", "BF16", (64,)),
+                    (f"{p}input_layernorm.weight", "BF16", (hidden,)),
+                    (f"{p}post_attention_layernorm.weight", "BF16", (hidden,)),
+                    (f"{p}mlp.router.weight", "BF16", (experts, hidden)),
+                    (f"{p}mlp.router.bias", "BF16", (experts,))]  # fmt: skip
+    return [*tensors, ("model.norm.weight", "BF16", (hidden,)),
+            ("lm_head.weight", "BF16", (vocab, hidden))]  # fmt: skip
+
+
+@pytest.mark.parametrize(("tp", "logged_gib", "within"), [(1, 13.64, 0.02), (2, 7.01, 0.05)])
+def test_mxfp4_moe_from_its_header_matches_the_logged_shard(
+    tp: int, logged_gib: float, within: float
+) -> None:
+    """gpt-oss-20b on vLLM 0.19 / H100: packed experts as stored and padded as the MXFP4
+    kernels pad them, bf16 attention kept wide (the same tolerance as the parameter count)."""
+    config = json.loads((CALIBRATION / "model_configs/openai--gpt-oss-20b.json").read_text())
+    arch = load_model_config(config)
+    weights = summarize(_tensors(safetensors_header(_gpt_oss_tensors(config))), arch.num_layers)
+    assert weights.packed and sum(e for _, e in weights.layer_experts) > 0
+    memory = estimate_memory(with_checkpoint(arch, weights), get_gpu("H100"),
+                             EngineConfig(tp=tp, max_model_len=8192))  # fmt: skip
+    assert memory.weights_gib == pytest.approx(logged_gib, rel=within)

@@ -183,3 +183,41 @@ def test_a_hub_config_that_leaves_out_its_class_defaults() -> None:
         True,
     )
     assert a.params == b.params and a.vision == b.vision
+
+
+CATALOG = REPO / "controllers" / "adapters" / "model_catalog"
+
+
+@pytest.mark.parametrize(
+    ("name", "kinds", "slots"),
+    [
+        ("meta-llama--Llama-3.1-8B-Instruct", "32 full", 32),  # one group of all layers
+        ("openai--gpt-oss-20b", "12 sliding + 12 full", 24),  # two groups of 12
+        ("google--gemma-3-27b-it", "52 sliding + 10 full", 70),  # 6 + 1 groups of 10
+        ("nvidia--NVIDIA-Nemotron-Nano-9B-v2", "4 attention + 27 Mamba + 25 MLP", 32),  # 1 + 7 of 4
+        ("nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-FP8", "6 attention + 23 Mamba + 23 MoE", 30),
+    ],
+)
+def test_cache_slots_follow_vllms_layer_groups(name: str, kinds: str, slots: int) -> None:
+    arch = load_model_config(json.loads((CATALOG / f"{name}.json").read_text()))
+    assert arch.stage_cache_layers(1) == (slots,), kinds
+    # Per token, only the slots count: MLP/MoE-only layers hold no cache.
+    assert arch.kv_bytes_per_token(2.0) == slots * arch.kv_bytes_per_token_per_layer(2.0)
+
+
+@pytest.mark.parametrize("tp", [1, 2, 4])
+def test_a_state_layer_fits_one_attention_page(tp: int) -> None:
+    """vLLM grows the attention block until one page holds a sequence's Mamba state."""
+    arch = load_model_config(
+        json.loads((CATALOG / "nvidia--NVIDIA-Nemotron-Nano-9B-v2.json").read_text())
+    )
+    block = arch.block_tokens(2.0, 2.0, tp, 16)
+    page = block * arch.kv_bytes_per_token_per_layer(2.0, tp)
+    state = (arch.mamba_state_elements + arch.mamba_conv_elements) * 2.0 / tp
+    assert block % 16 == 0 and page >= state > page - 16 * arch.kv_bytes_per_token_per_layer(
+        2.0, tp
+    )
+    plain = load_model_config(
+        json.loads((CATALOG / "meta-llama--Llama-3.1-8B-Instruct.json").read_text())
+    )
+    assert plain.block_tokens(2.0, 2.0, tp, 16) == 16

@@ -37,7 +37,7 @@ ERROR_HALF_LIFE_N = 2 * 1440  # forget forecast misses over about two days of mi
 # (e^-5 < 1 %); below it zeros are ordinary (a few requests an hour) and learned at once.
 OUTAGE_MIN_LEVEL_PER_INTERVAL = 5.0
 OUTAGE_MIN_S = PROFILE_BIN_S / 2  # shorter zero stretches cannot empty a profile bin
-OUTAGE_MAX_S = 3 * 3600.0  # a quiet spell longer than this is real and is learned
+OUTAGE_MAX_S = 3600.0  # zeros for longer than this are real quiet: learned, and acted on
 OUTAGE_RESUME_SHARE = 0.5  # an outage ends at no less than this share of the level before it
 # Today's level vs the profile's, at most this many times either way: at a few requests a
 # minute noise alone swings it several-fold; beyond, it is an outage or a bug (and the

@@ -13,9 +13,10 @@ Predictive mode asks for the most of:
     asked for now only serves after its cold start;
   * active `schedules` entries and `minReplicas`;
 then clamps to [min, max] and the pool's GPU limit, and scales down only after the
-stabilization window and by bounded steps. Unknown or stale metrics never lower the count.
-Every forecast is first held within what history makes plausible, and the replicas it asks
-for grow per interval by a bounded step (`controllers.policy.scaling.bounds`).
+stabilization window and by bounded steps. Unknown or stale metrics, and zeros that may be an
+outage, never lower the count. Every forecast is first held within what history makes
+plausible, and the replicas it asks for grow per interval by a bounded step
+(`controllers.policy.scaling.bounds`).
 
 Pure: time is a parameter; no clock, no I/O.
 """
@@ -203,6 +204,7 @@ class TickInput:
     capacity_note: str = ""  # which measurement set it
     guard: GuardVerdict | None = None
     envelope: Envelope | None = None  # the learned demand bounds; None: forecasts unbounded
+    quiet_since_s: float | None = None  # zeros since then after real load: maybe an outage
     forecast_note: str = ""  # how the bounds changed the forecast, if they did
 
 
@@ -267,22 +269,11 @@ def decide(tick: TickInput) -> ScalingDecision:
     need_now = replicas_for(m.rps, per_replica) if known and m.rps is not None else None
     fc = tick.forecast if cfg.mode != "reactive" else None
     need_fc = None
-    step_limit: int | None = None
     if fc is not None:
         # A learned model's point already holds the rise it foresees; the warm spare covers
-        # what it has missed before. The fallback's upper quantile is its own margin.
+        # what it has missed before. The fallback's upper quantile is only published (the
+        # pre-warm plan, KEDA's floor): without a model the reactive answer is the decision.
         need_fc = replicas_for(fc.point_rps if fc.learned else fc.upper_rps, per_replica)
-        if tick.envelope is not None:
-            reactive = (need_now or 0) + spare
-            step_limit = step_up_limit(
-                current, reactive, tick.envelope.rise_rps, per_replica, cfg.bound_multiple
-            )
-
-    def limited(replicas: int, why: str) -> tuple[int, str]:
-        """A forecast's ask, held to this interval's growth step."""
-        if step_limit is None or replicas <= step_limit:
-            return replicas, why
-        return step_limit, f"{why}; forecast growth held to {step_limit} this interval"
 
     candidates: list[tuple[int, str]] = [(cfg.min_replicas, f"minReplicas {cfg.min_replicas}")]
     if cfg.mode == "static":
@@ -296,24 +287,25 @@ def decide(tick: TickInput) -> ScalingDecision:
         )
         if fc is not None and fc.learned and need_fc is not None:
             base = max(need_now or 0, need_fc)
-            candidates.append(
-                limited(
-                    base + spare,
-                    f"forecast {fc.point_rps:.3g} RPS ({fc.method}) {by}, {load}: needs "
-                    f"{base} + {spare_why}",
+            ask = base + spare
+            why = f"forecast {fc.point_rps:.3g} RPS ({fc.method}) {by}, {load}: needs {base} + "
+            why += spare_why
+            if tick.envelope is not None:
+                step_limit = step_up_limit(
+                    current,
+                    (need_now or 0) + spare,
+                    tick.envelope.rise_rps,
+                    per_replica,
+                    cfg.bound_multiple,
                 )
-            )
-        else:
-            if need_now is not None:
-                candidates.append((need_now + spare, f"{load} needs {need_now} + {spare_why}"))
-            if fc is not None and need_fc is not None:
-                candidates.append(
-                    limited(
-                        need_fc,
-                        f"forecast {fc.upper_rps:.3g} RPS ({fc.method}, upper) {by} "
-                        f"needs {need_fc}",
+                if ask > step_limit:
+                    ask, why = (
+                        step_limit,
+                        f"{why}; forecast growth held to {step_limit} this interval",
                     )
-                )
+            candidates.append((ask, why))
+        elif need_now is not None:
+            candidates.append((need_now + spare, f"{load} needs {need_now} + {spare_why}"))
         if cfg.mode != "reactive" and schedule_floor:
             candidates.append((schedule_floor, f"schedule floor {schedule_floor}"))
     guard = tick.guard if cfg.mode != "static" else None
@@ -324,9 +316,12 @@ def decide(tick: TickInput) -> ScalingDecision:
         why += f" ({tick.forecast_note})"
     if tick.capacity_note:
         why += f" ({tick.capacity_note})"
-    if not known and cfg.mode != "static":
+    suspect = tick.quiet_since_s is not None
+    if (not known or suspect) and cfg.mode != "static":
         blind = (
-            f"metrics stale (age {m.age_s:.0f} s > {cfg.stale_limit_s:.0f} s)"
+            f"zero requests since {_clock(tick.quiet_since_s)} after real load, maybe an outage"
+            if known and tick.quiet_since_s is not None
+            else f"metrics stale (age {m.age_s:.0f} s > {cfg.stale_limit_s:.0f} s)"
             if m.rps is not None and math.isfinite(m.rps)
             else "metrics unknown"
         )
@@ -457,11 +452,17 @@ class ScalingPolicy:
                 guard=guard,
                 envelope=self.envelope.envelope(),
                 forecast_note=forecast_note,
+                quiet_since_s=self.quiet_since_s(),
             )
         )
         self.recent = decision.recent
         self.spare.record(decision.desired_replicas)
         return decision
+
+    def quiet_since_s(self) -> float | None:
+        """Start of the zeros held back as a possible outage (None: none held)."""
+        quiet = self.forecaster.quiet
+        return None if quiet is None else quiet[0] - self.config.interval_s
 
     def seed(self, t_s: float, rate_rps: float | None) -> list[tuple[float, float]]:
         """Learn one interval's rate (also history from before the policy ran). Returns what

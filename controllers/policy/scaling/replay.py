@@ -140,19 +140,18 @@ class HighestAsk:
     peak_need: int
 
 
-def highest_ask(
-    trace: Trace, decisions: Sequence[ScalingDecision], rps_per_replica: float
-) -> HighestAsk:
-    """Desired replicas over the peak need up to then (at least one), at its worst interval."""
+def highest_ask(trace: Trace, desired: Sequence[int], rps_per_replica: float) -> HighestAsk:
+    """Replicas asked for after each interval over the peak need up to it (at least one),
+    at the worst interval. `desired[j]` is the answer given at the end of interval j."""
     worst = HighestAsk(0.0, 0, 0, 0)
     peak = 0
-    for j, decision in enumerate(decisions):
+    for j, replicas in enumerate(desired):
         rate = trace.rps(j)
         if rate is not None:
             peak = max(peak, replicas_for(rate, rps_per_replica))
-        ratio = decision.desired_replicas / max(1, peak)
+        ratio = replicas / max(1, peak)
         if ratio > worst.ratio:
-            worst = HighestAsk(ratio, j, decision.desired_replicas, peak)
+            worst = HighestAsk(ratio, j, replicas, peak)
     return worst
 
 
