@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from controllers.api.engine_args import MAX_EXTRA_ARG_CHARS, MAX_EXTRA_ARGS, check_extra_args
 from sizing.validate_config import MAX_TOTAL_PARAMS_B
 from sizing.workload import MAX_RATE_RPS, MAX_TOKENS
 
@@ -224,6 +225,24 @@ class HFConfigSource(ApiModel):
         return self
 
 
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the fleet's namespace (the kubelet reads it; the operator never)."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Secret in the fleet's namespace.",
+    )
+    key: str = Field(
+        default="token",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key in the Secret holding the value.",
+    )
+
+
 class LoraSpec(ApiModel):
     max_loras: int = Field(ge=1, le=256, description="Adapters resident on a GPU at once.")
     max_lora_rank: int = Field(default=16, ge=1, le=512, description="Largest adapter rank.")
@@ -254,7 +273,23 @@ class ModelSpec(ApiModel):
         default="vllm/vllm-openai:v0.19.0", min_length=1, description="vLLM container image."
     )
     lora: LoraSpec | None = Field(default=None, description="Multi-LoRA serving.")
-    extra_args: list[str] = Field(default_factory=list, description="Extra vLLM arguments.")
+    hf_token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="hfTokenSecretRef",
+        description="Hugging Face token for gated models, passed to vLLM as the HF_TOKEN env "
+        "var from this Secret key (never in args, annotations or logs).",
+    )
+    extra_args: Annotated[
+        list[Annotated[str, Field(max_length=MAX_EXTRA_ARG_CHARS)]],
+        AfterValidator(check_extra_args),
+    ] = Field(
+        default_factory=list,
+        max_length=MAX_EXTRA_ARGS,
+        description="Extra vLLM arguments, after the ones inferfleet sets. Flags inferfleet "
+        "manages (--model, --port, --tensor-parallel-size, ...) and flags carrying a secret "
+        "(--hf-token, --api-key, ...) are refused. --trust-remote-code runs the model "
+        "repository's Python code in the pod: use it only for repositories you trust.",
+    )
 
 
 class TokenPercentiles(ApiModel):
@@ -558,6 +593,11 @@ class PoolPlanStatus(ApiModel):
     max_num_batched_tokens: int
     kv_cache_tokens: int
     cold_start_seconds: int
+    weights_gib: str | None = Field(
+        default=None,
+        alias="weightsGiB",
+        description="GiB of weights one replica holds on its GPUs (sizes its model cache).",
+    )
 
 
 class PlanStatus(ApiModel):
