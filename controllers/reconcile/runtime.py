@@ -10,6 +10,9 @@ from typing import Any
 from controllers.adapters.prometheus_reader import MetricsSource, OperatorClock, PrometheusReader
 
 PROMETHEUS_URL_ENV = "INFERFLEET_PROMETHEUS_URL"
+# Comma-separated host patterns a fleet's prometheusURL may name (`*.monitoring.svc`); unset
+# allows every host, an empty value only the default URL.
+PROMETHEUS_ALLOWED_HOSTS_ENV = "INFERFLEET_PROMETHEUS_ALLOWED_HOSTS"
 TIME_COMPRESSION_ENV = "INFERFLEET_TIME_COMPRESSION"
 
 
@@ -42,7 +45,9 @@ class Watcher:
         compression = float(os.environ.get(TIME_COMPRESSION_ENV, "1") or 1)
         clock = OperatorClock(time.time(), compression)
         url = os.environ.get(PROMETHEUS_URL_ENV) or None
-        return cls(PrometheusReader(url, clock), clock)
+        hosts = os.environ.get(PROMETHEUS_ALLOWED_HOSTS_ENV)
+        allowed = None if hosts is None else tuple(h.strip() for h in hosts.split(",") if h.strip())
+        return cls(PrometheusReader(url, clock, allowed), clock)
 
     def forget(self, uid: str) -> None:
         self.memory.pop(uid, None)
