@@ -20,7 +20,7 @@ def load_yaml_documents(path: str) -> list[Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())  # one line
         raise UsageError(f"{path}: invalid YAML{where}: {problem}") from None
 
 

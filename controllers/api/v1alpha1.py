@@ -27,7 +27,7 @@ from pydantic.alias_generators import to_camel
 
 from controllers.api.engine_args import MAX_EXTRA_ARG_CHARS, MAX_EXTRA_ARGS, check_extra_args
 from sizing.validate_config import MAX_TOTAL_PARAMS_B
-from sizing.workload import MAX_RATE_RPS, MAX_TOKENS
+from sizing.workload import MAX_RATE_RPS, MAX_TOKENS, MIN_RATE_RPS
 
 GROUP = "inferfleet.io"
 VERSION = "v1alpha1"
@@ -71,8 +71,10 @@ def _check_decimal(text: str) -> str:
 
 def _check_rate(text: str) -> str:
     value = parse_decimal(text)
-    if not 0.0 < value <= MAX_RATE_RPS:
-        raise ValueError(f"{text!r} req/s must be above 0 and at most {MAX_RATE_RPS:,.0f}")
+    if not MIN_RATE_RPS <= value <= MAX_RATE_RPS:
+        raise ValueError(
+            f"{text!r} req/s must be at least {MIN_RATE_RPS:g} and at most {MAX_RATE_RPS:,.0f}"
+        )
     return text
 
 

@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from controllers.adapters.prometheus import (
@@ -26,6 +26,7 @@ from controllers.adapters.prometheus_http import (
 from controllers.adapters.prometheus_reader import PrometheusReader
 from controllers.policy.monitoring.snapshot import metrics_condition
 from controllers.reconcile.runtime import PROMETHEUS_ALLOWED_HOSTS_ENV, Watcher
+from tests.fuzz import fuzz_settings, tally
 
 NOW_S = 1_000_000.0
 TAGS = [f"pool/{f.name}" for f in FAMILIES if not f.fleet_wide] + [
@@ -63,8 +64,24 @@ _row = st.one_of(
 )
 
 
-@settings(max_examples=500)
-@given(rows=st.lists(_row, max_size=12))
+def _complete() -> list[dict]:
+    """A reply with every pool family and its age: fresh, as a healthy Prometheus sends it."""
+    rows = [_row_for(f"age:pool/{f.age_series}", str(NOW_S)) for f in FAMILIES]
+    return rows + [_row_for(f"pool/{f.name}", "1") for f in FAMILIES if not f.fleet_wide]
+
+
+@st.composite
+def _reply_rows(draw: st.DrawFn) -> list:
+    """A healthy reply with some rows replaced by junk, and junk rows added."""
+    rows: list = _complete() if draw(st.booleans()) else []
+    for _ in range(draw(st.integers(min_value=0, max_value=4))):
+        if rows:
+            rows[draw(st.integers(min_value=0, max_value=len(rows) - 1))] = draw(_row)
+    return rows + draw(st.lists(_row, max_size=6))
+
+
+@fuzz_settings
+@given(rows=_reply_rows())
 def test_any_rows_parse_into_plausible_values_or_nothing(rows):
     values, ages, fleets = _split(rows, NOW_S)
     for value in values.values():
@@ -76,6 +93,7 @@ def test_any_rows_parse_into_plausible_values_or_nothing(rows):
     snap = _build(("llm", "chat"), values, ages, ["h100"], NOW_S, 90.0)
     status, reason, _ = metrics_condition(snap, ["h100"])
     assert status in ("True", "False") and reason
+    tally("prometheus rows", reason)
 
 
 def _reply(rows: object, status: str = "success", result_type: str = "vector") -> bytes:
@@ -138,15 +156,21 @@ def test_http_errors_name_the_status_code_only(status, reason):
     assert err.value.reason == reason
 
 
-@settings(max_examples=500)
-@given(body=st.binary(max_size=64) | _json.map(lambda v: json.dumps(v).encode()))
+@fuzz_settings
+@given(
+    body=st.binary(max_size=64)
+    | _json.map(lambda v: json.dumps(v).encode())
+    | st.lists(_row, max_size=4).map(_reply)
+)
 def test_any_body_is_a_result_list_or_a_prometheus_error(body):
     try:
         result = _result(QUERY_PATH, 200, body)
     except PrometheusError as err:
         assert len(str(err)) < 120
+        tally("prometheus replies", err.reason)
     else:
         assert isinstance(result, list)
+        tally("prometheus replies", "result list")
 
 
 @pytest.mark.parametrize(
