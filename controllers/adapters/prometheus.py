@@ -57,6 +57,7 @@ _ITL = "vllm:inter_token_latency_seconds"
 _PROMPT = "vllm:request_prompt_tokens"
 _OUTPUT = "vllm:request_generation_tokens"
 _SUCCESS = "vllm:request_success_total"
+_E2E = "vllm:e2e_request_latency_seconds"
 
 FAMILIES: tuple[Family, ...] = (
     Family(
@@ -96,6 +97,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("ttft_p99_s", _hq(0.99, _TTFT, POOL_BY), f"{_TTFT}_count"),
     Family("itl_p50_s", _hq(0.5, _ITL, POOL_BY), f"{_ITL}_count"),
     Family("itl_p99_s", _hq(0.99, _ITL, POOL_BY), f"{_ITL}_count"),
+    # Over the workload window: it sizes the grace period, which must not follow a busy minute.
+    Family("request_duration_p99_s", _hq(0.99, _E2E, POOL_BY, "{ww}"), f"{_E2E}_count"),
     Family(
         "spec_decode_acceptance_ratio",
         f"{_rate('vllm:spec_decode_num_accepted_tokens_total')}"
@@ -363,6 +366,24 @@ def unavailable(namespace: str, fleet: str, now_s: float, err: PrometheusError) 
         error=str(err)[:300],
         fault=err.reason,
     )
+
+
+def pod_requests(client: PrometheusClient, namespace: str, fleet: str) -> dict[str, float]:
+    """Requests each of the fleet's pods is running or queueing now, by pod name (a
+    scale-down removes the least loaded first); a row of another shape is left out."""
+    sel = _selector(namespace, fleet)
+    query = (
+        f"sum by (pod) (vllm:num_requests_running{{{sel}}})"
+        f" + sum by (pod) (vllm:num_requests_waiting{{{sel}}})"
+    )
+    found: dict[str, float] = {}
+    for row in client.custom_query(query):
+        labels = _labels(row)
+        pod = labels.get("pod") if labels is not None else None
+        _, value = _point(row.get("value")) if pod else (None, None)
+        if pod and (plausible := _plausible(value)) is not None:
+            found[pod] = plausible
+    return found
 
 
 @dataclass(frozen=True)

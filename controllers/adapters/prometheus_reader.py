@@ -17,6 +17,7 @@ from controllers.adapters.prometheus import (
     QueryWindows,
     fetch_snapshot,
     make_client,
+    pod_requests,
     request_rate_history,
     unavailable,
 )
@@ -74,6 +75,8 @@ class MetricsSource(Protocol):
         self, url: str, namespace: str, fleet: str, wall_s: float
     ) -> tuple[tuple[float, float], ...]: ...
 
+    async def pod_requests(self, url: str, namespace: str, fleet: str) -> dict[str, float]: ...
+
 
 @dataclass
 class PrometheusReader:
@@ -123,6 +126,16 @@ class PrometheusReader:
             (self.clock.policy_s(t_s), rps)
             for t_s, rps in zip(found.timestamps_s, found.rps, strict=True)
         )
+
+    async def pod_requests(self, url: str, namespace: str, fleet: str) -> dict[str, float]:
+        """Requests in flight per pod; empty on trouble (the scale-down order is then the
+        ReplicaSet's own)."""
+        if not self.allowed(url):
+            return {}
+        try:
+            return await asyncio.to_thread(pod_requests, self._client(url), namespace, fleet)
+        except PrometheusError:
+            return {}
 
     async def snapshot(
         self, url: str, namespace: str, fleet: str, pools: Iterable[str], wall_s: float

@@ -71,7 +71,7 @@ _CEL_RULES: dict[str, list[dict[str, str]]] = {
             "rule": "!has(self.extraArgs) || self.extraArgs.all(a, !a.matches("
             f"'(?i)^{SECRET_FLAG}(=|$)'))",
             "message": "model.extraArgs must not carry a secret (--hf-token, --api-key, ...); "
-            "use model.hfTokenSecretRef",
+            "use model.hub.tokenSecretRef",
         }
     ],
     HFConfigSource.__name__: [

@@ -3,7 +3,7 @@
 The operator renders the layout, limits and port from the plan; a user flag that sets one of
 them again would silently undo the plan (vLLM keeps the last value) or break the pod (a second
 `--port` misses the probes). A token flag would put a secret into the Deployment, Kopf's
-last-handled annotation and the logs, so it is refused too: `model.hfTokenSecretRef` passes the
+last-handled annotation and the logs, so it is refused too: `model.hub.tokenSecretRef` passes the
 Hugging Face token as an env var from a Secret instead.
 """
 
@@ -107,8 +107,8 @@ def check_extra_args(args: list[str]) -> list[str]:
         if is_secret_flag(name):
             raise ValueError(
                 f"{where}: {name} would put a secret in the Deployment, annotations and logs; "
-                "set spec.model.hfTokenSecretRef (a Secret key passed as the HF_TOKEN env var) "
-                "instead"
+                "set spec.model.hub.tokenSecretRef (a Secret key passed as the HF_TOKEN env "
+                "var) instead"
             )
         if name in MANAGED_FLAGS:
             source = _SET_FROM.get(name, "the plan")

@@ -1,5 +1,5 @@
 """Through the real Kubernetes adapter against KMock: what the operator writes for a fleet with
-a conflicting or secret `extraArgs`, and for one with an HF token reference."""
+a conflicting or secret `extraArgs`, and for one with a Hub token reference."""
 
 from __future__ import annotations
 
@@ -64,13 +64,13 @@ def test_a_secret_in_extra_args_never_reaches_status_events_or_objects(cluster: 
     _create(cluster, extraArgs=[f"--hf-token={SECRET}"])
     fleet = _pass(cluster)
     assert _sized(fleet)["status"] == "False"
-    assert "hfTokenSecretRef" in _sized(fleet)["message"]
+    assert "hub.tokenSecretRef" in _sized(fleet)["message"]
     written = [fleet["status"], *cluster.objects("Event"), *cluster.objects("Deployment")]
     assert SECRET not in json.dumps(written)
 
 
 def test_the_token_reference_reaches_the_pod_as_a_secret_key_ref(cluster: Cluster):
-    _create(cluster, hfTokenSecretRef={"name": "hf-gated"})
+    _create(cluster, hub={"tokenSecretRef": {"name": "hf-gated"}})
     assert _sized(_pass(cluster))["status"] == "True"
     (deployment,) = cluster.objects("Deployment")
     pod = deployment["spec"]["template"]["spec"]

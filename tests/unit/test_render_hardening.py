@@ -125,7 +125,7 @@ def test_planned_weights_reach_the_model_cache():
 
 
 def test_hf_token_comes_from_the_secret_by_reference_only():
-    fleet = _fleet(hfTokenSecretRef={"name": "hf-gated", "key": "hf_token"})
+    fleet = _fleet(hub={"tokenSecretRef": {"name": "hf-gated", "key": "hf_token"}})
     deployment = _deployment(fleet)
     (container,) = _pod(deployment)["containers"]
     token = next(e for e in container["env"] if e["name"] == "HF_TOKEN")
@@ -172,7 +172,7 @@ def test_the_refusal_says_which_field_sets_the_flag_instead():
 )
 def test_secret_flags_are_refused_without_echoing_the_secret(args, secret):
     message = _refusal(args)
-    assert "hfTokenSecretRef" in message
+    assert "hub.tokenSecretRef" in message
     assert secret not in message
 
 
