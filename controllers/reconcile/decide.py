@@ -27,6 +27,7 @@ from controllers.api.conditions import (
 from controllers.api.conditions import (
     Status as ConditionStatus,
 )
+from controllers.api.engine_args import redact
 from controllers.api.v1alpha1 import (
     Condition,
     FleetHistory,
@@ -196,7 +197,7 @@ def _refused(obs: Observation) -> Effects:
     """Say why in status and an Event; touch nothing that already runs."""
     refusal = obs.refusal
     assert refusal is not None
-    message = str(refusal)
+    message = redact(str(refusal))
     conditions = set_condition(
         obs.status.conditions, SIZED, "False", refusal.reason, message,
         generation=obs.generation, now_s=obs.now_s,
@@ -219,7 +220,7 @@ def failed(obs: Observation, err: Exception) -> Effects:
     Nothing that runs is touched; observedGeneration moves on so the user sees the error is
     about this generation of the spec; the next pass tries again.
     """
-    message = f"reconcile failed: {type(err).__name__}: {err}"[:1000]
+    message = redact(f"reconcile failed: {type(err).__name__}: {err}")[:1000]
     conditions = set_condition(
         obs.status.conditions, DEGRADED, "True", "ReconcileFailed", message,
         generation=obs.generation, now_s=obs.now_s,
@@ -514,6 +515,7 @@ def _conditions(
         f"{plan.total_gpus} GPUs, ${plan.cost_per_hour}/hour: "
         + ", ".join(f"{p.pool}: {p.replicas}x TP{p.tensor_parallel} {p.gpu}" for p in plan.pools)
         + f" (plan {plan.hash})"
+        + (f"; config.json from the {planned.origin}" if planned.origin else "")
     )
     conditions = set_condition(
         obs.status.conditions, SIZED, "True", "Planned", sized_message,
