@@ -189,6 +189,7 @@ def plan_status(plan: SizingPlan) -> PlanStatus:
                 max_num_batched_tokens=o.engine.max_num_batched_tokens or 0,
                 kv_cache_tokens=o.memory.kv_cache_tokens,
                 cold_start_seconds=round(o.cold_start_s),
+                weights_gib=f"{o.memory.weights_gib * o.engine.tp * o.engine.pp:.1f}",
             )
         )
     return PlanStatus(

@@ -256,7 +256,10 @@ async def observe(
         return replace(base, refusal=refusal)
     prometheus = watcher.prometheus
     url = prometheus.url_for(planned.spec.monitoring.prometheus_url) if prometheus else None
-    keda_url = url if planned.spec.scaling.mode == "keda" else None
+    # KEDA queries the URL from inside the cluster too: only an allowed one goes there.
+    keda_url = None
+    if planned.spec.scaling.mode == "keda" and url and prometheus and prometheus.allowed(url):
+        keda_url = url
     seen = owned.owned_by(owner)
     pools_owned = await _owned(kube, seen, owner, planned, keda_url)
     owned_deployments = tuple(obj for (kind, _), obj in seen.items() if kind == "Deployment")
