@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from inferfleet.errors import UsageError
-from sizing.accuracy import BenchmarkCase, Measured, regime_of
+from sizing.accuracy import BenchmarkCase, Measured
+from sizing.error_bands import regime_of
 from sizing.errors import SizingError
 from sizing.hardware import get_gpu
 from sizing.memory import EngineConfig
@@ -87,6 +88,7 @@ def _case(
         output_tok_per_s=float(point["output_tok_per_s"]),
         ttft_ms=_first(point, "ttft_median_ms", "ttft_mean_ms"),
         tpot_ms=_first(point, "tpot_median_ms", "itl_median_ms", "tpot_mean_ms"),
+        itl_p99_ms=_first(point, "itl_p99_ms"),
     )
     return BenchmarkCase(
         case_id=point["case_id"],
