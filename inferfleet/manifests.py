@@ -60,6 +60,10 @@ def resolve_hf_config(spec: InferenceFleetSpec, override_path: str | None) -> di
     if override_path:
         return load_json_file(override_path, "config.json")
     source = spec.model.hf_config
+    if source is None:
+        raise UsageError(
+            "spec.model.hfConfig is unset: the model is resolved by name (the caller's job)"
+        )
     if source.inline is not None:
         return dict(source.inline)
     ref = source.config_map_ref

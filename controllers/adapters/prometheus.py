@@ -59,6 +59,7 @@ _ITL = "vllm:inter_token_latency_seconds"
 _PROMPT = "vllm:request_prompt_tokens"
 _OUTPUT = "vllm:request_generation_tokens"
 _SUCCESS = "vllm:request_success_total"
+_E2E = "vllm:e2e_request_latency_seconds"
 
 FAMILIES: tuple[Family, ...] = (
     Family(
@@ -98,6 +99,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("ttft_p99_s", _hq(0.99, _TTFT, POOL_BY), f"{_TTFT}_count"),
     Family("itl_p50_s", _hq(0.5, _ITL, POOL_BY), f"{_ITL}_count"),
     Family("itl_p99_s", _hq(0.99, _ITL, POOL_BY), f"{_ITL}_count"),
+    # Over the workload window: it sizes the grace period, which must not follow a busy minute.
+    Family("request_duration_p99_s", _hq(0.99, _E2E, POOL_BY, "{ww}"), f"{_E2E}_count"),
     Family(
         "spec_decode_acceptance_ratio",
         f"{_rate('vllm:spec_decode_num_accepted_tokens_total')}"
@@ -325,6 +328,23 @@ def fetch_snapshot(
             error=f"{type(err).__name__}: {err}"[:300],
         )
     return found[key]
+
+
+def pod_requests(client: PrometheusConnect, namespace: str, fleet: str) -> dict[str, float]:
+    """Requests each of the fleet's pods is running or queueing now, by pod name (a
+    scale-down removes the least loaded first)."""
+    sel = _selector(namespace, fleet)
+    query = (
+        f"sum by (pod) (vllm:num_requests_running{{{sel}}})"
+        f" + sum by (pod) (vllm:num_requests_waiting{{{sel}}})"
+    )
+    found: dict[str, float] = {}
+    for row in client.custom_query(query):
+        pod = row.get("metric", {}).get("pod")
+        value = _number(row.get("value", [0, ""])[1])
+        if pod and value is not None:
+            found[pod] = value
+    return found
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from controllers.adapters.prometheus import (
     QueryWindows,
     fetch_snapshot,
     make_client,
+    pod_requests,
     request_rate_history,
 )
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
@@ -73,6 +74,8 @@ class MetricsSource(Protocol):
         self, url: str, namespace: str, fleet: str, wall_s: float
     ) -> tuple[tuple[float, float], ...]: ...
 
+    async def pod_requests(self, url: str, namespace: str, fleet: str) -> dict[str, float]: ...
+
 
 @dataclass
 class PrometheusReader:
@@ -110,6 +113,14 @@ class PrometheusReader:
             (self.clock.policy_s(t_s), rps)
             for t_s, rps in zip(found.timestamps_s, found.rps, strict=True)
         )
+
+    async def pod_requests(self, url: str, namespace: str, fleet: str) -> dict[str, float]:
+        """Requests in flight per pod; empty on trouble (the scale-down order is then the
+        ReplicaSet's own)."""
+        try:
+            return await asyncio.to_thread(pod_requests, self._client(url), namespace, fleet)
+        except (RequestException, PrometheusApiClientException, ValueError):
+            return {}
 
     async def snapshot(
         self, url: str, namespace: str, fleet: str, pools: Iterable[str], wall_s: float

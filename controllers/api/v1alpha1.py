@@ -180,7 +180,7 @@ Quantization = Literal["auto", "none", "fp8", "int8", "int4", "awq", "gptq", "mx
 KVCacheDtype = Literal["auto", "fp8"]
 ModelDtype = Literal["auto", "bfloat16", "float16", "float32"]
 StoragePathName = Literal["nvme", "network", "object-store"]
-ScalingMode = Literal["predictive", "reactive", "static", "external", "keda"]
+ScalingMode = Literal["predictive", "reactive", "static", "external", "keda", "advisory"]
 Predictability = Literal["predictable", "new"]
 SizingMethod = Literal["vllm", "guide"]
 Severity = Literal["info", "warning", "critical"]
@@ -202,6 +202,40 @@ class ApiModel(BaseModel):
 class ConfigMapKeyRef(ApiModel):
     name: str = Field(min_length=1, description="ConfigMap in the fleet's namespace.")
     key: str = Field(default="config.json", description="Key holding the config.json text.")
+
+
+class SecretKeyRef(ApiModel):
+    name: str = Field(min_length=1, description="Secret in the fleet's namespace.")
+    key: str = Field(default="token", min_length=1, description="Key holding the value.")
+
+
+class HubSpec(ApiModel):
+    """How the operator reads a model from the Hugging Face Hub (or the mirror its
+    HF_ENDPOINT names) when neither hfConfig nor the built-in catalog has it."""
+
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="A Secret key holding a Hub access token (gated models)."
+    )
+
+
+CALIBRATION_LABEL = "inferfleet.io/calibration"  # the operator watches ConfigMaps with it
+
+
+class CalibrationConfigMapRef(ApiModel):
+    name: str = Field(
+        min_length=1,
+        description=f"ConfigMap in the fleet's namespace, labelled {CALIBRATION_LABEL} (the "
+        "operator watches only those).",
+    )
+    key: str = Field(
+        default="calibration.yaml", description="Key holding `inferfleet bench --calibrate` YAML."
+    )
+
+
+class CalibrationSource(ApiModel):
+    """Measured engine efficiency the plan uses instead of the datasheet defaults."""
+
+    config_map_ref: CalibrationConfigMapRef
 
 
 class HFConfigSource(ApiModel):
@@ -235,9 +269,28 @@ class LoraSpec(ApiModel):
     )
 
 
+# The image the chart and the CRD default to; its tag is the vLLM release the memory model follows.
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.19.0"
+
+
 class ModelSpec(ApiModel):
-    name: str = Field(min_length=1, description="Model to serve, as passed to vLLM --model.")
-    hf_config: HFConfigSource = Field(description="The model's config.json.")
+    name: str = Field(
+        min_length=1,
+        description="Model to serve, as passed to vLLM --model: a Hugging Face repo id. Alone it "
+        "is enough: config.json comes from the built-in catalog, else the Hub.",
+    )
+    revision: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="Hub revision (branch, tag or commit) to read; main when unset.",
+    )
+    hf_config: HFConfigSource | None = Field(
+        default=None,
+        description="The model's config.json; resolved by name (catalog, then Hub) when unset.",
+    )
+    hub: HubSpec = Field(default_factory=HubSpec, description="Hugging Face Hub access.")
     parameter_count: Billions | None = Field(
         default=None,
         description="Total parameters in billions, e.g. '70.6'; derived from the "
@@ -251,7 +304,10 @@ class ModelSpec(ApiModel):
     )
     kv_cache_dtype: KVCacheDtype = Field(default="auto", description="KV-cache dtype.")
     image: str = Field(
-        default="vllm/vllm-openai:v0.19.0", min_length=1, description="vLLM container image."
+        default=DEFAULT_VLLM_IMAGE,
+        min_length=1,
+        description="vLLM container image; its tag (vX.Y.Z) is the release the memory model "
+        "follows unless engine.version says otherwise.",
     )
     lora: LoraSpec | None = Field(default=None, description="Multi-LoRA serving.")
     extra_args: list[str] = Field(default_factory=list, description="Extra vLLM arguments.")
@@ -403,6 +459,14 @@ class ServingSpec(ApiModel):
     enforce_eager: bool = Field(
         default=False, description="Disable CUDA graphs (--enforce-eager): less memory, slower."
     )
+    limit_mm_per_prompt: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        alias="limitMMPerPrompt",
+        description="Images per prompt of a multimodal model (--limit-mm-per-prompt); 0 serves "
+        "it as text only and skips the encoder's start-up profile; vLLM's default when unset.",
+    )
 
 
 class ScheduleSpec(ApiModel):
@@ -417,7 +481,8 @@ class ScalingSpec(ApiModel):
     mode: ScalingMode = Field(
         default="predictive",
         description="predictive (forecast + warm floor + reactive), reactive, static (the "
-        "plan's count), external (never write replicas), keda (write a ScaledObject).",
+        "plan's count), external (never write replicas), keda (write a ScaledObject), advisory "
+        "(decide as predictive, report what it would do, never change replicas).",
     )
     min_replicas: int = Field(default=1, ge=0, description="Replica floor of the first pool.")
     max_replicas: int | None = Field(
@@ -446,6 +511,11 @@ class ScalingSpec(ApiModel):
     )
     interval: Interval = Field(
         default="30s", description="Reconcile/decision interval, between 1s and 60m."
+    )
+    pending_deadline: Duration = Field(
+        default="5m",
+        description="How long a replica may wait for a node before it no longer counts as "
+        "coming capacity: the fleet is Degraded and its shortfall spills to the next pool.",
     )
     slo_guard_scrapes: int = Field(
         default=2,
@@ -480,8 +550,18 @@ class MonitoringSpec(ApiModel):
     )
 
 
+class EngineSpec(ApiModel):
+    version: str | None = Field(
+        default=None,
+        pattern=r"^v?\d+\.\d+(\.\d+)?([.+-][0-9A-Za-z.]+)?$",
+        description="vLLM release the image runs (e.g. 0.11.0), for images whose tag does not "
+        "say (latest, a digest, a private build); read from the image tag when unset.",
+    )
+
+
 class InferenceFleetSpec(ApiModel):
     model: ModelSpec
+    engine: EngineSpec = Field(default_factory=EngineSpec)
     workload: WorkloadSpec
     slo: SLOSpec
     pools: list[PoolSpec] = Field(min_length=1, max_length=16)
@@ -498,6 +578,11 @@ class InferenceFleetSpec(ApiModel):
         description="Quantile of the performance model's measured error that replicas are "
         "sized on: 0.10 (default) assumes the model is as optimistic as on its worst tenth of "
         "benchmarks; 0.50 sizes on the median. Between 0.10 and 0.90.",
+    )
+    calibration: CalibrationSource | None = Field(
+        default=None,
+        description="Efficiency fitted by `inferfleet bench --calibrate` on the pools' GPU, from a "
+        "ConfigMap: planning then uses the measured engine (like `inferfleet plan --calibration`).",
     )
 
     @model_validator(mode="after")
@@ -626,6 +711,22 @@ class ReplicaStatus(ApiModel):
     desired: int = 0
     ready: int = 0
     warming: int = 0
+    pending: int = Field(default=0, description="Replicas unschedulable past the deadline.")
+    advised: int | None = Field(
+        default=None, description="scaling.mode advisory: what the autoscaler would ask for."
+    )
+
+
+class PendingPool(ApiModel):
+    """Replicas of one pool that the scheduler has not placed within the deadline."""
+
+    pool: str
+    replicas: int
+    reason: str = Field(description="The scheduler's reason, e.g. Unschedulable, FailedCreate.")
+    message: str = ""
+    since: str = Field(description="When the oldest of them started waiting.")
+    spilled_to: str | None = Field(default=None, description="The pool covering the shortfall.")
+    spilled_replicas: int = 0
 
 
 class ForecastStatus(ApiModel):
@@ -720,15 +821,68 @@ class PoolCapacity(ApiModel):
     last_updated: str | None = None
 
 
+class ScorecardWindow(ApiModel):
+    """The autoscaler's record over one rolling window; unset figures were never judged."""
+
+    window: str = Field(description="1h, 24h or 7d.")
+    covered_minutes: int = Field(description="Policy intervals seen in the window, in minutes.")
+    slo_met_percent: str | None = Field(
+        default=None,
+        alias="sloMetPercent",
+        description="Share of judged intervals with TTFT/ITL P99 within the SLO and no queue.",
+    )
+    replica_hours: str = Field(description="Replica-hours held where demand was known.")
+    lower_bound_replica_hours: str = Field(
+        description="Demand / measured capacity per replica over the same intervals: what no "
+        "schedule can undercut."
+    )
+    over_lower_bound: str | None = Field(
+        default=None, description="replicaHours / lowerBoundReplicaHours."
+    )
+    forecast_mape_percent: str | None = Field(
+        default=None,
+        alias="forecastMAPEPercent",
+        description="Mean absolute percentage error of the forecast at the cold-start horizon.",
+    )
+    reactive_mape_percent: str | None = Field(
+        default=None,
+        alias="reactiveMAPEPercent",
+        description="The same for the reactive estimate (the rate then, held): the baseline.",
+    )
+    scale_events_per_day: str | None = None
+    flaps_per_day: str | None = Field(
+        default=None,
+        description="Scale changes against the direction of the one before within the "
+        "stabilization window, per day.",
+    )
+    pending_minutes: str = Field(
+        default="0",
+        description="Time fewer replicas were ready than asked for, beyond one cold start.",
+    )
+
+
+class PoolScorecard(ApiModel):
+    """Is the autoscaler any good on this pool: its scorecard over the last hour, day, week."""
+
+    pool: str
+    windows: list[ScorecardWindow] = Field(default_factory=list)
+
+
 class PoolMemory(ApiModel):
     """One pool's scaling-policy memory: what it last decided, when, and its learned state."""
 
     replicas: int | None = None
+    advised: int | None = None  # scaling.mode advisory: what it would ask for
     reason: str | None = None
     stepped_at: float | None = None
     policy: dict[str, Any] | None = Field(
         default=None,
         description="The policy's learned state (forecaster profile, ramps, spare); opaque.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    scorecard: dict[str, Any] | None = Field(
+        default=None,
+        description="The scorecard's rolling sums (status.scorecard); opaque.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
@@ -757,9 +911,15 @@ class InferenceFleetStatus(ApiModel):
     replicas: ReplicaStatus | None = None
     forecast: ForecastStatus | None = None
     findings: list[Finding] = Field(default_factory=list)
+    pending: list[PendingPool] = Field(
+        default_factory=list, description="Pools with replicas no node would take."
+    )
     recommendation: Recommendation | None = None
     capacity: list[PoolCapacity] = Field(
         default_factory=list, description="Predicted and measured capacity per pool."
+    )
+    scorecard: list[PoolScorecard] = Field(
+        default_factory=list, description="The autoscaler's own scorecard per pool."
     )
     history: FleetHistory | None = Field(
         default=None, description="Compact traffic profile kept so a restart does not forget it."

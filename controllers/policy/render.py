@@ -22,6 +22,7 @@ from controllers.api.v1alpha1 import (
     object_name,
     parse_duration_s,
 )
+from controllers.policy.drain import GRACE_FLOOR_S, prestop_command
 from sizing.hardware import get_gpu
 
 VLLM_PORT = 8000
@@ -99,6 +100,8 @@ def vllm_args(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> list[str]:
         f"--gpu-memory-utilization={serving.gpu_memory_utilization}",
         f"--max-num-seqs={pool.max_num_seqs}",
     ]
+    if model.revision:
+        args.append(f"--revision={model.revision}")
     if pool.max_num_batched_tokens:
         args.append(f"--max-num-batched-tokens={pool.max_num_batched_tokens}")
     if model.dtype != "auto":
@@ -111,6 +114,8 @@ def vllm_args(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> list[str]:
     )
     if serving.enforce_eager:
         args.append("--enforce-eager")
+    if serving.limit_mm_per_prompt is not None:
+        args.append(f'--limit-mm-per-prompt={{"image": {serving.limit_mm_per_prompt}}}')
     if model.lora is not None:
         args += [
             "--enable-lora",
@@ -156,6 +161,14 @@ def _pod_spec(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> dict[str, Any]:
         ]
     if pool_spec.affinity:
         pod["affinity"] = dict(pool_spec.affinity)
+    return pod
+
+
+def _graceful_stop(pod: dict[str, Any], grace_s: int) -> dict[str, Any]:
+    """Drain before SIGTERM (see `controllers.policy.drain`), within the grace period."""
+    pod["terminationGracePeriodSeconds"] = grace_s
+    container = pod["containers"][0]
+    container["lifecycle"] = {"preStop": {"exec": {"command": prestop_command(VLLM_PORT, grace_s)}}}
     return pod
 
 
@@ -275,6 +288,7 @@ def render_pool(
     pool: PoolPlanStatus,
     replicas: int,
     prometheus_url: str | None = None,
+    grace_s: int = GRACE_FLOOR_S,
 ) -> PoolObjects:
     selector = selector_labels(fleet, pool.pool)
     deployment_spec: dict[str, Any] = {
@@ -287,7 +301,7 @@ def render_pool(
         },
         "template": {
             "metadata": {"labels": labels(fleet, pool.pool)},
-            "spec": _pod_spec(spec, pool),
+            "spec": _graceful_stop(_pod_spec(spec, pool), grace_s),
         },
     }
     if spec.scaling.mode not in EXTERNALLY_SCALED:
@@ -327,14 +341,26 @@ def render_fleet(
     plan: PlanStatus,
     replicas: Mapping[str, int],
     prometheus_url: str | None = None,
+    grace_s: Mapping[str, int] | None = None,
 ) -> list[PoolObjects]:
     """Manifests for every pool the plan gives replicas; pools at zero get none.
 
     In keda mode `replicas` is the forecast floor each pool's ScaledObject keeps (it needs the
-    Prometheus the triggers query; without one no ScaledObject is rendered).
+    Prometheus the triggers query; without one no ScaledObject is rendered). `grace_s` is each
+    pool's terminationGracePeriodSeconds (`controllers.policy.drain.grace_period_s`).
     """
+    graces = grace_s or {}
     return [
-        render_pool(fleet, namespace, spec, plan, pool, replicas[pool.pool], prometheus_url)
+        render_pool(
+            fleet,
+            namespace,
+            spec,
+            plan,
+            pool,
+            replicas[pool.pool],
+            prometheus_url,
+            graces.get(pool.pool, GRACE_FLOOR_S),
+        )
         for pool in plan.pools
         if pool.replicas > 0
     ]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from controllers.adapters.kube import KubeClient
-from controllers.reconcile.decide import Apply, Delete, Effects, PostEvent
+from controllers.reconcile.decide import Annotate, Apply, Delete, Effects, PostEvent
 from controllers.reconcile.runtime import Watcher
 
 
 async def act(kube: KubeClient, watcher: Watcher, effects: Effects) -> bool:
-    """Apply, delete, post Events, then patch status; True when status was written.
+    """Annotate, apply, delete, post Events, then patch status; True when status was written.
 
     Status goes last, so a pass cut short by an API error is redone in full by the next one
     (its observedGeneration and history are not yet advanced).
@@ -22,6 +22,10 @@ async def act(kube: KubeClient, watcher: Watcher, effects: Effects) -> bool:
             if write.manifest["kind"] == "Deployment" and version:  # the kind whose events run
                 key = (namespace, "Deployment", write.manifest["metadata"]["name"])  # passes
                 watcher.applied[key] = version
+        elif isinstance(write, Annotate):
+            await kube.annotate(
+                write.api_version, write.kind, namespace, write.name, write.annotations
+            )
         elif isinstance(write, Delete):
             await kube.delete(write.api_version, write.kind, namespace, write.name)
         elif isinstance(write, PostEvent):

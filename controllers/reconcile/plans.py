@@ -1,4 +1,4 @@
-"""The plan of each fleet, cached while its spec and config.json stay the same.
+"""The plan of each fleet, cached while its spec, config.json and calibration stay the same.
 
 Planning is the costly, pure part of a pass (a CPU-second or two for a large model); resyncs
 and owned-object events of an unchanged fleet reuse it. Only a cache: after a restart the first
@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from controllers.api.v1alpha1 import InferenceFleetSpec, PlanStatus
 from controllers.policy.planning import plan_spec, plan_status
+from sizing.checkpoint import CheckpointWeights
 from sizing.curve import find_capacity
 from sizing.errors import SizingError
+from sizing.performance import DEFAULT_EFFICIENCY, Efficiency
 from sizing.plan import CapacityFn, memoized
 from sizing.simulator import LoadPoint
 
@@ -33,7 +37,11 @@ class SpecRefused(Exception):
 
 
 def plan_or_refusal(
-    spec: InferenceFleetSpec, hf_config: dict[str, Any], capacity_fn: CapacityFn
+    spec: InferenceFleetSpec,
+    hf_config: dict[str, Any],
+    capacity_fn: CapacityFn,
+    checkpoint: CheckpointWeights | None = None,
+    efficiency: Efficiency | None = None,
 ) -> tuple[PlanStatus, Curves] | SpecRefused:
     """The plan and its predicted curves, or why there is none. Never raises.
 
@@ -41,7 +49,7 @@ def plan_or_refusal(
     logged once here (the result is cached per spec, so it is not logged on every pass).
     """
     try:
-        plan = plan_spec(spec, hf_config, capacity_fn)
+        plan = plan_spec(spec, hf_config, capacity_fn, efficiency, checkpoint=checkpoint)
     except SizingError as err:
         return SpecRefused(err.reason, str(err))
     except Exception as err:  # the planner must not wedge the fleet
@@ -60,18 +68,35 @@ class PlanCache:
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[str, tuple[PlanStatus, Curves] | SpecRefused]] = {}
-        # Fleets of the same model on the same GPUs share one simulated load curve.
-        self._capacity = memoized(find_capacity)
+        # Fleets of the same model on the same GPUs (and calibration) share one load curve.
+        self._capacity: dict[Efficiency, CapacityFn] = {}
 
     async def plan_with_curves(
-        self, uid: str, spec: InferenceFleetSpec, hf_config: dict[str, Any]
+        self,
+        uid: str,
+        spec: InferenceFleetSpec,
+        hf_config: dict[str, Any],
+        checkpoint: CheckpointWeights | None = None,
+        efficiency: Efficiency | None = None,
     ) -> tuple[PlanStatus, Curves]:
         """The plan and its curves; raises `SpecRefused` when the fleet cannot be planned."""
-        key = json.dumps([spec.model_dump(mode="json"), hf_config], sort_keys=True)
+        weights = None if checkpoint is None else hash(checkpoint)
+        measured = None if efficiency is None else asdict(efficiency)
+        key = json.dumps(
+            [spec.model_dump(mode="json"), hf_config, weights, measured], sort_keys=True
+        )
         cached = self._entries.get(uid)
         if cached is None or cached[0] != key:
             # Off the event loop, so watches and other fleets' handlers keep running meanwhile.
-            planned = await asyncio.to_thread(plan_or_refusal, spec, hf_config, self._capacity)
+            engine = DEFAULT_EFFICIENCY if efficiency is None else efficiency
+            capacity = self._capacity.get(engine)
+            if capacity is None:
+                capacity = self._capacity[engine] = memoized(
+                    partial(find_capacity, efficiency=engine)
+                )
+            planned = await asyncio.to_thread(
+                plan_or_refusal, spec, hf_config, capacity, checkpoint, efficiency
+            )
             cached = (key, planned)
             self._entries[uid] = cached
         if isinstance(cached[1], SpecRefused):

@@ -1,4 +1,5 @@
-"""What the operator holds beyond Kubernetes: its Prometheus reader, its clock, policy memory."""
+"""What the operator holds beyond Kubernetes: its Prometheus reader, its clock, policy memory,
+and the model resolver with its cache."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.adapters.hf_hub import HubSettings
+from controllers.adapters.model_source import ModelResolver
 from controllers.adapters.prometheus_reader import MetricsSource, OperatorClock, PrometheusReader
 
 PROMETHEUS_URL_ENV = "INFERFLEET_PROMETHEUS_URL"
@@ -36,13 +39,17 @@ class Watcher:
     # (namespace, kind, name) -> resourceVersion of the operator's own last apply: the watch
     # event that echoes it needs no pass.
     applied: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # Models named without hfConfig: the built-in catalog, then the Hub (HF_ENDPOINT, offline).
+    models: ModelResolver = field(default_factory=lambda: ModelResolver(HubSettings.from_env()))
 
     @classmethod
     def from_environment(cls) -> Watcher:
         compression = float(os.environ.get(TIME_COMPRESSION_ENV, "1") or 1)
         clock = OperatorClock(time.time(), compression)
         url = os.environ.get(PROMETHEUS_URL_ENV) or None
-        return cls(PrometheusReader(url, clock), clock)
+        return cls(
+            PrometheusReader(url, clock), clock, models=ModelResolver(HubSettings.from_env())
+        )
 
     def forget(self, uid: str) -> None:
         self.memory.pop(uid, None)

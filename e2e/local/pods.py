@@ -122,14 +122,17 @@ class PodRunner:
         *,
         speedup: float,
         time_compression: float,
+        speed_factor: float = 1.0,
         poll_s: float = 0.25,
         drain_s: float = DRAIN_S,
     ) -> None:
-        if speedup <= 0 or time_compression <= 0:
+        if speedup <= 0 or time_compression <= 0 or speed_factor <= 0:
             raise ValueError(
-                f"speedup ({speedup}) and time_compression ({time_compression}) must be > 0"
+                f"speedup ({speedup}), time_compression ({time_compression}) and speed_factor "
+                f"({speed_factor}) must be > 0"
             )
         self.speedup = speedup
+        self.speed_factor = speed_factor
         self.time_compression = time_compression
         self.poll_s = poll_s
         self.drain_s = drain_s
@@ -256,6 +259,7 @@ class PodRunner:
             sys.executable, "-m", "e2e.emulator", *container.get("args", []),
             "--gpu", shape.gpu, "--host", HOST, "--port", str(port),
             "--dcgm-port", str(dcgm_port), "--speedup", repr(self.speedup),
+            "--speed-factor", repr(self.speed_factor),
             "--startup-delay-s", repr(shape.cold_start_s / self.time_compression),
             "--seed", str(self.started_total),
         ]  # fmt: skip

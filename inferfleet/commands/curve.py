@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from inferfleet.errors import UsageError
+from inferfleet.models import add_model_arguments
 from inferfleet.tables import render_table
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def _positive_list(kind: type, flag: str) -> Callable[[str], list]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model and replica (vLLM serve flags)")
-    model.add_argument("--model-config", required=True, metavar="PATH", help="config.json")
+    add_model_arguments(model)
     model.add_argument("--gpu", required=True, help="GPU name, e.g. H100 or L40S")
     model.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
     model.add_argument("--pp", type=int, default=1, help="pipeline-parallel size")
@@ -135,16 +136,13 @@ def predict_points(args: argparse.Namespace) -> list[LoadPoint]:
     import numpy as np
 
     from inferfleet.engine_flags import engine_config_from_args
-    from inferfleet.manifests import load_json_file
+    from inferfleet.models import load_arch
     from sizing.curve import replica_engine
     from sizing.hardware import get_gpu
     from sizing.memory import estimate_memory
-    from sizing.model import load_model_config
     from sizing.simulator import poisson_arrivals, simulate_arrivals, simulate_closed_loop
 
-    arch = load_model_config(
-        load_json_file(args.model_config, "--model-config"), params_b=args.params_b
-    )
+    arch = load_arch(args, args.params_b, "--model-config")
     gpu = get_gpu(args.gpu)
     cfg = engine_config_from_args(args)
     memory = estimate_memory(arch, gpu, cfg)

@@ -166,6 +166,18 @@ def test_operator_pod_is_locked_down(rendered):
     assert env["POD_ID"] == {"fieldPath": "metadata.name"}  # Kopf's peer identity
 
 
+def test_hub_values_reach_the_operator_environment():
+    def env_of(values: dict[str, Any]) -> dict[str, Any]:
+        (container,) = operator_workload(render(values))["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value") or e["valueFrom"] for e in container["env"]}
+
+    assert not {"HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_TOKEN"} & env_of({}).keys()
+    env = env_of({"hub": {"endpoint": "https://hub.internal", "offline": True,
+                          "tokenSecret": {"name": "hf", "key": "tok"}}})  # fmt: skip
+    assert env["HF_ENDPOINT"] == "https://hub.internal" and env["HF_HUB_OFFLINE"] == "1"
+    assert env["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "tok"}}
+
+
 def test_one_replica_is_standalone_and_never_overlaps():
     workload = operator_workload(render({}))
     assert workload["kind"] == "Deployment"

@@ -228,3 +228,19 @@ def test_keda_mode_hands_replicas_to_a_scaled_object_with_the_forecast_floor():
     # Without a Prometheus to query, no ScaledObject (KEDA would have nothing to scale on).
     (bare,) = render_fleet("chat-70b", "llm", spec, plan, {"h100": 5})
     assert bare.scaled_object is None
+
+
+def test_a_pinned_revision_and_the_image_limit_reach_vllm():
+    fleet = _fleet()
+    spec = fleet.spec.model_copy(
+        update={
+            "model": fleet.spec.model.model_copy(update={"revision": "v1.1"}),
+            "serving": fleet.spec.serving.model_copy(update={"limit_mm_per_prompt": 0}),
+        }
+    )
+    plan = _plan(_pool("h100", "H100-SXM-80GB"))
+    args = _container(render_fleet("chat-70b", "llm", spec, plan, plan_replicas(plan))[0]
+                      .deployment)["args"]  # fmt: skip
+    assert "--revision=v1.1" in args and '--limit-mm-per-prompt={"image": 0}' in args
+    plain = _container(_render(_fleet(), plan)[0].deployment)["args"]
+    assert not [a for a in plain if a.startswith(("--revision", "--limit-mm"))]

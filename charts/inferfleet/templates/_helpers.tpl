@@ -107,6 +107,23 @@ spec:
           value: {{ .Values.prometheus.url | quote }}
         - name: INFERFLEET_METRICS_PORT
           value: {{ .Values.metrics.port | quote }}
+        {{- with .Values.hub }}
+        {{- if .endpoint }}
+        - name: HF_ENDPOINT
+          value: {{ .endpoint | quote }}
+        {{- end }}
+        {{- if .offline }}
+        - name: HF_HUB_OFFLINE
+          value: "1"
+        {{- end }}
+        {{- if and .tokenSecret .tokenSecret.name }}
+        - name: HF_TOKEN
+          valueFrom:
+            secretKeyRef:
+              name: {{ .tokenSecret.name | quote }}
+              key: {{ .tokenSecret.key | default "token" | quote }}
+        {{- end }}
+        {{- end }}
         # Kopf's peer identity: the pod name reads better in the peering status than user@host.
         - name: POD_ID
           valueFrom:

@@ -41,6 +41,7 @@ class PoolMetrics:
     ttft_p99_s: Sample | None = None
     itl_p50_s: Sample | None = None
     itl_p99_s: Sample | None = None
+    request_duration_p99_s: Sample | None = None  # over the workload window: the drain's bound
     spec_decode_acceptance_ratio: Sample | None = None
     lora_adapter_hit_ratio: Sample | None = None
     gpu_util_percent: Sample | None = None
@@ -95,6 +96,7 @@ class MetricsSnapshot:
 def load_sample(pool: PoolMetrics) -> LoadSample:
     """What the pool's replicas report, for measured capacity and the SLO guard."""
     ready = value_of(pool.replicas_reporting)
+    gpu = value_of(pool.gpu_util_percent)
     return LoadSample(
         ready=None if ready is None else round(ready),
         served_rps=value_of(pool.request_rate_rps),
@@ -105,6 +107,7 @@ def load_sample(pool: PoolMetrics) -> LoadSample:
         kv_usage_ratio=value_of(pool.kv_cache_usage_ratio),
         ttft_p99_s=value_of(pool.ttft_p99_s),
         itl_p99_s=value_of(pool.itl_p99_s),
+        gpu_busy_ratio=None if gpu is None else gpu / 100,
     )
 
 
