@@ -88,7 +88,6 @@ def _case(
         output_tok_per_s=float(point["output_tok_per_s"]),
         ttft_ms=_first(point, "ttft_median_ms", "ttft_mean_ms"),
         tpot_ms=_first(point, "tpot_median_ms", "itl_median_ms", "tpot_mean_ms"),
-        itl_p99_ms=_first(point, "itl_p99_ms"),
     )
     return BenchmarkCase(
         case_id=point["case_id"],

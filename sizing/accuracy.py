@@ -33,7 +33,6 @@ class Measured:
     output_tok_per_s: float
     ttft_ms: float | None  # median (or mean where only that was published)
     tpot_ms: float | None  # median TPOT, else median ITL
-    itl_p99_ms: float | None = None  # the steps that carry prefill chunks
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,6 @@ class Prediction:
     output_tok_per_s: float
     ttft_ms: float
     tpot_ms: float
-    itl_p99_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -112,7 +110,6 @@ def prediction_of(case: BenchmarkCase, point: LoadPoint) -> Prediction:
         output_tok_per_s=point.output_tok_per_s * case.data_parallel,
         ttft_ms=point.ttft_p50_s * 1e3,
         tpot_ms=point.itl_p50_s * 1e3,
-        itl_p99_ms=point.itl_p99_s * 1e3,
     )
 
 

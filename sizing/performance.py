@@ -73,7 +73,7 @@ class Efficiency:
     """Achievable fractions of datasheet peaks and fixed costs of vLLM's engine."""
 
     # Share of dense peak FLOPS that large, wide GEMMs reach (prefill MFU).
-    compute_fraction: float = 0.27
+    compute_fraction: float = 0.57
     # The same for routed experts' grouped GEMMs: many small per-expert matrices, each fed only
     # the tokens routed to it, keep far fewer tensor cores busy than one dense GEMM.
     expert_compute_fraction: float = 0.084
