@@ -184,6 +184,15 @@ class ModelArch:
         return sum(1 for t in self.layer_types if "attention" in t)
 
     @property
+    def num_blocks(self) -> int:
+        """Mixer blocks run per token: a transformer layer is two (attention, then MLP or
+        MoE); a hybrid pattern (Nemotron-H) lists each Mamba, attention, MLP or MoE block as
+        a layer of its own."""
+        if any(t in _SINGLE_BLOCK_TYPES for t in self.layer_types):
+            return self.num_layers
+        return 2 * self.num_layers
+
+    @property
     def num_mamba_layers(self) -> int:
         return sum(1 for t in self.layer_types if t == "mamba")
 
@@ -418,6 +427,8 @@ def _mamba_state_elements(cfg: dict[str, Any]) -> int:
 
 # Nemotron-H's hybrid_override_pattern: one character per layer.
 _HYBRID_LAYER_CODES = {"*": "full_attention", "M": "mamba", "E": "moe", "-": "mlp"}
+# Layer types that are one block each (a pattern of single mixers, not attention + MLP).
+_SINGLE_BLOCK_TYPES = ("mamba", "moe", "mlp")
 
 
 def _dtype(cfg: dict[str, Any], outer: dict[str, Any]) -> str:
