@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := .tools
 
-.PHONY: setup tools vllm image image-test plan test lint fmt unit integration bench accuracy demo clean
+.PHONY: setup tools vllm image image-test plan test lint fmt unit integration bench fuzz accuracy demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,14 @@ integration: $(STAMP) tools
 
 bench: $(STAMP)
 	$(BIN)/pytest -q -m benchmark --benchmark-enable --benchmark-only
+
+# The fuzz tests (specs through the API model, planner and renderer; CLI inputs; Prometheus
+# replies) at FUZZ_EXAMPLES each instead of CI's 500; the tally (tried / refused / accepted)
+# is printed at the end.
+FUZZ_EXAMPLES ?= 10000
+fuzz: $(STAMP)
+	INFERFLEET_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q --timeout=0 \
+		tests/unit/test_fuzz_spec.py tests/unit/test_fuzz_cli.py tests/unit/test_prometheus_parse.py
 
 # The performance model against the measured benchmark set, and the memory model against the
 # calibration start-up logs (docs/performance-model.md, "Accuracy").

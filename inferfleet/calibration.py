@@ -31,6 +31,7 @@ import yaml
 
 from controllers.policy import calibration as policy_calibration
 from inferfleet.errors import UsageError
+from inferfleet.inputs import read_text
 from sizing.curve import replica_engine
 from sizing.errors import SizingError
 from sizing.hardware import GPU
@@ -243,10 +244,9 @@ def efficiency_from_document(document: object, where: str) -> Efficiency:
 
 def load_calibration(path: str | Path) -> Efficiency:
     """Read a calibration YAML written by `inferfleet bench --calibrate`."""
+    text = read_text(path, "calibration file")
     try:
-        document = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"calibration file {str(path)!r} does not exist") from None
-    except (OSError, yaml.YAMLError) as err:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
         raise UsageError(f"calibration file {str(path)!r} is not readable YAML: {err}") from None
     return efficiency_from_document(document, f"calibration file {str(path)!r}")

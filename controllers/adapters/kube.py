@@ -22,6 +22,7 @@ import aiohttp
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from controllers.api.engine_args import redact
 from controllers.api.v1alpha1 import API_VERSION, KIND, PLURAL
 
 FIELD_MANAGER = "inferfleet"
@@ -309,7 +310,7 @@ class Kube:
             },
             "type": event_type,
             "reason": reason,
-            "message": message[:1024],
+            "message": redact(message)[:1024],
             "source": {"component": FIELD_MANAGER},
             "reportingComponent": FIELD_MANAGER,
             "firstTimestamp": now,

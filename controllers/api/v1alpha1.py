@@ -25,8 +25,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from controllers.api.engine_args import MAX_EXTRA_ARG_CHARS, MAX_EXTRA_ARGS, check_extra_args
 from sizing.validate_config import MAX_TOTAL_PARAMS_B
-from sizing.workload import MAX_RATE_RPS, MAX_TOKENS
+from sizing.workload import MAX_RATE_RPS, MAX_TOKENS, MIN_RATE_RPS
 
 GROUP = "inferfleet.io"
 VERSION = "v1alpha1"
@@ -70,8 +71,10 @@ def _check_decimal(text: str) -> str:
 
 def _check_rate(text: str) -> str:
     value = parse_decimal(text)
-    if not 0.0 < value <= MAX_RATE_RPS:
-        raise ValueError(f"{text!r} req/s must be above 0 and at most {MAX_RATE_RPS:,.0f}")
+    if not MIN_RATE_RPS <= value <= MAX_RATE_RPS:
+        raise ValueError(
+            f"{text!r} req/s must be at least {MIN_RATE_RPS:g} and at most {MAX_RATE_RPS:,.0f}"
+        )
     return text
 
 
@@ -205,8 +208,21 @@ class ConfigMapKeyRef(ApiModel):
 
 
 class SecretKeyRef(ApiModel):
-    name: str = Field(min_length=1, description="Secret in the fleet's namespace.")
-    key: str = Field(default="token", min_length=1, description="Key holding the value.")
+    """A key of a Secret in the fleet's namespace (the kubelet reads it; the operator never)."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Secret in the fleet's namespace.",
+    )
+    key: str = Field(
+        default="token",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key in the Secret holding the value.",
+    )
 
 
 class HubSpec(ApiModel):
@@ -310,7 +326,18 @@ class ModelSpec(ApiModel):
         "follows unless engine.version says otherwise.",
     )
     lora: LoraSpec | None = Field(default=None, description="Multi-LoRA serving.")
-    extra_args: list[str] = Field(default_factory=list, description="Extra vLLM arguments.")
+    extra_args: Annotated[
+        list[Annotated[str, Field(max_length=MAX_EXTRA_ARG_CHARS)]],
+        AfterValidator(check_extra_args),
+    ] = Field(
+        default_factory=list,
+        max_length=MAX_EXTRA_ARGS,
+        description="Extra vLLM arguments, after the ones inferfleet sets. Flags inferfleet "
+        "manages (--model, --port, --tensor-parallel-size, ...) and flags carrying a secret "
+        "(--hf-token, --api-key, ...) are refused (hub.tokenSecretRef reaches the pods as "
+        "HF_TOKEN). --trust-remote-code runs the model repository's Python code in the pod: "
+        "use it only for repositories you trust.",
+    )
 
 
 class TokenPercentiles(ApiModel):
@@ -643,6 +670,11 @@ class PoolPlanStatus(ApiModel):
     max_num_batched_tokens: int
     kv_cache_tokens: int
     cold_start_seconds: int
+    weights_gib: str | None = Field(
+        default=None,
+        alias="weightsGiB",
+        description="GiB of weights one replica holds on its GPUs (sizes its model cache).",
+    )
 
 
 class PlanStatus(ApiModel):

@@ -51,6 +51,7 @@ from controllers.api.v1alpha1 import (
     parse_duration_s,
 )
 from controllers.policy.render import MANAGED_BY
+from controllers.reconcile import log_redaction
 from controllers.reconcile.act import act
 from controllers.reconcile.decide import (
     PoolReplicas,
@@ -235,6 +236,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # The operator posts its own Events with the what and why; Kopf's per-handler log Events
     # would be writes on every restart.
     settings.posting.enabled = False
+    log_redaction.install()
     tune_gc()
     memo.kube = Kube.from_environment()
     memo.locks = {}

@@ -13,6 +13,9 @@ from controllers.adapters.model_source import ModelResolver
 from controllers.adapters.prometheus_reader import MetricsSource, OperatorClock, PrometheusReader
 
 PROMETHEUS_URL_ENV = "INFERFLEET_PROMETHEUS_URL"
+# Comma-separated host patterns a fleet's prometheusURL may name (`*.monitoring.svc`); unset
+# allows every host, an empty value only the default URL.
+PROMETHEUS_ALLOWED_HOSTS_ENV = "INFERFLEET_PROMETHEUS_ALLOWED_HOSTS"
 TIME_COMPRESSION_ENV = "INFERFLEET_TIME_COMPRESSION"
 
 
@@ -47,8 +50,12 @@ class Watcher:
         compression = float(os.environ.get(TIME_COMPRESSION_ENV, "1") or 1)
         clock = OperatorClock(time.time(), compression)
         url = os.environ.get(PROMETHEUS_URL_ENV) or None
+        hosts = os.environ.get(PROMETHEUS_ALLOWED_HOSTS_ENV)
+        allowed = None if hosts is None else tuple(h.strip() for h in hosts.split(",") if h.strip())
         return cls(
-            PrometheusReader(url, clock), clock, models=ModelResolver(HubSettings.from_env())
+            PrometheusReader(url, clock, allowed),
+            clock,
+            models=ModelResolver(HubSettings.from_env()),
         )
 
     def forget(self, uid: str) -> None:

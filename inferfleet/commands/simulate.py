@@ -36,6 +36,7 @@ from controllers.policy.scaling.replay import (
 )
 from controllers.policy.scaling.synthetic import KINDS, MAX_DAYS, MAX_PEAK_RPS, synthetic_trace
 from inferfleet.errors import UsageError
+from inferfleet.inputs import check_plot_path, integer, number
 from inferfleet.manifests import load_fleet, resolve_hf_config
 from inferfleet.scorecards import render_scorecard, scorecard_json
 from inferfleet.tables import render_table
@@ -73,8 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--fleet", metavar="FLEET.yaml", help="InferenceFleet manifest")
-    source.add_argument("--usable-rps-per-replica", type=float, metavar="RPS")
-    parser.add_argument("--cold-start-s", type=float, required=True, metavar="S")
+    source.add_argument("--usable-rps-per-replica", type=number, metavar="RPS")
+    parser.add_argument("--cold-start-s", type=number, required=True, metavar="S")
     parser.add_argument(
         "--policy",
         choices=POLICIES,
@@ -83,24 +84,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--start-s",
-        type=float,
+        type=number,
         default=0.0,
         metavar="S",
         help="time of day of minute 0, seconds after local midnight",
     )
     parser.add_argument(
         "--gpus-per-replica",
-        type=int,
+        type=integer,
         default=None,
         metavar="N",
         help="default: the plan's TP x PP with --fleet, else 1",
     )
-    parser.add_argument("--cost-per-gpu-hour", type=float, default=None, metavar="USD")
+    parser.add_argument("--cost-per-gpu-hour", type=number, default=None, metavar="USD")
     parser.add_argument("--plot", metavar="FILE.png", help="demand vs ready capacity vs forecast")
     parser.add_argument("--output", choices=["text", "json"], default="text")
     parser.add_argument(
         "--true-capacity-factor",
-        type=float,
+        type=number,
         default=None,
         metavar="F",
         help="replicas really serve F x the declared rate (queue, time-outs, closed loop)",
@@ -245,6 +246,8 @@ def run_true_capacity(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_plot_path(args.plot)
     config, cost, ttft_slo_s = _config(args)
     if args.true_capacity_factor is not None:
         if args.plot:

@@ -145,7 +145,16 @@ def test_fleet_gpus_per_replica_come_from_the_plan_unless_given(tmp_path, capsys
         ),
         (
             "minute,requests,input_tokens_sum,output_tokens_sum\n0,-4,,\n",
-            "line 2: requests -4 is negative",
+            "line 2: requests '-4' must be a count from 0",
+        ),
+        (
+            "minute,requests,input_tokens_sum,output_tokens_sum\n0,1e400,,\n",
+            "'1e400' must be a count",
+        ),
+        ("minute,requests,input_tokens_sum,output_tokens_sum\n0,nan,,\n", "'nan' must be a count"),
+        (
+            "minute,requests,input_tokens_sum,output_tokens_sum\n0,5,1,1\n50000000,5,1,1\n",
+            "a trace may span at most",
         ),
     ],
 )

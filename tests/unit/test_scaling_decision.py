@@ -200,7 +200,7 @@ def test_config_from_spec_and_bad_cron():
     assert cfg.interval_s == 30 and cfg.horizon_s == 270
     with pytest.raises(ValueError, match="not a 5-field cron"):
         Schedule("every morning", 3, 60)
-    with pytest.raises(ValueError, match="usableRPSPerReplica must be > 0, got 0"):
+    with pytest.raises(ValueError, match="usableRPSPerReplica must be between 1e-06 and"):
         ScalingConfig(usable_rps_per_replica=0, cold_start_s=300)
 
 

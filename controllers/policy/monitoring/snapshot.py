@@ -68,7 +68,13 @@ POOL_METRIC_NAMES = tuple(f.name for f in fields(PoolMetrics) if f.name != "pool
 WORKLOAD_METRIC_NAMES = tuple(f.name for f in fields(WorkloadMetrics))
 # Without these a pool cannot be judged at all; the others are optional (no traffic, no GPU
 # exporter, feature not enabled) and only reported in the condition message.
-REQUIRED_POOL_METRICS = ("requests_running", "requests_waiting", "kv_cache_usage_ratio")
+# The request rate is what the scaler divides by capacity: without it the scaler is blind.
+REQUIRED_POOL_METRICS = (
+    "requests_running",
+    "requests_waiting",
+    "kv_cache_usage_ratio",
+    "request_rate_rps",
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,9 @@ class MetricsSnapshot:
     queried_at_s: float
     reachable: bool
     error: str | None = None
+    # Why an unreachable snapshot has nothing: PrometheusUnreachable (no answer, 5xx),
+    # PrometheusReplyInvalid (an error reply or one of another shape), PrometheusNotAllowed.
+    fault: str = "PrometheusUnreachable"
     pools: tuple[PoolMetrics, ...] = ()
     workload: WorkloadMetrics = WorkloadMetrics()
     missing: tuple[str, ...] = ()
@@ -134,7 +143,7 @@ def metrics_condition(
 ) -> tuple[ConditionStatus, str, str]:
     """The `MetricsAvailable` condition as (status, reason, message) for the planned pools."""
     if not snapshot.reachable:
-        return "False", "PrometheusUnreachable", f"Prometheus did not answer: {snapshot.error}"
+        return "False", snapshot.fault, f"no usable answer from Prometheus: {snapshot.error}"
     required = [f"{pool}/{name}" for pool in expected_pools for name in REQUIRED_POOL_METRICS]
     stale = [key for key in required if key in snapshot.stale]
     missing = [key for key in required if key in snapshot.missing]

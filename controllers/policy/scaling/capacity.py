@@ -358,8 +358,9 @@ def rps_in_limiting_unit(
         ("prefill tokens", prompt_tok_per_s, capacity.prompt_tok_per_s),
         ("decode tokens", gen_tok_per_s, capacity.gen_tok_per_s),
     ):
-        if tok_per_s and cap and math.isfinite(tok_per_s) and tok_per_s > 0:
-            rate = cap / (tok_per_s / served_rps)
+        per_request = (tok_per_s or 0.0) / served_rps
+        if cap and math.isfinite(per_request) and per_request > 0:  # 0 also when it underflows
+            rate = cap / per_request
             if rate < best:
                 best, unit = rate, name
     return best, unit

@@ -54,6 +54,7 @@ from controllers.policy.scaling.forecast import (
 )
 from controllers.policy.scaling.guard import GuardConfig, GuardVerdict, SLOGuard
 from controllers.policy.scaling.spare import SparePercentile
+from sizing.workload import MAX_RATE_RPS, MIN_RATE_RPS
 
 Mode = Literal["predictive", "reactive", "static", "external", "keda"]
 MODES: tuple[str, ...] = ("predictive", "reactive", "static", "external", "keda")
@@ -124,8 +125,8 @@ class ScalingConfig:
         checks = [
             (
                 "usableRPSPerReplica",
-                self.usable_rps_per_replica > 0,
-                "> 0",
+                MIN_RATE_RPS <= self.usable_rps_per_replica <= MAX_RATE_RPS,
+                f"between {MIN_RATE_RPS:g} and {MAX_RATE_RPS:g}",
                 self.usable_rps_per_replica,
             ),
             ("coldStart", self.cold_start_s >= 0, ">= 0 s", self.cold_start_s),

@@ -108,6 +108,9 @@ def slo_met(sample: LoadSample | None, limits: SLOLimits) -> bool | None:
     return all(verdicts) if verdicts else None
 
 
+MAX_NEED_REPLICAS = 1e6  # the lower bound's need is clipped here (a near-zero capacity)
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) and value >= 0 else None
 
@@ -162,7 +165,8 @@ class Scorecard:
         demand, capacity = _finite(iv.demand_rps), _finite(iv.capacity_rps)
         if demand is not None and capacity:
             sums["replica_s"] = iv.replicas * duration
-            sums["bound_s"] = demand / capacity * duration
+            # Clipped, it is still a lower bound, and a near-zero capacity cannot make it inf.
+            sums["bound_s"] = min(demand / capacity, MAX_NEED_REPLICAS) * duration
         self._judge_forecasts(iv.end_s, duration, demand, sums)
         if demand is not None:
             self.due.append((iv.end_s + self.horizon_s, _finite(iv.forecast_rps), demand))
