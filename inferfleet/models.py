@@ -61,4 +61,6 @@ def load_arch(
         return load_model_config(config, params_b=params_b, name=args.model_config)
     found = resolve_model(args.model, args.revision, args.offline)
     arch = load_model_config(found.config, params_b=params_b, name=args.model)
-    return arch if found.checkpoint is None else with_checkpoint(arch, found.checkpoint)
+    if found.checkpoint is None:
+        return arch
+    return with_checkpoint(arch, found.checkpoint, keep_params=params_b is not None)

@@ -24,6 +24,7 @@ import yaml
 
 from controllers.adapters.benchmark import LoadSpec, RequestRecord, request_body, send_request
 from controllers.api.v1alpha1 import InferenceFleet
+from controllers.policy.drain import fleet_request_s, grace_period_s
 from controllers.policy.render import render_fleet
 from controllers.reconcile.plans import SpecRefused, plan_or_refusal
 from inferfleet_testing.emulator import REPO, RunningEmulator, run_emulator
@@ -40,7 +41,7 @@ AFTER_S = 2.0  # load on the one left once the removed one has exited
 
 def rendered_stop(example: str = "fleet-code-8b.yaml") -> tuple[list[str], int]:
     """The preStop command and grace period of the first pool the operator renders for one of
-    `examples/` (before any traffic: the grace is the plan's estimate)."""
+    `examples/` before any traffic (the grace from the plan's estimate, as `decide` has it)."""
     doc = yaml.safe_load((REPO / "examples" / example).read_text())
     spec = InferenceFleet.model_validate(doc).spec
     source = spec.model.hf_config
@@ -49,8 +50,12 @@ def rendered_stop(example: str = "fleet-code-8b.yaml") -> tuple[list[str], int]:
     planned = plan_or_refusal(spec, dict(source.inline), memoized(find_capacity))
     if isinstance(planned, SpecRefused):
         raise ValueError(f"{example}: {planned}")
-    plan, _ = planned
-    first, *_ = render_fleet("fleet", "ns", spec, plan, {p.pool: 2 for p in plan.pools})
+    plan, curves = planned
+    graces = {
+        p.pool: grace_period_s(fleet_request_s(spec, p, curves.get(p.pool, ()))) for p in plan.pools
+    }
+    replicas = {p.pool: 2 for p in plan.pools}
+    first, *_ = render_fleet("fleet", "ns", spec, plan, replicas, grace_s=graces)
     pod = first.deployment["spec"]["template"]["spec"]
     command = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
     return list(command), int(pod["terminationGracePeriodSeconds"])

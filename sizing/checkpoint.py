@@ -163,7 +163,7 @@ def _add(acc: dict[str, list[int]], role: str, tensor: TensorInfo) -> None:
 def _role(name: str, num_layers: int) -> str:
     """Where a tensor goes: encoder, skip, embedding, lm_head, L<i>s / L<i>r, or final."""
     lowered = name.lower()
-    if _MTP.search(lowered):
+    if "mtp" in lowered and _MTP.search(lowered):
         return "skip"
     if any(word in lowered for word in _ENCODER_WORDS):
         return "encoder"

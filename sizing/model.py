@@ -579,12 +579,15 @@ def _reconcile(derived: ParamGroups, total: int, multimodal: bool) -> ParamGroup
     )
 
 
-def with_checkpoint(arch: ModelArch, weights: CheckpointWeights) -> ModelArch:
+def with_checkpoint(
+    arch: ModelArch, weights: CheckpointWeights, keep_params: bool = False
+) -> ModelArch:
     """The same model with its weights counted from the safetensors headers.
 
     When nothing is packed below 16 bit the headers also give the exact parameter count: the
     encoder's elements become the vision parameters and the rest spreads over the layers as a
-    stated total does.
+    stated total does. `keep_params` keeps a count the user stated; the bytes still come from
+    the headers.
     """
     if weights.num_layers != arch.num_layers:
         raise InvalidInput(
@@ -593,7 +596,7 @@ def with_checkpoint(arch: ModelArch, weights: CheckpointWeights) -> ModelArch:
         )
     params = arch.params
     encoder = weights.encoder[0]
-    if not weights.packed:
+    if not weights.packed and not keep_params:
         text_only = replace(params, other=0)
         params = replace(
             _reconcile(text_only, weights.float_elements - encoder, multimodal=False), other=encoder

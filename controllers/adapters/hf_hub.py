@@ -11,13 +11,16 @@ request, so an air-gapped cluster is never left waiting on timeouts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import certifi
 import httpx
 
 from sizing.checkpoint import (
@@ -67,6 +70,13 @@ class HubSettings:
         )
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One per process: building it loads the CA bundle, a blocking tenth of a second that
+    must not recur on the event loop for every resolution."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def file_url(endpoint: str, repo: str, revision: str, filename: str) -> str:
     return f"{endpoint}/{repo}/resolve/{quote(revision, safe='')}/{quote(filename)}"
 
@@ -81,7 +91,7 @@ class HubClient:
         token = token or settings.default_token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
-            timeout=settings.timeout_s, follow_redirects=True, headers=headers
+            timeout=settings.timeout_s, follow_redirects=True, headers=headers, verify=tls_context()
         )
 
     async def __aenter__(self) -> HubClient:
@@ -143,6 +153,8 @@ class HubClient:
             )
             if len(raw) < length:
                 raise InvalidInput(f"safetensors: header cut short at {len(raw)} of {length} bytes")
+            # A shard's header parses in a few ms: on the loop (threads would contend for the
+            # GIL with it, which stalls it more than the parsing does).
             return parse_header(raw)
         except InvalidInput as err:
             raise HubError(f"{repo}@{revision}/{filename}: {err}") from None
@@ -170,7 +182,8 @@ class HubClient:
             if files == (SINGLE_FILE,):
                 return None
             raise
-        try:
-            return summarize((t for header in headers for t in header), num_layers)
+        tensors = [t for header in headers for t in header]
+        try:  # a second or two for 100k tensors: one worker thread, off the loop
+            return await asyncio.to_thread(summarize, tensors, num_layers)
         except InvalidInput as err:
             raise HubError(f"{repo}@{revision}: {err}") from None

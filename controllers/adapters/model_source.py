@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from controllers.adapters.hf_hub import HubClient, HubError, HubSettings
+from controllers.adapters.hf_hub import HubClient, HubError, HubSettings, tls_context
 from sizing.checkpoint import CheckpointWeights
 from sizing.errors import SizingError
 from sizing.model import load_model_config
@@ -95,6 +95,8 @@ class ModelResolver:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        if not settings.offline:
+            tls_context()  # built now, at start-up, not inside the first fleet's pass
         self._catalog = catalog or ModelCatalog()
         self._clock = clock
         self._cache: OrderedDict[

@@ -24,6 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from controllers.api.v1alpha1 import InferenceFleetSpec, PoolPlanStatus, parse_duration_s
 from sizing.simulator import LoadPoint
 
 SETTLE_S = 5  # endpoint removal reaching every proxy before the drain starts counting
@@ -64,21 +65,44 @@ def prestop_command(port: int, grace_s: int) -> list[str]:
     return ["python3", "-c", DRAIN_SCRIPT, str(port), str(SETTLE_S), str(deadline_s)]
 
 
-def planned_request_s(points: Sequence[LoadPoint], c_max: int) -> float | None:
-    """The predicted P99 request duration at the plan's operating concurrency (the curve's
-    point nearest C_max), before production has measured one."""
+def planned_request_s(
+    points: Sequence[LoadPoint],
+    c_max: int,
+    ttft_p99_s: float,
+    itl_p99_s: float | None,
+    output_tokens_p99: int,
+) -> float:
+    """The P99 request duration to plan the grace period on before production has measured
+    one: the longer of the predicted P99 at the plan's operating concurrency (the curve's point
+    nearest C_max) and the longest request the SLO allows (TTFT plus P99 output tokens at the
+    ITL target), so the first measurement seldom needs a longer grace (a rollout)."""
+    slo_s = ttft_p99_s + (itl_p99_s or 0.0) * max(0, output_tokens_p99)
     if not points:
-        return None
+        return slo_s
     nearest = min(points, key=lambda p: abs((p.concurrency or 0) - c_max))
     value = nearest.e2e_p99_s
-    return value if math.isfinite(value) and value > 0 else None
+    return max(slo_s, value) if math.isfinite(value) and value > 0 else slo_s
+
+
+def fleet_request_s(
+    spec: InferenceFleetSpec, pool: PoolPlanStatus, points: Sequence[LoadPoint]
+) -> float:
+    """`planned_request_s` for one pool of a fleet, from its SLO and workload."""
+    slo = spec.slo
+    return planned_request_s(
+        points,
+        pool.c_max,
+        parse_duration_s(slo.ttft_p99),
+        parse_duration_s(slo.itl_p99) if slo.itl_p99 else None,
+        spec.workload.output_tokens.p99,
+    )
 
 
 def needed_grace_s(request_p99_s: float | None) -> int:
     """Seconds from deletion to SIGKILL that let a P99-long request finish (floor..cap)."""
     request_s = request_p99_s if request_p99_s is not None and math.isfinite(request_p99_s) else 0
     need = SETTLE_S + REQUEST_MARGIN * max(0.0, request_s) + SHUTDOWN_S
-    return int(min(GRACE_CAP_S, max(GRACE_FLOOR_S, math.ceil(need))))
+    return int(max(GRACE_FLOOR_S, math.ceil(min(float(GRACE_CAP_S), need))))  # inf: capped
 
 
 def _step_at_least(seconds: int) -> int:

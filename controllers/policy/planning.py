@@ -76,7 +76,7 @@ def fleet_request(
     params_b = parse_decimal(model.parameter_count) if model.parameter_count else None
     arch = load_model_config(hf_config, params_b=params_b, name=model.name)
     if checkpoint is not None:
-        arch = with_checkpoint(arch, checkpoint)
+        arch = with_checkpoint(arch, checkpoint, keep_params=params_b is not None)
     w = spec.workload
     workload = Workload(
         prompt=_percentiles(w.prompt_tokens),

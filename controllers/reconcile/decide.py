@@ -49,8 +49,8 @@ from controllers.policy.autoscale import (
 )
 from controllers.policy.drain import (
     DELETION_COST,
+    fleet_request_s,
     grace_period_s,
-    planned_request_s,
     removal_costs,
 )
 from controllers.policy.monitoring.resize import propose_resize
@@ -378,13 +378,14 @@ def _grace_periods(obs: Observation, planned: Planned) -> dict[str, int]:
     until there is one), kept where the running one is close enough (or in advisory mode)."""
     graces = {}
     snapshot = obs.snapshot if obs.snapshot is not None and obs.snapshot.reachable else None
+
     for pool in planned.plan.pools:
         metrics = snapshot.pool(pool.pool) if snapshot is not None else None
         sample = metrics.request_duration_p99_s if metrics is not None else None
         request_s = (
             sample.value
             if sample is not None
-            else planned_request_s(planned.curves.get(pool.pool, ()), pool.c_max)
+            else fleet_request_s(planned.spec, pool, planned.curves.get(pool.pool, ()))
         )
         template = ((_deployment(obs, pool.pool) or {}).get("spec") or {}).get("template") or {}
         current = (template.get("spec") or {}).get("terminationGracePeriodSeconds")
@@ -514,6 +515,7 @@ def _conditions(
         f"{plan.total_gpus} GPUs, ${plan.cost_per_hour}/hour: "
         + ", ".join(f"{p.pool}: {p.replicas}x TP{p.tensor_parallel} {p.gpu}" for p in plan.pools)
         + f" (plan {plan.hash})"
+        + (f"; config.json from the {planned.origin}" if planned.origin else "")
     )
     conditions = set_condition(
         obs.status.conditions, SIZED, "True", "Planned", sized_message,

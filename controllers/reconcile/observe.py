@@ -19,7 +19,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from controllers.adapters.kube import KubeClient, ObjectKey, OwnedObjects, Owner
-from controllers.adapters.model_source import ModelConfigUnavailable, ModelResolver
+from controllers.adapters.model_source import (
+    ModelConfigUnavailable,
+    ModelResolver,
+    ResolvedModel,
+)
 from controllers.api.v1alpha1 import (
     CALIBRATION_LABEL,
     InferenceFleetSpec,
@@ -53,6 +57,7 @@ class Planned:
     plan: PlanStatus
     curves: Curves
     checkpoint: CheckpointWeights | None = None  # exact weights, when the Hub gave headers
+    origin: str = ""  # where a model named only by name was resolved (catalog, Hub)
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ def owner_of(body: Mapping[str, Any]) -> Owner:
 
 async def _by_name(
     kube: KubeClient, owner: Owner, spec: InferenceFleetSpec, models: ModelResolver
-) -> tuple[dict[str, Any], CheckpointWeights | None]:
+) -> ResolvedModel:
     """config.json and the checkpoint's weights from the catalog or the Hub; a model no source
     has is refused with ModelConfigUnavailable (this fleet only; nothing running is touched)."""
     token = None
@@ -112,10 +117,9 @@ async def _by_name(
                 f"namespace {owner.namespace}",
             )
     try:
-        found = await models.resolve(spec.model.name, spec.model.revision, token)
+        return await models.resolve(spec.model.name, spec.model.revision, token)
     except ModelConfigUnavailable as err:
         raise SpecRefused(err.reason, str(err)) from None
-    return found.config, found.checkpoint
 
 
 async def _hf_config(kube: KubeClient, owner: Owner, spec: InferenceFleetSpec) -> dict[str, Any]:
@@ -181,14 +185,14 @@ async def _planned(
         spec = InferenceFleetSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
         raise SpecRefused("InvalidSpec", describe_validation_error(err, "spec.")) from None
-    checkpoint = None
     if spec.model.hf_config is not None:
-        hf_config = await _hf_config(kube, owner, spec)
+        hf_config, checkpoint, origin = await _hf_config(kube, owner, spec), None, ""
     else:
-        hf_config, checkpoint = await _by_name(kube, owner, spec, watcher.models)
+        found = await _by_name(kube, owner, spec, watcher.models)
+        hf_config, checkpoint, origin = found.config, found.checkpoint, found.origin
     efficiency = calibration_of(owned, owner, spec)
     plan, curves = await plans.plan_with_curves(owner.uid, spec, hf_config, checkpoint, efficiency)
-    return Planned(spec, hf_config, plan, curves, checkpoint)
+    return Planned(spec, hf_config, plan, curves, checkpoint, origin)
 
 
 async def _owned(

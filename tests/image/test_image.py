@@ -128,19 +128,19 @@ def operator_container(chart_image: str, cluster: Cluster) -> Iterator[RunningOp
     pod_spec = deployment["spec"]["template"]["spec"]
     (container,) = pod_spec["containers"]
     name = f"inferfleet-image-test-{health_port}"
-    docker(
-        "run", "--detach", "--name", name, "--network", "host",
-        *docker_run_args(pod_spec, pod_name=name),
-        "--volume", f"{cluster.kubeconfig}:{KUBECONFIG_IN_CONTAINER}:ro",
-        "--env", f"KUBECONFIG={KUBECONFIG_IN_CONTAINER}",
-        container["image"], *container["args"],
-    )  # fmt: skip
     running = RunningOperator(
         name,
         f"http://127.0.0.1:{health_port}/healthz",
         f"http://127.0.0.1:{metrics_port}/metrics",
     )
-    try:
+    try:  # a container that was created but failed to start is removed too
+        docker(
+            "run", "--detach", "--name", name, "--network", "host",
+            *docker_run_args(pod_spec, pod_name=name),
+            "--volume", f"{cluster.kubeconfig}:{KUBECONFIG_IN_CONTAINER}:ro",
+            "--env", f"KUBECONFIG={KUBECONFIG_IN_CONTAINER}",
+            container["image"], *container["args"],
+        )  # fmt: skip
         yield running
     finally:
         docker("rm", "--force", name, check=False)

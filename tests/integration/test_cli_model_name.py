@@ -98,3 +98,15 @@ def test_curve_by_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 0
     points = json.loads(capsys.readouterr().out)["points"]
     assert len(points) == 2 and points[1]["output_tok_per_s"] > points[0]["output_tok_per_s"]
+
+
+def test_memory_of_a_multimodal_model_with_and_without_images(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gemma = ["--model", "google/gemma-3-27b-it", "--offline", "--max-num-seqs", "64"]
+    images = _memory(capsys, *gemma)
+    text = _memory(capsys, *gemma, "--limit-mm-per-prompt", "0")
+    assert images["activation_gib"] > text["activation_gib"]
+    assert images["kv_cache_tokens"] < text["kv_cache_tokens"]
+    assert main([*MEMORY, *gemma, "--limit-mm-per-prompt", "-1"]) == 2
+    assert "--limit-mm-per-prompt: -1 is out of range" in capsys.readouterr().err

@@ -64,6 +64,8 @@ def test_model_name_alone_against_the_hub_with_a_token_secret(
                             {"spec": {"scaling": {"interval": "1s"}}})  # fmt: skip
         fleet = wait_sized(cluster, obj, generation=2)
         assert deployments(cluster, "code-8b")
+        message = condition(fleet, "Sized")["message"]
+        assert f"config.json from the Hub {hub.url}" in message and "safetensors headers" in message
         # The weights were read from the header by Range, with the token.
         reads = [r for r in hub.requests if r.path.startswith("/storage/")]
         assert reads and all(r.range for r in reads)
@@ -87,7 +89,8 @@ def test_offline_the_catalog_sizes_and_an_unknown_model_is_refused_alone(
     try:
         known = by_name(CATALOGUED)
         cluster.create(known)
-        wait_sized(cluster, known)
+        sized = condition(wait_sized(cluster, known), "Sized")
+        assert f"config.json from the built-in catalog ({CATALOGUED}" in sized["message"]
         running = deployments(cluster, "code-8b")
         assert running
         unknown = by_name("acme/never-published", fleet="mystery")

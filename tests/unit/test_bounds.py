@@ -101,7 +101,7 @@ def test_an_outage_that_ends_abruptly_is_not_learned():
     assert fc.quiet is None
 
 
-def test_quiet_that_fades_in_or_lasts_hours_is_learned():
+def test_quiet_that_fades_in_or_lasts_an_hour_is_learned():
     fades, long = Seasonal(), Seasonal()
     quiet = range(600, 650)
     feed(fades, 0, 700, lambda k: 0.0 if k in quiet else (1.0 if 650 <= k < 660 else daily(k)))

@@ -205,3 +205,11 @@ def test_mxfp4_moe_from_its_header_matches_the_logged_shard(
     memory = estimate_memory(with_checkpoint(arch, weights), get_gpu("H100"),
                              EngineConfig(tp=tp, max_model_len=8192))  # fmt: skip
     assert memory.weights_gib == pytest.approx(logged_gib, rel=within)
+
+
+def test_a_stated_parameter_count_is_kept_and_the_bytes_still_come_from_the_header() -> None:
+    weights = summarize(_tensors(safetensors_header(dense_decoder_tensors(TINY))), 4)
+    stated = load_model_config(TINY, params_b=1.0)
+    kept = with_checkpoint(stated, weights, keep_params=True)
+    assert kept.total_params == 10**9
+    assert weights_bytes(kept) == weights_bytes(with_checkpoint(load_model_config(TINY), weights))

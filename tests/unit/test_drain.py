@@ -46,14 +46,16 @@ def test_a_small_drift_keeps_the_running_grace_and_a_large_one_moves_it():
     assert grace_period_s(200.0, current_s=120) == 300  # too short cuts requests: raised
 
 
-def test_the_plan_estimate_is_the_curve_point_nearest_c_max():
+def test_the_plan_estimate_is_the_curve_point_nearest_c_max_or_the_longest_the_slo_allows():
     def point(concurrency: int, e2e_s: float) -> LoadPoint:
         latencies = (*(0.1,) * 3, *(0.01,) * 3, *(e2e_s,) * 3, e2e_s)
         return LoadPoint(concurrency, None, 10, 1.0, *latencies, *(1.0,) * 3, 0, 0, 1.0, 1.0)
 
     points = [point(8, 4.0), point(32, 9.0), point(64, 30.0)]
-    assert planned_request_s(points, c_max=30) == 9.0
-    assert planned_request_s([], c_max=30) is None
+    assert planned_request_s(points, 30, ttft_p99_s=1.0, itl_p99_s=None, output_tokens_p99=500) == 9
+    # The SLO allows longer requests than predicted: 1 s + 500 tokens x 50 ms.
+    assert planned_request_s(points, 30, 1.0, 0.05, 500) == 26.0
+    assert planned_request_s([], 30, 2.0, None, 500) == 2.0
 
 
 def _pod(name: str, ready: bool, cost: str | None = None, deleting: bool = False) -> dict:

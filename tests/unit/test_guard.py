@@ -149,6 +149,8 @@ def test_latency_over_the_slo_at_light_load_holds_scale_down_without_adding_repl
     g.observe(180.0, light, current=10, demand_rps=None, capacity_rps=7.0)
     restored.load(g.to_dict())
     assert restored.observe(240.0, None, current=10, demand_rps=None).hold  # a gap keeps it
+    slow_steps = LoadSample(ready=10, served_rps=5.0, waiting=0.0, itl_p99_s=0.2)
+    assert not guard(scrapes=1).observe(60.0, slow_steps, 10, None, 7.0).hold  # no ratchet
 
 
 def test_ttft_over_the_slo_on_busy_gpus_is_a_shortage_even_below_the_plans_share():

@@ -358,10 +358,8 @@ def rps_in_limiting_unit(
         ("prefill tokens", prompt_tok_per_s, capacity.prompt_tok_per_s),
         ("decode tokens", gen_tok_per_s, capacity.gen_tok_per_s),
     ):
-        if not (tok_per_s and cap and math.isfinite(tok_per_s) and tok_per_s > 0):
-            continue
-        per_request = tok_per_s / served_rps  # 0.0 when the quotient underflows
-        if per_request > 0:
+        per_request = (tok_per_s or 0.0) / served_rps
+        if cap and math.isfinite(per_request) and per_request > 0:  # 0 also when it underflows
             rate = cap / per_request
             if rate < best:
                 best, unit = rate, name

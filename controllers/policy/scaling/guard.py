@@ -13,8 +13,9 @@ replica, or a queue that grows between scrapes), KV cache past its threshold. Af
 
 at least one replica more than is ready, and at most `max_step_fraction` of the fleet more per
 action. While it holds, and for the stabilization window after its last action, the decision
-does not scale down; it also holds, without acting, while latency misses the SLO at light load
-(a fleet missing its SLO never shrinks, whatever the reason). Unknown signals neither trip nor
+does not scale down; it also holds, without acting, while TTFT misses the SLO or requests queue
+at light load (a fleet missing its TTFT SLO never shrinks; ITL over the SLO at light load is a
+decode step too slow, which no count changes, so it does not hold). Unknown signals neither trip nor
 clear it (missing metrics never scale down, and never scale up either). The verdict's reason
 carries the numbers, so the Scaled Event says why.
 
@@ -24,7 +25,7 @@ Pure: time is a parameter; state round-trips through `to_dict` / `load`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controllers.policy.scaling.capacity import LoadSample, SLOLimits, overloaded
@@ -125,7 +126,9 @@ class SLOGuard:
         elif judged:
             self.streak = 0
         if judged:
-            self.missing = bool(over or overloaded(sample, self.limits))
+            # ITL over the SLO at light load is one decode step too slow, whatever the count:
+            # holding on it would only ratchet the fleet up on every noisy reading.
+            self.missing = bool(over or overloaded(replace(sample, itl_p99_s=None), self.limits))
         within = self.acted_at_s is not None and now_s - self.acted_at_s < self.stabilization_s
         if not over or self.streak < self.config.scrapes:
             return GuardVerdict(None, self.streak > 0 or within or self.missing, "")
