@@ -122,6 +122,7 @@ def replica_from_fleet(fleet: InferenceFleet, gpus_per_replica: int | None) -> t
     return usable, gpus_per_replica or option.gpus_per_replica
 
 
+MIN_TRUE_CAPACITY_FACTOR = 0.01
 DEFAULT_TTFT_SLO_S = 1.5  # without --fleet; the queue replay's TTFT is relative to it anyway
 
 
@@ -190,8 +191,12 @@ def run_true_capacity(
     args: argparse.Namespace, config: ScalingConfig, cost: float, ttft_slo_s: float
 ) -> int:
     factor = args.true_capacity_factor
-    if not (factor > 0 and factor < 100):
-        raise UsageError(f"--true-capacity-factor must be above 0 and below 100, got {factor}")
+    # Below 1 %, the queue replay's service times overflow (2e-309 did): no real fleet is that slow.
+    if not (MIN_TRUE_CAPACITY_FACTOR <= factor < 100):
+        raise UsageError(
+            f"--true-capacity-factor must be at least {MIN_TRUE_CAPACITY_FACTOR} and below 100, "
+            f"got {factor}"
+        )
     trace = _trace(args)
     scores = compare_true_capacity(trace, config, factor, ttft_slo_s)
     oracle_h = scores["oracle (true capacity)"].replica_hours

@@ -66,6 +66,11 @@ CONFIG_KEYS = [
 ]  # fmt: skip
 
 
+def _fresh(value: Any) -> Any:
+    """A copy: sampled_from hands out the same list or dict object every time."""
+    return copy.deepcopy(value)
+
+
 def _get(node: Any, *keys: str) -> Any:
     for key in keys:
         node = node.get(key) if isinstance(node, dict) else None
@@ -80,18 +85,18 @@ def mutated_fleet(draw: st.DrawFn) -> dict[str, Any]:
         if op == "config":
             inline = _get(doc, "spec", "model", "hfConfig", "inline")
             if isinstance(inline, dict):
-                inline[draw(st.sampled_from(CONFIG_KEYS))] = draw(EDGES)
+                inline[draw(st.sampled_from(CONFIG_KEYS))] = _fresh(draw(EDGES))
             continue
         path = draw(st.sampled_from(_leaves(doc)[1:]))
         parent = doc
         for key in path[:-1]:
             parent = parent[key]
         if op == "set":
-            parent[path[-1]] = draw(EDGES)
+            parent[path[-1]] = _fresh(draw(EDGES))
         elif op == "delete" and isinstance(parent, dict):
             del parent[path[-1]]
         elif op == "extra" and isinstance(parent, dict):
-            parent[draw(st.text(min_size=1, max_size=8))] = draw(EDGES)
+            parent[draw(st.text(min_size=1, max_size=8))] = _fresh(draw(EDGES))
     return doc
 
 

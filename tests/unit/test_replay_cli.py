@@ -204,7 +204,7 @@ def test_a_bad_capacity_factor_is_named(tmp_path, capsys):
     args = ["simulate", "--trace", str(trace), "--usable-rps-per-replica", "2"]
     args += ["--cold-start-s", "300", "--true-capacity-factor", "0"]
     assert main(args) == 2
-    assert "--true-capacity-factor must be above 0" in capsys.readouterr().err
+    assert "--true-capacity-factor must be at least 0.01" in capsys.readouterr().err
 
 
 def test_simulate_prints_the_predictive_policys_scorecard(tmp_path, capsys):
