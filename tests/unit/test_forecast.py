@@ -102,6 +102,22 @@ def test_state_round_trips_and_forgets_nothing(name, m_small_rps):
         assert copy.forecast((k + 1) * 60.0, 360) == fc.forecast((k + 1) * 60.0, 360)
 
 
+@pytest.mark.parametrize("name", sorted(FORECASTERS))
+def test_a_forecaster_restored_every_interval_forecasts_as_the_running_one(name, m_small_rps):
+    """The operator rebuilds the policy from its stored state on every pass; policy-replay and
+    simulate keep one running. Both must see the same numbers, in float32 profiles too."""
+    running = make_forecaster(name, 60, 360)
+    restored = make_forecaster(name, 60, 360)
+    for k, rate in enumerate(m_small_rps[: 2 * 1440 + 240]):
+        t_s = (k + 1) * 60.0
+        if k % 7 == 0:  # every bin sees several round trips
+            restored = Forecaster.from_dict(json.loads(json.dumps(restored.to_dict())))
+            assert restored.forecast(t_s, 360) == running.forecast(t_s, 360)
+        running.observe(t_s, rate)
+        restored.observe(t_s, rate)
+    assert restored.to_dict() == running.to_dict()
+
+
 def _as_lists(model: dict) -> dict:
     """The model state as the previous release wrote it: plain (nested) lists, None missing."""
 
@@ -112,10 +128,10 @@ def _as_lists(model: dict) -> dict:
     out = {}
     for period, profile in model.items():
         rows = (DAY_S if period == "daily" else 7 * DAY_S) // 600
-        depth = len(base64.b64decode(profile["values"])) // 8 // rows
+        depth = len(base64.b64decode(profile["values"])) // 4 // rows
         out[period] = {
             "values": lists(profile["values"], (rows, depth)),
-            "cycles": [int(c) for c in unpack_array(profile["cycles"], (rows,))],
+            "cycles": [int(c) for c in unpack_array(profile["cycles"], (rows,), "<i4")],
             "open": profile["open"],
         }
     return out
@@ -128,6 +144,30 @@ def test_state_stored_as_plain_lists_by_an_older_release_still_loads(m_small_rps
     state = fc.to_dict()
     older = {**state, "model": _as_lists(state["model"])}
     restored = Forecaster.from_dict(json.loads(json.dumps(older)))
+    now_s = 2 * 1440 * 60.0
+    assert restored.forecast(now_s, 3600) == fc.forecast(now_s, 3600)
+    assert restored.to_dict() == state
+
+
+def test_state_stored_as_float64_strings_by_an_older_release_still_loads(m_small_rps):
+    fc = Seasonal(60, 360)
+    for k, rate in enumerate(m_small_rps[: 2 * 1440]):
+        fc.observe((k + 1) * 60.0, rate)
+    state = fc.to_dict()
+
+    def widened(text: str, dtype: str) -> str:
+        values = np.frombuffer(base64.b64decode(text), dtype=dtype)
+        return base64.b64encode(values.astype("<f8").tobytes()).decode("ascii")
+
+    older_model = {
+        period: {
+            **profile,
+            "values": widened(profile["values"], "<f4"),
+            "cycles": widened(profile["cycles"], "<i4"),
+        }
+        for period, profile in state["model"].items()
+    }
+    restored = Forecaster.from_dict(json.loads(json.dumps({**state, "model": older_model})))
     now_s = 2 * 1440 * 60.0
     assert restored.forecast(now_s, 3600) == fc.forecast(now_s, 3600)
     assert restored.to_dict() == state

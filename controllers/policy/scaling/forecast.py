@@ -234,25 +234,35 @@ class LastValue(Forecaster):
         return None
 
 
-def pack_array(values: np.ndarray) -> str:
-    """An array as one base64 string of its little-endian float64 bytes (NaN kept).
+# Learned profiles are kept in float32: a rate to 7 significant digits is more than any
+# decision can use, and each copy of `status.history` (the watch's copy of the fleet, the
+# operator's policy memory) is half the size. The model itself holds float32, so a policy
+# restored from status decides exactly as the running one does.
+PROFILE_DTYPE = np.float32
 
-    A profile is thousands of numbers; as JSON lists each copy of `status.history` (the watch's
-    copy of the fleet, the operator's policy memory) costs ~40 bytes a number in Python
-    objects, as one string 11. Exact, so a restored policy decides as the running one did.
+
+def pack_array(values: np.ndarray, dtype: str = "<f4") -> str:
+    """An array as one base64 string of its little-endian bytes in `dtype` (NaN kept).
+
+    A profile is thousands of numbers; as JSON lists each costs ~40 bytes in Python objects,
+    as float32 in one string under 6. Exact for arrays already held in `dtype`.
     """
-    return base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode("ascii")
+    return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode("ascii")
 
 
-def unpack_array(data: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """The array `pack_array` wrote, or the nested lists older releases wrote (None: missing)."""
+def unpack_array(data: Any, shape: tuple[int, ...], dtype: str = "<f4") -> np.ndarray:
+    """The array `pack_array` wrote, in `dtype`; also what older releases wrote: float64
+    strings (8 bytes a value) or nested lists (None: missing)."""
+    size = math.prod(shape)
     if isinstance(data, str):
-        values = np.frombuffer(base64.b64decode(data, validate=True), dtype="<f8").astype(float)
+        raw = base64.b64decode(data, validate=True)
+        stored = "<f8" if len(raw) == 8 * size and np.dtype(dtype).itemsize != 8 else dtype
+        values = np.frombuffer(raw, dtype=stored)
     else:
         values = np.array(_nan_for_none(data), dtype=float)
-    if values.size != math.prod(shape):
-        raise ValueError(f"{values.size} values, expected {math.prod(shape)} for shape {shape}")
-    return values.reshape(shape)
+    if values.size != size:
+        raise ValueError(f"{values.size} values, expected {size} for shape {shape}")
+    return values.astype(np.dtype(dtype).newbyteorder("="), copy=True).reshape(shape)
 
 
 def _nan_for_none(data: Any) -> Any:
@@ -270,8 +280,8 @@ class SeasonalProfile:
     def __init__(self, period_s: int, depth: int) -> None:
         self.period_s = period_s
         self.depth = depth
-        self.values = np.full((period_s // PROFILE_BIN_S, depth), np.nan)
-        self.cycle_of_bin = np.full(period_s // PROFILE_BIN_S, -1, dtype=np.int64)
+        self.values = np.full((period_s // PROFILE_BIN_S, depth), np.nan, dtype=PROFILE_DTYPE)
+        self.cycle_of_bin = np.full(period_s // PROFILE_BIN_S, -1, dtype=np.int32)
         self.medians = np.full(period_s // PROFILE_BIN_S, math.nan)
         self.filled = np.zeros(period_s // PROFILE_BIN_S, dtype=np.int64)
         self.cycles = 0
@@ -319,13 +329,13 @@ class SeasonalProfile:
     def to_dict(self) -> dict[str, Any]:
         return {
             "values": pack_array(self.values),
-            "cycles": pack_array(self.cycle_of_bin),
+            "cycles": pack_array(self.cycle_of_bin, "<i4"),
             "open": [self.open_bin, self.sum_rps, self.count],
         }
 
     def load(self, data: dict[str, Any]) -> None:
         self.values = unpack_array(data["values"], self.values.shape)
-        self.cycle_of_bin = unpack_array(data["cycles"], self.cycle_of_bin.shape).astype(np.int64)
+        self.cycle_of_bin = unpack_array(data["cycles"], self.cycle_of_bin.shape, "<i4")
         self.open_bin, self.sum_rps, self.count = data["open"]
         self._refresh()
 
@@ -398,8 +408,8 @@ class HoltWinters(Forecaster):
     def __init__(self, interval_s: float = 60.0, error_horizon_s: float = 360.0) -> None:
         super().__init__(interval_s, error_horizon_s)
         self.level: float | None = None
-        self.daily = np.ones(DAY_S // PROFILE_BIN_S)
-        self.weekly = np.ones(WEEK_S // PROFILE_BIN_S)
+        self.daily = np.ones(DAY_S // PROFILE_BIN_S, dtype=PROFILE_DTYPE)
+        self.weekly = np.ones(WEEK_S // PROFILE_BIN_S, dtype=PROFILE_DTYPE)
 
     def _factor(self, t_s: float) -> float:
         return float(
