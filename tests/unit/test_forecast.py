@@ -10,6 +10,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from controllers.api.packed import INT32, unpack_array
+from controllers.api.v1alpha1 import ForecasterMemory, RampMemory
 from controllers.policy.scaling.forecast import (
     DAY_S,
     FORECASTERS,
@@ -18,7 +20,6 @@ from controllers.policy.scaling.forecast import (
     RampTracker,
     Seasonal,
     make_forecaster,
-    unpack_array,
 )
 from inferfleet.traces import read_per_minute
 from tests.conftest import TRACES
@@ -131,7 +132,7 @@ def _as_lists(model: dict) -> dict:
         depth = len(base64.b64decode(profile["values"])) // 4 // rows
         out[period] = {
             "values": lists(profile["values"], (rows, depth)),
-            "cycles": [int(c) for c in unpack_array(profile["cycles"], (rows,), "<i4")],
+            "cycles": [int(c) for c in unpack_array(profile["cycles"], (rows,), INT32)],
             "open": profile["open"],
         }
     return out
@@ -142,8 +143,9 @@ def test_state_stored_as_plain_lists_by_an_older_release_still_loads(m_small_rps
     for k, rate in enumerate(m_small_rps[: 2 * 1440]):
         fc.observe((k + 1) * 60.0, rate)
     state = fc.to_dict()
-    older = {**state, "model": _as_lists(state["model"])}
-    restored = Forecaster.from_dict(json.loads(json.dumps(older)))
+    older = json.loads(json.dumps({**state, "model": _as_lists(state["model"])}))
+    typed = ForecasterMemory.model_validate(older)  # as the operator reads status
+    restored = Forecaster.from_dict(typed.model_dump(by_alias=True, exclude_none=True))
     now_s = 2 * 1440 * 60.0
     assert restored.forecast(now_s, 3600) == fc.forecast(now_s, 3600)
     assert restored.to_dict() == state
@@ -167,7 +169,9 @@ def test_state_stored_as_float64_strings_by_an_older_release_still_loads(m_small
         }
         for period, profile in state["model"].items()
     }
-    restored = Forecaster.from_dict(json.loads(json.dumps({**state, "model": older_model})))
+    older = json.loads(json.dumps({**state, "model": older_model}))
+    typed = ForecasterMemory.model_validate(older)
+    restored = Forecaster.from_dict(typed.model_dump(by_alias=True, exclude_none=True))
     now_s = 2 * 1440 * 60.0
     assert restored.forecast(now_s, 3600) == fc.forecast(now_s, 3600)
     assert restored.to_dict() == state
@@ -227,6 +231,7 @@ def test_ramps_count_only_growth_beyond_what_was_expected():
 def test_ramp_state_from_before_expectations_were_kept_still_loads():
     ramps = RampTracker(60, 300)
     state = ramps.to_dict()
-    ramps.load({**state, "window": [1.0, 2.0]})
+    older = {**state, "window": [1.0, 2.0]}
+    ramps.load(RampMemory.model_validate(older).model_dump(by_alias=True, exclude_none=True))
     ramps.observe(3.0)
     assert list(ramps.window) == [(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]

@@ -15,7 +15,6 @@ so the operator can keep it in `status.history` across restarts.
 
 from __future__ import annotations
 
-import base64
 import math
 from abc import ABC, abstractmethod
 from collections import deque
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+from controllers.api.packed import INT32, pack_array, unpack_array
 
 DAY_S = 86_400
 WEEK_S = 7 * DAY_S
@@ -212,7 +213,8 @@ class Forecaster(ABC):
         try:
             kind = FORECASTERS[data["forecaster"]]
             fc = kind(interval_s=data["intervalS"], error_horizon_s=data["errorHorizonS"])
-            fc.first_s, fc.last_s = data["firstS"], data["lastS"]
+            # Unset figures may be left out (a typed status drops nulls).
+            fc.first_s, fc.last_s = data.get("firstS"), data.get("lastS")
             fc.recent = deque((float(t), float(r)) for t, r in data["recent"])
             fc.pending = deque([float(v) for v in p] for p in data["pending"])
             fc.errors.load(data["errors"])
@@ -234,41 +236,9 @@ class LastValue(Forecaster):
         return None
 
 
-# Learned profiles are kept in float32: a rate to 7 significant digits is more than any
-# decision can use, and each copy of `status.history` (the watch's copy of the fleet, the
-# operator's policy memory) is half the size. The model itself holds float32, so a policy
-# restored from status decides exactly as the running one does.
+# Profiles are held in the dtype they are stored in (`controllers.api.packed`): float32, a rate
+# to 7 significant digits, more than any decision uses.
 PROFILE_DTYPE = np.float32
-
-
-def pack_array(values: np.ndarray, dtype: str = "<f4") -> str:
-    """An array as one base64 string of its little-endian bytes in `dtype` (NaN kept).
-
-    A profile is thousands of numbers; as JSON lists each costs ~40 bytes in Python objects,
-    as float32 in one string under 6. Exact for arrays already held in `dtype`.
-    """
-    return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode("ascii")
-
-
-def unpack_array(data: Any, shape: tuple[int, ...], dtype: str = "<f4") -> np.ndarray:
-    """The array `pack_array` wrote, in `dtype`; also what older releases wrote: float64
-    strings (8 bytes a value) or nested lists (None: missing)."""
-    size = math.prod(shape)
-    if isinstance(data, str):
-        raw = base64.b64decode(data, validate=True)
-        stored = "<f8" if len(raw) == 8 * size and np.dtype(dtype).itemsize != 8 else dtype
-        values = np.frombuffer(raw, dtype=stored)
-    else:
-        values = np.array(_nan_for_none(data), dtype=float)
-    if values.size != size:
-        raise ValueError(f"{values.size} values, expected {size} for shape {shape}")
-    return values.astype(np.dtype(dtype).newbyteorder("="), copy=True).reshape(shape)
-
-
-def _nan_for_none(data: Any) -> Any:
-    if isinstance(data, list):
-        return [_nan_for_none(v) for v in data]
-    return math.nan if data is None else data
 
 
 class SeasonalProfile:
@@ -329,13 +299,13 @@ class SeasonalProfile:
     def to_dict(self) -> dict[str, Any]:
         return {
             "values": pack_array(self.values),
-            "cycles": pack_array(self.cycle_of_bin, "<i4"),
+            "cycles": pack_array(self.cycle_of_bin, INT32),
             "open": [self.open_bin, self.sum_rps, self.count],
         }
 
     def load(self, data: dict[str, Any]) -> None:
         self.values = unpack_array(data["values"], self.values.shape)
-        self.cycle_of_bin = unpack_array(data["cycles"], self.cycle_of_bin.shape, "<i4")
+        self.cycle_of_bin = unpack_array(data["cycles"], self.cycle_of_bin.shape, INT32)
         self.open_bin, self.sum_rps, self.count = data["open"]
         self._refresh()
 
@@ -456,7 +426,7 @@ class HoltWinters(Forecaster):
         }
 
     def _load_model(self, data: dict[str, Any]) -> None:
-        self.level = data["level"]
+        self.level = data.get("level")
         self.daily = unpack_array(data["daily"], self.daily.shape)
         self.weekly = unpack_array(data["weekly"], self.weekly.shape)
 
@@ -511,9 +481,5 @@ class RampTracker:
         return {"window": [list(w) for w in self.window], "growth": self.growth.to_dict()}
 
     def load(self, data: dict[str, Any]) -> None:
-        # Older state kept bare rates: each was its own expectation.
-        self.window = deque(
-            (float(w), float(w)) if isinstance(w, (int, float)) else (float(w[0]), float(w[1]))
-            for w in data["window"]
-        )
+        self.window = deque((float(rate), float(expected)) for rate, expected in data["window"])
         self.growth.load(data["growth"])
