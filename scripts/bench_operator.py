@@ -138,13 +138,13 @@ def _memory_mib(pid: int) -> tuple[float, float]:
     return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
 
 
+def _sized(fleet: dict[str, Any]) -> bool:
+    conditions = fleet.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Sized" and c["status"] == "True" for c in conditions)
+
+
 def _all_sized(cluster: Cluster, names: set[str]) -> bool:
-    sized = set()
-    for fleet in cluster.objects("InferenceFleet"):
-        conditions = fleet.get("status", {}).get("conditions", [])
-        if any(c["type"] == "Sized" and c["status"] == "True" for c in conditions):
-            sized.add(fleet["metadata"]["name"])
-    return names <= sized
+    return names <= cluster.names_where("InferenceFleet", _sized)
 
 
 def burst(count: int, prometheus_url: str | None) -> dict[str, float]:

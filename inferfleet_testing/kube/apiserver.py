@@ -15,7 +15,7 @@ import copy
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -368,6 +368,15 @@ class ApiServer(kmock.KubernetesEmulator):
             for (resource, _, _), stored in self._objects.items()
             if not stored.deleted and kind in (None, self.kinds.get(resource.plural))
         ]
+
+    def names_where(self, kind: str, check: Callable[[dict[str, Any]], bool]) -> set[str]:
+        """Names of the live objects of `kind` for which `check` (which must not change them)
+        is true."""
+        return {
+            stored.raw["metadata"]["name"]
+            for (resource, _, _), stored in self._objects.items()
+            if not stored.deleted and self.kinds.get(resource.plural) == kind and check(stored.raw)
+        }
 
     def dumps(self) -> str:
         return json.dumps(self.snapshot(), indent=1, sort_keys=True)
