@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 FLOAT32 = "<f4"
+FLOAT64 = "<f8"
 INT32 = "<i4"
 
 

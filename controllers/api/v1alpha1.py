@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from controllers.api.packed import FLOAT32, INT32, packed_from_lists
+from controllers.api.packed import FLOAT32, FLOAT64, INT32, packed_from_lists
 from sizing.validate_config import MAX_TOTAL_PARAMS_B
 from sizing.workload import MAX_RATE_RPS, MAX_TOKENS
 
@@ -685,6 +685,11 @@ PackedInts = Annotated[
     BeforeValidator(lambda data: packed_from_lists(data, INT32)),
     Field(description="Base64 of little-endian int32 values (float64 from older releases)."),
 ]
+PackedFloat64s = Annotated[
+    str,
+    BeforeValidator(lambda data: packed_from_lists(data, FLOAT64)),
+    Field(description="Base64 of little-endian float64 values."),
+]
 Pair = Annotated[
     list[float],
     BeforeValidator(lambda item: [item, item] if isinstance(item, int | float) else item),
@@ -695,7 +700,7 @@ _OPAQUE = WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-field
 class HistogramMemory(ApiModel):
     """A decaying histogram: one weight per bin."""
 
-    w: list[float]
+    w: PackedFloat64s
 
 
 class ProfileMemory(ApiModel):

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from controllers.api.packed import INT32, pack_array, unpack_array
+from controllers.api.packed import FLOAT64, INT32, pack_array, unpack_array
 
 DAY_S = 86_400
 WEEK_S = 7 * DAY_S
@@ -85,15 +85,10 @@ class DecayingHistogram:
         return float(self.edges[i if i == len(self.weights) - 1 else i + 1])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"w": self.weights.tolist()}
+        return {"w": pack_array(self.weights, FLOAT64)}  # exact: the weights decay in float64
 
     def load(self, data: dict[str, Any]) -> None:
-        weights = np.asarray(data["w"], dtype=float)
-        if weights.shape != self.weights.shape:
-            raise ValueError(
-                f"histogram state has {weights.size} bins, expected {self.weights.size}"
-            )
-        self.weights = weights
+        self.weights = unpack_array(data["w"], self.weights.shape, FLOAT64)
 
 
 # log(actual max / forecast max), in bins of 0.02. Misses beyond 2x land in the open last bin,
