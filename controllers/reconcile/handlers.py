@@ -45,6 +45,7 @@ from controllers.api.v1alpha1 import (
 from controllers.policy.render import MANAGED_BY
 from controllers.reconcile.act import act
 from controllers.reconcile.decide import PoolReplicas, decide, failed, replan, with_recommendation
+from controllers.reconcile.heap import trim_periodically
 from controllers.reconcile.observe import base_observation, observe
 from controllers.reconcile.plans import PlanCache
 from controllers.reconcile.runtime import Watcher
@@ -218,6 +219,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.plans = PlanCache()
     memo.watcher = Watcher.from_environment()
     memo.metrics = OperatorMetrics()
+    memo.heap_upkeep = asyncio.create_task(trim_periodically())  # after a burst, too
     port = os.environ.get(METRICS_PORT_ENV)
     if port:
         address = os.environ.get(METRICS_ADDRESS_ENV, "0.0.0.0")
@@ -226,6 +228,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    memo.heap_upkeep.cancel()
     for task in list(memo.passes):
         task.cancel()
     await memo.kube.close()
