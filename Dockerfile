@@ -10,7 +10,9 @@ COPY pyproject.toml README.md ./
 COPY sizing ./sizing
 COPY controllers ./controllers
 COPY inferfleet ./inferfleet
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# pip's download cache is a BuildKit cache mount: a rebuild after a source change fetches nothing
+# again, and the cache never lands in a layer.
+RUN --mount=type=cache,target=/root/.cache/pip pip wheel --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 # No .pyc writes at run time: the root filesystem is read-only (pip precompiles at install).

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := .tools
 
-.PHONY: setup tools plan test lint fmt unit integration bench accuracy demo clean
+.PHONY: setup tools vllm image image-test plan test lint fmt unit integration bench fuzz accuracy demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,17 @@ setup: $(STAMP)
 tools: $(STAMP)
 	bash scripts/install-tools.sh
 
+# The real_vllm tier's server: the CPU build of vLLM in its own venv and tiny random models, all
+# in .tools (cached: a rerun checks and returns). A failed install fails the make.
+vllm:
+	PYTHON=$(PYTHON) bash scripts/install-vllm.sh
+
+# The operator image, built by a real Docker daemon (started here if none answers) on a base made
+# from Debian's packages, tagged as the chart's default image reference.
+image:
+	bash scripts/start-docker.sh
+	bash scripts/build-image.sh
+
 plan: $(STAMP)
 	$(BIN)/inferfleet plan examples/fleet-chat-70b.yaml
 
@@ -37,8 +48,12 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 
 # pytest exits 5 when it collects nothing; make treats that as the failure it is.
-test: $(STAMP) tools lint
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest -q
+test: $(STAMP) tools vllm lint
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest -q -m "not image"
+
+# The image tier on its own (CI=true turns its skips into failures, as for real_vllm).
+image-test: $(STAMP) tools image
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest -q -m image
 
 unit: $(STAMP)
 	$(BIN)/pytest -q -m unit
@@ -48,6 +63,14 @@ integration: $(STAMP) tools
 
 bench: $(STAMP)
 	$(BIN)/pytest -q -m benchmark --benchmark-enable --benchmark-only
+
+# The fuzz tests (specs through the API model, planner and renderer; CLI inputs; Prometheus
+# replies) at FUZZ_EXAMPLES each instead of CI's 500; the tally (tried / refused / accepted)
+# is printed at the end.
+FUZZ_EXAMPLES ?= 10000
+fuzz: $(STAMP)
+	INFERFLEET_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q --timeout=0 \
+		tests/unit/test_fuzz_spec.py tests/unit/test_fuzz_cli.py tests/unit/test_prometheus_parse.py
 
 # The performance model against the measured benchmark set, and the memory model against the
 # calibration start-up logs (docs/performance-model.md, "Accuracy").

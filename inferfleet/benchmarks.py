@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from inferfleet.errors import UsageError
+from inferfleet.inputs import read_text
 from sizing.accuracy import BenchmarkCase, Measured, regime_of
 from sizing.errors import SizingError
 from sizing.hardware import get_gpu
@@ -110,27 +111,42 @@ def _case(
 
 def load_cases(folder: Path = DEFAULT_DIR) -> tuple[list[BenchmarkCase], list[str]]:
     """Every point the model can be asked, and why each other one was skipped."""
+    lines = read_text(folder / "points.jsonl", "benchmark points").splitlines()
+    index_path = folder / "configs" / "INDEX.json"
     try:
-        lines = (folder / "points.jsonl").read_text().splitlines()
-        index = json.loads((folder / "configs" / "INDEX.json").read_text())
-    except OSError as err:
-        raise UsageError(f"cannot read the benchmark set in {folder}: {err.strerror}") from None
-    points = [json.loads(line) for line in lines if line.strip()]
+        index = json.loads(read_text(index_path, "benchmark index"))
+        points = [json.loads(line) for line in lines if line.strip()]
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise UsageError(f"the benchmark set in {folder} is not valid JSON: {err}") from None
+    if not isinstance(index, dict) or not all(isinstance(p, dict) for p in points):
+        raise UsageError(
+            f"the benchmark set in {folder}: INDEX.json and every points.jsonl line must be "
+            "JSON objects"
+        )
     best: dict[str, float] = {}
-    for p in points:
-        sweep = p.get("sweep_id") or p["case_id"]
-        best[sweep] = max(best.get(sweep, 0.0), float(p["output_tok_per_s"]))
-    archs: dict[str, ModelArch] = {}
     cases, skipped = [], []
-    for p in points:
-        entry = index.get(p["model_id"], {})
-        quantization = entry.get("quantization_flag") or "none"
+    malformed = (KeyError, TypeError, ValueError, AttributeError)
+    usable = []
+    for n, p in enumerate(points, start=1):
         try:
+            sweep = p.get("sweep_id") or p["case_id"]
+            best[sweep] = max(best.get(sweep, 0.0), float(p["output_tok_per_s"]))
+        except malformed as err:
+            skipped.append(f"points.jsonl line {n}: malformed ({type(err).__name__}: {err})")
+        else:
+            usable.append((n, p))
+    archs: dict[str, ModelArch] = {}
+    for n, p in usable:
+        try:
+            entry = index.get(p["model_id"]) or {}
+            quantization = entry.get("quantization_flag") or "none"
             if p["model_config"] not in archs:
-                config = json.loads((folder / p["model_config"]).read_text())
+                config = json.loads(read_text(folder / p["model_config"], "model config"))
                 archs[p["model_config"]] = load_model_config(config)
             sweep = p.get("sweep_id") or p["case_id"]
             cases.append(_case(p, archs[p["model_config"]], quantization, best[sweep]))
         except SizingError as err:
             skipped.append(f"{p['case_id']}: {err}")
+        except malformed as err:
+            skipped.append(f"points.jsonl line {n}: malformed ({type(err).__name__}: {err})")
     return cases, skipped

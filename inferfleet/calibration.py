@@ -23,23 +23,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
 
+from controllers.policy import calibration as policy_calibration
 from inferfleet.errors import UsageError
+from inferfleet.inputs import read_text
 from sizing.curve import replica_engine
+from sizing.errors import SizingError
 from sizing.hardware import GPU
 from sizing.memory import EngineConfig, MemoryBreakdown
 from sizing.model import ModelArch
 from sizing.performance import DEFAULT_EFFICIENCY, Efficiency
 from sizing.simulator import simulate_closed_loop
 
-API_VERSION = "inferfleet.io/v1alpha1"
-KIND = "EfficiencyCalibration"
+API_VERSION = policy_calibration.API_VERSION
+KIND = policy_calibration.KIND
 # What the fit moves: prefill (compute), decode (HBM) and the per-step floor. The others
 # (interconnect, pipeline hand-offs) need multi-GPU curves to be identifiable.
 FITTED_FIELDS = ("compute_fraction", "hbm_fraction", "step_overhead_s")
@@ -232,29 +234,19 @@ def write_calibration(path: str | Path, document: dict[str, object]) -> None:
 
 def efficiency_from_document(document: object, where: str) -> Efficiency:
     """Validate a parsed calibration document; errors name the file and the field."""
-    if not isinstance(document, dict) or document.get("kind") != KIND:
-        raise UsageError(f"{where}: expected a YAML mapping with kind: {KIND}")
-    values = document.get("efficiency")
-    if not isinstance(values, dict) or not values:
-        raise UsageError(f"{where}: efficiency must map Efficiency fields to numbers")
-    known = {f.name for f in fields(Efficiency)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UsageError(f"{where}: unknown efficiency field(s) {unknown}; known: {sorted(known)}")
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UsageError(f"{where}: efficiency.{name} must be a number, got {value!r}")
-    # Efficiency checks the ranges itself and names the field (a SizingError).
-    numbers: dict[str, Any] = {k: float(v) for k, v in values.items()}
-    return replace(DEFAULT_EFFICIENCY, **numbers)
+    try:
+        return policy_calibration.efficiency_from_document(document, where)
+    except SizingError:
+        raise  # a value out of range: the model's own error names the field
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def load_calibration(path: str | Path) -> Efficiency:
     """Read a calibration YAML written by `inferfleet bench --calibrate`."""
+    text = read_text(path, "calibration file")
     try:
-        document = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"calibration file {str(path)!r} does not exist") from None
-    except (OSError, yaml.YAMLError) as err:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
         raise UsageError(f"calibration file {str(path)!r} is not readable YAML: {err}") from None
     return efficiency_from_document(document, f"calibration file {str(path)!r}")

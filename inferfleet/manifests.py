@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -11,19 +10,17 @@ from pydantic import ValidationError
 
 from controllers.api.v1alpha1 import InferenceFleet, InferenceFleetSpec, describe_validation_error
 from inferfleet.errors import UsageError
+from inferfleet.inputs import read_text
 
 
 def load_yaml_documents(path: str) -> list[Any]:
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise UsageError(f"cannot read {path}: {err.strerror}") from None
+    text = read_text(path, "manifest")
     try:
         return [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())  # one line
         raise UsageError(f"{path}: invalid YAML{where}: {problem}") from None
 
 
@@ -40,12 +37,11 @@ def load_fleet(path: str) -> InferenceFleet:
 
 
 def load_json_file(path: str, what: str) -> dict[str, Any]:
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise UsageError(f"cannot read {what} {path}: {err.strerror}") from None
+    text = read_text(path, what)
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise UsageError(f"{what} {path}: JSON nested too deeply") from None
     except json.JSONDecodeError as err:
         raise UsageError(
             f"{what} {path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
@@ -60,6 +56,10 @@ def resolve_hf_config(spec: InferenceFleetSpec, override_path: str | None) -> di
     if override_path:
         return load_json_file(override_path, "config.json")
     source = spec.model.hf_config
+    if source is None:
+        raise UsageError(
+            "spec.model.hfConfig is unset: the model is resolved by name (the caller's job)"
+        )
     if source.inline is not None:
         return dict(source.inline)
     ref = source.config_map_ref

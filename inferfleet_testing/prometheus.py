@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -230,7 +230,7 @@ class PrometheusServer:
 
 
 @pytest.fixture
-def prometheus_server():
+def prometheus_server() -> Iterator[Callable[..., PrometheusServer]]:
     """Factory fixture: `prometheus_server(targets)` starts a Prometheus scraping them at 1 s and
     returns once `wait_for` has `count` series; every server started is stopped after the test.
     Import it into a test module (or a conftest) to use it."""

@@ -4,7 +4,8 @@
 venv and writes the model; this module only starts `vllm serve` on 127.0.0.1 with a free port,
 waits for /health and always stops it. Without the venv the fixture skips and says how to get
 it, so a developer's plain `pytest` still runs; `make test` installs it first (and fails if the
-install fails), so CI never skips these tests.
+install fails), and with CI set the repository's conftest turns any skip of this tier into a
+failure.
 
     with run_vllm() as server:
         httpx.get(server.url + "/metrics")

@@ -7,6 +7,10 @@ replica = the trace's P99 one-minute rate / 30. Run: `.venv/bin/python scripts/b
 multiples of the declared rate (a queue, time-outs; `controllers.policy.scaling.queue_replay`)
 and compares the policy with the oracle that knows the true capacity and a simple closed-loop
 rule.
+
+`--adversarial` replays the generated traces of `simulate --synthetic` (spikes, steps, zeros,
+a smooth cycle, a 50-minute outage; three days at 1,700 req/s peak) and prints each policy's
+highest ask relative to the peak need so far: what the forecast bounds are for.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from controllers.policy.scaling.replay import (
     Trace,
     cold_start_intervals,
     compare,
+    highest_ask,
     needed_replicas,
     oracle_replicas,
     ready_replicas,
 )
+from controllers.policy.scaling.synthetic import KINDS, synthetic_trace
 from inferfleet.tables import render_table
 from inferfleet.traces import read_hourly_column, read_per_minute
 
@@ -117,6 +123,33 @@ def true_capacity_table(traces: dict[str, Trace], cold_start_s: float, factors: 
     return render_table(headers, rows)
 
 
+def adversarial_table(cold_start_s: float) -> str:
+    """Per generated trace, predictive and reactive: SLO-met %, replica-hours / the oracle's,
+    and the highest ask / the peak need so far."""
+    rows = []
+    for kind in KINDS:
+        trace = synthetic_trace(kind, days=3, peak_rps=1700, seed=1)
+        usable = p99_rps(trace) / 30
+        print(f"synthetic {kind}", file=sys.stderr, flush=True)
+        result = compare(
+            trace, ScalingConfig(usable_rps_per_replica=usable, cold_start_s=cold_start_s)
+        )
+        oracle_h = result.scores["oracle"].replica_hours
+        row = [kind]
+        for mode in ("predictive", "reactive"):
+            s = result.scores[mode]
+            ask = highest_ask(trace, result.asked[mode][1:], usable)
+            row += [
+                f"{100 * s.slo_met_share:.2f}",
+                f"{s.replica_hours / oracle_h:.3f}",
+                f"{ask.ratio:.2f} ({ask.replicas}/{ask.peak_need})",
+            ]
+        rows.append(row)
+    headers = ["trace", "SLO-met %", "ratio", "highest ask / peak need"]
+    headers += ["reactive SLO-met %", "reactive ratio", "reactive highest ask / peak need"]
+    return render_table(headers, rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", type=Path, default=TRACES, help="folder of trace files")
@@ -125,7 +158,13 @@ def main() -> int:
         "--true-capacity", metavar="F,F,..", help="true/declared capacity factors to replay"
     )
     parser.add_argument("--only", metavar="TEXT", help="only traces whose name holds TEXT")
+    parser.add_argument(
+        "--adversarial", action="store_true", help="the generated traces of simulate --synthetic"
+    )
     args = parser.parse_args()
+    if args.adversarial:
+        print(adversarial_table(args.cold_start_s))
+        return 0
     rows = []
     traces = load_traces(args.traces)
     traces["synthetic 50 req/s peak"] = synthetic_week_cycle(3000, seed=1)
@@ -140,8 +179,10 @@ def main() -> int:
             usable_rps_per_replica=p99_rps(trace) / 30, cold_start_s=args.cold_start_s
         )
         print(f"{name}: {len(trace.requests)} minutes", file=sys.stderr, flush=True)
-        s = compare(trace, config).scores
+        result = compare(trace, config)
+        s = result.scores
         oracle_h = s["oracle"].replica_hours
+        ask = highest_ask(trace, result.asked["predictive"][1:], config.usable_rps_per_replica)
         rows.append(
             [
                 name,
@@ -153,6 +194,7 @@ def main() -> int:
                 f"{s['reactive'].replica_hours / oracle_h:.3f}",
                 f"{s['static'].replica_hours / oracle_h:.3f}",
                 hindsight_spare_ratio(trace, config, 0.995),
+                f"{ask.ratio:.2f}",
             ]
         )
     print(
@@ -167,6 +209,7 @@ def main() -> int:
                 "reactive ratio",
                 "static ratio",
                 "hindsight need+k ratio @99.5%",
+                "highest ask / peak need",
             ],
             rows,
         )

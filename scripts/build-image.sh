@@ -24,24 +24,47 @@ fi
 as_root=""
 [ "$(id -u)" = "0" ] || as_root="sudo -n"
 
-if ! $DOCKER image inspect "$BASE" >/dev/null 2>&1; then
-  if [ ! -s "$BASE_TAR" ]; then
-    echo "debootstrap: a bookworm base with python3 (a few minutes; cached in $CACHE)"
-    mkdir -p "$CACHE"
-    rootfs=$(mktemp -d)
-    trap '$as_root rm -rf "$rootfs"' EXIT
-    $as_root debootstrap --variant=minbase --include=python3,python3-pip,python3-venv \
-      bookworm "$rootfs" ${DEBIAN_MIRROR:-} >"$CACHE/debootstrap.log" 2>&1 \
-      || { tail -20 "$CACHE/debootstrap.log" >&2; exit 1; }
-    # The image's pip installs into the system Python (nothing else lives there), and needs the
-    # same certificate authorities as this machine to reach the package index.
-    $as_root rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
-    $as_root cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
-    $as_root rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    $as_root tar -C "$rootfs" -c . >"$BASE_TAR.partial"
-    mv "$BASE_TAR.partial" "$BASE_TAR"
+# The base must let the image's non-root user run Python (a base or cached tarball made before
+# the root-directory fix below did not): one that does not is made afresh.
+base_usable() {
+  $DOCKER image inspect "$BASE" >/dev/null 2>&1 \
+    && $DOCKER run --rm --network none --user 65532:65532 --entrypoint /usr/bin/python3 "$BASE" \
+      -c pass >/dev/null 2>&1
+}
+# An imported tarball has no image config: give it the PATH a Debian image has.
+import_base() {
+  $DOCKER image rm --force "$BASE" >/dev/null 2>&1 || true
+  $DOCKER import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    "$BASE_TAR" "$BASE" >/dev/null
+}
+debootstrap_base() {
+  echo "debootstrap: a bookworm base with python3 (a few minutes; cached in $CACHE)"
+  mkdir -p "$CACHE"
+  rootfs=$(mktemp -d)
+  trap '$as_root rm -rf "$rootfs"' EXIT
+  $as_root debootstrap --variant=minbase --include=python3,python3-pip,python3-venv \
+    bookworm "$rootfs" ${DEBIAN_MIRROR:-} >"$CACHE/debootstrap.log" 2>&1 \
+    || { tail -20 "$CACHE/debootstrap.log" >&2; exit 1; }
+  # The image's pip installs into the system Python (nothing else lives there), and needs the
+  # same certificate authorities as this machine to reach the package index.
+  $as_root rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
+  $as_root cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
+  $as_root rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  # mktemp makes the directory 0700, which as the image's / locks every non-root user out.
+  $as_root chmod 755 "$rootfs"
+  $as_root tar -C "$rootfs" -c . >"$BASE_TAR.partial"
+  mv "$BASE_TAR.partial" "$BASE_TAR"
+}
+
+if ! base_usable; then
+  if [ -s "$BASE_TAR" ]; then
+    import_base
   fi
-  $DOCKER import "$BASE_TAR" "$BASE" >/dev/null
+  if ! base_usable; then
+    debootstrap_base
+    import_base
+    base_usable || { echo "error: $BASE does not run python3 as a non-root user" >&2; exit 1; }
+  fi
 fi
 
 echo "building $IMAGE on $BASE"

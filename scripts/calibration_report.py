@@ -14,6 +14,7 @@ import json
 import re
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,6 +204,32 @@ def evaluate(cases: list[Case]) -> list[Result]:
     ]
 
 
+def release(result: Result) -> str:
+    return result.case.engine.vllm_version
+
+
+def gpu_family(result: Result) -> str:
+    gpu = get_gpu(result.case.gpu)
+    return gpu.architecture or gpu.vendor
+
+
+def gpu_name(result: Result) -> str:
+    return result.case.gpu
+
+
+def error_table(
+    results: list[Result], *keys: Callable[[Result], str]
+) -> list[tuple[str, int, float, float]]:
+    """(group, cases, median |error| %, max |error| %) per distinct value of the keys."""
+    groups: dict[str, list[float]] = {}
+    for r in results:
+        groups.setdefault(" / ".join(key(r) for key in keys), []).append(100 * abs(r.error))
+    return [
+        (name, len(errs), statistics.median(errs), max(errs))
+        for name, errs in sorted(groups.items())
+    ]
+
+
 def _fmt(value: float | None) -> str:
     return "   -  " if value is None else f"{value:6.2f}"
 
@@ -227,6 +254,15 @@ def main(argv: list[str]) -> int:
     median, worst = 100 * statistics.median(errors), 100 * max(errors)
     print(f"\n{len(results)} usable cases: median |error| {median:.2f} %, max {worst:.2f} %"
           "  (* = logged tokens derived from logged KV GiB)")  # fmt: skip
+    for title, keys in (
+        ("vLLM release", (release,)),
+        ("GPU family", (gpu_family,)),
+        ("release / GPU", (release, gpu_name)),
+    ):
+        print(f"\nKV-token error by {title}:")
+        print(f"  {'group':44} {'cases':>5} {'median %':>9} {'max %':>7}")
+        for name, count, med, top in error_table(results, *keys):
+            print(f"  {name:44} {count:5d} {med:9.2f} {top:7.2f}")
     print("\nfailed start-ups (we should predict failure):")
     for case_id, memory in failed_starts(root):
         print(f"  {case_id[:60]:60} predicted failure: {predicts_failure(memory)} "

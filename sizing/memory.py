@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sizing.encoder import encoder_items, encoder_profile_bytes
 from sizing.errors import InvalidInput
 from sizing.hardware import GPU
 from sizing.model import ModelArch
@@ -50,6 +51,9 @@ _NON_TORCH_GIB = {
 # CUDA-graph pool for the default capture sizes: 0.19 logs 0.5-1.1 GiB for dense models on
 # H100 and estimates 1.3 GiB (1.84 captured) for MoE gpt-oss, whose fused-MoE buffers are larger.
 _CUDA_GRAPH_GIB = {False: 0.85, True: 1.3}
+# vLLM V1's default --limit-mm-per-prompt per modality: high enough that the encoder budget,
+# not the limit, decides how many dummy items the profiler encodes.
+DEFAULT_MM_ITEMS_PER_PROMPT = 999
 
 # Field-guide constants (chapter 2).
 GUIDE_ACTIVATION_FRACTION = 0.20  # of the 16-bit weights, whatever the weight format
@@ -79,6 +83,7 @@ class EngineConfig:
     max_lora_rank: int = 16
     lora_adapter_bytes: float | None = None  # default: rank-r buffers on every linear layer
     vllm_version: str = "0.19"  # profiler behaviour: 0.10-0.16 or 0.17+
+    mm_items_per_prompt: int | None = None  # --limit-mm-per-prompt; 0 = text only
     cuda_graphs_in_budget: bool = False  # VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1
 
 
@@ -139,6 +144,10 @@ def _validate(arch: ModelArch, gpu: GPU, cfg: EngineConfig) -> None:
     ):
         if value is not None and value < 1:
             raise InvalidInput(f"{field}: {value} must be a positive integer")
+    if cfg.mm_items_per_prompt is not None and cfg.mm_items_per_prompt < 0:
+        raise InvalidInput(
+            f"limit_mm_per_prompt: {cfg.mm_items_per_prompt} must be >= 0 (0 = text only)"
+        )
     if cfg.max_loras < 0 or cfg.max_lora_rank < 1:
         raise InvalidInput(
             f"max_loras/max_lora_rank: {cfg.max_loras}/{cfg.max_lora_rank} must be >= 0 / >= 1"
@@ -189,14 +198,35 @@ def _forward_peak_bytes(arch: ModelArch, tokens: int, tp: int, value_bytes: floa
     return tokens * (max(mlp, qkv) + 3 * h) * value_bytes
 
 
+def _encoder_profile(
+    arch: ModelArch, cfg: EngineConfig, batched: int, seqs: int, value_bytes: float
+) -> tuple[float, float]:
+    """(encoder forward bytes, cached encoder outputs bytes) of the multimodal profile pass.
+
+    Without the tower's shape the outputs are bounded by the encoder budget (at least
+    max_num_batched_tokens tokens of the language model's width) and the tower's own pass,
+    smaller than the language model's for every tower we know the shape of, is left out.
+    """
+    limit = cfg.mm_items_per_prompt
+    if not arch.has_vision or limit == 0:
+        return 0.0, 0.0
+    if arch.vision is None:
+        return 0.0, batched * arch.hidden_size * value_bytes
+    items = encoder_items(arch.vision, batched, seqs, limit or DEFAULT_MM_ITEMS_PER_PROMPT)
+    return encoder_profile_bytes(arch.vision, items, arch.hidden_size, value_bytes, cfg.tp)
+
+
 def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -> MemoryBreakdown:
     family = _version_family(cfg.vllm_version)
     value_bytes = dtype_bytes(cfg.dtype, arch)
     kv_bytes = kv_dtype_bytes(cfg.kv_cache_dtype, cfg.dtype, arch)
     seqs, batched = default_batching(gpu, cfg)
     budget_gib = gpu.memory_gib_reported * cfg.gpu_memory_utilization
-    stage_weights = stage_weights_bytes(arch, cfg.quantization, cfg.dtype, cfg.tp, cfg.pp)
-    layers = arch.stage_layer_counts(cfg.pp)
+    # Every stage also holds the rotary cos/sin cache: one row per position, model dtype.
+    rope = arch.max_position_embeddings * arch.rotary_dim * value_bytes
+    stage_weights = tuple(
+        w + rope for w in stage_weights_bytes(arch, cfg.quantization, cfg.dtype, cfg.tp, cfg.pp)
+    )
 
     forward = _forward_peak_bytes(arch, batched, cfg.tp, value_bytes)
     if cfg.pp > 1:  # intermediate tensors sent between stages: hidden + residual
@@ -216,16 +246,23 @@ def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -
         )
         lora = cfg.max_loras * adapter / max(1, cfg.tp) / GIB
 
+    encoder_forward, encoder_cached = _encoder_profile(arch, cfg, batched, seqs, value_bytes)
     best: MemoryBreakdown | None = None
-    for stage, (weights_b, count) in enumerate(zip(stage_weights, layers, strict=True)):
+    cache_slots = arch.stage_cache_layers(cfg.pp)
+    # Mamba state is kept in the model dtype (vLLM's mamba_ssm_cache_dtype "auto").
+    block = arch.block_tokens(kv_bytes, value_bytes, cfg.tp, cfg.block_size)
+    for stage, (weights_b, slots) in enumerate(zip(stage_weights, cache_slots, strict=True)):
         last = stage == cfg.pp - 1
-        activation = max(forward, sampler if last else 0.0) / GIB + _ACTIVATION_BASE_GIB
+        peak = max(forward, sampler if last else 0.0)
+        if stage == 0:  # the encoder and its cached outputs live with the embedding
+            peak = max(encoder_forward, peak + encoder_cached)
+        activation = peak / GIB + _ACTIVATION_BASE_GIB
         weights = weights_b / GIB
         graphs_in = cuda_graph if cfg.cuda_graphs_in_budget else 0.0
         kv_gib = budget_gib - weights - activation - non_torch - lora - graphs_in
-        per_token = count * arch.kv_bytes_per_token_per_layer(kv_bytes, cfg.tp)
-        blocks = math.floor(max(0.0, kv_gib) * GIB / (per_token * cfg.block_size))
-        tokens = blocks * cfg.block_size
+        per_token = slots * arch.kv_bytes_per_token_per_layer(kv_bytes, cfg.tp)
+        blocks = math.floor(max(0.0, kv_gib) * GIB / (per_token * block))
+        tokens = blocks * block
         stage_result = MemoryBreakdown(
             method="vllm",
             weights_gib=weights,
@@ -275,6 +312,12 @@ def _with_notes(
             f"CUDA graphs (~{cuda_graph:.2f} GiB) plus the sampler warm-up "
             f"(~{result.activation_gib:.2f} GiB) may not fit the {headroom:.2f} GiB left by "
             "gpu_memory_utilization: start-up can fail after KV sizing; lower it or enforce eager"
+        )
+    if gpu.unified_memory and result.method == "vllm":
+        notes.append(
+            f"{gpu.name} shares its {gpu.memory_gib_reported:.1f} GiB with the host, and vLLM "
+            f"refuses to start unless {budget_gib:.1f} GiB (utilization x total) is free when it "
+            "starts: leave the OS and other processes their share (lower gpu_memory_utilization)"
         )
     return MemoryBreakdown(**{**result.__dict__, "notes": tuple(notes)})
 

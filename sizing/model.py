@@ -9,12 +9,37 @@ and so MoE models know their active parameters.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from typing import Any
 
+from sizing.checkpoint import CheckpointWeights
+from sizing.encoder import VisionTower, vision_tower
 from sizing.errors import InvalidInput
 from sizing.validate_config import check_model_config, check_params_b
 
+# Layers whose cache is a fixed state per sequence (Mamba, gated-delta linear attention).
+_STATE_LAYER_TYPES = frozenset({"mamba", "linear_attention"})
+# vLLM's hybrid KV-cache manager puts layers of one cache kind into groups of equal size (the
+# smallest kind's count, or the largest when all are within this factor of it) that share one
+# pool of pages of one size (`vllm/v1/core/kv_cache_utils.py`).
+_GROUP_SIZE_SLACK = 1.25
+# Attention blocks are grown in steps of this many tokens until a page holds one state.
+_BLOCK_ALIGNMENT = 16
+# Keys `transformers` leaves out of a saved config.json when they equal its config class's
+# default (`to_diff_dict`), for the classes whose Hub configs rely on that: what the file means.
+_CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma3_text": {  # Gemma3TextConfig
+        "vocab_size": 262_208, "max_position_embeddings": 131_072, "tie_word_embeddings": True,
+        "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+        "sliding_window": 4096,
+    },
+}  # fmt: skip
+# The text config's type when a multimodal config.json does not name it.
+_TEXT_TYPES = {"gemma3": "gemma3_text"}
+# Model types with learned or ALiBi positions: no rotary cos/sin cache.
+_NO_ROPE_TYPES = frozenset({"opt", "gpt2", "bloom", "mpt"})
 # Model types whose MLP is up -> activation -> down (two matrices), not gated (three).
 _UNGATED_MLP_TYPES = frozenset({"phi", "opt", "gpt2", "gpt_neox", "gptj", "falcon", "bloom", "mpt"})
 _DTYPE_NAMES = {
@@ -103,8 +128,13 @@ class ModelArch:
     quantized_experts_only: bool = False  # checkpoint keeps attention/dense MLP in 16 bit
     quantization_block_scaled: bool = False  # FP8 with 2-D block scales (weight_block_size)
     has_vision: bool = False
+    vision: VisionTower | None = None  # the tower's shape, when vision_config gives it
     # Hybrid state-space layers (Nemotron-H): recurrent state elements per sequence per layer
     mamba_state_elements: int = 0
+    mamba_conv_elements: int = 0  # the short convolution's state, per sequence per layer
+    # The loaded tensors as the safetensors headers list them (None: derived from the shapes)
+    checkpoint: CheckpointWeights | None = None
+    partial_rotary_factor: float = 1.0  # share of head_dim that RoPE rotates
 
     @property
     def total_params(self) -> int:
@@ -117,6 +147,15 @@ class ModelArch:
     @property
     def vision_params(self) -> int:
         return self.params.other if self.has_vision else 0
+
+    @property
+    def rotary_dim(self) -> int:
+        """Width of the rotary cos/sin cache vLLM builds (one row per position)."""
+        if self.model_type in _NO_ROPE_TYPES:
+            return 0
+        if self.is_mla:
+            return self.qk_rope_head_dim
+        return int(self.head_dim * self.partial_rotary_factor)
 
     @property
     def is_moe(self) -> bool:
@@ -167,16 +206,57 @@ class ModelArch:
             return (self.kv_lora_rank + self.qk_rope_head_dim) * kv_dtype_bytes
         return 2 * self.kv_heads_per_gpu(tp) * self.head_dim * kv_dtype_bytes
 
+    def stage_cache_layers(self, pp: int = 1) -> tuple[int, ...]:
+        """Per pipeline stage, the layer slots vLLM's KV pool is divided among.
+
+        One cache kind (every layer full attention) is one group of all layers. With several
+        kinds (sliding + full, Mamba + attention) vLLM makes groups of equal size g and gives
+        every group the same pages, so the pool is shared by g x (number of groups) slots:
+        Gemma 3's 52 sliding + 10 full layers take 70, gpt-oss's 12 + 12 take 24, and a
+        Nemotron-H's 4 attention + 27 Mamba layers take 32 (its MLP-only layers none).
+        """
+        counts = self.stage_layer_counts(pp)
+        if len(self.layer_types) != self.num_layers:
+            return counts
+        slots, start = [], 0
+        for count in counts:
+            kinds = Counter(
+                kind for t in self.layer_types[start : start + count] if (kind := _cache_kind(t))
+            )
+            start += count
+            sizes = list(kinds.values()) or [1]
+            group = min(sizes)
+            if max(sizes) < group * _GROUP_SIZE_SLACK:
+                group = max(sizes)
+            slots.append(group * sum(math.ceil(n / group) for n in sizes))
+        return tuple(slots)
+
+    @property
+    def num_state_layers(self) -> int:
+        return sum(1 for t in self.layer_types if t in _STATE_LAYER_TYPES)
+
+    def block_tokens(
+        self, kv_dtype_bytes: float, state_bytes: float, tp: int, block_size: int
+    ) -> int:
+        """The attention block size vLLM uses: as asked, or for a model with state layers the
+        smallest multiple of 16 tokens whose page holds one sequence's state of a layer."""
+        state = (self.mamba_state_elements + self.mamba_conv_elements) * state_bytes / tp
+        if not self.num_state_layers or state <= 0:
+            return block_size
+        per_token = self.kv_bytes_per_token_per_layer(kv_dtype_bytes, tp)
+        needed = _BLOCK_ALIGNMENT * math.ceil(state / (_BLOCK_ALIGNMENT * per_token))
+        return max(block_size, needed)
+
     def kv_bytes_per_token(self, kv_dtype_bytes: float, tp: int = 1, pp: int = 1) -> float:
-        """KV-cache bytes one token needs on one GPU, on the stage with the most layers.
+        """KV-cache bytes one token needs on one GPU, on the stage with the most cache slots
+        (`stage_cache_layers`).
 
         That stage has the fewest tokens for a given memory, and vLLM keeps the smallest
-        stage's count engine-wide. Sliding-window layers are counted like full ones: vLLM's
-        hybrid manager gives every layer group blocks of the same size from one pool.
+        stage's count engine-wide.
         """
         if tp < 1:
             raise InvalidInput(f"tensor_parallel_size: {tp} must be at least 1")
-        layers = max(self.stage_layer_counts(pp))
+        layers = max(self.stage_cache_layers(pp))
         return layers * self.kv_bytes_per_token_per_layer(kv_dtype_bytes, tp)
 
     def kv_tokens(self, kv_cache_bytes: float, kv_dtype_bytes: float, tp: int = 1, pp: int = 1,
@@ -207,6 +287,16 @@ def _int(cfg: dict[str, Any], key: str, where: str, default: int | None = None) 
             field=f"config.json:{where}{key}",
         )
     return value
+
+
+def _fraction(cfg: dict[str, Any], key: str, where: str) -> float:
+    value = cfg.get(key, 1.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise InvalidInput(
+            f"config.json: key {where}{key!r} must be a number in (0, 1], got {value!r}",
+            field=f"config.json:{where}{key}",
+        )
+    return float(value)
 
 
 def _experts_only(qc: Any) -> bool:
@@ -284,6 +374,23 @@ def _block_scaled(qc: Any) -> bool:
     return any(str((g.get("weights") or {}).get("strategy")) == "block" for g in groups.values())
 
 
+def _cache_kind(layer_type: str) -> str | None:
+    """full / sliding / state, or None for layers without a cache (MLP-only, MoE-only)."""
+    if layer_type in _STATE_LAYER_TYPES:
+        return "state"
+    if "attention" not in layer_type:
+        return None
+    return "sliding" if "sliding" in layer_type or "local" in layer_type else "full"
+
+
+def _mamba_conv_elements(cfg: dict[str, Any]) -> int:
+    """The causal convolution's last kernel-1 inputs over x, B and C: per layer per sequence."""
+    inner = int(cfg.get("mamba_num_heads") or 0) * int(cfg.get("mamba_head_dim") or 0)
+    groups = int(cfg.get("n_groups") or cfg.get("mamba_n_groups") or 1)
+    channels = inner + 2 * groups * int(cfg.get("ssm_state_size") or 0)
+    return channels * max(0, int(cfg.get("conv_kernel") or 4) - 1) if inner else 0
+
+
 def _mamba_state_elements(cfg: dict[str, Any]) -> int:
     """Per layer per sequence: the SSM state (heads x head_dim x state) a decode reads and
     writes (the short convolution state is left out: a few kernel taps)."""
@@ -320,6 +427,9 @@ def load_model_config(
     text = config.get("text_config") or config.get("llm_config")
     where = "text_config." if text else ""
     cfg: dict[str, Any] = {**text} if isinstance(text, dict) else config
+    text_type = cfg.get("model_type") or _TEXT_TYPES.get(str(config.get("model_type")), "")
+    defaults = _CLASS_DEFAULTS.get(str(text_type), {})
+    cfg = {**{k: v for k, v in defaults.items() if k not in config}, **cfg}
 
     hidden = _int(cfg, "hidden_size", where)
     layers = _int(cfg, "num_hidden_layers", where)
@@ -439,7 +549,10 @@ def load_model_config(
         quantized_experts_only=num_experts > 0 and _experts_only(config.get("quantization_config")),
         quantization_block_scaled=_block_scaled(config.get("quantization_config")),
         has_vision=bool(config.get("vision_config")),
+        vision=vision_tower(config),
         mamba_state_elements=_mamba_state_elements(cfg),
+        mamba_conv_elements=_mamba_conv_elements(cfg),
+        partial_rotary_factor=_fraction(cfg, "partial_rotary_factor", where),
     )
 
 
@@ -463,4 +576,31 @@ def _reconcile(derived: ParamGroups, total: int, multimodal: bool) -> ParamGroup
             "shared_experts": round(derived.shared_experts * scale),
             "active_routed_experts": round(derived.active_routed_experts * scale),
         }
+    )
+
+
+def with_checkpoint(
+    arch: ModelArch, weights: CheckpointWeights, keep_params: bool = False
+) -> ModelArch:
+    """The same model with its weights counted from the safetensors headers.
+
+    When nothing is packed below 16 bit the headers also give the exact parameter count: the
+    encoder's elements become the vision parameters and the rest spreads over the layers as a
+    stated total does. `keep_params` keeps a count the user stated; the bytes still come from
+    the headers.
+    """
+    if weights.num_layers != arch.num_layers:
+        raise InvalidInput(
+            f"safetensors: summarized for {weights.num_layers} decoder layers, the config has "
+            f"{arch.num_layers}"
+        )
+    params = arch.params
+    encoder = weights.encoder[0]
+    if not weights.packed and not keep_params:
+        text_only = replace(params, other=0)
+        params = replace(
+            _reconcile(text_only, weights.float_elements - encoder, multimodal=False), other=encoder
+        )
+    return replace(
+        arch, params=params, checkpoint=weights, has_vision=arch.has_vision or encoder > 0
     )

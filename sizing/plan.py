@@ -385,7 +385,9 @@ def plan_fleet(request: FleetRequest, capacity_fn: CapacityFn | None = None) -> 
             f"{request.method} method on {best.pool.gpu.name}: weights {m.weights_gib:.1f} + "
             f"activations {m.activation_gib:.1f} + non-torch {m.non_torch_gib:.1f} + LoRA "
             f"{m.lora_gib:.2f} GiB per GPU of {best.pool.gpu.memory_gib_reported:.1f} GiB × "
-            f"{e.gpu_memory_utilization:.2f}",
+            f"{e.gpu_memory_utilization:.2f}"
+            + (f" (vLLM {e.vllm_version} profiler)" if request.method == "vllm" else "")
+            + ("; weights as the safetensors headers list them" if arch.checkpoint else ""),
         )
     )
     steps.append(Step(5, "Quantization", best.quantization, best.notes[0]))

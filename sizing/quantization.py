@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sizing.checkpoint import CheckpointWeights, role_bytes
 from sizing.errors import InvalidInput
 from sizing.model import ModelArch
 from sizing.precision import CAVEATS
@@ -102,9 +103,7 @@ def _weight_bytes(arch: ModelArch, quantization: str, dtype: str, tp: int = 1) -
     group = _GROUP_SIZE.get(fmt.name, arch.quantization_group_size) if fmt else 0
     narrow = fmt.bytes_per_param(group) if fmt else wide
     experts_only = fmt is not None and (fmt.experts_only or arch.quantized_experts_only)
-    if fmt is not None and fmt.name == "mxfp4" and arch.is_moe:
-        per_rank = arch.moe_intermediate_size / tp
-        experts *= math.ceil(per_rank / _MXFP4_PAD) * _MXFP4_PAD / per_rank
+    experts *= _expert_padding(arch, tp, fmt.name if fmt else None)
     if experts_only and arch.is_moe:
         linear = experts * narrow + dense_linear * wide
     else:
@@ -113,9 +112,60 @@ def _weight_bytes(arch: ModelArch, quantization: str, dtype: str, tp: int = 1) -
     return linear, (p.norms + p.router) * wide, p.embedding * wide, lm_head, p.other * wide
 
 
+def served_as_stored(arch: ModelArch, quantization: str) -> CheckpointWeights | None:
+    """The checkpoint's header summary when vLLM serves its tensors as stored (no runtime
+    quantization), else None: then the bytes come from the parameter counts."""
+    if arch.checkpoint is None:
+        return None
+    fmt = effective_format(arch, quantization)
+    stored = FORMATS.get(arch.checkpoint_quantization or "")
+    return arch.checkpoint if fmt is stored else None
+
+
 def weights_bytes(arch: ModelArch, quantization: str = "none", dtype: str = "auto") -> float:
     """Bytes of all weights of the model in this format, before any sharding."""
+    exact = served_as_stored(arch, quantization)
+    if exact is not None:
+        wide = dtype_bytes(dtype, arch)
+        roles = (*exact.layer_sharded, *exact.layer_experts, *exact.layer_replicated,
+                 exact.embedding, exact.lm_head, exact.encoder, exact.final)  # fmt: skip
+        return sum(role_bytes(role, wide) for role in roles)
     return sum(_weight_bytes(arch, quantization, dtype))
+
+
+def _expert_padding(arch: ModelArch, tp: int, format_name: str | None) -> float:
+    """How much vLLM's MXFP4 MoE kernels grow the routed experts: each rank's expert
+    intermediate size is padded up to a multiple of 256."""
+    if format_name != "mxfp4" or not arch.is_moe:
+        return 1.0
+    per_rank = arch.moe_intermediate_size / tp
+    return math.ceil(per_rank / _MXFP4_PAD) * _MXFP4_PAD / per_rank
+
+
+def _stored_stage_bytes(
+    arch: ModelArch, weights: CheckpointWeights, wide: float, layers: tuple[int, ...], tp: int
+) -> tuple[float, ...]:
+    """Per-stage bytes on one GPU from the header: whole layers per stage, linear tensors
+    split over TP (experts padded as the MXFP4 kernels pad them), norms and router
+    replicated; embedding and encoder on the first stage, lm_head (a copy of the embedding
+    when tied and PP > 1) and the final norm on the last."""
+    padding = _expert_padding(arch, tp, arch.checkpoint_quantization)
+    lm_head = weights.lm_head
+    if lm_head == (0, 0) and len(layers) > 1:
+        lm_head = weights.embedding
+    stages, start = [], 0
+    for i, count in enumerate(layers):
+        span = range(start, start + count)
+        start += count
+        shard = sum(role_bytes(weights.layer_sharded[j], wide) / tp for j in span)
+        shard += sum(role_bytes(weights.layer_experts[j], wide) * padding / tp for j in span)
+        shard += sum(role_bytes(weights.layer_replicated[j], wide) for j in span)
+        if i == 0:
+            shard += (role_bytes(weights.embedding, wide) + role_bytes(weights.encoder, wide)) / tp
+        if i == len(layers) - 1:
+            shard += role_bytes(lm_head, wide) / tp + role_bytes(weights.final, wide)
+        stages.append(shard)
+    return tuple(stages)
 
 
 def stage_weights_bytes(
@@ -127,8 +177,11 @@ def stage_weights_bytes(
     norms and the router are replicated. Under pipeline parallelism the first stage holds the
     embedding and any vision tower, the last holds lm_head (its own copy even when tied).
     """
-    linear, replicated, embedding, lm_head, other = _weight_bytes(arch, quantization, dtype, tp)
     layers = arch.stage_layer_counts(pp)
+    exact = served_as_stored(arch, quantization)
+    if exact is not None:
+        return _stored_stage_bytes(arch, exact, dtype_bytes(dtype, arch), layers, tp)
+    linear, replicated, embedding, lm_head, other = _weight_bytes(arch, quantization, dtype, tp)
     if lm_head == 0 and pp > 1:
         lm_head = embedding
     per_layer = linear / arch.num_layers / tp + replicated / arch.num_layers

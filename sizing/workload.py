@@ -16,6 +16,9 @@ CONTEXT_ROUNDING_TOKENS = 1024
 # Bounds far above any real service (the largest public APIs serve thousands of req/s; the
 # longest contexts are ~10M tokens): beyond them the fleet arithmetic stops being finite.
 MAX_RATE_RPS = 1_000_000.0
+# And far below: one request in about 12 days. Smaller rates divide into replica counts that
+# overflow (1e-310 req/s per replica made the scaler's ceil() raise).
+MIN_RATE_RPS = 1e-6
 MAX_TOKENS = 2**24
 
 
@@ -37,10 +40,11 @@ class Percentiles:
 
 
 def check_rate_rps(value: float, field: str) -> float:
-    """An arrival rate the sizing can divide by: positive, finite, at most MAX_RATE_RPS."""
-    if not (isinstance(value, (int, float)) and 0 < value <= MAX_RATE_RPS):
+    """An arrival rate the sizing can divide by: finite, from MIN_RATE_RPS to MAX_RATE_RPS."""
+    if not (isinstance(value, (int, float)) and MIN_RATE_RPS <= value <= MAX_RATE_RPS):
         raise InvalidInput(
-            f"{field}: {value!r} req/s must be above 0 and at most {MAX_RATE_RPS:,.0f}",
+            f"{field}: {value!r} req/s must be at least {MIN_RATE_RPS:g} and at most "
+            f"{MAX_RATE_RPS:,.0f}",
             field=field,
         )
     return float(value)

@@ -17,3 +17,11 @@ settings.register_profile(
     "ci", deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fuzz tally, when a fuzz test ran (the figures `make fuzz` reports)."""
+    from tests.fuzz import summary
+
+    for line in summary():
+        terminalreporter.write_line(line)

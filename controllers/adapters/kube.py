@@ -9,6 +9,7 @@ handlers can choose between "retry later" (`Conflict`, `Unavailable`) and "tell 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import ssl
@@ -21,6 +22,7 @@ import aiohttp
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from controllers.api.engine_args import redact
 from controllers.api.v1alpha1 import API_VERSION, KIND, PLURAL
 
 FIELD_MANAGER = "inferfleet"
@@ -29,8 +31,10 @@ _MERGE = "application/merge-patch+json"
 _PLURALS = {
     "Deployment": "deployments",
     "Service": "services",
+    "Pod": "pods",
     "PodDisruptionBudget": "poddisruptionbudgets",
     "ConfigMap": "configmaps",
+    "Secret": "secrets",
     "Event": "events",
     "ScaledObject": "scaledobjects",
     KIND: PLURAL,
@@ -121,6 +125,12 @@ class OwnedObjects(Protocol):
 
     def owned_by(self, owner: Owner) -> Mapping[ObjectKey, dict[str, Any]]: ...
 
+    def pods_of(self, owner: Owner) -> tuple[Mapping[str, Any], ...]: ...
+
+    def calibration(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        """The data of a calibration ConfigMap as watched, or None when there is none."""
+        ...
+
 
 class KubeClient(Protocol):
     """The calls a reconcile makes: reads in observe, writes in act."""
@@ -129,9 +139,15 @@ class KubeClient(Protocol):
 
     async def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None: ...
 
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None: ...
+
     async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None: ...
+
+    async def annotate(
+        self, api_version: str, kind: str, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> None: ...
 
     async def patch_status(self, owner: Owner, status: Mapping[str, Any]) -> dict[str, Any]: ...
 
@@ -243,6 +259,18 @@ class Kube:
             if err.status != 404:
                 raise
 
+    async def annotate(
+        self, api_version: str, kind: str, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> None:
+        """Merge annotations into an object; one that is gone already needs none."""
+        path = object_path(api_version, kind, namespace, name)
+        body = {"metadata": {"annotations": dict(annotations)}}
+        try:
+            await self._call("PATCH", path, body=body, content_type=_MERGE)
+        except Rejected as err:
+            if err.status != 404:
+                raise
+
     async def patch_status(self, owner: Owner, status: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch the fleet's status subresource (keys set to None are removed)."""
         path = object_path(API_VERSION, KIND, owner.namespace, owner.name) + "/status"
@@ -254,6 +282,17 @@ class Kube:
         if found is None:
             return None
         return found.get("data", {}).get(key)
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
+        """A Secret's value, decoded, or None when the Secret or the key is missing."""
+        found = await self.get("v1", "Secret", namespace, name)
+        raw = (found or {}).get("data", {}).get(key)
+        if raw is None:
+            return None
+        try:
+            return base64.b64decode(raw, validate=True).decode("utf-8").strip()
+        except (ValueError, UnicodeDecodeError):
+            return None
 
     async def post_event(self, owner: Owner, event_type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the fleet, the way `kubectl describe` shows it."""
@@ -271,7 +310,7 @@ class Kube:
             },
             "type": event_type,
             "reason": reason,
-            "message": message[:1024],
+            "message": redact(message)[:1024],
             "source": {"component": FIELD_MANAGER},
             "reportingComponent": FIELD_MANAGER,
             "firstTimestamp": now,

@@ -18,6 +18,8 @@ from controllers.api.v1alpha1 import (
     Finding,
     PlanStatus,
     PoolCapacity,
+    PoolScorecard,
+    ScorecardWindow,
     parse_decimal,
     parse_duration_s,
 )
@@ -25,7 +27,40 @@ from controllers.api.v1alpha1 import (
 _FLEET = ("namespace", "fleet")
 _POOL = ("namespace", "fleet", "pool")
 SEVERITIES = ("info", "warning", "critical")
-REPLICA_STATES = ("desired", "ready", "warming")
+# desired: what the Deployments ask for; advised: what the autoscaler decided (the same unless
+# scaling.mode is advisory); pending: replicas no node took within the deadline.
+REPLICA_STATES = ("desired", "ready", "warming", "pending", "advised")
+SCORECARD_WINDOWS = ("1h", "24h", "7d")
+# (metric suffix, help, the window's figure as a ratio or a count; None = not judged)
+_SCORECARD: tuple[tuple[str, str, str], ...] = (
+    ("slo_met_ratio", "Share (0-1) of judged intervals that met the SLO.", "slo_met_percent"),
+    ("replica_hours", "Replica-hours held where demand was known.", "replica_hours"),
+    ("lower_bound_replica_hours", "Demand / measured capacity per replica, in replica-hours.",
+     "lower_bound_replica_hours"),
+    ("over_lower_bound_ratio", "Replica-hours over their lower bound.", "over_lower_bound"),
+    ("forecast_mape_ratio", "Forecast MAPE (0-1) at the cold-start horizon.",
+     "forecast_mape_percent"),
+    ("reactive_mape_ratio", "MAPE (0-1) of the reactive estimate (the rate, held) at the same "
+     "horizon.", "reactive_mape_percent"),
+    ("scale_events_per_day", "Replica count changes per day.", "scale_events_per_day"),
+    ("flaps_per_day", "Changes against the one before within the stabilization window, per day.",
+     "flaps_per_day"),
+    ("pending_seconds", "Time fewer replicas were ready than asked for, beyond a cold start.",
+     "pending_minutes"),
+)  # fmt: skip
+
+
+def _scorecard_value(window: ScorecardWindow, field: str) -> float | None:
+    """The status figure in the metric's unit: percents as ratios, minutes as seconds."""
+    text: str | None = getattr(window, field)
+    if text is None:
+        return None
+    value = float(text)
+    if field.endswith("_percent"):
+        return value / 100
+    if field.endswith("_minutes"):
+        return value * 60
+    return value
 
 
 def _capacity_sources(c: PoolCapacity) -> tuple[tuple[str, str | None], ...]:
@@ -41,7 +76,7 @@ class OperatorMetrics:
         r = self.registry
         self.replicas = Gauge(
             "inferfleet_pool_replicas",
-            "Replicas per pool by state (desired, ready, warming).",
+            "Replicas per pool by state (desired, ready, warming, pending, advised).",
             (*_POOL, "state"),
             registry=r,
         )
@@ -88,6 +123,15 @@ class OperatorMetrics:
             (*_POOL, "kind"),
             registry=r,
         )
+        self.scorecard = {
+            suffix: Gauge(
+                f"inferfleet_scorecard_{suffix}",
+                f"The autoscaler's scorecard over a rolling window: {text}",
+                (*_POOL, "window"),
+                registry=r,
+            )
+            for suffix, text, _ in _SCORECARD
+        }
         self.forecast_rps = Gauge(
             "inferfleet_fleet_forecast_rps",
             "Forecast peak requests/s of the fleet.",
@@ -137,10 +181,19 @@ class OperatorMetrics:
             self.usable_rps.labels(*labels).set(parse_decimal(p.usable_rps_per_replica))
 
     def set_replicas(
-        self, namespace: str, fleet: str, pool: str, desired: int, ready: int, warming: int
+        self,
+        namespace: str,
+        fleet: str,
+        pool: str,
+        desired: int,
+        ready: int,
+        warming: int,
+        pending: int = 0,
+        advised: int | None = None,
     ) -> None:
         self._pools.setdefault((namespace, fleet), set()).add(pool)
-        for state, value in zip(REPLICA_STATES, (desired, ready, warming), strict=True):
+        values = (desired, ready, warming, pending, desired if advised is None else advised)
+        for state, value in zip(REPLICA_STATES, values, strict=True):
             self.replicas.labels(namespace, fleet, pool, state).set(value)
 
     def set_capacity(self, namespace: str, fleet: str, capacity: Iterable[PoolCapacity]) -> None:
@@ -156,6 +209,21 @@ class OperatorMetrics:
             self.capacity_confidence.labels(*labels).set(float(c.confidence_percent) / 100)
             self.capacity_samples.labels(*labels, "informative").set(c.samples)
             self.capacity_samples.labels(*labels, "saturated").set(c.saturated_samples)
+
+    def set_scorecard(
+        self, namespace: str, fleet: str, scorecards: Iterable[PoolScorecard]
+    ) -> None:
+        """Each pool's scorecard per window; a figure not judged yet is absent, not zero."""
+        for card in scorecards:
+            self._pools.setdefault((namespace, fleet), set()).add(card.pool)
+            for window in card.windows:
+                labels = (namespace, fleet, card.pool, window.window)
+                for suffix, _, field in _SCORECARD:
+                    value = _scorecard_value(window, field)
+                    if value is None:
+                        self.scorecard[suffix].remove(*labels)
+                    else:
+                        self.scorecard[suffix].labels(*labels).set(value)
 
     def set_slo(self, namespace: str, fleet: str, ttft_p99: str) -> None:
         """`ttft_p99` as written in the spec ('2s'); the TTFT alert compares against it."""
@@ -204,6 +272,9 @@ class OperatorMetrics:
             self.capacity_confidence.remove(*labels)
             for kind in ("informative", "saturated"):
                 self.capacity_samples.remove(*labels, kind)
+            for gauge in self.scorecard.values():
+                for window in SCORECARD_WINDOWS:
+                    gauge.remove(*labels, window)
         known &= keep
 
     def exposition(self) -> bytes:

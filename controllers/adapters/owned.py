@@ -16,7 +16,7 @@ so without that each of thousands of Deployments holds its own copy of "containe
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from controllers.adapters.kube import ObjectKey, Owner
@@ -28,6 +28,7 @@ IndexStore = Mapping[FleetKey, Iterable[Mapping[str, Any]]]
 _METADATA_KEPT = ("name", "namespace", "labels", "annotations", "ownerReferences")
 _STATUS_KEPT = ("replicas", "readyReplicas")
 _INTERNED_MAX = 64  # characters: names, keys and enum-like values, not long texts
+FLEET_LABEL = "app.kubernetes.io/instance"
 
 
 def index_entry(body: Mapping[str, Any]) -> dict[FleetKey, dict[str, Any]] | None:
@@ -67,20 +68,54 @@ def _interned(value: Any) -> Any:
     return value
 
 
-def index_objects(objects: Iterable[Mapping[str, Any]]) -> dict[FleetKey, list[dict[str, Any]]]:
+def pod_index_entry(body: Mapping[str, Any]) -> dict[FleetKey, dict[str, Any]] | None:
+    """The `@kopf.index` body for a vLLM pod: its fleet's key (pods are the ReplicaSet's, so
+    the fleet is known by the instance label) -> its metadata and status."""
+    meta = body.get("metadata") or {}
+    fleet = (meta.get("labels") or {}).get(FLEET_LABEL)
+    if not fleet or not meta.get("namespace"):
+        return None
+    return {(meta["namespace"], fleet): {k: body[k] for k in ("metadata", "status") if k in body}}
+
+
+def index_objects(
+    objects: Iterable[Mapping[str, Any]], entry: Callable[..., Any] = index_entry
+) -> dict[FleetKey, list[dict[str, Any]]]:
     """The same index built from listed objects (for a benchmark or a test without Kopf)."""
     index: dict[FleetKey, list[dict[str, Any]]] = {}
     for obj in objects:
-        for key, entry in (index_entry(obj) or {}).items():
-            index.setdefault(key, []).append(entry)
+        for key, value in (entry(obj) or {}).items():
+            index.setdefault(key, []).append(value)
     return index
 
 
-class IndexedOwned:
-    """`OwnedObjects` over one index per kind (Kopf's, fed by its watches)."""
+def config_map_entry(body: Mapping[str, Any]) -> dict[FleetKey, dict[str, str]] | None:
+    """The `@kopf.index` body for a calibration ConfigMap: (namespace, name) -> its data."""
+    meta = body.get("metadata") or {}
+    if not meta.get("namespace") or not meta.get("name"):
+        return None
+    return {(meta["namespace"], meta["name"]): dict(body.get("data") or {})}
 
-    def __init__(self, stores: Mapping[str, IndexStore]) -> None:
+
+class IndexedOwned:
+    """`OwnedObjects` over one index per kind (Kopf's, fed by its watches), the pods', and the
+    watched calibration ConfigMaps (labelled, so the operator never caches every ConfigMap)."""
+
+    def __init__(
+        self,
+        stores: Mapping[str, IndexStore],
+        pods: IndexStore | None = None,
+        config_maps: IndexStore | None = None,
+    ) -> None:
         self._stores = stores  # kind -> index
+        self._pods = pods or {}
+        self._config_maps = config_maps or {}
+
+    def pods_of(self, owner: Owner) -> tuple[Mapping[str, Any], ...]:
+        return tuple(self._pods.get((owner.namespace, owner.name), ()))
+
+    def calibration(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        return next(iter(self._config_maps.get((namespace, name), ())), None)
 
     def owned_by(self, owner: Owner) -> dict[ObjectKey, dict[str, Any]]:
         found: dict[ObjectKey, dict[str, Any]] = {}

@@ -15,11 +15,9 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
-from urllib3.util.retry import Retry
-
+from controllers.adapters.prometheus_http import PrometheusClient, PrometheusError
 from controllers.policy.monitoring.snapshot import (
     MetricsSnapshot,
     PoolMetrics,
@@ -59,6 +57,7 @@ _ITL = "vllm:inter_token_latency_seconds"
 _PROMPT = "vllm:request_prompt_tokens"
 _OUTPUT = "vllm:request_generation_tokens"
 _SUCCESS = "vllm:request_success_total"
+_E2E = "vllm:e2e_request_latency_seconds"
 
 FAMILIES: tuple[Family, ...] = (
     Family(
@@ -98,6 +97,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("ttft_p99_s", _hq(0.99, _TTFT, POOL_BY), f"{_TTFT}_count"),
     Family("itl_p50_s", _hq(0.5, _ITL, POOL_BY), f"{_ITL}_count"),
     Family("itl_p99_s", _hq(0.99, _ITL, POOL_BY), f"{_ITL}_count"),
+    # Over the workload window: it sizes the grace period, which must not follow a busy minute.
+    Family("request_duration_p99_s", _hq(0.99, _E2E, POOL_BY, "{ww}"), f"{_E2E}_count"),
     Family(
         "spec_decode_acceptance_ratio",
         f"{_rate('vllm:spec_decode_num_accepted_tokens_total')}"
@@ -194,42 +195,76 @@ def snapshot_query(
     return "\n or ".join(parts)
 
 
-def make_client(url: str, timeout_s: float = 5.0) -> PrometheusConnect:
+def make_client(url: str, timeout_s: float = 5.0) -> PrometheusClient:
     """A client that fails fast: one retry, a timeout, POST (the snapshot query is long)."""
-    return PrometheusConnect(
-        url=url, retry=Retry(total=1, backoff_factor=0), timeout=timeout_s, method="POST"
-    )
+    return PrometheusClient(url, timeout_s=timeout_s)
 
 
 FleetKey = tuple[str, str]
+# No family is negative (counts, rates, ratios, MiB) and none comes near this; a value beyond
+# it is a broken exporter, and believing it would scale on nonsense.
+MAX_PLAUSIBLE = 1e12
 
 
-def _number(text: str) -> float | None:
-    value = float(text)
+def _number(raw: object) -> float | None:
+    """A sample value as Prometheus encodes it (a string); None for anything unusable."""
+    if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+        return None
+    try:
+        value = float(raw)
+    except (ValueError, OverflowError):
+        return None
     return value if math.isfinite(value) else None
 
 
+def _plausible(value: float | None) -> float | None:
+    return value if value is not None and 0.0 <= value <= MAX_PLAUSIBLE else None
+
+
+def _point(pair: object) -> tuple[float | None, float | None]:
+    """`[timestamp, "value"]` -> (timestamp, value); (None, None) for another shape."""
+    if not isinstance(pair, list | tuple) or len(pair) != 2:
+        return None, None
+    return _number(pair[0]), _number(pair[1])
+
+
+def _labels(row: object) -> dict[str, str] | None:
+    """A row's labels when they are a mapping of strings, else None (the row is skipped)."""
+    metric = row.get("metric") if isinstance(row, Mapping) else None
+    if not isinstance(metric, Mapping):
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metric.items()):
+        return None
+    return dict(metric)
+
+
 def _split(
-    rows: Iterable[Mapping], now_s: float
+    rows: Iterable[Any], now_s: float
 ) -> tuple[dict[tuple, float], dict[tuple, float], set[FleetKey]]:
-    """Rows -> values and ages keyed by (namespace, fleet, pool|'', tag), and the fleets seen."""
+    """Rows -> values and ages keyed by (namespace, fleet, pool|'', tag), and the fleets seen.
+
+    Total: a row of another shape (no tag, labels or value that are not strings, NaN, a value
+    no family can have) is skipped, so what it would have said shows up as missing.
+    """
     values: dict[tuple, float] = {}
     ages: dict[tuple, float] = {}
     fleets: set[FleetKey] = set()
     for row in rows:
-        labels = row["metric"]
-        tag = labels[TAG]
+        labels = _labels(row)
+        tag = labels.get(TAG) if labels is not None else None
+        if labels is None or tag is None:
+            continue
         key_base = (labels.get("namespace", ""), labels.get("fleet", ""), labels.get("pool", ""))
-        value = _number(row["value"][1])
+        _, value = _point(row.get("value"))
         if tag.startswith(_AGE_PREFIX):
             if value is not None:
-                ages[(*key_base, tag.removeprefix(_AGE_PREFIX))] = now_s - value
+                ages[(*key_base, tag.removeprefix(_AGE_PREFIX))] = max(0.0, now_s - value)
             continue
         if not key_base[1]:
             continue  # a series without the fleet label belongs to no fleet
         fleets.add(key_base[:2])
-        if value is not None:
-            values[(*key_base, tag)] = value
+        if (plausible := _plausible(value)) is not None:
+            values[(*key_base, tag)] = plausible
     return values, ages, fleets
 
 
@@ -277,7 +312,7 @@ def _build(
 
 
 def fetch_snapshots(
-    client: PrometheusConnect,
+    client: PrometheusClient,
     now_s: float | None = None,
     windows: QueryWindows = QueryWindows(),
     namespace: str | None = None,
@@ -304,27 +339,51 @@ def fetch_snapshots(
 
 
 def fetch_snapshot(
-    client: PrometheusConnect,
+    client: PrometheusClient,
     namespace: str,
     fleet: str,
     pools: Iterable[str],
     now_s: float | None = None,
     windows: QueryWindows = QueryWindows(),
 ) -> MetricsSnapshot:
-    """The reconcile's call: one query scoped to this fleet; never raises for I/O trouble."""
+    """The reconcile's call: one query scoped to this fleet; never raises for Prometheus
+    trouble (no answer, an error, a reply of another shape): the snapshot says which."""
     now_s = time.time() if now_s is None else now_s
     key = (namespace, fleet)
     try:
         found = fetch_snapshots(client, now_s, windows, namespace, fleet, {key: pools})
-    except (requests.RequestException, PrometheusApiClientException, ValueError) as err:
-        return MetricsSnapshot(
-            namespace=namespace,
-            fleet=fleet,
-            queried_at_s=now_s,
-            reachable=False,
-            error=f"{type(err).__name__}: {err}"[:300],
-        )
+    except PrometheusError as err:
+        return unavailable(namespace, fleet, now_s, err)
     return found[key]
+
+
+def unavailable(namespace: str, fleet: str, now_s: float, err: PrometheusError) -> MetricsSnapshot:
+    return MetricsSnapshot(
+        namespace=namespace,
+        fleet=fleet,
+        queried_at_s=now_s,
+        reachable=False,
+        error=str(err)[:300],
+        fault=err.reason,
+    )
+
+
+def pod_requests(client: PrometheusClient, namespace: str, fleet: str) -> dict[str, float]:
+    """Requests each of the fleet's pods is running or queueing now, by pod name (a
+    scale-down removes the least loaded first); a row of another shape is left out."""
+    sel = _selector(namespace, fleet)
+    query = (
+        f"sum by (pod) (vllm:num_requests_running{{{sel}}})"
+        f" + sum by (pod) (vllm:num_requests_waiting{{{sel}}})"
+    )
+    found: dict[str, float] = {}
+    for row in client.custom_query(query):
+        labels = _labels(row)
+        pod = labels.get("pod") if labels is not None else None
+        _, value = _point(row.get("value")) if pod else (None, None)
+        if pod and (plausible := _plausible(value)) is not None:
+            found[pod] = plausible
+    return found
 
 
 @dataclass(frozen=True)
@@ -336,7 +395,7 @@ class RateHistory:
 
 
 def request_rate_history(
-    client: PrometheusConnect,
+    client: PrometheusClient,
     namespace: str,
     fleet: str,
     start_s: float,
@@ -353,11 +412,11 @@ def request_rate_history(
         end_time=datetime.fromtimestamp(end_s, tz=UTC),
         step=f"{step_s:g}s",
     )
-    points = [
-        (float(ts), value)
-        for row in rows
-        for ts, text in row["values"]
-        if (value := _number(text)) is not None
-    ]
+    points: list[tuple[float, float]] = []
+    for row in rows:
+        pairs = row.get("values") if isinstance(row, Mapping) else None
+        for ts, raw in map(_point, pairs if isinstance(pairs, list) else ()):
+            if ts is not None and (value := _plausible(raw)) is not None:
+                points.append((ts, value))
     points.sort()
     return RateHistory(timestamps_s=tuple(ts for ts, _ in points), rps=tuple(v for _, v in points))

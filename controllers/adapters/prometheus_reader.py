@@ -13,15 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
-from requests import RequestException
-
 from controllers.adapters.prometheus import (
     QueryWindows,
     fetch_snapshot,
     make_client,
+    pod_requests,
     request_rate_history,
+    unavailable,
 )
+from controllers.adapters.prometheus_http import PrometheusClient, PrometheusError, host_allowed
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
 
 # The shortest PromQL windows that still hold a few scrapes at a 1 s scrape interval.
@@ -65,6 +65,8 @@ class MetricsSource(Protocol):
 
     def url_for(self, fleet_url: str | None) -> str | None: ...
 
+    def allowed(self, url: str) -> bool: ...
+
     async def snapshot(
         self, url: str, namespace: str, fleet: str, pools: Iterable[str], wall_s: float
     ) -> MetricsSnapshot: ...
@@ -73,19 +75,31 @@ class MetricsSource(Protocol):
         self, url: str, namespace: str, fleet: str, wall_s: float
     ) -> tuple[tuple[float, float], ...]: ...
 
+    async def pod_requests(self, url: str, namespace: str, fleet: str) -> dict[str, float]: ...
+
 
 @dataclass
 class PrometheusReader:
-    """One client per URL; `snapshot` never raises for Prometheus trouble (it says so)."""
+    """One client per URL; `snapshot` never raises for Prometheus trouble (it says so).
+
+    A fleet's `prometheusURL` is queried only when its host matches `allowed_hosts` (the
+    chart's `prometheus.allowedHosts` and `allowedNamespaces`): the operator POSTs from inside
+    the cluster, so an open URL would let any fleet author probe internal services. The
+    default URL is always allowed; None (no allow-list configured) allows every host.
+    """
 
     default_url: str | None
     clock: OperatorClock
-    _clients: dict[str, PrometheusConnect] = field(default_factory=dict)
+    allowed_hosts: tuple[str, ...] | None = None
+    _clients: dict[str, PrometheusClient] = field(default_factory=dict)
 
     def url_for(self, fleet_url: str | None) -> str | None:
         return fleet_url or self.default_url
 
-    def _client(self, url: str) -> PrometheusConnect:
+    def allowed(self, url: str) -> bool:
+        return url == self.default_url or host_allowed(url, self.allowed_hosts)
+
+    def _client(self, url: str) -> PrometheusClient:
         client = self._clients.get(url)
         if client is None:
             client = self._clients[url] = make_client(url)
@@ -95,6 +109,8 @@ class PrometheusReader:
         self, url: str, namespace: str, fleet: str, wall_s: float
     ) -> tuple[tuple[float, float], ...]:
         """The fleet's request rate over the last two weeks (policy time), empty on trouble."""
+        if not self.allowed(url):
+            return ()
         c = self.clock.compression
         start_s = wall_s - HISTORY_SPAN_S / c
         step_s = max(MIN_STEP_S, HISTORY_STEP_S / c)
@@ -104,16 +120,33 @@ class PrometheusReader:
                 request_rate_history, self._client(url), namespace, fleet, start_s, wall_s,
                 step_s, window,
             )  # fmt: skip
-        except (RequestException, PrometheusApiClientException, ValueError):
+        except PrometheusError:
             return ()  # learn from live traffic instead
         return tuple(
             (self.clock.policy_s(t_s), rps)
             for t_s, rps in zip(found.timestamps_s, found.rps, strict=True)
         )
 
+    async def pod_requests(self, url: str, namespace: str, fleet: str) -> dict[str, float]:
+        """Requests in flight per pod; empty on trouble (the scale-down order is then the
+        ReplicaSet's own)."""
+        if not self.allowed(url):
+            return {}
+        try:
+            return await asyncio.to_thread(pod_requests, self._client(url), namespace, fleet)
+        except PrometheusError:
+            return {}
+
     async def snapshot(
         self, url: str, namespace: str, fleet: str, pools: Iterable[str], wall_s: float
     ) -> MetricsSnapshot:
+        if not self.allowed(url):
+            refusal = PrometheusError(
+                f"host of {url!r} is not in the operator's Prometheus allow-list "
+                "(chart values prometheus.allowedHosts / allowedNamespaces)",
+                "PrometheusNotAllowed",
+            )
+            return unavailable(namespace, fleet, wall_s, refusal)
         return await asyncio.to_thread(
             fetch_snapshot,
             self._client(url),

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
+from controllers.api.engine_args import redact
 from controllers.api.v1alpha1 import Condition
 
 Status = Literal["True", "False", "Unknown"]
@@ -45,7 +46,8 @@ def set_condition(
     generation: int | None,
     now_s: float,
 ) -> list[Condition]:
-    """The list with `type_` set; other conditions and their order are kept."""
+    """The list with `type_` set; other conditions and their order are kept. A secret flag's
+    value in the message (an exception may quote the spec) is redacted."""
     old = find(conditions, type_)
     since = (
         old.last_transition_time if old is not None and old.status == status else timestamp(now_s)
@@ -54,7 +56,7 @@ def set_condition(
         type=type_,
         status=status,
         reason=reason,
-        message=message,
+        message=redact(message),
         last_transition_time=since,
         observed_generation=generation,
     )

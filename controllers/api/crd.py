@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from controllers.api.engine_args import SECRET_FLAG
 from controllers.api.v1alpha1 import (
     GROUP,
     KIND,
@@ -23,6 +24,7 @@ from controllers.api.v1alpha1 import (
     HFConfigSource,
     InferenceFleetSpec,
     InferenceFleetStatus,
+    ModelSpec,
     ScalingSpec,
     TokenPercentiles,
 )
@@ -62,6 +64,16 @@ _CEL_RULES: dict[str, list[dict[str, str]]] = {
             " ? int(self.minWarmReplicas) >= 0 : self.minWarmReplicas == 'auto')",
             "message": "scaling.minWarmReplicas must be a non-negative integer or 'auto'",
         },
+    ],
+    # The API server refuses a secret in extraArgs before it is stored (etcd, Kopf's
+    # last-handled annotation): `engine_args.check_extra_args` says the same in Python.
+    ModelSpec.__name__: [
+        {
+            "rule": "!has(self.extraArgs) || self.extraArgs.all(a, !a.matches("
+            f"'(?i)^{SECRET_FLAG}(=|$)'))",
+            "message": "model.extraArgs must not carry a secret (--hf-token, --api-key, ...); "
+            "use model.hub.tokenSecretRef",
+        }
     ],
     HFConfigSource.__name__: [
         {

@@ -27,9 +27,10 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from controllers.api.engine_args import MAX_EXTRA_ARG_CHARS, MAX_EXTRA_ARGS, check_extra_args
 from controllers.api.packed import FLOAT32, FLOAT64, INT32, packed_from_lists
 from sizing.validate_config import MAX_TOTAL_PARAMS_B
-from sizing.workload import MAX_RATE_RPS, MAX_TOKENS
+from sizing.workload import MAX_RATE_RPS, MAX_TOKENS, MIN_RATE_RPS
 
 GROUP = "inferfleet.io"
 VERSION = "v1alpha1"
@@ -73,8 +74,10 @@ def _check_decimal(text: str) -> str:
 
 def _check_rate(text: str) -> str:
     value = parse_decimal(text)
-    if not 0.0 < value <= MAX_RATE_RPS:
-        raise ValueError(f"{text!r} req/s must be above 0 and at most {MAX_RATE_RPS:,.0f}")
+    if not MIN_RATE_RPS <= value <= MAX_RATE_RPS:
+        raise ValueError(
+            f"{text!r} req/s must be at least {MIN_RATE_RPS:g} and at most {MAX_RATE_RPS:,.0f}"
+        )
     return text
 
 
@@ -183,7 +186,7 @@ Quantization = Literal["auto", "none", "fp8", "int8", "int4", "awq", "gptq", "mx
 KVCacheDtype = Literal["auto", "fp8"]
 ModelDtype = Literal["auto", "bfloat16", "float16", "float32"]
 StoragePathName = Literal["nvme", "network", "object-store"]
-ScalingMode = Literal["predictive", "reactive", "static", "external", "keda"]
+ScalingMode = Literal["predictive", "reactive", "static", "external", "keda", "advisory"]
 Predictability = Literal["predictable", "new"]
 SizingMethod = Literal["vllm", "guide"]
 Severity = Literal["info", "warning", "critical"]
@@ -205,6 +208,53 @@ class ApiModel(BaseModel):
 class ConfigMapKeyRef(ApiModel):
     name: str = Field(min_length=1, description="ConfigMap in the fleet's namespace.")
     key: str = Field(default="config.json", description="Key holding the config.json text.")
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the fleet's namespace (the kubelet reads it; the operator never)."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Secret in the fleet's namespace.",
+    )
+    key: str = Field(
+        default="token",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key in the Secret holding the value.",
+    )
+
+
+class HubSpec(ApiModel):
+    """How the operator reads a model from the Hugging Face Hub (or the mirror its
+    HF_ENDPOINT names) when neither hfConfig nor the built-in catalog has it."""
+
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="A Secret key holding a Hub access token (gated models)."
+    )
+
+
+CALIBRATION_LABEL = "inferfleet.io/calibration"  # the operator watches ConfigMaps with it
+
+
+class CalibrationConfigMapRef(ApiModel):
+    name: str = Field(
+        min_length=1,
+        description=f"ConfigMap in the fleet's namespace, labelled {CALIBRATION_LABEL} (the "
+        "operator watches only those).",
+    )
+    key: str = Field(
+        default="calibration.yaml", description="Key holding `inferfleet bench --calibrate` YAML."
+    )
+
+
+class CalibrationSource(ApiModel):
+    """Measured engine efficiency the plan uses instead of the datasheet defaults."""
+
+    config_map_ref: CalibrationConfigMapRef
 
 
 class HFConfigSource(ApiModel):
@@ -238,9 +288,28 @@ class LoraSpec(ApiModel):
     )
 
 
+# The image the chart and the CRD default to; its tag is the vLLM release the memory model follows.
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.19.0"
+
+
 class ModelSpec(ApiModel):
-    name: str = Field(min_length=1, description="Model to serve, as passed to vLLM --model.")
-    hf_config: HFConfigSource = Field(description="The model's config.json.")
+    name: str = Field(
+        min_length=1,
+        description="Model to serve, as passed to vLLM --model: a Hugging Face repo id. Alone it "
+        "is enough: config.json comes from the built-in catalog, else the Hub.",
+    )
+    revision: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="Hub revision (branch, tag or commit) to read; main when unset.",
+    )
+    hf_config: HFConfigSource | None = Field(
+        default=None,
+        description="The model's config.json; resolved by name (catalog, then Hub) when unset.",
+    )
+    hub: HubSpec = Field(default_factory=HubSpec, description="Hugging Face Hub access.")
     parameter_count: Billions | None = Field(
         default=None,
         description="Total parameters in billions, e.g. '70.6'; derived from the "
@@ -254,10 +323,24 @@ class ModelSpec(ApiModel):
     )
     kv_cache_dtype: KVCacheDtype = Field(default="auto", description="KV-cache dtype.")
     image: str = Field(
-        default="vllm/vllm-openai:v0.19.0", min_length=1, description="vLLM container image."
+        default=DEFAULT_VLLM_IMAGE,
+        min_length=1,
+        description="vLLM container image; its tag (vX.Y.Z) is the release the memory model "
+        "follows unless engine.version says otherwise.",
     )
     lora: LoraSpec | None = Field(default=None, description="Multi-LoRA serving.")
-    extra_args: list[str] = Field(default_factory=list, description="Extra vLLM arguments.")
+    extra_args: Annotated[
+        list[Annotated[str, Field(max_length=MAX_EXTRA_ARG_CHARS)]],
+        AfterValidator(check_extra_args),
+    ] = Field(
+        default_factory=list,
+        max_length=MAX_EXTRA_ARGS,
+        description="Extra vLLM arguments, after the ones inferfleet sets. Flags inferfleet "
+        "manages (--model, --port, --tensor-parallel-size, ...) and flags carrying a secret "
+        "(--hf-token, --api-key, ...) are refused (hub.tokenSecretRef reaches the pods as "
+        "HF_TOKEN). --trust-remote-code runs the model repository's Python code in the pod: "
+        "use it only for repositories you trust.",
+    )
 
 
 class TokenPercentiles(ApiModel):
@@ -372,6 +455,14 @@ class ServingSpec(ApiModel):
     enforce_eager: bool = Field(
         default=False, description="Disable CUDA graphs (--enforce-eager): less memory, slower."
     )
+    limit_mm_per_prompt: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        alias="limitMMPerPrompt",
+        description="Images per prompt of a multimodal model (--limit-mm-per-prompt); 0 serves "
+        "it as text only and skips the encoder's start-up profile; vLLM's default when unset.",
+    )
 
 
 class ScheduleSpec(ApiModel):
@@ -386,7 +477,8 @@ class ScalingSpec(ApiModel):
     mode: ScalingMode = Field(
         default="predictive",
         description="predictive (forecast + warm floor + reactive), reactive, static (the "
-        "plan's count), external (never write replicas), keda (write a ScaledObject).",
+        "plan's count), external (never write replicas), keda (write a ScaledObject), advisory "
+        "(decide as predictive, report what it would do, never change replicas).",
     )
     min_replicas: int = Field(default=1, ge=0, description="Replica floor of the first pool.")
     max_replicas: int | None = Field(
@@ -415,6 +507,11 @@ class ScalingSpec(ApiModel):
     )
     interval: Interval = Field(
         default="30s", description="Reconcile/decision interval, between 1s and 60m."
+    )
+    pending_deadline: Duration = Field(
+        default="5m",
+        description="How long a replica may wait for a node before it no longer counts as "
+        "coming capacity: the fleet is Degraded and its shortfall spills to the next pool.",
     )
     slo_guard_scrapes: int = Field(
         default=2,
@@ -449,8 +546,18 @@ class MonitoringSpec(ApiModel):
     )
 
 
+class EngineSpec(ApiModel):
+    version: str | None = Field(
+        default=None,
+        pattern=r"^v?\d+\.\d+(\.\d+)?([.+-][0-9A-Za-z.]+)?$",
+        description="vLLM release the image runs (e.g. 0.11.0), for images whose tag does not "
+        "say (latest, a digest, a private build); read from the image tag when unset.",
+    )
+
+
 class InferenceFleetSpec(ApiModel):
     model: ModelSpec
+    engine: EngineSpec = Field(default_factory=EngineSpec)
     workload: WorkloadSpec
     slo: SLOSpec
     pools: list[PoolSpec] = Field(min_length=1, max_length=16)
@@ -460,6 +567,11 @@ class InferenceFleetSpec(ApiModel):
     sizing_method: SizingMethod = Field(
         default="vllm",
         description="Memory model: 'vllm' (what vLLM's profiler does) or 'guide' (rules of thumb).",
+    )
+    calibration: CalibrationSource | None = Field(
+        default=None,
+        description="Efficiency fitted by `inferfleet bench --calibrate` on the pools' GPU, from a "
+        "ConfigMap: planning then uses the measured engine (like `inferfleet plan --calibration`).",
     )
 
     @model_validator(mode="after")
@@ -561,6 +673,11 @@ class PoolPlanStatus(ApiModel):
     max_num_batched_tokens: int
     kv_cache_tokens: int
     cold_start_seconds: int
+    weights_gib: str | None = Field(
+        default=None,
+        alias="weightsGiB",
+        description="GiB of weights one replica holds on its GPUs (sizes its model cache).",
+    )
 
 
 class PlanStatus(ApiModel):
@@ -576,6 +693,22 @@ class ReplicaStatus(ApiModel):
     desired: int = 0
     ready: int = 0
     warming: int = 0
+    pending: int = Field(default=0, description="Replicas unschedulable past the deadline.")
+    advised: int | None = Field(
+        default=None, description="scaling.mode advisory: what the autoscaler would ask for."
+    )
+
+
+class PendingPool(ApiModel):
+    """Replicas of one pool that the scheduler has not placed within the deadline."""
+
+    pool: str
+    replicas: int
+    reason: str = Field(description="The scheduler's reason, e.g. Unschedulable, FailedCreate.")
+    message: str = ""
+    since: str = Field(description="When the oldest of them started waiting.")
+    spilled_to: str | None = Field(default=None, description="The pool covering the shortfall.")
+    spilled_replicas: int = 0
 
 
 class ForecastStatus(ApiModel):
@@ -673,7 +806,8 @@ class PoolCapacity(ApiModel):
 # --- the scaling policy's memory (status.history), as `controllers.policy.scaling` stores it ---
 # Older shapes still load: profiles written as nested lists are packed the current way, float64
 # strings are read as such (`controllers.api.packed`), a ramp window of bare rates gets each
-# rate as its own expectation, and parts added since (spare, capacity, guard) are optional.
+# rate as its own expectation, and parts added since (bounds, spare, capacity, guard) are
+# optional.
 
 PackedFloats = Annotated[
     str,
@@ -739,6 +873,9 @@ class ForecasterMemory(ApiModel):
     recent: list[list[float]] = Field(description="(policy s, req/s) of the last minutes.")
     pending: list[list[float]] = Field(description="Forecasts waiting to be scored.")
     errors: HistogramMemory
+    quiet: list[float] | None = Field(
+        default=None, description="A stretch of zeros held back: first, last, count, level."
+    )
     # Which of these is the forecaster's; the CRD keeps the object as it is.
     model: Annotated[SeasonalMemory | HoltWintersMemory | NoModelMemory, _OPAQUE]
 
@@ -771,8 +908,16 @@ class CapacityMemory(ApiModel):
 
 class GuardMemory(ApiModel):
     streak: int
+    missing: bool = False  # absent in state saved before it
     waiting: float | None = None
     acted_at: float | None = None
+
+
+class BoundsMemory(ApiModel):
+    """The demand envelope the forecast is bounded by."""
+
+    window: list[float] = Field(description="req/s over the last cold start.")
+    days: list[list[float]] = Field(description="(day, peak req/s, rise req/s) per day.")
 
 
 class PolicyMemory(ApiModel):
@@ -780,21 +925,75 @@ class PolicyMemory(ApiModel):
 
     forecast: ForecasterMemory
     ramps: RampMemory
+    bounds: BoundsMemory | None = None
     spare: SpareMemory | None = None
     recent: list[list[float]] = Field(description="(policy s, replicas) decided lately.")
     capacity: CapacityMemory | None = None
     guard: GuardMemory | None = None
 
 
+class ScorecardWindow(ApiModel):
+    """The autoscaler's record over one rolling window; unset figures were never judged."""
+
+    window: str = Field(description="1h, 24h or 7d.")
+    covered_minutes: int = Field(description="Policy intervals seen in the window, in minutes.")
+    slo_met_percent: str | None = Field(
+        default=None,
+        alias="sloMetPercent",
+        description="Share of judged intervals with TTFT/ITL P99 within the SLO and no queue.",
+    )
+    replica_hours: str = Field(description="Replica-hours held where demand was known.")
+    lower_bound_replica_hours: str = Field(
+        description="Demand / measured capacity per replica over the same intervals: what no "
+        "schedule can undercut."
+    )
+    over_lower_bound: str | None = Field(
+        default=None, description="replicaHours / lowerBoundReplicaHours."
+    )
+    forecast_mape_percent: str | None = Field(
+        default=None,
+        alias="forecastMAPEPercent",
+        description="Mean absolute percentage error of the forecast at the cold-start horizon.",
+    )
+    reactive_mape_percent: str | None = Field(
+        default=None,
+        alias="reactiveMAPEPercent",
+        description="The same for the reactive estimate (the rate then, held): the baseline.",
+    )
+    scale_events_per_day: str | None = None
+    flaps_per_day: str | None = Field(
+        default=None,
+        description="Scale changes against the direction of the one before within the "
+        "stabilization window, per day.",
+    )
+    pending_minutes: str = Field(
+        default="0",
+        description="Time fewer replicas were ready than asked for, beyond one cold start.",
+    )
+
+
+class PoolScorecard(ApiModel):
+    """Is the autoscaler any good on this pool: its scorecard over the last hour, day, week."""
+
+    pool: str
+    windows: list[ScorecardWindow] = Field(default_factory=list)
+
+
 class PoolMemory(ApiModel):
     """One pool's scaling-policy memory: what it last decided, when, and its learned state."""
 
     replicas: int | None = None
+    advised: int | None = None  # scaling.mode advisory: what it would ask for
     reason: str | None = None
     stepped_at: float | None = None
     policy: PolicyMemory | None = Field(
         default=None,
         description="The policy's learned state (forecaster profile, ramps, spare, capacity).",
+    )
+    scorecard: dict[str, Any] | None = Field(
+        default=None,
+        description="The scorecard's rolling sums (status.scorecard); opaque.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
 
@@ -822,9 +1021,15 @@ class InferenceFleetStatus(ApiModel):
     replicas: ReplicaStatus | None = None
     forecast: ForecastStatus | None = None
     findings: list[Finding] = Field(default_factory=list)
+    pending: list[PendingPool] = Field(
+        default_factory=list, description="Pools with replicas no node would take."
+    )
     recommendation: Recommendation | None = None
     capacity: list[PoolCapacity] = Field(
         default_factory=list, description="Predicted and measured capacity per pool."
+    )
+    scorecard: list[PoolScorecard] = Field(
+        default_factory=list, description="The autoscaler's own scorecard per pool."
     )
     history: FleetHistory | None = Field(
         default=None, description="Compact traffic profile kept so a restart does not forget it."

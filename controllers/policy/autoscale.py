@@ -26,6 +26,8 @@ from controllers.api.v1alpha1 import (
     PlanStatus,
     PoolCapacity,
     PoolPlanStatus,
+    PoolScorecard,
+    ScorecardWindow,
     TokenPercentiles,
     parse_decimal,
     parse_duration_s,
@@ -55,6 +57,7 @@ from controllers.policy.scaling.policy import (
     prewarm_plan,
     rps_per_replica,
 )
+from controllers.policy.scaling.scorecard import Interval, Scorecard, slo_met
 from sizing.simulator import LoadPoint
 from sizing.workload import Percentiles
 
@@ -99,6 +102,7 @@ class FleetDecision:
     resize_newly_recommended: bool
     snapshot: MetricsSnapshot | None  # what the decision saw (the recommendation re-plans it)
     capacity: tuple[PoolCapacity, ...] = ()  # status.capacity: predicted vs measured per pool
+    scorecard: tuple[PoolScorecard, ...] = ()  # status.scorecard: the autoscaler's own record
 
 
 def _iso(t_s: float) -> str:
@@ -171,9 +175,41 @@ def _pool_metrics(snapshot: MetricsSnapshot | None, pool: str) -> Metrics:
     return scaling_metrics(snapshot.pool(pool))
 
 
+def _scorecard(config: ScalingConfig, stored: Mapping[str, Any] | None) -> Scorecard:
+    card = Scorecard(config.horizon_s, config.cold_start_s, config.stabilization_s)
+    if stored and stored.get("scorecard"):
+        try:
+            card.load(stored["scorecard"])
+        except (KeyError, TypeError, ValueError):
+            card = Scorecard(
+                config.horizon_s, config.cold_start_s, config.stabilization_s
+            )  # a damaged record: start a new one rather than wedge the fleet
+    return card
+
+
+def pool_interval(
+    policy: ScalingPolicy, metrics: Metrics, decision_forecast_rps: float | None,
+    held: int, now_s: float, duration_s: float,
+) -> Interval:  # fmt: skip
+    """The interval that just ended as the scorecard judges it, from what the policy saw."""
+    fresh = metrics.age_s <= policy.config.stale_limit_s
+    load = metrics.load if fresh else None
+    used, _ = policy.capacity_rps(now_s, metrics)
+    return Interval(
+        end_s=now_s,
+        duration_s=duration_s,
+        replicas=held,
+        ready=None if load is None else load.ready,
+        slo_met=slo_met(load, policy.config.closed_loop.limits),
+        demand_rps=metrics.rps if fresh else None,
+        capacity_rps=rps_per_replica(policy.config, metrics) if used is None else used,
+        forecast_rps=decision_forecast_rps,
+    )
+
+
 def _step_pool(
     tick: FleetTick, pool: PoolPlanStatus, primary: bool, stored: Mapping[str, Any] | None
-) -> tuple[int, str, dict[str, Any], ScalingPolicy]:
+) -> tuple[int, str, dict[str, Any], ScalingPolicy, Scorecard]:
     """Replicas for one pool now, its reason, and what to remember."""
     config = pool_config(tick.spec, pool, primary, tick.time_compression)
     current = last_decided(tick, pool, stored)
@@ -188,21 +224,62 @@ def _step_pool(
         if primary:
             for t_s, rps in tick.history_rps:
                 if t_s < tick.now_s:
-                    policy.forecaster.observe(t_s, rps)
-    due = stored is None or tick.now_s - float(stored.get("steppedAt", 0.0)) >= (
+                    policy.seed(t_s, rps)
+    card = _scorecard(config, stored)
+    stepped_at = None if stored is None else stored.get("steppedAt")
+    due = stepped_at is None or tick.now_s - float(stepped_at) >= (
         STEP_TOLERANCE * config.interval_s
     )
     if not due:
         assert stored is not None
-        return int(stored["replicas"]), str(stored["reason"]), dict(stored), policy
-    decision = policy.step(tick.now_s, _pool_metrics(tick.snapshot, pool.pool), current)
+        return int(stored["replicas"]), str(stored["reason"]), dict(stored), policy, card
+    metrics = _pool_metrics(tick.snapshot, pool.pool)
+    decision = policy.step(tick.now_s, metrics, current)
+    # An interval is one policy step; a longer gap (the operator was away) is not all judged.
+    elapsed_s = config.interval_s if stepped_at is None else tick.now_s - float(stepped_at)
+    card.observe(
+        pool_interval(policy, metrics, decision.forecast_rps, current, tick.now_s,
+                      min(elapsed_s, 2 * config.interval_s))
+    )  # fmt: skip
     memory = {
         "policy": policy.to_dict(),
         "steppedAt": tick.now_s,
         "replicas": decision.desired_replicas,
         "reason": decision.reason,
+        "scorecard": card.to_dict(),
     }
-    return decision.desired_replicas, decision.reason, memory, policy
+    return decision.desired_replicas, decision.reason, memory, policy, card
+
+
+def _rounded(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1f}"
+
+
+def _percent(value: float | None) -> str | None:
+    return None if value is None else f"{100 * value:.2f}"
+
+
+def scorecard_status(pool: str, card: Scorecard, now_s: float) -> PoolScorecard:
+    """`status.scorecard` of one pool, every window."""
+    return PoolScorecard(
+        pool=pool,
+        windows=[
+            ScorecardWindow(
+                window=w.window,
+                covered_minutes=round(w.covered_s / 60),
+                slo_met_percent=_percent(w.slo_met_share),
+                replica_hours=f"{w.replica_hours:.1f}",
+                lower_bound_replica_hours=f"{w.bound_replica_hours:.1f}",
+                over_lower_bound=_figure(w.over_bound),
+                forecast_mape_percent=_percent(w.forecast_mape),
+                reactive_mape_percent=_percent(w.reactive_mape),
+                scale_events_per_day=_rounded(w.scale_events_per_day),
+                flaps_per_day=_rounded(w.flaps_per_day),
+                pending_minutes=f"{w.pending_s / 60:.1f}",
+            )
+            for w in card.scores(now_s)
+        ],
+    )
 
 
 def _figure(value: float | None) -> str | None:
@@ -259,7 +336,9 @@ def capacity_divergence(capacity: PoolCapacity, threshold_percent: float) -> str
 
 def _forecast_status(policy: ScalingPolicy, now_s: float, current: int) -> ForecastStatus:
     config = policy.config
-    plan = prewarm_plan(policy.forecaster, config, now_s, current)
+    plan = prewarm_plan(
+        policy.forecaster, config, now_s, current, envelope=policy.envelope.envelope()
+    )
     met = policy.spare.met_share()
     return ForecastStatus(
         spare_percentile=(
@@ -354,6 +433,7 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
     pools_memory: dict[str, Any] = {}
     forecast: ForecastStatus | None = None
     capacity: list[PoolCapacity] = []
+    scorecard: list[PoolScorecard] = []
     for index, pool in enumerate(plan.pools):
         was = tick.current.get(pool.pool, pool.replicas)
         stored = stored_pools.get(pool.pool)
@@ -368,11 +448,12 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
             reasons[pool.pool] = f"no Prometheus configured: holding {held} replicas"
             pools_memory[pool.pool] = {**(stored or {}), "replicas": held}
         else:
-            count, reason, memory, policy = _step_pool(tick, pool, index == 0, stored)
+            count, reason, memory, policy, card = _step_pool(tick, pool, index == 0, stored)
             replicas[pool.pool], reasons[pool.pool] = count, reason
             pools_memory[pool.pool] = memory
             metrics = _pool_metrics(tick.snapshot, pool.pool)
             capacity.append(capacity_status(pool.pool, policy, metrics, tick.now_s))
+            scorecard.append(scorecard_status(pool.pool, card, tick.now_s))
             if index == 0 and spec.scaling.mode in ("predictive", "keda"):
                 forecast = _forecast_status(policy, tick.now_s, count)
         if replicas[pool.pool] != was:
@@ -420,4 +501,5 @@ def decide_fleet(tick: FleetTick) -> FleetDecision:
         resize_newly_recommended=resize_state.recommended and not was_recommended,
         snapshot=snapshot,
         capacity=tuple(capacity),
+        scorecard=tuple(scorecard),
     )

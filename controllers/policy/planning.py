@@ -1,13 +1,16 @@
 """Spec to plan and plan to status: the bridge between the API types and the pure sizing core.
 
-Pure: the caller resolves `hfConfig` (inline or from a ConfigMap) and passes the dict in.
+Pure: the caller resolves `hfConfig` (inline, from a ConfigMap, or by model name) and passes
+the dict in, with the checkpoint's safetensors summary when it has one.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from controllers.api.v1alpha1 import (
+    DEFAULT_VLLM_IMAGE,
     InferenceFleetSpec,
     PlanStatus,
     PlanStep,
@@ -15,10 +18,12 @@ from controllers.api.v1alpha1 import (
     parse_decimal,
     parse_duration_s,
 )
+from sizing.checkpoint import CheckpointWeights
 from sizing.curve import Capacity
+from sizing.errors import InvalidInput
 from sizing.hardware import get_gpu
 from sizing.memory import EngineConfig
-from sizing.model import load_model_config
+from sizing.model import load_model_config, with_checkpoint
 from sizing.performance import Efficiency
 from sizing.plan import CapacityFn, FleetRequest, PoolRequest, SizingPlan, plan_fleet
 from sizing.workload import Percentiles, Workload
@@ -26,15 +31,52 @@ from sizing.workload import Percentiles, Workload
 _DTYPES = {"auto": "auto", "bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
+# vllm/vllm-openai:v0.11.0, ...:0.10.1.1, ...:v0.19.0-cu130: the release is the tag's X.Y.
+_RELEASE_TAG = re.compile(r":v?(\d+)\.(\d+)(?:[.\-+][0-9A-Za-z.\-+]*)?$")
+
+
+def release_of_image(image: str) -> str | None:
+    """The vLLM release (MAJOR.MINOR) an image's tag names, or None (latest, nightly, a bare
+    digest, a private tag): then `spec.engine.version` says it, or the chart's is assumed."""
+    match = _RELEASE_TAG.search(image.split("@", 1)[0])
+    return f"{match[1]}.{match[2]}" if match else None
+
+
+DEFAULT_VLLM_RELEASE = release_of_image(DEFAULT_VLLM_IMAGE) or "0.19"
+
+
+def engine_release(spec: InferenceFleetSpec) -> str:
+    """The release whose profiler the memory model follows: engine.version, else the image
+    tag's, else the release of the image the chart pins."""
+    if spec.engine.version:
+        parts = spec.engine.version.lstrip("v").split(".")
+        release, where = f"{parts[0]}.{parts[1]}", f"spec.engine.version {spec.engine.version}"
+    else:
+        release = release_of_image(spec.model.image) or DEFAULT_VLLM_RELEASE
+        where = f"spec.model.image {spec.model.image}"
+    major, minor = (int(part) for part in release.split("."))
+    if spec.sizing_method == "vllm" and (major, minor) < (0, 10):
+        raise InvalidInput(
+            f"{where}: vLLM {release} predates the V1 engine whose profiler sizingMethod vllm "
+            "models (0.10 or newer); set spec.engine.version if the image runs a newer release, "
+            "or use sizingMethod guide"
+        )
+    return release
+
+
 def _percentiles(p) -> Percentiles:
     return Percentiles(p.p50, p.p95, p.p99)
 
 
-def fleet_request(spec: InferenceFleetSpec, hf_config: dict) -> FleetRequest:
+def fleet_request(
+    spec: InferenceFleetSpec, hf_config: dict, checkpoint: CheckpointWeights | None = None
+) -> FleetRequest:
     """Translate the validated spec into the sizing core's typed request (units resolved)."""
     model = spec.model
     params_b = parse_decimal(model.parameter_count) if model.parameter_count else None
     arch = load_model_config(hf_config, params_b=params_b, name=model.name)
+    if checkpoint is not None:
+        arch = with_checkpoint(arch, checkpoint, keep_params=params_b is not None)
     w = spec.workload
     workload = Workload(
         prompt=_percentiles(w.prompt_tokens),
@@ -67,6 +109,8 @@ def fleet_request(spec: InferenceFleetSpec, hf_config: dict) -> FleetRequest:
         kv_cache_dtype=model.kv_cache_dtype,
         gpu_memory_utilization=parse_decimal(serving.gpu_memory_utilization),
         enforce_eager=serving.enforce_eager,
+        vllm_version=engine_release(spec),
+        mm_items_per_prompt=serving.limit_mm_per_prompt,
         max_loras=lora.max_loras if lora else 0,
         max_lora_rank=lora.max_lora_rank if lora else 16,
         lora_adapter_bytes=(
@@ -97,9 +141,10 @@ def plan_spec(
     hf_config: dict,
     capacity_fn: CapacityFn | None = None,
     efficiency: Efficiency | None = None,
+    checkpoint: CheckpointWeights | None = None,
 ) -> SizingPlan:
     """Plan a validated spec; raises `sizing.errors.SizingError` subclasses with reasons."""
-    request = fleet_request(spec, hf_config)
+    request = fleet_request(spec, hf_config, checkpoint)
     if efficiency is not None:
         request = replace(request, efficiency=efficiency)
     return plan_fleet(request, capacity_fn)
@@ -144,6 +189,7 @@ def plan_status(plan: SizingPlan) -> PlanStatus:
                 max_num_batched_tokens=o.engine.max_num_batched_tokens or 0,
                 kv_cache_tokens=o.memory.kv_cache_tokens,
                 cold_start_seconds=round(o.cold_start_s),
+                weights_gib=f"{o.memory.weights_gib * o.engine.tp * o.engine.pp:.1f}",
             )
         )
     return PlanStatus(

@@ -22,10 +22,12 @@ from controllers.api.v1alpha1 import (
     object_name,
     parse_duration_s,
 )
+from controllers.policy.drain import GRACE_FLOOR_S, prestop_command
 from sizing.hardware import get_gpu
+from sizing.quantization import FORMATS
 
 VLLM_PORT = 8000
-HF_CACHE_PATH = "/root/.cache/huggingface"
+HF_CACHE_PATH = "/models/huggingface"
 PLAN_HASH_ANNOTATION = "inferfleet.io/plan-hash"
 MANIFEST_HASH_ANNOTATION = "inferfleet.io/manifest-hash"
 MANAGED_BY = "inferfleet"
@@ -99,6 +101,8 @@ def vllm_args(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> list[str]:
         f"--gpu-memory-utilization={serving.gpu_memory_utilization}",
         f"--max-num-seqs={pool.max_num_seqs}",
     ]
+    if model.revision:
+        args.append(f"--revision={model.revision}")
     if pool.max_num_batched_tokens:
         args.append(f"--max-num-batched-tokens={pool.max_num_batched_tokens}")
     if model.dtype != "auto":
@@ -111,6 +115,8 @@ def vllm_args(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> list[str]:
     )
     if serving.enforce_eager:
         args.append("--enforce-eager")
+    if serving.limit_mm_per_prompt is not None:
+        args.append(f'--limit-mm-per-prompt={{"image": {serving.limit_mm_per_prompt}}}')
     if model.lora is not None:
         args += [
             "--enable-lora",
@@ -123,22 +129,17 @@ def vllm_args(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> list[str]:
 def _pod_spec(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> dict[str, Any]:
     pool_spec = next(p for p in spec.pools if p.name == pool.pool)
     gpus = pool.tensor_parallel * pool.pipeline_parallel
-    gpu_resource = gpu_resource_name(pool.gpu)
-    volumes: list[dict[str, Any]] = [{"name": "model-cache", "emptyDir": {}}]
-    mounts: list[dict[str, Any]] = [{"name": "model-cache", "mountPath": HF_CACHE_PATH}]
-    if pool.tensor_parallel > 1:
-        # NCCL between tensor-parallel workers needs more shared memory than the 64 MiB default.
-        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
-        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     health = {"path": "/health", "port": "http"}
+    volumes, mounts = _writable_volumes(pool)
     container = {
         "name": "vllm",
         "image": spec.model.image,
         "args": vllm_args(spec, pool),
-        "env": [{"name": "HF_HOME", "value": HF_CACHE_PATH}],
+        "env": _env(spec),
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
-        "resources": {"limits": {gpu_resource: str(gpus)}, "requests": {gpu_resource: str(gpus)}},
+        "resources": _resources(pool, gpus),
         "volumeMounts": mounts,
+        "securityContext": _container_security_context(),
         "startupProbe": {
             "httpGet": health,
             "periodSeconds": STARTUP_PERIOD_S,
@@ -147,7 +148,11 @@ def _pod_spec(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> dict[str, Any]:
         "readinessProbe": {"httpGet": health, "periodSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {"httpGet": health, "periodSeconds": 10, "failureThreshold": 6},
     }
-    pod: dict[str, Any] = {"containers": [container], "volumes": volumes}
+    pod: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        **_pod_hardening(),
+    }
     if pool_spec.node_selector:
         pod["nodeSelector"] = dict(pool_spec.node_selector)
     if pool_spec.tolerations:
@@ -156,6 +161,135 @@ def _pod_spec(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> dict[str, Any]:
         ]
     if pool_spec.affinity:
         pod["affinity"] = dict(pool_spec.affinity)
+    return pod
+
+
+# --- pod hardening --------------------------------------------------------------------------
+# vLLM runs as an unprivileged user on a read-only root filesystem; everything it writes goes
+# to bounded emptyDirs: the model download, HOME (its compile, Triton and FlashInfer caches,
+# its config), /tmp (torch inductor) and /dev/shm (NCCL and the engine's shared-memory queues).
+RUN_AS_UID = 1000
+HOME_PATH = "/home/vllm"
+HOME_GIB = 8
+TMP_GIB = 4
+# /dev/shm is tmpfs: it counts against the container's memory, so the memory figures add it.
+SHM_GIB_PER_GPU = 2
+# Host memory: the API server and engine-core processes, plus one worker process per GPU
+# (torch + the CUDA runtime's host side), plus /dev/shm.
+MEMORY_BASE_GIB = 8
+MEMORY_PER_GPU_GIB = 6
+# CPU: the API server (tokenising, streaming) and the engine core's busy loop, one core per GPU
+# worker; the limit leaves room for tokenising bursts (throttling there shows up as TTFT).
+CPU_BASE = 2
+CPU_PER_GPU = 1
+CPU_LIMIT_FACTOR = 2
+# The model download: the checkpoint is at most 16 bits per weight, runtime quantization
+# shrinks it on the GPU by 16 / bits; a margin for tokenizer files and format overheads.
+CHECKPOINT_BITS = 16
+MODEL_CACHE_MARGIN = 1.25
+MODEL_CACHE_EXTRA_GIB = 2
+
+
+def _pod_hardening() -> dict[str, Any]:
+    """No API token (vLLM never talks to the API server), no Service env vars, non-root."""
+    return {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_UID,
+            "runAsGroup": RUN_AS_UID,
+            "fsGroup": RUN_AS_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+
+
+def _container_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _env(spec: InferenceFleetSpec) -> list[dict[str, Any]]:
+    """Where vLLM writes, and the HF token by reference: its value never enters the manifest."""
+    env: list[dict[str, Any]] = [
+        {"name": "HF_HOME", "value": HF_CACHE_PATH},
+        {"name": "HOME", "value": HOME_PATH},
+        # getpass.getuser() (torch inductor's cache path) needs a name the image's passwd
+        # lacks for an arbitrary uid.
+        {"name": "USER", "value": "vllm"},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+    ]
+    ref = spec.model.hub.token_secret_ref
+    if ref is not None:
+        env.append(
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
+            }
+        )
+    return env
+
+
+def _gib(value: float) -> str:
+    return f"{math.ceil(value)}Gi"
+
+
+def shm_gib(gpus: int) -> int:
+    return SHM_GIB_PER_GPU * gpus
+
+
+def model_cache_gib(pool: PoolPlanStatus) -> float | None:
+    """Room for one replica's checkpoint download, from the plan's weights; None if unknown."""
+    if pool.weights_gib is None:
+        return None
+    weights_gib = float(pool.weights_gib)
+    fmt = FORMATS.get(pool.quantization)
+    expansion = CHECKPOINT_BITS / fmt.bits if fmt is not None else 1.0
+    return weights_gib * expansion * MODEL_CACHE_MARGIN + MODEL_CACHE_EXTRA_GIB
+
+
+def _writable_volumes(pool: PoolPlanStatus) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    gpus = pool.tensor_parallel * pool.pipeline_parallel
+    cache_gib = model_cache_gib(pool)
+    cache = {"sizeLimit": _gib(cache_gib)} if cache_gib is not None else {}
+    sizes = (
+        ("model-cache", HF_CACHE_PATH, cache),
+        ("home", HOME_PATH, {"sizeLimit": _gib(HOME_GIB)}),
+        ("tmp", "/tmp", {"sizeLimit": _gib(TMP_GIB)}),
+        ("dshm", "/dev/shm", {"medium": "Memory", "sizeLimit": _gib(shm_gib(gpus))}),
+    )
+    volumes = [{"name": name, "emptyDir": empty_dir} for name, _, empty_dir in sizes]
+    mounts = [{"name": name, "mountPath": path} for name, path, _ in sizes]
+    return volumes, mounts
+
+
+def _resources(pool: PoolPlanStatus, gpus: int) -> dict[str, Any]:
+    """GPUs from the layout; CPU and memory from its process count, so the pod is never
+    BestEffort; ephemeral storage for the emptyDirs, so it lands on a node with the disk."""
+    gpu_resource = gpu_resource_name(pool.gpu)
+    memory = _gib(MEMORY_BASE_GIB + MEMORY_PER_GPU_GIB * gpus + shm_gib(gpus))
+    cpu = CPU_BASE + CPU_PER_GPU * gpus
+    disk_gib = HOME_GIB + TMP_GIB + (model_cache_gib(pool) or 0.0)
+    requests = {gpu_resource: str(gpus), "cpu": str(cpu), "memory": memory}
+    limits = {gpu_resource: str(gpus), "cpu": str(cpu * CPU_LIMIT_FACTOR), "memory": memory}
+    return {
+        "requests": {**requests, "ephemeral-storage": _gib(disk_gib)},
+        "limits": limits,
+    }
+
+
+def _graceful_stop(pod: dict[str, Any], grace_s: int) -> dict[str, Any]:
+    """Drain before SIGTERM (see `controllers.policy.drain`), within the grace period."""
+    pod["terminationGracePeriodSeconds"] = grace_s
+    container = pod["containers"][0]
+    container["lifecycle"] = {"preStop": {"exec": {"command": prestop_command(VLLM_PORT, grace_s)}}}
     return pod
 
 
@@ -275,6 +409,7 @@ def render_pool(
     pool: PoolPlanStatus,
     replicas: int,
     prometheus_url: str | None = None,
+    grace_s: int = GRACE_FLOOR_S,
 ) -> PoolObjects:
     selector = selector_labels(fleet, pool.pool)
     deployment_spec: dict[str, Any] = {
@@ -287,7 +422,7 @@ def render_pool(
         },
         "template": {
             "metadata": {"labels": labels(fleet, pool.pool)},
-            "spec": _pod_spec(spec, pool),
+            "spec": _graceful_stop(_pod_spec(spec, pool), grace_s),
         },
     }
     if spec.scaling.mode not in EXTERNALLY_SCALED:
@@ -327,14 +462,26 @@ def render_fleet(
     plan: PlanStatus,
     replicas: Mapping[str, int],
     prometheus_url: str | None = None,
+    grace_s: Mapping[str, int] | None = None,
 ) -> list[PoolObjects]:
     """Manifests for every pool the plan gives replicas; pools at zero get none.
 
     In keda mode `replicas` is the forecast floor each pool's ScaledObject keeps (it needs the
-    Prometheus the triggers query; without one no ScaledObject is rendered).
+    Prometheus the triggers query; without one no ScaledObject is rendered). `grace_s` is each
+    pool's terminationGracePeriodSeconds (`controllers.policy.drain.grace_period_s`).
     """
+    graces = grace_s or {}
     return [
-        render_pool(fleet, namespace, spec, plan, pool, replicas[pool.pool], prometheus_url)
+        render_pool(
+            fleet,
+            namespace,
+            spec,
+            plan,
+            pool,
+            replicas[pool.pool],
+            prometheus_url,
+            graces.get(pool.pool, GRACE_FLOOR_S),
+        )
         for pool in plan.pools
         if pool.replicas > 0
     ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controllers.adapters.kube import KubeClient
-from controllers.reconcile.decide import Apply, Delete, Effects, PostEvent
+from controllers.reconcile.decide import Annotate, Apply, Delete, Effects, PostEvent
 from controllers.reconcile.runtime import Watcher
 
 # The kinds whose watch events run passes (the handlers skip the echo of the operator's apply).
@@ -11,7 +11,7 @@ WATCHED_KINDS = frozenset({"Deployment", "Service", "PodDisruptionBudget"})
 
 
 async def act(kube: KubeClient, watcher: Watcher, effects: Effects) -> bool:
-    """Apply, delete, post Events, then patch status; True when status was written.
+    """Annotate, apply, delete, post Events, then patch status; True when status was written.
 
     Status goes last, so a pass cut short by an API error is redone in full by the next one
     (its observedGeneration and history are not yet advanced).
@@ -25,6 +25,10 @@ async def act(kube: KubeClient, watcher: Watcher, effects: Effects) -> bool:
             kind = write.manifest["kind"]
             if version and kind in WATCHED_KINDS:  # the watch's echo of it needs no pass
                 watcher.applied[(namespace, kind, write.manifest["metadata"]["name"])] = version
+        elif isinstance(write, Annotate):
+            await kube.annotate(
+                write.api_version, write.kind, namespace, write.name, write.annotations
+            )
         elif isinstance(write, Delete):
             await kube.delete(write.api_version, write.kind, namespace, write.name)
         elif isinstance(write, PostEvent):

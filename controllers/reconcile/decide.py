@@ -27,28 +27,40 @@ from controllers.api.conditions import (
 from controllers.api.conditions import (
     Status as ConditionStatus,
 )
+from controllers.api.engine_args import redact
 from controllers.api.v1alpha1 import (
     Condition,
     FleetHistory,
     InferenceFleetSpec,
     InferenceFleetStatus,
+    PendingPool,
     PlanStatus,
     PoolCapacity,
     Recommendation,
     ReplicaStatus,
+    parse_duration_s,
 )
+from controllers.policy.advisory import is_advisory, policy_spec
 from controllers.policy.autoscale import (
     FleetDecision,
     FleetTick,
     capacity_divergence,
     decide_fleet,
 )
+from controllers.policy.drain import (
+    DELETION_COST,
+    fleet_request_s,
+    grace_period_s,
+    removal_costs,
+)
 from controllers.policy.monitoring.resize import propose_resize
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
 from controllers.policy.monitoring.thresholds import resolve_thresholds
+from controllers.policy.pending import POOL_LABEL, Spill, spill, waiting_replicas
 from controllers.policy.render import EXTERNALLY_SCALED, drifted, object_name, render_fleet
 from controllers.reconcile.observe import POOL_COMPANIONS, Observation, Planned
 from controllers.reconcile.runtime import Remembered, share_unchanged
+from sizing.checkpoint import CheckpointWeights
 from sizing.errors import SizingError
 
 # Policy memory is written to status at most this often (wall seconds) unless replicas change:
@@ -64,7 +76,10 @@ _OWNED_STATUS = {
     "history",
     "recommendation",
     "capacity",
+    "scorecard",
+    "pending",
 }
+UNSCHEDULABLE = "ReplicasUnschedulable"
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,17 @@ class Delete:
     name: str
 
 
-Write = PostEvent | Apply | Delete
+@dataclass(frozen=True)
+class Annotate:
+    """Merge these annotations into one object (a pod's deletion cost)."""
+
+    api_version: str
+    kind: str
+    name: str
+    annotations: Mapping[str, str]
+
+
+Write = PostEvent | Apply | Delete | Annotate
 
 
 @dataclass(frozen=True)
@@ -96,6 +121,8 @@ class PoolReplicas:
     desired: int
     ready: int
     warming: int
+    pending: int = 0
+    advised: int | None = None  # advisory mode: what the autoscaler would ask for
 
 
 @dataclass(frozen=True)
@@ -108,6 +135,7 @@ class ReplanRequest:
     plan: PlanStatus
     reason: str
     capacity: PoolCapacity | None = None  # the first pool's measured capacity, if any
+    checkpoint: CheckpointWeights | None = None  # exact weights, as the plan used them
 
 
 @dataclass(frozen=True)
@@ -123,6 +151,9 @@ class Effects:
     pool_replicas: tuple[PoolReplicas, ...] = ()
     refusal: str | None = None  # the Sized=False reason, when the fleet was refused
     replan: ReplanRequest | None = None  # a re-size to work out before acting
+    # Pools whose replicas go down this pass: the caller reads each pod's load and
+    # `with_removal_order` marks the least loaded to go first.
+    scale_down: tuple[str, ...] = ()
 
     @property
     def applied(self) -> tuple[str, ...]:
@@ -166,7 +197,7 @@ def _refused(obs: Observation) -> Effects:
     """Say why in status and an Event; touch nothing that already runs."""
     refusal = obs.refusal
     assert refusal is not None
-    message = str(refusal)
+    message = redact(str(refusal))
     conditions = set_condition(
         obs.status.conditions, SIZED, "False", refusal.reason, message,
         generation=obs.generation, now_s=obs.now_s,
@@ -189,7 +220,7 @@ def failed(obs: Observation, err: Exception) -> Effects:
     Nothing that runs is touched; observedGeneration moves on so the user sees the error is
     about this generation of the spec; the next pass tries again.
     """
-    message = f"reconcile failed: {type(err).__name__}: {err}"[:1000]
+    message = redact(f"reconcile failed: {type(err).__name__}: {err}")[:1000]
     conditions = set_condition(
         obs.status.conditions, DEGRADED, "True", "ReconcileFailed", message,
         generation=obs.generation, now_s=obs.now_s,
@@ -245,7 +276,7 @@ def _current_replicas(obs: Observation, planned: Planned) -> dict[str, int]:
 def _fleet_decision(obs: Observation, planned: Planned) -> FleetDecision:
     return decide_fleet(
         FleetTick(
-            spec=planned.spec,
+            spec=policy_spec(planned.spec),
             plan=planned.plan,
             snapshot=obs.snapshot,
             history=obs.policy_memory,
@@ -256,6 +287,138 @@ def _fleet_decision(obs: Observation, planned: Planned) -> FleetDecision:
             history_rps=obs.history_rps,
         )
     )
+
+
+def _deployment(obs: Observation, pool: str) -> Mapping[str, Any] | None:
+    return obs.owned.get(("Deployment", object_name(obs.owner.name, pool)))
+
+
+def _spilled(
+    obs: Observation, planned: Planned, own: Mapping[str, int], current: Mapping[str, int]
+) -> Spill:
+    """Pools whose replicas wait for nodes past the deadline held, their shortfall spilled."""
+    spec = planned.spec
+    if spec.scaling.mode in EXTERNALLY_SCALED:  # another controller owns replicas
+        return Spill(dict(own))
+    deployments = {p.pool: _deployment(obs, p.pool) for p in planned.plan.pools}
+    deadline_s = parse_duration_s(spec.scaling.pending_deadline)
+    waiting = waiting_replicas(obs.pods, deployments, deadline_s, obs.now_s)
+    ready = {
+        pool: int(((found or {}).get("status") or {}).get("readyReplicas") or 0)
+        for pool, found in deployments.items()
+    }
+    max_gpus = {p.name: p.max_gpus for p in spec.pools}
+    return spill(planned.plan.pools, own, current, ready, waiting, obs.status.pending, max_gpus)
+
+
+@dataclass(frozen=True)
+class Acting:
+    """What a pass applies (`decision.replicas`), what it would in advisory mode, and why."""
+
+    decision: FleetDecision
+    placed: Spill
+    advised: dict[str, int] | None  # advisory mode only
+    events: tuple[PostEvent, ...]
+
+
+def _acting(obs: Observation, planned: Planned, decision: FleetDecision) -> Acting:
+    """The policy's replicas, held where replicas wait for nodes and spilled to the next pools;
+    in advisory mode the Deployments keep what they have and the policy steps from that."""
+    plan, name = planned.plan, obs.owner.name
+    current = _current_replicas(obs, planned)
+    advisory = is_advisory(planned.spec)
+    before = (obs.policy_memory or {}).get("pools", {})
+    memories = dict(decision.history.get("pools", {}))
+    own = {}
+    for pool in plan.pools:
+        memory = memories.get(pool.pool) or {}
+        # A pass between policy steps kept the last step's memory, advice included.
+        kept = advisory and "advised" in memory
+        own[pool.pool] = int(memory["advised"]) if kept else decision.replicas[pool.pool]
+    placed = _spilled(obs, planned, own, current)
+    runs = {p.pool: current.get(p.pool, p.replicas) for p in plan.pools}
+    applied = runs if advisory else placed.replicas
+    events = []
+    for pool in plan.pools:
+        memory = {k: v for k, v in (memories.get(pool.pool) or {}).items() if k != "advised"}
+        if advisory:
+            memory.update(replicas=applied[pool.pool], advised=own[pool.pool])
+            last = before.get(pool.pool) or {}
+            was_advised = last.get("advised", last.get("replicas"))
+            advice = placed.replicas[pool.pool]
+            if advice != applied[pool.pool] and own[pool.pool] != was_advised:
+                verb = "up" if advice > applied[pool.pool] else "down"
+                events.append(
+                    PostEvent(
+                        "Normal",
+                        "WouldScale",
+                        f"Would scale {verb} {object_name(name, pool.pool)} from "
+                        f"{applied[pool.pool]} to {advice}: {decision.reasons[pool.pool]} "
+                        "(scaling.mode advisory: replicas are left as they are)",
+                    )
+                )
+        if pool.pool in memories:
+            memories[pool.pool] = memory
+    reasons = {
+        pool: "; ".join(r for r in (reason, placed.reasons.get(pool)) if r)
+        for pool, reason in decision.reasons.items()
+    }
+    changed = {
+        p.pool: (runs[p.pool], applied[p.pool])
+        for p in plan.pools
+        if applied[p.pool] != runs[p.pool]
+    }
+    history = {**decision.history, "pools": memories}
+    decided = replace(decision, replicas=applied, reasons=reasons, changed=changed, history=history)
+    return Acting(decided, placed, placed.replicas if advisory else None, tuple(events))
+
+
+def _grace_periods(obs: Observation, planned: Planned) -> dict[str, int]:
+    """Each pool's grace period from the observed request-duration P99 (the plan's estimate
+    until there is one), kept where the running one is close enough (or in advisory mode)."""
+    graces = {}
+    snapshot = obs.snapshot if obs.snapshot is not None and obs.snapshot.reachable else None
+
+    for pool in planned.plan.pools:
+        metrics = snapshot.pool(pool.pool) if snapshot is not None else None
+        sample = metrics.request_duration_p99_s if metrics is not None else None
+        request_s = (
+            sample.value
+            if sample is not None
+            else fleet_request_s(planned.spec, pool, planned.curves.get(pool.pool, ()))
+        )
+        template = ((_deployment(obs, pool.pool) or {}).get("spec") or {}).get("template") or {}
+        current = (template.get("spec") or {}).get("terminationGracePeriodSeconds")
+        running = current if isinstance(current, int) else None
+        if is_advisory(planned.spec) and running is not None:
+            graces[pool.pool] = running  # advisory: no restart on what metrics say either
+        else:
+            graces[pool.pool] = grace_period_s(request_s, running)
+    return graces
+
+
+def _pending_events(obs: Observation, pending: tuple[PendingPool, ...]) -> list[Write]:
+    """A Warning when a pool's replicas newly wait past the deadline (or their number or
+    reason changes), saying where the shortfall went."""
+    before = {(p.pool, p.replicas, p.reason, p.spilled_to) for p in obs.status.pending}
+    writes: list[Write] = []
+    for entry in pending:
+        if (
+            entry.replicas
+            and (entry.pool, entry.replicas, entry.reason, entry.spilled_to) not in before
+        ):
+            writes.append(PostEvent("Warning", UNSCHEDULABLE, pending_message(entry)))
+    return writes
+
+
+def pending_message(entry: PendingPool) -> str:
+    text = (
+        f"pool {entry.pool}: {entry.replicas} replicas not placed since {entry.since} "
+        f"({entry.reason}: {entry.message or 'no message'})"
+    )
+    if entry.spilled_to:
+        return f"{text}; {entry.spilled_replicas} replicas spilled to pool {entry.spilled_to}"
+    return f"{text}; no other pool of the plan has room, holding the pool where it is"
 
 
 def _history_to_write(
@@ -295,7 +458,7 @@ def _capacity_to_write(
 
 
 def _manifest_writes(
-    obs: Observation, planned: Planned, replicas: Mapping[str, int]
+    obs: Observation, planned: Planned, replicas: Mapping[str, int], grace_s: Mapping[str, int]
 ) -> tuple[list[Write], list[PoolReplicas], set[str]]:
     """Apply what drifted or is missing; count ready/warming replicas per pool."""
     writes: list[Write] = []
@@ -303,7 +466,7 @@ def _manifest_writes(
     owner = obs.owner
     keda_url = obs.prometheus_url if planned.spec.scaling.mode == "keda" else None
     rendered = render_fleet(
-        owner.name, owner.namespace, planned.spec, planned.plan, replicas, keda_url
+        owner.name, owner.namespace, planned.spec, planned.plan, replicas, keda_url, grace_s
     )
     for pool in rendered:
         for manifest in pool.all():
@@ -346,12 +509,14 @@ def _conditions(
     decision: FleetDecision,
     desired: int,
     ready: int,
+    pending: tuple[PendingPool, ...] = (),
 ) -> list[Condition]:
     plan, generation, now_s = planned.plan, obs.generation, obs.now_s
     sized_message = (
         f"{plan.total_gpus} GPUs, ${plan.cost_per_hour}/hour: "
         + ", ".join(f"{p.pool}: {p.replicas}x TP{p.tensor_parallel} {p.gpu}" for p in plan.pools)
         + f" (plan {plan.hash})"
+        + (f"; config.json from the {planned.origin}" if planned.origin else "")
     )
     conditions = set_condition(
         obs.status.conditions, SIZED, "True", "Planned", sized_message,
@@ -368,8 +533,14 @@ def _conditions(
             conditions, RESIZE_RECOMMENDED, *decision.resize_condition,
             generation=generation, now_s=now_s,
         )  # fmt: skip
+    waiting = [pending_message(p) for p in pending if p.replicas]
     degraded = find(conditions, DEGRADED)
-    if degraded is not None and degraded.status == "True":
+    if waiting:
+        conditions = set_condition(
+            conditions, DEGRADED, "True", UNSCHEDULABLE, "; ".join(waiting),
+            generation=generation, now_s=now_s,
+        )  # fmt: skip
+    elif degraded is not None and degraded.status == "True":
         conditions = set_condition(
             conditions, DEGRADED, "False", "Recovered", "the last pass completed",
             generation=generation, now_s=now_s,
@@ -383,7 +554,8 @@ def decide(obs: Observation) -> Effects:
         return _refused(obs)
     planned = obs.planned
     owner = obs.owner
-    decision = _fleet_decision(obs, planned)
+    acting = _acting(obs, planned, _fleet_decision(obs, planned))
+    decision, placed = acting.decision, acting.placed
     replicas = decision.replicas
     writes = _status_events(obs)
     for pool_name, (was, now) in decision.changed.items():
@@ -396,15 +568,29 @@ def decide(obs: Observation) -> Effects:
                 f"{decision.reasons[pool_name]}",
             )
         )
-    applies, per_pool, kept = _manifest_writes(obs, planned, replicas)
+    writes += acting.events
+    writes += _pending_events(obs, placed.pending)
+    grace_s = _grace_periods(obs, planned)
+    applies, per_pool, kept = _manifest_writes(obs, planned, replicas, grace_s)
     for apply in applies:
         writes.append(apply)
         assert isinstance(apply, Apply)
         writes.append(PostEvent("Normal", "Applied", apply.message))
     writes += _prune_writes(obs, planned.plan, kept)
+    pending = {p.pool: p.replicas for p in placed.pending}
+    per_pool = [
+        replace(
+            p,
+            warming=max(0, p.warming - pending.get(p.pool, 0)),
+            pending=pending.get(p.pool, 0),
+            advised=None if acting.advised is None else acting.advised.get(p.pool),
+        )
+        for p in per_pool
+    ]
     desired = sum(replicas.values())
     ready = sum(p.ready for p in per_pool)
     warming = sum(p.warming for p in per_pool)
+    advised = None if acting.advised is None else sum(acting.advised.values())
     recommendation = obs.status.recommendation
     if decision.resize_condition is not None and decision.resize_condition[0] != "True":
         recommendation = None
@@ -420,23 +606,38 @@ def decide(obs: Observation) -> Effects:
             planned.plan,
             reason,
             decision.capacity[0] if decision.capacity else None,
+            planned.checkpoint,
         )
     history, remembered = _history_to_write(obs, decision)
     capacity, capacity_events = _capacity_to_write(
         obs, planned, decision, history is not obs.status.history
     )
     writes += capacity_events
+    # The scorecard moves every step; written as often as the policy memory, like capacity.
+    scorecard = (
+        list(decision.scorecard)
+        if history is not obs.status.history or not obs.status.scorecard
+        else list(obs.status.scorecard)
+    )
     new = obs.status.model_copy(
         update={
             "observed_generation": obs.generation,
-            "conditions": _conditions(obs, planned, decision, desired, ready),
+            "conditions": _conditions(obs, planned, decision, desired, ready, placed.pending),
             "plan": planned.plan,
-            "replicas": ReplicaStatus(desired=desired, ready=ready, warming=warming),
+            "replicas": ReplicaStatus(
+                desired=desired,
+                ready=ready,
+                warming=warming,
+                pending=sum(pending.values()),
+                advised=advised,
+            ),
+            "pending": list(placed.pending),
             "forecast": decision.forecast,
             "findings": list(decision.findings),
             "history": history,
             "recommendation": recommendation,
             "capacity": capacity,
+            "scorecard": scorecard,
         }
     )
     return Effects(
@@ -448,7 +649,27 @@ def decide(obs: Observation) -> Effects:
         plan=planned.plan,
         pool_replicas=tuple(per_pool),
         replan=replan,
+        scale_down=tuple(pool for pool, (was, now) in decision.changed.items() if now < was),
     )
+
+
+def with_removal_order(
+    effects: Effects, pods: tuple[Mapping[str, Any], ...], requests: Mapping[str, float]
+) -> Effects:
+    """The effects with each scaled-down pool's pods marked, before its Deployment's apply,
+    so the ReplicaSet removes the least loaded (`controllers.policy.drain.removal_costs`)."""
+    writes: list[Write] = []
+    for write in effects.writes:
+        manifest = write.manifest if isinstance(write, Apply) else {}
+        pool = (manifest.get("metadata", {}).get("labels") or {}).get(POOL_LABEL)
+        if manifest.get("kind") == "Deployment" and pool in effects.scale_down:
+            ours = [p for p in pods if (p["metadata"].get("labels") or {}).get(POOL_LABEL) == pool]
+            marked = {p["metadata"]["name"]: p["metadata"].get("annotations") or {} for p in ours}
+            for name, cost in removal_costs(ours, requests).items():
+                if marked[name].get(DELETION_COST) != cost:
+                    writes.append(Annotate("v1", "Pod", name, {DELETION_COST: cost}))
+        writes.append(write)
+    return replace(effects, writes=tuple(writes))
 
 
 def replan(request: ReplanRequest) -> Recommendation:
@@ -461,6 +682,7 @@ def replan(request: ReplanRequest) -> Recommendation:
             request.plan,
             request.reason,
             request.capacity,
+            request.checkpoint,
         )
     except SizingError as err:
         return Recommendation(reason=request.reason, error=str(err))

@@ -32,19 +32,35 @@ from controllers.adapters.kube import (
     Unavailable,
 )
 from controllers.adapters.operator_metrics import OperatorMetrics
-from controllers.adapters.owned import FleetKey, IndexedOwned, index_entry
+from controllers.adapters.owned import (
+    FleetKey,
+    IndexedOwned,
+    config_map_entry,
+    index_entry,
+    pod_index_entry,
+)
 from controllers.api.v1alpha1 import (
+    CALIBRATION_LABEL,
     GROUP,
     KIND,
     PLURAL,
     VERSION,
     PlanStatus,
     PoolCapacity,
+    PoolScorecard,
     parse_duration_s,
 )
 from controllers.policy.render import MANAGED_BY
+from controllers.reconcile import log_redaction
 from controllers.reconcile.act import act
-from controllers.reconcile.decide import PoolReplicas, decide, failed, replan, with_recommendation
+from controllers.reconcile.decide import (
+    PoolReplicas,
+    decide,
+    failed,
+    replan,
+    with_recommendation,
+    with_removal_order,
+)
 from controllers.reconcile.heap import trim_periodically
 from controllers.reconcile.observe import base_observation, observe
 from controllers.reconcile.plans import PlanCache
@@ -69,6 +85,7 @@ class Outcome:
     pool_replicas: tuple[PoolReplicas, ...] = ()
     refusal: str | None = None  # the Sized=False reason, when the spec was refused
     capacity: tuple[PoolCapacity, ...] = ()  # predicted vs measured per pool, for /metrics
+    scorecard: tuple[PoolScorecard, ...] = ()  # the autoscaler's record per pool, for /metrics
 
 
 async def reconcile(
@@ -91,6 +108,12 @@ async def reconcile(
     try:
         obs = await observe(kube, base, body, plans=plans, watcher=watcher, owned=owned)
         effects = decide(obs)
+        if effects.scale_down and obs.prometheus_url and watcher.prometheus is not None:
+            owner = obs.owner
+            requests = await watcher.prometheus.pod_requests(
+                obs.prometheus_url, owner.namespace, owner.name
+            )
+            effects = with_removal_order(effects, obs.pods, requests)
         if effects.replan is not None:
             recommendation = await asyncio.to_thread(replan, effects.replan)
             effects = with_recommendation(effects, obs.raw_status, recommendation)
@@ -108,6 +131,7 @@ async def reconcile(
         pool_replicas=effects.pool_replicas,
         refusal=effects.refusal,
         capacity=tuple(effects.status.capacity),
+        scorecard=tuple(effects.status.scorecard),
     )
 
 
@@ -141,7 +165,9 @@ def _owned(indexes: Mapping[str, Any]) -> IndexedOwned:
             "Deployment": indexes["owned_deployments"],
             "Service": indexes["owned_services"],
             "PodDisruptionBudget": indexes["owned_pdbs"],
-        }
+        },
+        pods=indexes["fleet_pods"],
+        config_maps=indexes["calibrations"],
     )
 
 
@@ -174,8 +200,9 @@ async def _reconcile_once(
         metrics.set_plan(namespace, name, outcome.plan)
         for pool in outcome.pool_replicas:
             metrics.set_replicas(namespace, name, pool.pool, pool.desired, pool.ready,
-                                 pool.warming)  # fmt: skip
+                                 pool.warming, pool.pending, pool.advised)  # fmt: skip
         metrics.set_capacity(namespace, name, outcome.capacity)
+        metrics.set_scorecard(namespace, name, outcome.scorecard)
     return outcome
 
 
@@ -210,6 +237,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # The operator posts its own Events with the what and why; Kopf's per-handler log Events
     # would be writes on every restart.
     settings.posting.enabled = False
+    log_redaction.install()
     tune_gc()
     memo.kube = Kube.from_environment()
     memo.locks = {}
@@ -251,6 +279,18 @@ def owned_services(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] 
 @kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
 def owned_pdbs(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | None:
     return index_entry(body)
+
+
+@kopf.index("v1", "pods", labels=MANAGED)
+def fleet_pods(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | None:
+    return pod_index_entry(body)
+
+
+# Calibrations (`spec.calibration.configMapRef`): only labelled ConfigMaps are watched, so the
+# operator never caches every ConfigMap in the cluster; a fleet's next pass re-plans on a change.
+@kopf.index("v1", "configmaps", labels={CALIBRATION_LABEL: kopf.PRESENT})
+def calibrations(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, str]] | None:
+    return config_map_entry(body)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")

@@ -1,7 +1,8 @@
 """Observe: everything one pass reads, gathered into one typed `Observation`.
 
-The spec (validated), config.json (inline or from its ConfigMap), the plan (cached, computed
-off the event loop), the owned objects as the watches last saw them (`OwnedObjects`, no API
+The spec (validated), config.json (inline, from its ConfigMap, or by model name from the
+built-in catalog or the Hub, with exact weights from safetensors headers), the plan (cached,
+computed off the event loop), the owned objects as the watches last saw them (`OwnedObjects`, no API
 request; only a keda ScaledObject is read), the metrics snapshot, the stored status
 (typed; what does not parse is named, not trusted) and the policy memory. Nothing is decided
 here; `decide` gets all of it in one value, so it needs no cluster to be tested.
@@ -18,18 +19,29 @@ from typing import Any
 from pydantic import ValidationError
 
 from controllers.adapters.kube import KubeClient, ObjectKey, OwnedObjects, Owner
+from controllers.adapters.model_source import (
+    ModelConfigUnavailable,
+    ModelResolver,
+    ResolvedModel,
+)
 from controllers.api.v1alpha1 import (
+    CALIBRATION_LABEL,
     InferenceFleetSpec,
     InferenceFleetStatus,
     PlanStatus,
     describe_validation_error,
     parse_status,
 )
+from controllers.policy.advisory import policy_spec
 from controllers.policy.autoscale import needs_history
+from controllers.policy.calibration import efficiency_from_text
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
 from controllers.policy.render import object_name
 from controllers.reconcile.plans import Curves, PlanCache, SpecRefused
 from controllers.reconcile.runtime import Remembered, Watcher
+from sizing.checkpoint import CheckpointWeights
+from sizing.errors import SizingError
+from sizing.performance import Efficiency
 
 # What a pool owns besides its Deployment, named like it.
 POOL_COMPANIONS = (("v1", "Service"), ("policy/v1", "PodDisruptionBudget"))
@@ -44,6 +56,8 @@ class Planned:
     hf_config: dict[str, Any]
     plan: PlanStatus
     curves: Curves
+    checkpoint: CheckpointWeights | None = None  # exact weights, when the Hub gave headers
+    origin: str = ""  # where a model named only by name was resolved (catalog, Hub)
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,9 @@ class Observation:
     owned: Mapping[ObjectKey, dict[str, Any] | None] = field(default_factory=dict)
     # Deployments this fleet owns (by label and ownerReference), for pruning dropped pools.
     owned_deployments: tuple[dict[str, Any], ...] = ()
+    # The fleet's vLLM pods as the watch saw them (by its instance label): Pending ones and
+    # the scheduler's reason, readiness and deletion cost for a scale-down's order.
+    pods: tuple[Mapping[str, Any], ...] = ()
     prometheus_url: str | None = None
     snapshot: MetricsSnapshot | None = None  # None: no Prometheus configured
     history_rps: tuple[tuple[float, float], ...] = ()  # past request rate, (policy s, req/s)
@@ -84,8 +101,30 @@ def owner_of(body: Mapping[str, Any]) -> Owner:
     return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
 
 
+async def _by_name(
+    kube: KubeClient, owner: Owner, spec: InferenceFleetSpec, models: ModelResolver
+) -> ResolvedModel:
+    """config.json and the checkpoint's weights from the catalog or the Hub; a model no source
+    has is refused with ModelConfigUnavailable (this fleet only; nothing running is touched)."""
+    token = None
+    ref = spec.model.hub.token_secret_ref
+    if ref is not None:
+        token = await kube.read_secret_key(owner.namespace, ref.name, ref.key)
+        if token is None:
+            raise SpecRefused(
+                "InvalidSpec",
+                f"spec.model.hub.tokenSecretRef: Secret {ref.name}, key {ref.key}: not found in "
+                f"namespace {owner.namespace}",
+            )
+    try:
+        return await models.resolve(spec.model.name, spec.model.revision, token)
+    except ModelConfigUnavailable as err:
+        raise SpecRefused(err.reason, str(err)) from None
+
+
 async def _hf_config(kube: KubeClient, owner: Owner, spec: InferenceFleetSpec) -> dict[str, Any]:
     source = spec.model.hf_config
+    assert source is not None  # the caller resolves by name otherwise
     if source.inline is not None:
         return dict(source.inline)
     ref = source.config_map_ref
@@ -103,16 +142,57 @@ async def _hf_config(kube: KubeClient, owner: Owner, spec: InferenceFleetSpec) -
     return config
 
 
+def calibration_of(
+    owned: OwnedObjects, owner: Owner, spec: InferenceFleetSpec
+) -> Efficiency | None:
+    """The efficiency `spec.calibration` names, from the watched calibration ConfigMaps."""
+    if spec.calibration is None:
+        return None
+    ref = spec.calibration.config_map_ref
+    where = f"spec.calibration.configMapRef: ConfigMap {ref.name}, key {ref.key}"
+    data = owned.calibration(owner.namespace, ref.name)
+    if data is None:
+        raise SpecRefused(
+            "InvalidSpec",
+            f"{where}: no ConfigMap of that name labelled {CALIBRATION_LABEL} in namespace "
+            f"{owner.namespace}",
+        )
+    if ref.key not in data:
+        raise SpecRefused("InvalidSpec", f"{where}: the ConfigMap has no such key")
+    try:
+        efficiency, gpu = efficiency_from_text(data[ref.key], where)
+    except (ValueError, SizingError) as err:
+        raise SpecRefused("InvalidSpec", str(err)) from None
+    gpus = sorted({pool.gpu for pool in spec.pools})
+    if gpu is not None and gpu.lower() not in {g.lower() for g in gpus}:
+        raise SpecRefused(
+            "InvalidSpec",
+            f"{where}: measured on {gpu}, but the fleet's pools use {', '.join(gpus)} (a "
+            "calibration holds for the GPU it was measured on)",
+        )
+    return efficiency
+
+
 async def _planned(
-    kube: KubeClient, owner: Owner, body: Mapping[str, Any], plans: PlanCache
+    kube: KubeClient,
+    owner: Owner,
+    body: Mapping[str, Any],
+    plans: PlanCache,
+    watcher: Watcher,
+    owned: OwnedObjects,
 ) -> Planned:
     try:
         spec = InferenceFleetSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
         raise SpecRefused("InvalidSpec", describe_validation_error(err, "spec.")) from None
-    hf_config = await _hf_config(kube, owner, spec)
-    plan, curves = await plans.plan_with_curves(owner.uid, spec, hf_config)
-    return Planned(spec, hf_config, plan, curves)
+    if spec.model.hf_config is not None:
+        hf_config, checkpoint, origin = await _hf_config(kube, owner, spec), None, ""
+    else:
+        found = await _by_name(kube, owner, spec, watcher.models)
+        hf_config, checkpoint, origin = found.config, found.checkpoint, found.origin
+    efficiency = calibration_of(owned, owner, spec)
+    plan, curves = await plans.plan_with_curves(owner.uid, spec, hf_config, checkpoint, efficiency)
+    return Planned(spec, hf_config, plan, curves, checkpoint, origin)
 
 
 async def _owned(
@@ -171,12 +251,15 @@ async def observe(
     """
     owner, now_s = base.owner, base.now_s
     try:
-        planned = await _planned(kube, owner, body, plans)
+        planned = await _planned(kube, owner, body, plans, watcher, owned)
     except SpecRefused as refusal:
         return replace(base, refusal=refusal)
     prometheus = watcher.prometheus
     url = prometheus.url_for(planned.spec.monitoring.prometheus_url) if prometheus else None
-    keda_url = url if planned.spec.scaling.mode == "keda" else None
+    # KEDA queries the URL from inside the cluster too: only an allowed one goes there.
+    keda_url = None
+    if planned.spec.scaling.mode == "keda" and url and prometheus and prometheus.allowed(url):
+        keda_url = url
     seen = owned.owned_by(owner)
     pools_owned = await _owned(kube, seen, owner, planned, keda_url)
     owned_deployments = tuple(obj for (kind, _), obj in seen.items() if kind == "Deployment")
@@ -185,13 +268,15 @@ async def observe(
     if url and prometheus is not None:
         pools = [p.pool for p in planned.plan.pools]
         snapshot = await prometheus.snapshot(url, owner.namespace, owner.name, pools, now_s)
-        if snapshot.reachable and needs_history(planned.spec, planned.plan, base.policy_memory):
+        deciding = policy_spec(planned.spec)
+        if snapshot.reachable and needs_history(deciding, planned.plan, base.policy_memory):
             history_rps = await prometheus.history(url, owner.namespace, owner.name, now_s)
     return replace(
         base,
         planned=planned,
         owned=pools_owned,
         owned_deployments=owned_deployments,
+        pods=owned.pods_of(owner),
         prometheus_url=url,
         snapshot=snapshot,
         history_rps=history_rps,

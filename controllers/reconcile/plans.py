@@ -1,4 +1,4 @@
-"""The plan of each fleet, cached while its spec and config.json stay the same.
+"""The plan of each fleet, cached while its spec, config.json and calibration stay the same.
 
 Planning is the costly, pure part of a pass (a CPU-second or two for a large model); resyncs
 and owned-object events of an unchanged fleet reuse it. Only a cache: after a restart the first
@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from controllers.api.v1alpha1 import InferenceFleetSpec, PlanStatus
 from controllers.policy.planning import plan_spec, plan_status
+from sizing.checkpoint import CheckpointWeights
 from sizing.curve import find_capacity
 from sizing.errors import SizingError
+from sizing.performance import DEFAULT_EFFICIENCY, Efficiency
 from sizing.plan import CapacityFn, memoized
 from sizing.simulator import LoadPoint
 
@@ -33,7 +37,11 @@ class SpecRefused(Exception):
 
 
 def plan_or_refusal(
-    spec: InferenceFleetSpec, hf_config: dict[str, Any], capacity_fn: CapacityFn
+    spec: InferenceFleetSpec,
+    hf_config: dict[str, Any],
+    capacity_fn: CapacityFn,
+    checkpoint: CheckpointWeights | None = None,
+    efficiency: Efficiency | None = None,
 ) -> tuple[PlanStatus, Curves] | SpecRefused:
     """The plan and its predicted curves, or why there is none. Never raises.
 
@@ -41,7 +49,7 @@ def plan_or_refusal(
     logged once here (the result is cached per spec, so it is not logged on every pass).
     """
     try:
-        plan = plan_spec(spec, hf_config, capacity_fn)
+        plan = plan_spec(spec, hf_config, capacity_fn, efficiency, checkpoint=checkpoint)
     except SizingError as err:
         return SpecRefused(err.reason, str(err))
     except Exception as err:  # the planner must not wedge the fleet
@@ -59,11 +67,12 @@ Entry = tuple[PlanStatus, Curves] | SpecRefused
 
 
 class PlanCache:
-    """The plan (or refusal) per spec and config.json, shared by every fleet that has them.
+    """The plan (or refusal) per spec, config.json, checkpoint and calibration, shared by every
+    fleet that has them.
 
     Fleets with the same spec (copies in other namespaces, one service in several regions)
     hold one plan and one set of curves between them; an entry goes when no fleet uses it.
-    Fleets of the same model on the same GPUs share one simulated load curve.
+    Fleets of the same model on the same GPUs (and calibration) share one simulated load curve.
     """
 
     def __init__(self) -> None:
@@ -71,16 +80,25 @@ class PlanCache:
         self._key_of: dict[str, str] = {}  # fleet uid -> its key (the entry's own string)
         self._users: dict[str, int] = {}  # key -> fleets using it
         self._planning: dict[str, asyncio.Future[Entry]] = {}  # key -> planning in flight
-        self._capacity = memoized(find_capacity)
+        self._capacity: dict[Efficiency, CapacityFn] = {}
 
     async def plan_with_curves(
-        self, uid: str, spec: InferenceFleetSpec, hf_config: dict[str, Any]
+        self,
+        uid: str,
+        spec: InferenceFleetSpec,
+        hf_config: dict[str, Any],
+        checkpoint: CheckpointWeights | None = None,
+        efficiency: Efficiency | None = None,
     ) -> tuple[PlanStatus, Curves]:
         """The plan and its curves; raises `SpecRefused` when the fleet cannot be planned."""
-        key = json.dumps([spec.model_dump(mode="json"), hf_config], sort_keys=True)
+        weights = None if checkpoint is None else hash(checkpoint)
+        measured = None if efficiency is None else asdict(efficiency)
+        key = json.dumps(
+            [spec.model_dump(mode="json"), hf_config, weights, measured], sort_keys=True
+        )
         found = self._entries.get(key)
         if found is None:
-            found = await self._plan(key, spec, hf_config)
+            found = await self._plan(key, spec, hf_config, checkpoint, efficiency)
         shared_key, entry = found
         if self._key_of.get(uid) != shared_key:
             self.forget(uid)
@@ -91,14 +109,27 @@ class PlanCache:
         return entry
 
     async def _plan(
-        self, key: str, spec: InferenceFleetSpec, hf_config: dict[str, Any]
+        self,
+        key: str,
+        spec: InferenceFleetSpec,
+        hf_config: dict[str, Any],
+        checkpoint: CheckpointWeights | None,
+        efficiency: Efficiency | None,
     ) -> tuple[str, Entry]:
         """Plan once per key even when several fleets ask at once, off the event loop (so
         watches and other fleets' passes run meanwhile)."""
         future = self._planning.get(key)
         if future is None:
+            engine = DEFAULT_EFFICIENCY if efficiency is None else efficiency
+            capacity = self._capacity.get(engine)
+            if capacity is None:
+                capacity = self._capacity[engine] = memoized(
+                    partial(find_capacity, efficiency=engine)
+                )
             future = asyncio.ensure_future(
-                asyncio.to_thread(plan_or_refusal, spec, hf_config, self._capacity)
+                asyncio.to_thread(
+                    plan_or_refusal, spec, hf_config, capacity, checkpoint, efficiency
+                )
             )
             self._planning[key] = future
             future.add_done_callback(lambda _: self._planning.pop(key, None))

@@ -62,7 +62,21 @@ RULES: tuple[Rule, ...] = (
         ("get", "create", "patch"),
         "scaling.mode keda: one ScaledObject per pool carrying the forecast floor.",
     ),
-    Rule(("",), ("configmaps",), ("get",), "spec.model.hfConfig.configMapRef."),
+    Rule(
+        ("",),
+        ("pods",),
+        ("list", "watch", "patch"),
+        "The fleet's vLLM pods, watched into the cache: replicas Pending past the deadline and "
+        "the scheduler's reason; a scale-down marks the least loaded with pod-deletion-cost.",
+    ),
+    Rule(
+        ("",),
+        ("configmaps",),
+        ("get", "list", "watch"),
+        "spec.model.hfConfig.configMapRef (read), and calibration ConfigMaps labelled "
+        "inferfleet.io/calibration, watched into the cache (spec.calibration.configMapRef).",
+    ),
+    Rule(("",), ("secrets",), ("get",), "spec.model.hub.tokenSecretRef: a Hub access token."),
     Rule(
         ("", "events.k8s.io"),
         ("events",),

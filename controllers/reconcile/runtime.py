@@ -1,4 +1,5 @@
-"""What the operator holds beyond Kubernetes: its Prometheus reader, its clock, policy memory."""
+"""What the operator holds beyond Kubernetes: its Prometheus reader, its clock, policy memory,
+and the model resolver with its cache."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.adapters.hf_hub import HubSettings
+from controllers.adapters.model_source import ModelResolver
 from controllers.adapters.prometheus_reader import MetricsSource, OperatorClock, PrometheusReader
 
 PROMETHEUS_URL_ENV = "INFERFLEET_PROMETHEUS_URL"
+# Comma-separated host patterns a fleet's prometheusURL may name (`*.monitoring.svc`); unset
+# allows every host, an empty value only the default URL.
+PROMETHEUS_ALLOWED_HOSTS_ENV = "INFERFLEET_PROMETHEUS_ALLOWED_HOSTS"
 TIME_COMPRESSION_ENV = "INFERFLEET_TIME_COMPRESSION"
 
 
@@ -55,13 +61,21 @@ class Watcher:
     # (namespace, kind, name) -> resourceVersion of the operator's own last apply: the watch
     # event that echoes it needs no pass.
     applied: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # Models named without hfConfig: the built-in catalog, then the Hub (HF_ENDPOINT, offline).
+    models: ModelResolver = field(default_factory=lambda: ModelResolver(HubSettings.from_env()))
 
     @classmethod
     def from_environment(cls) -> Watcher:
         compression = float(os.environ.get(TIME_COMPRESSION_ENV, "1") or 1)
         clock = OperatorClock(time.time(), compression)
         url = os.environ.get(PROMETHEUS_URL_ENV) or None
-        return cls(PrometheusReader(url, clock), clock)
+        hosts = os.environ.get(PROMETHEUS_ALLOWED_HOSTS_ENV)
+        allowed = None if hosts is None else tuple(h.strip() for h in hosts.split(",") if h.strip())
+        return cls(
+            PrometheusReader(url, clock, allowed),
+            clock,
+            models=ModelResolver(HubSettings.from_env()),
+        )
 
     def forget(self, uid: str) -> None:
         self.memory.pop(uid, None)

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,16 +98,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="trace minutes to replay (default 1440: a day)",
     )
     p.add_argument(
+        "--scenario",
+        choices=("all", *SCENARIOS),
+        default="all",
+        help="which change to replay: "
+        + "; ".join(f"{c.name}: {c.title}" for c in SCENARIOS.values())
+        + " (default all, one after the other)",
+    )
+    p.add_argument(
         "--shift-at",
         type=float,
-        default=18.0,
-        help="hour of the replayed day from which prompts get longer (default 18)",
+        default=None,
+        help="hour of the replayed day from which prompts get longer (the scenario's unless given)",
     )
     p.add_argument(
         "--prompt-shift",
         type=float,
-        default=3.0,
-        help="prompt length factor from --shift-at on (default 3; 1 = no shift)",
+        default=None,
+        help="prompt length factor from --shift-at on (1 = none; the scenario's unless given)",
+    )
+    p.add_argument(
+        "--speed-factor",
+        type=float,
+        default=None,
+        help="every replica this many times as fast as the plan predicts (0.6: 40 %% slower; "
+        "the scenario's unless given)",
     )
     p.add_argument(
         "--interval",
@@ -124,15 +139,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @dataclass(frozen=True)
+class Change:
+    """What a scenario changes against the plan, and from when (hour of the day)."""
+
+    name: str
+    title: str
+    speed_factor: float = 1.0  # replicas this many times as fast as planned, all day
+    prompt_shift: float = 1.0  # prompts this many times as long from `shift_at_h` on
+    shift_at_h: float = 18.0
+
+
+SCENARIOS = {
+    c.name: c
+    for c in (
+        Change("prompts-x3", "prompts 3x longer from 18:00", prompt_shift=3.0),
+        Change("slower", "replicas 40 % slower than planned", speed_factor=0.6),
+        Change("prompts-x2", "prompt length doubles at 18:00", prompt_shift=2.0),
+    )
+}
+TARGET_SLO_MISSED = 0.005  # of requests, in every scenario (the closed loop's target)
+
+
+@dataclass(frozen=True)
 class Scenario:
     """The validated inputs of one run."""
 
+    change: Change
     fleet: dict[str, Any]
     spec: InferenceFleetSpec
     peak_rps: float  # the fleet's peak as applied; the trace's busiest minute
     demand: Demand
     replay: ReplayConfig
     time_compression: float  # trace seconds per wall second
+
+    @property
+    def change_minute(self) -> int:
+        """The first trace minute that differs from the plan: the shift, or the start when
+        the replicas are off the plan all day."""
+        shifted = self.replay.shift_from_minute
+        if self.change.speed_factor != 1.0 or shifted is None:
+            return self.demand.first_minute
+        return max(shifted, self.demand.first_minute)
 
 
 def _load_fleet(path: Path) -> dict[str, Any]:
@@ -148,10 +195,26 @@ def _load_fleet(path: Path) -> dict[str, Any]:
     return fleet
 
 
-def build_scenario(args: argparse.Namespace) -> Scenario:
+def build_scenarios(args: argparse.Namespace) -> list[Scenario]:
+    """The scenarios asked for, with --shift-at, --prompt-shift and --speed-factor applied."""
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    changes = []
+    for name in names:
+        change = SCENARIOS[name]
+        for field_name, value in (("shift_at_h", args.shift_at),
+                                  ("prompt_shift", args.prompt_shift),
+                                  ("speed_factor", args.speed_factor)):  # fmt: skip
+            if value is not None:
+                change = replace(change, **{field_name: value})
+        changes.append(change)
+    return [build_scenario(args, change) for change in changes]
+
+
+def build_scenario(args: argparse.Namespace, change: Change) -> Scenario:
     """Check every flag, then derive the fleet as applied and the replay settings."""
     for flag, value in (("--minutes", args.minutes), ("--peak-rps", args.peak_rps),
-                        ("--speedup", args.speedup), ("--prompt-shift", args.prompt_shift),
+                        ("--speedup", args.speedup), ("--prompt-shift", change.prompt_shift),
+                        ("--speed-factor", change.speed_factor),
                         ("--trace-minutes", args.trace_minutes)):  # fmt: skip
         if value is not None and not value > 0:
             raise UsageError(f"{flag} must be > 0, got {value}")
@@ -180,7 +243,7 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
         raise UsageError(f"--trace {args.trace}: {err}") from None
     wall_s_per_minute = args.minutes * 60 / len(demand)
     workload = spec.workload
-    shift_minute = round(args.shift_at * 60)
+    shift_minute = round(change.shift_at_h * 60)
     replay = ReplayConfig(
         model=spec.model.name,
         prompt=Percentiles(workload.prompt_tokens.p50, workload.prompt_tokens.p95,
@@ -191,11 +254,11 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
         ttft_slo_s=parse_duration_s(spec.slo.ttft_p99),
         speedup=args.speedup,
         wall_s_per_minute=wall_s_per_minute,
-        shift_from_minute=shift_minute if args.prompt_shift != 1 else None,
-        prompt_shift_factor=args.prompt_shift,
+        shift_from_minute=shift_minute if change.prompt_shift != 1 else None,
+        prompt_shift_factor=change.prompt_shift,
         seed=args.seed,
     )  # fmt: skip
-    return Scenario(fleet, spec, peak_rps, demand, replay, 60.0 / wall_s_per_minute)
+    return Scenario(change, fleet, spec, peak_rps, demand, replay, 60.0 / wall_s_per_minute)
 
 
 def _condition(harness: LocalHarness, namespace: str, name: str, type_: str):
@@ -242,9 +305,57 @@ def _frame(name: str, scenario: Scenario, driver: LoadDriver, sample: Sample, wa
     )
 
 
-def _summary(scenario: Scenario, driver: LoadDriver, samples: list[Sample]) -> list[str]:
+@dataclass(frozen=True)
+class Outcome:
+    """What one scenario cost and how well it served, for the closing table."""
+
+    name: str
+    title: str
+    done: int
+    slo_missed: int
+    gpu_hours: float
+    change_minute: int
+    first_scale_up_minute: float | None  # the first increase of desired after the change
+
+    @property
+    def missed_share(self) -> float:
+        return self.slo_missed / self.done if self.done else 0.0
+
+    @property
+    def reaction(self) -> str:
+        if self.first_scale_up_minute is None:
+            return "no scale-up"
+        return f"{self.first_scale_up_minute - self.change_minute:.0f} min"
+
+
+def gpu_hours(samples: Sequence[Sample]) -> float:
+    """GPU-hours of trace time held by the ready and warming replicas."""
+    return sum(a.gpus_held * (b.minute - a.minute) / 60 for a, b in itertools.pairwise(samples))
+
+
+def first_scale_up(samples: Sequence[Sample], change_minute: float) -> float | None:
+    """Trace minute of the first sample after `change_minute` desiring more replicas than the
+    sample before it."""
+    return next(
+        (b.minute for a, b in itertools.pairwise(samples)
+         if b.minute > change_minute and b.desired > a.desired),
+        None,
+    )  # fmt: skip
+
+
+def outcome(scenario: Scenario, driver: LoadDriver, samples: Sequence[Sample]) -> Outcome:
     totals = driver.totals()
-    missed = totals.slo_missed / totals.done if totals.done else 0.0
+    change = scenario.change_minute
+    return Outcome(
+        scenario.change.name, scenario.change.title, totals.done, totals.slo_missed,
+        gpu_hours(samples), change, first_scale_up(samples, change),
+    )  # fmt: skip
+
+
+def _summary(
+    scenario: Scenario, driver: LoadDriver, samples: list[Sample], result: Outcome
+) -> list[str]:
+    totals = driver.totals()
     cost_usd = sum(
         a.cost_per_hour_usd * (b.minute - a.minute) / 60 for a, b in itertools.pairwise(samples)
     )
@@ -252,10 +363,43 @@ def _summary(scenario: Scenario, driver: LoadDriver, samples: list[Sample]) -> l
     return [
         f"requests: {totals.sent} sent, {totals.ok} ok, {totals.failed} failed; "
         f"TTFT P99 {totals.ttft_p99_s or 0:.2f} s vs SLO {scenario.replay.ttft_slo_s:g} s; "
-        f"SLO missed by {missed:.1%} of requests",
-        f"replicas ready: min {min(ready)}, max {max(ready)}; "
+        f"SLO missed by {result.missed_share:.1%} of requests ({result.slo_missed})",
+        f"replicas ready: min {min(ready)}, max {max(ready)}; {result.gpu_hours:.1f} GPU-hours, "
         f"cost of the replayed day ${cost_usd:.2f}",
+        f"change at {clock(result.change_minute)}; first scale-up after it: {result.reaction}",
     ]
+
+
+def write_minutes(path: Path, stats: Sequence[MinuteStats], samples: Sequence[Sample]) -> None:
+    """Per trace minute: the traffic, what missed the SLO, and the replicas then (to see why)."""
+    rows = ["minute,clock,demand_rps,sent,ok,failed,slo_missed,ttft_p99_s,desired,ready"]
+    at = 0
+    for s in stats:
+        while at + 1 < len(samples) and samples[at + 1].minute <= s.minute:
+            at += 1
+        fleet = samples[at] if samples else None
+        p99 = s.ttft_p99_s
+        rows.append(
+            f"{s.minute},{clock(s.minute)},{s.demand_rps:.3f},{s.sent},{s.ok},{s.failed},"
+            f"{s.slo_missed},{'' if p99 is None else f'{p99:.3f}'},"
+            f"{fleet.desired if fleet else ''},{fleet.ready if fleet else ''}"
+        )
+    path.write_text("\n".join(rows) + "\n")
+
+
+def closing_table(outcomes: Sequence[Outcome]) -> list[str]:
+    """One row per scenario against the target share of requests missing the SLO."""
+    rows = [
+        f"{'scenario':<12} {'SLO missed':>14} {'GPU-hours':>10} {'change→scale-up':>16}  "
+        f"target ≤ {TARGET_SLO_MISSED:.1%}"
+    ]
+    for o in outcomes:
+        verdict = "met" if o.missed_share <= TARGET_SLO_MISSED else "MISSED"
+        rows.append(
+            f"{o.name:<12} {o.missed_share:>7.2%} ({o.slo_missed:>4}) {o.gpu_hours:>10.1f} "
+            f"{o.reaction:>16}  {verdict}  ({o.title})"
+        )
+    return rows
 
 
 @contextlib.contextmanager
@@ -293,17 +437,38 @@ def _verdict(status: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    scenario = build_scenario(args)
+    scenarios = build_scenarios(args)
+    outcomes = []
+    view = LiveView(sys.stdout)
+    for number, scenario in enumerate(scenarios, 1):
+        view.say(f"--- scenario {number}/{len(scenarios)}: {scenario.change.name} "
+                 f"({scenario.change.title})")  # fmt: skip
+        out = args.out
+        if len(scenarios) > 1:
+            out = out.with_name(f"{out.stem}-{scenario.change.name}{out.suffix}")
+        result = run_one(args, scenario, view, out)
+        if result is None:
+            return 1
+        outcomes.append(result)
+    view.say("")
+    for line in closing_table(outcomes):
+        view.say(line)
+    return 0
+
+
+def run_one(
+    args: argparse.Namespace, scenario: Scenario, view: LiveView, out_path: Path
+) -> Outcome | None:
+    """One scenario through a fresh stack; its Outcome, or None when the run failed."""
     meta = scenario.fleet["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    view = LiveView(sys.stdout)
     workdir_tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="inferfleet-demo-")
-    workdir = args.workdir or Path(workdir_tmp.name)  # type: ignore[union-attr]
+    workdir = args.workdir / scenario.change.name if args.workdir else Path(workdir_tmp.name)  # type: ignore[union-attr]
     workdir.mkdir(parents=True, exist_ok=True)
     view.say(
         f"inferfleet demo: {len(scenario.demand)} trace minutes in {args.minutes:g} wall minutes "
-        f"({scenario.time_compression:.0f}x), emulators at {args.speedup:g}x, "
-        f"peak {scenario.peak_rps:g} req/s"
+        f"({scenario.time_compression:.0f}x), emulators at {args.speedup:g}x, replicas at "
+        f"{scenario.change.speed_factor:g}x the planned speed, peak {scenario.peak_rps:g} req/s"
     )
     started_s = time.monotonic()
     samples: list[Sample] = []
@@ -313,7 +478,10 @@ def run(args: argparse.Namespace) -> int:
         with (
             _logs_to(workdir / "operator.log"),
             LocalHarness(
-                speedup=args.speedup, time_compression=scenario.time_compression, workdir=workdir
+                speedup=args.speedup,
+                time_compression=scenario.time_compression,
+                speed_factor=scenario.change.speed_factor,
+                workdir=workdir,
             ) as harness,
         ):
             fleet = copy.deepcopy(scenario.fleet)
@@ -340,14 +508,17 @@ def run(args: argparse.Namespace) -> int:
             final_status = (harness.fleet(namespace, name) or {}).get("status") or {}
     except RuntimeError as err:
         view.say(f"demo failed: {err}")
-        return 1
+        return None
     finally:
         if driver is not None:
             driver.stop()
         if workdir_tmp is not None:
             workdir_tmp.cleanup()
     view.say(f"day replayed in {time.monotonic() - started_s:.0f} s wall")
-    for line in _summary(scenario, driver, samples):
+    result = outcome(scenario, driver, samples)
+    if args.workdir:
+        write_minutes(workdir / "minutes.csv", driver.stats, samples)
+    for line in _summary(scenario, driver, samples, result):
         view.say(line)
     for line in _verdict(final_status):
         view.say(line)
@@ -355,7 +526,7 @@ def run(args: argparse.Namespace) -> int:
     for event in events.seen:
         view.say(f"  {clock(event.minute)}  {event.type:<7} {event.reason:<16} {event.message}")
     out = write_report(
-        args.out,
+        out_path,
         title=f"inferfleet demo: {name} on {args.trace.name}",
         samples=samples,
         stats=driver.stats,
@@ -363,7 +534,7 @@ def run(args: argparse.Namespace) -> int:
         shift_minute=scenario.replay.shift_from_minute,
     )
     view.say(f"report: {out}")
-    return 0 if driver.totals().ok > 0 else 1
+    return result if driver.totals().ok > 0 else None
 
 
 @contextlib.contextmanager

@@ -39,11 +39,23 @@ def prometheus_config(targets_file: Path) -> dict[str, Any]:
 
 
 class LocalHarness:
-    """Start with `with LocalHarness(speedup=..., time_compression=...) as h:`."""
+    """Start with `with LocalHarness(speedup=..., time_compression=...) as h:`.
 
-    def __init__(self, *, speedup: float, time_compression: float, workdir: Path | None = None):
+    `speed_factor` makes every replica that many times as fast as `sizing.performance`
+    predicts (the emulator's --speed-factor): the plan is then wrong by that factor.
+    """
+
+    def __init__(
+        self,
+        *,
+        speedup: float,
+        time_compression: float,
+        speed_factor: float = 1.0,
+        workdir: Path | None = None,
+    ):
         self.speedup = speedup
         self.time_compression = time_compression
+        self.speed_factor = speed_factor
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="inferfleet-local-")
         self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +85,7 @@ class LocalHarness:
             self.workdir,
             speedup=self.speedup,
             time_compression=self.time_compression,
+            speed_factor=self.speed_factor,
         )
         stack.callback(self.pods.close)
         self.prometheus = PrometheusServer(scrape_interval=SCRAPE_INTERVAL)

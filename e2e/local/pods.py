@@ -9,7 +9,9 @@ the inferfleet-managed Deployments from the API server and, per Deployment:
 * marks a pod ready once its `/health` answers 200 (the readiness probe);
 * replaces pods of an older pod template once the new ones are ready (a rolling update);
 * stops the surplus when replicas go down (not-ready pods first, then the youngest): a pod
-  leaves the endpoints at once and gets SIGTERM after `drain_s`, so requests in flight end;
+  leaves the endpoints at once, runs the template's preStop exec hook against its own port
+  (the operator's drain) and gets SIGTERM when the hook returns or its grace period ends; a
+  template without a hook gets SIGTERM after `drain_s`;
 * writes `status.replicas/readyReplicas/availableReplicas/updatedReplicas` back, and the ready
   pods as Prometheus file_sd targets labelled `namespace`, `fleet`, `pool`, `pod`.
 
@@ -38,7 +40,7 @@ import httpx
 
 from controllers.adapters.kube import object_path
 from controllers.api.v1alpha1 import API_VERSION, KIND
-from controllers.policy.render import MANAGED_BY
+from controllers.policy.render import MANAGED_BY, VLLM_PORT
 from inferfleet_testing.emulator import HOST, REPO, free_port
 
 DEPLOYMENTS_PATH = "/apis/apps/v1/deployments"
@@ -75,8 +77,11 @@ class Pod:
     process: subprocess.Popen[bytes]
     started_s: float
     ready: bool = False
+    prestop: tuple[str, ...] = ()  # the container's preStop exec command, if any
+    grace_s: float = STOP_GRACE_S  # terminationGracePeriodSeconds
     sigterm_at_s: float | None = None  # set when the pod starts terminating
     sigkill_at_s: float | None = None  # set once SIGTERM was sent
+    hook: subprocess.Popen[bytes] | None = None  # the preStop hook while it runs
 
     @property
     def url(self) -> str:
@@ -122,14 +127,17 @@ class PodRunner:
         *,
         speedup: float,
         time_compression: float,
+        speed_factor: float = 1.0,
         poll_s: float = 0.25,
         drain_s: float = DRAIN_S,
     ) -> None:
-        if speedup <= 0 or time_compression <= 0:
+        if speedup <= 0 or time_compression <= 0 or speed_factor <= 0:
             raise ValueError(
-                f"speedup ({speedup}) and time_compression ({time_compression}) must be > 0"
+                f"speedup ({speedup}), time_compression ({time_compression}) and speed_factor "
+                f"({speed_factor}) must be > 0"
             )
         self.speedup = speedup
+        self.speed_factor = speed_factor
         self.time_compression = time_compression
         self.poll_s = poll_s
         self.drain_s = drain_s
@@ -256,6 +264,7 @@ class PodRunner:
             sys.executable, "-m", "e2e.emulator", *container.get("args", []),
             "--gpu", shape.gpu, "--host", HOST, "--port", str(port),
             "--dcgm-port", str(dcgm_port), "--speedup", repr(self.speedup),
+            "--speed-factor", repr(self.speed_factor),
             "--startup-delay-s", repr(shape.cold_start_s / self.time_compression),
             "--seed", str(self.started_total),
         ]  # fmt: skip
@@ -270,6 +279,8 @@ class PodRunner:
             )
         self.started_total += 1
         labels = meta["labels"]
+        hook = ((container.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}
+        pod_spec = deployment["spec"]["template"]["spec"]
         return Pod(
             name=name,
             namespace=meta["namespace"],
@@ -280,6 +291,8 @@ class PodRunner:
             dcgm_port=dcgm_port,
             process=process,
             started_s=time.monotonic(),
+            prestop=tuple(hook.get("command") or ()),
+            grace_s=float(pod_spec.get("terminationGracePeriodSeconds", STOP_GRACE_S)),
         )
 
     def _healthy(self, pod: Pod) -> bool:
@@ -291,17 +304,34 @@ class PodRunner:
             return False
 
     def _begin_stop(self, pod: Pod, drain_s: float | None = None) -> None:
-        """Leave the endpoints now (this pass publishes it); SIGTERM once drained."""
+        """Leave the endpoints now (this pass publishes it); SIGTERM once drained: when the
+        preStop hook returns (at the latest at the grace period's end), else after drain_s."""
         if pod.terminating:
             return
         pod.ready = False
-        pod.sigterm_at_s = time.monotonic() + (self.drain_s if drain_s is None else drain_s)
+        now = time.monotonic()
+        if drain_s is None and pod.prestop:
+            pod.hook = self._run_hook(pod)
+            pod.sigterm_at_s = now + pod.grace_s
+        else:
+            pod.sigterm_at_s = now + (self.drain_s if drain_s is None else drain_s)
         self._signal_due(pod)
+
+    def _run_hook(self, pod: Pod) -> subprocess.Popen[bytes]:
+        """The hook as the kubelet runs it in the container: vLLM's port there is ours here."""
+        command = list(pod.prestop)
+        command[command.index(str(VLLM_PORT))] = str(pod.port)
+        with (self._logs / f"{pod.name}.prestop.log").open("wb") as log:
+            return subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
     def _signal_due(self, pod: Pod) -> None:
         now = time.monotonic()
         assert pod.sigterm_at_s is not None
-        if pod.sigkill_at_s is None and now >= pod.sigterm_at_s:
+        drained = pod.hook is not None and pod.hook.poll() is not None
+        if pod.sigkill_at_s is None and (now >= pod.sigterm_at_s or drained):
+            if pod.hook is not None and pod.hook.poll() is None:
+                _signal_group(pod.hook, signal.SIGKILL)  # its grace is over
             _signal_group(pod.process, signal.SIGTERM)
             pod.sigkill_at_s = now + STOP_GRACE_S
         elif pod.sigkill_at_s is not None and now > pod.sigkill_at_s:
@@ -376,9 +406,10 @@ class PodRunner:
         """SIGKILL every pod's process group (atexit and error path; idempotent)."""
         for state in list(self._deployments.values()):
             for pod in state.pods:
-                if pod.process.poll() is None:
-                    _signal_group(pod.process, signal.SIGKILL)
-                    pod.process.wait(timeout=5)
+                for process in (pod.hook, pod.process):
+                    if process is not None and process.poll() is None:
+                        _signal_group(process, signal.SIGKILL)
+                        process.wait(timeout=5)
 
     def close(self) -> None:
         """Stop the loop, then every pod: SIGTERM, a grace period, SIGKILL."""
@@ -387,6 +418,10 @@ class PodRunner:
         pods = [p for state in self._deployments.values() for p in state.pods]
         for pod in pods:
             pod.sigterm_at_s = pod.sigkill_at_s = None  # stop now: nothing routes to them
+            if pod.hook is not None and pod.hook.poll() is None:
+                _signal_group(pod.hook, signal.SIGKILL)
+                pod.hook.wait(timeout=5)
+            pod.hook = None
             self._begin_stop(pod, drain_s=0.0)
         deadline = time.monotonic() + STOP_GRACE_S
         for pod in pods:

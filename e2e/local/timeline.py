@@ -22,6 +22,7 @@ class PoolSample:
     ready: int  # its status.readyReplicas
     usable_rps_per_replica: float
     cost_per_replica_hour_usd: float
+    gpus_per_replica: int = 1
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class Sample:
     @property
     def desired_capacity_rps(self) -> float:
         return sum(p.desired * p.usable_rps_per_replica for p in self.pools)
+
+    @property
+    def gpus_held(self) -> int:
+        """GPUs the ready and warming replicas hold."""
+        return sum(p.desired * p.gpus_per_replica for p in self.pools)
 
     @property
     def cost_per_hour_usd(self) -> float:
@@ -80,6 +86,7 @@ def _pool_sample(
         ready=int((deployment.get("status") or {}).get("readyReplicas") or 0),
         usable_rps_per_replica=float(parse_decimal(layout["usableRPSPerReplica"])),
         cost_per_replica_hour_usd=float(parse_decimal(layout["costPerHour"])) / replicas,
+        gpus_per_replica=int(layout["tensorParallel"]) * int(layout["pipelineParallel"]),
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inferfleet.errors import UsageError
+from inferfleet.inputs import check_plot_path
 from inferfleet.tables import render_table
 
 if TYPE_CHECKING:
@@ -159,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     from sizing.accuracy import score
 
     groupings = _groupings(args.by)
+    if args.plot:
+        check_plot_path(args.plot)
     cases, unreadable = load_cases(args.benchmarks)
     scored, unanswered = score(cases)
     skipped = unreadable + unanswered

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from inferfleet.errors import UsageError
+from inferfleet.inputs import check_plot_path, integer, number, positive_list
 from inferfleet.tables import render_table
 
 if TYPE_CHECKING:
@@ -26,16 +27,6 @@ if TYPE_CHECKING:
 NAME = "bench"
 HELP = "measure TTFT, ITL and throughput of an OpenAI-compatible endpoint (vLLM or the emulator)"
 EXIT_INTERRUPTED = 130
-
-
-def _positive_list(kind: type, flag: str, text: str) -> list:
-    try:
-        values = [kind(part) for part in text.split(",") if part.strip()]
-    except ValueError as err:
-        raise UsageError(f"{flag} must be a comma-separated list of numbers, got {text!r}") from err
-    if not values or any(v <= 0 for v in values):
-        raise UsageError(f"{flag} values must all be > 0, got {text!r}")
-    return values
 
 
 def _check_url(text: str) -> None:
@@ -63,27 +54,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--url", required=True, help="base URL of the server, e.g. http://host:8000"
     )
     parser.add_argument("--model", required=True, help="served model name sent in each request")
-    parser.add_argument("--input-len", type=int, required=True, help="prompt tokens per request")
-    parser.add_argument("--output-len", type=int, required=True, help="output tokens per request")
+    parser.add_argument(
+        "--input-len", type=integer, required=True, help="prompt tokens per request"
+    )
+    parser.add_argument(
+        "--output-len", type=integer, required=True, help="output tokens per request"
+    )
     load = parser.add_mutually_exclusive_group(required=True)
     load.add_argument("--concurrency", help="closed loop: requests in flight, e.g. 1,8,64")
     load.add_argument("--request-rate", help="open loop: Poisson arrivals per second, e.g. 2,4,8")
-    parser.add_argument("--num-prompts", type=int, help="requests per load point")
-    parser.add_argument("--duration-s", type=float, help="seconds per load point")
+    parser.add_argument("--num-prompts", type=integer, help="requests per load point")
+    parser.add_argument("--duration-s", type=number, help="seconds per load point")
     parser.add_argument(
         "--endpoint",
         default="/v1/completions",
         help="API path: /v1/completions (token-id prompts) or /v1/chat/completions",
     )
-    parser.add_argument("--request-timeout-s", type=float, default=600.0)
+    parser.add_argument("--request-timeout-s", type=number, default=600.0)
     parser.add_argument(
         "--time-scale",
-        type=float,
+        type=number,
         default=1.0,
         help="the emulator's --speedup: request rates, durations and results are then all in "
         "emulated GPU time (the wall clock runs this many times faster)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=integer, default=0)
     parser.add_argument("--output", choices=["text", "json"], default="text")
     parser.add_argument("--plot", metavar="FILE.png", help="draw TTFT/ITL P99 and throughput")
     cal = parser.add_argument_group(
@@ -93,15 +88,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cal.add_argument("--calibration-out", metavar="FILE.yaml", help="where to write the fit")
     cal.add_argument("--model-config", metavar="PATH", help="the served model's config.json")
     cal.add_argument("--gpu", help="GPU of the measured replica, e.g. H100 or L4")
-    cal.add_argument("--tp", type=int, default=1)
-    cal.add_argument("--pp", type=int, default=1)
+    cal.add_argument("--tp", type=integer, default=1)
+    cal.add_argument("--pp", type=integer, default=1)
     cal.add_argument("--dtype", default="auto")
     cal.add_argument("--quantization", default="none")
     cal.add_argument("--kv-cache-dtype", default="auto")
-    cal.add_argument("--max-model-len", type=int)
-    cal.add_argument("--max-num-seqs", type=int)
-    cal.add_argument("--max-num-batched-tokens", type=int)
-    cal.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    cal.add_argument("--max-model-len", type=integer)
+    cal.add_argument("--max-num-seqs", type=integer)
+    cal.add_argument("--max-num-batched-tokens", type=integer)
+    cal.add_argument("--gpu-memory-utilization", type=number, default=0.9)
     cal.add_argument("--enforce-eager", action="store_true")
 
 
@@ -128,9 +123,9 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
     _check_url(args.url)
     x_key: XKey
     if args.concurrency is not None:
-        x_key, xs = "concurrency", _positive_list(int, "--concurrency", args.concurrency)
+        x_key, xs = "concurrency", positive_list(int, "--concurrency", args.concurrency)
     else:
-        x_key, xs = "request_rate", _positive_list(float, "--request-rate", args.request_rate)
+        x_key, xs = "request_rate", positive_list(float, "--request-rate", args.request_rate)
     from controllers.adapters.benchmark import LoadSpec
 
     spec = LoadSpec(
@@ -323,6 +318,8 @@ def calibrate(args: argparse.Namespace, predict: Predictor, points: list[LoadPoi
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_plot_path(args.plot)
     plan = plan_from_args(args)
     predict = calibration_predictor(args) if args.calibrate else None
     try:

@@ -16,6 +16,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from inferfleet.errors import UsageError
+from inferfleet.inputs import check_plot_path, integer, number, positive_list
+from inferfleet.models import add_model_arguments
 from inferfleet.tables import render_table
 
 if TYPE_CHECKING:
@@ -30,37 +32,34 @@ MS_PER_S = 1000.0
 SPECULATIVE_METHODS = ("mtp", "eagle", "eagle3", "ngram")
 
 
-def _positive_list(kind: type, flag: str) -> Callable[[str], list]:
+def _positive_list(kind: type[int] | type[float], flag: str) -> Callable[[str], list]:
     def parse(text: str) -> list:
         try:
-            values = [kind(part) for part in text.split(",") if part.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{flag} wants comma-separated numbers like 1,8,64, got {text!r}"
-            ) from None
-        if not values or any(v <= 0 for v in values):
-            raise argparse.ArgumentTypeError(f"{flag} values must be > 0, got {text!r}")
-        return values
+            return positive_list(kind, flag, text)
+        except UsageError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
 
     return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model and replica (vLLM serve flags)")
-    model.add_argument("--model-config", required=True, metavar="PATH", help="config.json")
+    add_model_arguments(model)
     model.add_argument("--gpu", required=True, help="GPU name, e.g. H100 or L40S")
-    model.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
-    model.add_argument("--pp", type=int, default=1, help="pipeline-parallel size")
-    model.add_argument("--params-b", type=float, help="total parameters in billions (override)")
+    model.add_argument("--tp", type=integer, default=1, help="tensor-parallel size")
+    model.add_argument("--pp", type=integer, default=1, help="pipeline-parallel size")
+    model.add_argument("--params-b", type=number, help="total parameters in billions (override)")
     model.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32")
     model.add_argument(
         "--quantization", default="none", help="none (checkpoint as is) | fp8 | int8 | awq | ..."
     )
     model.add_argument("--kv-cache-dtype", default="auto", help="auto | fp8")
-    model.add_argument("--max-model-len", type=int, help="context limit (default: the model's)")
-    model.add_argument("--max-num-seqs", type=int, help="default: vLLM's for this GPU")
-    model.add_argument("--max-num-batched-tokens", type=int, help="default: vLLM's for this GPU")
-    model.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    model.add_argument("--max-model-len", type=integer, help="context limit (default: the model's)")
+    model.add_argument("--max-num-seqs", type=integer, help="default: vLLM's for this GPU")
+    model.add_argument(
+        "--max-num-batched-tokens", type=integer, help="default: vLLM's for this GPU"
+    )
+    model.add_argument("--gpu-memory-utilization", type=number, default=0.9)
     model.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs")
     model.add_argument(
         "--expert-parallel",
@@ -69,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--data-parallel",
-        type=int,
+        type=integer,
         default=1,
         metavar="N",
         help="engine replicas inside one server; the load is shared, throughput is the server's",
@@ -79,10 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=SPECULATIVE_METHODS,
         help="speculative decoding method (not modelled yet: refused)",
     )
-    model.add_argument("--num-speculative-tokens", type=int, help="with --speculative")
+    model.add_argument("--num-speculative-tokens", type=integer, help="with --speculative")
     load = parser.add_argument_group("load (vllm bench serve flags)")
-    load.add_argument("--input-len", type=int, required=True, help="prompt tokens per request")
-    load.add_argument("--output-len", type=int, required=True, help="output tokens per request")
+    load.add_argument("--input-len", type=integer, required=True, help="prompt tokens per request")
+    load.add_argument("--output-len", type=integer, required=True, help="output tokens per request")
     sweep = load.add_mutually_exclusive_group(required=True)
     sweep.add_argument(
         "--concurrency", type=_positive_list(int, "--concurrency"), help="e.g. 1,8,64"
@@ -90,8 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument(
         "--request-rate", type=_positive_list(float, "--request-rate"), help="req/s, e.g. 2,4,8"
     )
-    load.add_argument("--num-prompts", type=int, default=DEFAULT_NUM_PROMPTS)
-    load.add_argument("--seed", type=int, default=DEFAULT_SEED, help="Poisson arrivals seed")
+    load.add_argument("--num-prompts", type=integer, default=DEFAULT_NUM_PROMPTS)
+    load.add_argument("--seed", type=integer, default=DEFAULT_SEED, help="Poisson arrivals seed")
     out = parser.add_argument_group("output")
     out.add_argument("--output", choices=["text", "json"], default="text")
     out.add_argument(
@@ -100,8 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="efficiency factors fitted by `inferfleet bench --calibrate`",
     )
     out.add_argument("--plot", metavar="FILE.png", help="draw P99 TTFT/ITL vs concurrency")
-    out.add_argument("--ttft-slo-ms", type=float, help="TTFT P99 SLO line (and C_max)")
-    out.add_argument("--itl-slo-ms", type=float, help="ITL P99 SLO line")
+    out.add_argument("--ttft-slo-ms", type=number, help="TTFT P99 SLO line (and C_max)")
+    out.add_argument("--itl-slo-ms", type=number, help="ITL P99 SLO line")
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -124,6 +123,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError("--plot draws the text-mode sweep; drop --output json or --plot")
     if args.plot and not args.concurrency:
         raise UsageError("--plot needs a --concurrency sweep (C_max is a concurrency)")
+    if args.plot:
+        check_plot_path(args.plot)
     for flag in ("ttft_slo_ms", "itl_slo_ms"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
@@ -135,16 +136,13 @@ def predict_points(args: argparse.Namespace) -> list[LoadPoint]:
     import numpy as np
 
     from inferfleet.engine_flags import engine_config_from_args
-    from inferfleet.manifests import load_json_file
+    from inferfleet.models import load_arch
     from sizing.curve import replica_engine
     from sizing.hardware import get_gpu
     from sizing.memory import estimate_memory
-    from sizing.model import load_model_config
     from sizing.simulator import poisson_arrivals, simulate_arrivals, simulate_closed_loop
 
-    arch = load_model_config(
-        load_json_file(args.model_config, "--model-config"), params_b=args.params_b
-    )
+    arch = load_arch(args, args.params_b, "--model-config")
     gpu = get_gpu(args.gpu)
     cfg = engine_config_from_args(args)
     memory = estimate_memory(arch, gpu, cfg)

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from inferfleet.errors import UsageError
-from inferfleet.manifests import load_json_file
+from inferfleet.models import add_model_arguments, load_arch
 from inferfleet.tables import render_table
 
 if TYPE_CHECKING:
@@ -29,8 +29,7 @@ _QUANTIZATIONS = ("none", "fp8", "int8", "int4", "awq", "gptq", "mxfp4", "nvfp4"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-config", required=True, metavar="PATH",
-                        help="the model's Hugging Face config.json")  # fmt: skip
+    add_model_arguments(parser)
     parser.add_argument("--gpu", required=True, help="GPU name, e.g. H100 (see the catalog)")
     parser.add_argument("--tp", required=True, metavar="N", help="tensor-parallel size")
     parser.add_argument("--pp", default="1", metavar="N", help="pipeline-parallel size")
@@ -47,8 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-num-batched-tokens", metavar="N",
                         help="default: vLLM's for this GPU")  # fmt: skip
     parser.add_argument("--enforce-eager", action="store_true")
-    parser.add_argument("--vllm-version", default="0.19", metavar="X.Y",
-                        help="profiler behaviour to model (0.10 or newer)")  # fmt: skip
+    parser.add_argument("--limit-mm-per-prompt", metavar="N",
+                        help="images per prompt of a multimodal model; 0 = text only (no "
+                             "encoder profile); default: vLLM's")  # fmt: skip
+    parser.add_argument("--vllm-version", metavar="X.Y",
+                        help="the vLLM release whose profiler to model (0.10 or newer; "
+                             "default: the release of the image the chart pins)")  # fmt: skip
     parser.add_argument("--method", choices=("vllm", "guide"), default="vllm")
     parser.add_argument("--output", choices=("text", "json"), default="text")
 
@@ -78,15 +81,14 @@ def _float(flag: str, raw: str | None, low: float, high: float) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from controllers.policy.planning import DEFAULT_VLLM_RELEASE
     from sizing.errors import ModelDoesNotFit
     from sizing.hardware import get_gpu
     from sizing.memory import EngineConfig, estimate_memory
-    from sizing.model import load_model_config
 
-    config = load_json_file(args.model_config, "config.json")
     gpu = get_gpu(args.gpu)
     params_b = _float("--params-b", args.params_b, 0.0, 1e5)
-    arch = load_model_config(config, params_b=params_b, name=args.model_config)
+    arch = load_arch(args, params_b)
     engine = EngineConfig(
         tp=_int("--tp", args.tp) or 1,
         pp=_int("--pp", args.pp) or 1,
@@ -101,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         max_num_seqs=_int("--max-num-seqs", args.max_num_seqs),
         max_num_batched_tokens=_int("--max-num-batched-tokens", args.max_num_batched_tokens),
         enforce_eager=args.enforce_eager,
-        vllm_version=args.vllm_version,
+        mm_items_per_prompt=_int("--limit-mm-per-prompt", args.limit_mm_per_prompt, minimum=0),
+        vllm_version=args.vllm_version or DEFAULT_VLLM_RELEASE,
     )
     memory = estimate_memory(arch, gpu, engine, method=args.method)
     if not memory.fits:

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from inferfleet.errors import UsageError
 from inferfleet.manifests import load_fleet, resolve_hf_config
+from inferfleet.models import add_hub_arguments, resolve_model
 from inferfleet.tables import render_table
 
 if TYPE_CHECKING:
@@ -32,6 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="efficiency factors fitted by `inferfleet bench --calibrate` (step 10: the plan "
         "then uses the measured engine instead of the datasheet defaults)",
     )
+    parser.add_argument(
+        "--model",
+        metavar="NAME",
+        help="size this Hugging Face repo id instead of spec.model.name, resolved like the "
+        "operator does (built-in catalog, then the Hub); a manifest without hfConfig is "
+        "resolved by its own spec.model.name the same way",
+    )
+    add_hub_arguments(parser)
     parser.add_argument("--output", choices=["text", "json", "yaml"], default="text")
     parser.add_argument(
         "--what-if", action="store_true", help="list every allowed pool side by side"
@@ -40,7 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.file)
-    hf_config = resolve_hf_config(fleet.spec, args.hf_config)
+    spec = fleet.spec
+    checkpoint = None
+    if args.model and args.hf_config:
+        raise UsageError("--model and --hf-config: give one source of config.json, not both")
+    if args.model:
+        model = spec.model.model_copy(update={"name": args.model, "hf_config": None})
+        spec = spec.model_copy(update={"model": model})
+    if spec.model.hf_config is None and not args.hf_config:
+        found = resolve_model(spec.model.name, args.revision or spec.model.revision, args.offline)
+        hf_config, checkpoint = found.config, found.checkpoint
+        if args.output == "text":
+            print(f"config.json of {spec.model.name}: {found.origin}")
+    else:
+        hf_config = resolve_hf_config(spec, args.hf_config)
     # Imported here so `inferfleet --help` and the other commands start without the numerics.
     from controllers.policy.planning import plan_spec, plan_status
 
@@ -49,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         from inferfleet.calibration import load_calibration
 
         efficiency = load_calibration(args.calibration)
-    plan = plan_spec(fleet.spec, hf_config, efficiency=efficiency)
+    plan = plan_spec(spec, hf_config, efficiency=efficiency, checkpoint=checkpoint)
     if args.output == "text":
         print(format_plan(fleet.metadata.name, plan, what_if=args.what_if))
         return 0

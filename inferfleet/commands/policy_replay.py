@@ -23,20 +23,24 @@ from typing import Any
 from controllers.policy.scaling.capacity import LoadSample, SLOLimits
 from controllers.policy.scaling.policy import ClosedLoop, Metrics, ScalingConfig, ScalingPolicy
 from inferfleet.errors import UsageError
+from inferfleet.inputs import integer, number
 
 NAME = "policy-replay"
 HELP = "feed per-interval request counts on stdin, get the policy's replicas on stdout"
 
+# Seconds beyond this are past the year 5000: no clock (or datetime) goes there.
+MAX_T_S = 10**11
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--usable-rps-per-replica", type=float, required=True, metavar="RPS")
-    parser.add_argument("--cold-start-s", type=int, required=True, metavar="S")
-    parser.add_argument("--interval-s", type=int, default=60, metavar="S")
-    parser.add_argument("--min-replicas", type=int, default=1, metavar="N")
-    parser.add_argument("--max-replicas", type=int, default=None, metavar="N")
+    parser.add_argument("--usable-rps-per-replica", type=number, required=True, metavar="RPS")
+    parser.add_argument("--cold-start-s", type=integer, required=True, metavar="S")
+    parser.add_argument("--interval-s", type=integer, default=60, metavar="S")
+    parser.add_argument("--min-replicas", type=integer, default=1, metavar="N")
+    parser.add_argument("--max-replicas", type=integer, default=None, metavar="N")
     parser.add_argument(
         "--ttft-slo-s",
-        type=float,
+        type=number,
         default=None,
         metavar="S",
         help="TTFT P99 target: lines' ttft_p99_s above it trip the SLO guard",
@@ -151,11 +155,16 @@ def parse_line(line: str, lineno: int, last_t: int | None) -> Line:
         record = json.loads(line)
     except json.JSONDecodeError as err:
         raise UsageError(f"stdin line {lineno}: not JSON ({err.msg})") from None
+    except RecursionError:
+        raise UsageError(f"stdin line {lineno}: JSON nested too deeply") from None
     if not isinstance(record, dict):
         raise UsageError(f"stdin line {lineno}: expected a JSON object with t and requests")
     t = record.get("t")
-    if isinstance(t, bool) or not isinstance(t, int):
-        raise UsageError(f"stdin line {lineno}: 't' must be an integer (seconds), got {t!r}")
+    if isinstance(t, bool) or not isinstance(t, int) or abs(t) > MAX_T_S:
+        raise UsageError(
+            f"stdin line {lineno}: 't' must be an integer (seconds) of magnitude at most "
+            f"{MAX_T_S:.0e}, got {t!r}"
+        )
     if last_t is not None and t <= last_t:
         raise UsageError(f"stdin line {lineno}: t {t} is not after the previous t {last_t}")
     if "requests" not in record:

@@ -8,6 +8,10 @@ With `--true-capacity-factor F` the replicas really serve F x the declared rate:
 cannot serve queues and times out, the policy sees what the operator would (ready, served,
 waiting, TTFT P99) and is compared with the oracle that knows the true capacity, a simple
 closed-loop rule and itself without the closed loop.
+
+`--synthetic KIND` replays a generated adversarial trace instead of a file (spikes, steps,
+zeros, a smooth cycle, a 50-minute outage) and prints the highest ask relative to the peak
+need, so the forecast bounds can be seen at work.
 """
 
 from __future__ import annotations
@@ -16,18 +20,25 @@ import argparse
 import json
 import sys
 
-from controllers.api.v1alpha1 import InferenceFleet, parse_decimal, parse_duration_s
+from controllers.api.v1alpha1 import InferenceFleet, PoolScorecard, parse_decimal, parse_duration_s
+from controllers.policy.autoscale import scorecard_status
 from controllers.policy.scaling.policy import ScalingConfig, config_from_spec
 from controllers.policy.scaling.queue_replay import QueueScore, compare_true_capacity
 from controllers.policy.scaling.replay import (
     POLICIES,
     Comparison,
+    Trace,
     cold_start_intervals,
     compare,
+    highest_ask,
     ready_replicas,
+    replay_scorecard,
 )
+from controllers.policy.scaling.synthetic import KINDS, MAX_DAYS, MAX_PEAK_RPS, synthetic_trace
 from inferfleet.errors import UsageError
+from inferfleet.inputs import check_plot_path, integer, number
 from inferfleet.manifests import load_fleet, resolve_hf_config
+from inferfleet.scorecards import render_scorecard, scorecard_json
 from inferfleet.tables import render_table
 from inferfleet.traces import read_per_minute
 from sizing.hardware import get_gpu
@@ -37,16 +48,34 @@ HELP = "replay a per-minute trace through the scaling policy with cold starts, v
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    trace = parser.add_mutually_exclusive_group(required=True)
+    trace.add_argument(
         "--trace",
-        required=True,
         metavar="FILE.csv",
         help="minute,requests,input_tokens_sum,output_tokens_sum[,gap,...]",
     )
+    trace.add_argument(
+        "--synthetic",
+        choices=KINDS,
+        help="a generated adversarial trace instead of a file",
+    )
+    parser.add_argument(
+        "--days", type=float, default=7.0, metavar="D", help="--synthetic: length (default 7)"
+    )
+    parser.add_argument(
+        "--peak-rps",
+        type=float,
+        default=50.0,
+        metavar="RPS",
+        help="--synthetic: the daily curve's peak (default 50)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="--synthetic: random seed (default 0)"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--fleet", metavar="FLEET.yaml", help="InferenceFleet manifest")
-    source.add_argument("--usable-rps-per-replica", type=float, metavar="RPS")
-    parser.add_argument("--cold-start-s", type=float, required=True, metavar="S")
+    source.add_argument("--usable-rps-per-replica", type=number, metavar="RPS")
+    parser.add_argument("--cold-start-s", type=number, required=True, metavar="S")
     parser.add_argument(
         "--policy",
         choices=POLICIES,
@@ -55,24 +84,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--start-s",
-        type=float,
+        type=number,
         default=0.0,
         metavar="S",
         help="time of day of minute 0, seconds after local midnight",
     )
     parser.add_argument(
         "--gpus-per-replica",
-        type=int,
+        type=integer,
         default=None,
         metavar="N",
         help="default: the plan's TP x PP with --fleet, else 1",
     )
-    parser.add_argument("--cost-per-gpu-hour", type=float, default=None, metavar="USD")
+    parser.add_argument("--cost-per-gpu-hour", type=number, default=None, metavar="USD")
     parser.add_argument("--plot", metavar="FILE.png", help="demand vs ready capacity vs forecast")
     parser.add_argument("--output", choices=["text", "json"], default="text")
     parser.add_argument(
         "--true-capacity-factor",
-        type=float,
+        type=number,
         default=None,
         metavar="F",
         help="replicas really serve F x the declared rate (queue, time-outs, closed loop)",
@@ -139,6 +168,20 @@ def _config(args: argparse.Namespace) -> tuple[ScalingConfig, float, float]:
     return (ScalingConfig(**{**config.__dict__, "interval_s": 60.0}), cost or 0.0, ttft_slo_s)
 
 
+def _trace(args: argparse.Namespace) -> Trace:
+    """The trace file, or the generated trace --synthetic names."""
+    if args.trace is not None:
+        return read_per_minute(args.trace, start_s=args.start_s)
+    if not (0 < args.days <= MAX_DAYS):
+        raise UsageError(f"--days must be above 0 and at most {MAX_DAYS:g}, got {args.days}")
+    if not (0 < args.peak_rps <= MAX_PEAK_RPS):
+        raise UsageError(
+            f"--peak-rps must be above 0 and at most {MAX_PEAK_RPS:g}, got {args.peak_rps}"
+        )
+    trace = synthetic_trace(args.synthetic, args.days, args.peak_rps, args.seed)
+    return Trace(trace.interval_s, args.start_s, trace.requests)
+
+
 def _progress(policy: str, done: int, total: int) -> None:
     print(f"simulate: {policy} {done}/{total} minutes", file=sys.stderr, flush=True)
 
@@ -149,7 +192,7 @@ def run_true_capacity(
     factor = args.true_capacity_factor
     if not (factor > 0 and factor < 100):
         raise UsageError(f"--true-capacity-factor must be above 0 and below 100, got {factor}")
-    trace = read_per_minute(args.trace, start_s=args.start_s)
+    trace = _trace(args)
     scores = compare_true_capacity(trace, config, factor, ttft_slo_s)
     oracle_h = scores["oracle (true capacity)"].replica_hours
 
@@ -203,15 +246,19 @@ def run_true_capacity(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_plot_path(args.plot)
     config, cost, ttft_slo_s = _config(args)
     if args.true_capacity_factor is not None:
         if args.plot:
             raise UsageError("--plot draws the declared-capacity replay; drop it or the factor")
         return run_true_capacity(args, config, cost, ttft_slo_s)
-    trace = read_per_minute(args.trace, start_s=args.start_s)
+    trace = _trace(args)
     long_run = len(trace.requests) > 5000
     result = compare(trace, config, cost, _progress if long_run else None)
     oracle_h = result.scores["oracle"].replica_hours
+    ask = highest_ask(trace, result.asked["predictive"][1:], config.usable_rps_per_replica)
+    card = predictive_scorecard(trace, result, config)
     if args.output == "json":
         out = {
             name: {
@@ -231,6 +278,13 @@ def run(args: argparse.Namespace) -> int:
                 "coldStartSeconds": config.cold_start_s,
                 "gpusPerReplica": config.gpus_per_replica,
                 "policies": out,
+                "highestAsk": {
+                    "replicas": ask.replicas,
+                    "minute": ask.interval,
+                    "peakNeedSoFar": ask.peak_need,
+                    "ratio": round(ask.ratio, 4),
+                },
+                "scorecard": scorecard_json(card),
             },
             sys.stdout,
             indent=2,
@@ -263,9 +317,24 @@ def run(args: argparse.Namespace) -> int:
                 rows,
             )
         )
+        print(
+            f"predictive's highest ask: {ask.replicas} replicas at minute {ask.interval}, "
+            f"{ask.ratio:.2f} x the peak need so far ({ask.peak_need})"
+        )
+        print()
+        print(
+            render_scorecard(card, "predictive policy's scorecard (as status.scorecard shows it):")
+        )
     if args.plot:
         plot(result, config, args.policy, args.plot)
     return 0
+
+
+def predictive_scorecard(trace: Trace, result: Comparison, config: ScalingConfig) -> PoolScorecard:
+    """The scorecard the operator would show for the predictive schedule, at the trace's end."""
+    card = replay_scorecard(trace, result.asked["predictive"], result.decisions, config)
+    end_s = trace.start_s + len(trace.requests) * trace.interval_s
+    return scorecard_status("replay", card, end_s)
 
 
 def plot(result: Comparison, config: ScalingConfig, policy: str, path: str) -> None:

@@ -29,6 +29,7 @@ import yaml
 from inferfleet_testing.kube.selectors import SelectorError, selector_match
 
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
+Validator = Callable[[dict[str, Any]], str | None]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,17 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+def _resource(request: kmock.Request) -> kmock.resource:
+    """The resource a request is for; `_handle` passes on only requests that name one."""
+    if request.resource is None or request.resource.plural is None:
+        raise kmock.KubernetesError(status=404, message=f"{request.url.path} is not a resource")
+    return request.resource
+
+
+def _plural(request: kmock.Request) -> str:
+    return str(_resource(request).plural)
+
+
 def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
@@ -87,6 +99,9 @@ class ApiServer(kmock.KubernetesEmulator):
     faults: list[Fault] = attrs.field(factory=list, init=False)
     status_subresources: set[str] = attrs.field(factory=set, init=False)
     kinds: dict[str, str] = attrs.field(factory=dict, init=False)  # plural -> kind
+    # plural -> a schema check of the object a write would store: the reason it is invalid, or
+    # None. As a real server checks custom resources against their CRD's schema (422 Invalid).
+    validators: dict[str, Validator] = attrs.field(factory=dict, init=False)
     _versions: Any = attrs.field(factory=lambda: itertools.count(1000), init=False)
 
     def declare(
@@ -142,7 +157,7 @@ class ApiServer(kmock.KubernetesEmulator):
             if found is None:
                 return 404, self._status_body(404, f"{request.url.path} not found")
             return 200, found
-        resource = request.resource
+        resource = _resource(request)
         try:
             selected = selector_match(request.params)
         except SelectorError as err:
@@ -158,7 +173,7 @@ class ApiServer(kmock.KubernetesEmulator):
         group_version = f"{resource.group}/{resource.version}".lstrip("/")
         return 200, {
             "apiVersion": group_version,
-            "kind": f"{self.kinds[resource.plural]}List",
+            "kind": f"{self.kinds[_plural(request)]}List",
             "metadata": {"resourceVersion": str(next(self._versions))},
             "items": items,
         }
@@ -185,7 +200,7 @@ class ApiServer(kmock.KubernetesEmulator):
             ]
         for obj in present:
             yield {"type": "ADDED", "object": obj}
-        async for event in self._buses[request.resource]:
+        async for event in self._buses[_resource(request)]:
             if wanted(event.get("object") or {}):
                 yield event
 
@@ -256,7 +271,7 @@ class ApiServer(kmock.KubernetesEmulator):
         key = self._key(request, meta.get("name"))
         if self._live(key) is not None:
             raise kmock.KubernetesError(
-                status=409, message=f"{request.resource.plural} {meta['name']} already exists"
+                status=409, message=f"{_plural(request)} {meta['name']} already exists"
             )
         meta.update(
             uid=str(uuid.uuid4()),
@@ -264,8 +279,9 @@ class ApiServer(kmock.KubernetesEmulator):
             generation=1,
             creationTimestamp=_now(),
         )
-        if request.resource.plural in self.status_subresources:
+        if _plural(request) in self.status_subresources:
             obj.pop("status", None)
+        self._validate(request, obj)
         self._store(key, obj)
         await self._publish(key[0], "ADDED", obj)
         return obj
@@ -289,6 +305,7 @@ class ApiServer(kmock.KubernetesEmulator):
         new = self._keep_apart(request, old, new)
         if new == old:
             return 200, old
+        self._validate(request, new)
         new["metadata"]["resourceVersion"] = str(next(self._versions))
         if _spec_part(new) != _spec_part(old):
             new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
@@ -302,6 +319,12 @@ class ApiServer(kmock.KubernetesEmulator):
         await self._publish(key[0], "MODIFIED", new)
         return 200, new
 
+    def _validate(self, request: kmock.Request, obj: dict[str, Any]) -> None:
+        validator = self.validators.get(_plural(request))
+        reason = validator(obj) if validator is not None else None
+        if reason is not None:
+            raise kmock.KubernetesError(status=422, message=reason)
+
     def _keep_apart(
         self, request: kmock.Request, old: dict[str, Any], new: dict[str, Any]
     ) -> dict[str, Any]:
@@ -309,7 +332,7 @@ class ApiServer(kmock.KubernetesEmulator):
         for field_name in ("uid", "creationTimestamp", "name", "namespace", "generation"):
             if field_name in old["metadata"]:
                 new.setdefault("metadata", {})[field_name] = old["metadata"][field_name]
-        if request.resource.plural not in self.status_subresources:
+        if _plural(request) not in self.status_subresources:
             return new
         if request.subresource == "status":
             kept = copy.deepcopy(old)
@@ -366,7 +389,7 @@ class ApiServer(kmock.KubernetesEmulator):
         return [
             copy.deepcopy(stored.raw)
             for (resource, _, _), stored in self._objects.items()
-            if not stored.deleted and kind in (None, self.kinds.get(resource.plural))
+            if not stored.deleted and kind in (None, self.kinds.get(str(resource.plural)))
         ]
 
     def names_where(self, kind: str, check: Callable[[dict[str, Any]], bool]) -> set[str]:
@@ -375,7 +398,9 @@ class ApiServer(kmock.KubernetesEmulator):
         return {
             stored.raw["metadata"]["name"]
             for (resource, _, _), stored in self._objects.items()
-            if not stored.deleted and self.kinds.get(resource.plural) == kind and check(stored.raw)
+            if not stored.deleted
+            and self.kinds.get(str(resource.plural)) == kind
+            and check(stored.raw)
         }
 
     def dumps(self) -> str:

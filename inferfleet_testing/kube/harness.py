@@ -20,9 +20,14 @@ import kopf
 import yaml
 
 from controllers.adapters.kube import object_path
-from controllers.adapters.owned import IndexedOwned, index_objects
+from controllers.adapters.owned import (
+    IndexedOwned,
+    config_map_entry,
+    index_objects,
+    pod_index_entry,
+)
 from controllers.api.crd import SHORT_NAME
-from controllers.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
+from controllers.api.v1alpha1 import CALIBRATION_LABEL, GROUP, KIND, PLURAL, VERSION
 from inferfleet_testing.kube.apiserver import ApiServer, Fault, Write
 
 T = TypeVar("T")
@@ -34,8 +39,10 @@ SNAPSHOT_TIMEOUT_S = 60.0
 RESOURCES = (
     ("apps/v1/deployments", "Deployment", True),
     ("v1/services", "Service", False),
+    ("v1/pods", "Pod", True),
     ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True),
     ("v1/configmaps", "ConfigMap", False),
+    ("v1/secrets", "Secret", False),
     ("v1/events", "Event", False),
     ("v1/namespaces", "Namespace", False),
     # KEDA's CRD, as a cluster with KEDA installed serves it (scaling.mode keda).
@@ -159,7 +166,16 @@ class Cluster:
         """The operator's owned-object cache as its watches would hold it now (for a pass run
         without Kopf)."""
         kinds = ("Deployment", "Service", "PodDisruptionBudget")
-        return IndexedOwned({kind: index_objects(self.objects(kind)) for kind in kinds})
+        pods = index_objects(self.objects("Pod"), pod_index_entry)
+        labelled = [
+            c
+            for c in self.objects("ConfigMap")
+            if CALIBRATION_LABEL in (c["metadata"].get("labels") or {})
+        ]
+        calibrations = index_objects(labelled, config_map_entry)
+        return IndexedOwned(
+            {kind: index_objects(self.objects(kind)) for kind in kinds}, pods, calibrations
+        )
 
     def writes(self) -> list[Write]:
         return list(self.server.writes)

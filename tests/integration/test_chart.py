@@ -166,6 +166,18 @@ def test_operator_pod_is_locked_down(rendered):
     assert env["POD_ID"] == {"fieldPath": "metadata.name"}  # Kopf's peer identity
 
 
+def test_hub_values_reach_the_operator_environment():
+    def env_of(values: dict[str, Any]) -> dict[str, Any]:
+        (container,) = operator_workload(render(values))["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value") or e["valueFrom"] for e in container["env"]}
+
+    assert not {"HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_TOKEN"} & env_of({}).keys()
+    env = env_of({"hub": {"endpoint": "https://hub.internal", "offline": True,
+                          "tokenSecret": {"name": "hf", "key": "tok"}}})  # fmt: skip
+    assert env["HF_ENDPOINT"] == "https://hub.internal" and env["HF_HUB_OFFLINE"] == "1"
+    assert env["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "tok"}}
+
+
 def test_one_replica_is_standalone_and_never_overlaps():
     workload = operator_workload(render({}))
     assert workload["kind"] == "Deployment"
@@ -394,6 +406,10 @@ BAD_VALUES = [
     ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
     ({"resources": {"limits": {"memory": "lots"}}}, "memory"),
     ({"metrics": {"port": 70000}}, "port"),
+    (
+        {"prometheus": {"url": "http://p:9090", "allowedNamespaces": ["Bad_NS"]}},
+        "allowedNamespaces",
+    ),
 ]
 
 
@@ -416,3 +432,20 @@ def test_servicemonitor_without_its_service_fails_clearly():
                 values={"metrics": {"service": {"enabled": False}}})  # fmt: skip
     assert done.returncode != 0
     assert "metrics.serviceMonitor.enabled needs metrics.service.enabled" in done.stderr
+
+
+def _operator_env(values: Mapping[str, Any]) -> dict[str, str]:
+    container = operator_workload(render(values))["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+
+def test_prometheus_allow_list_reaches_the_operator():
+    default = _operator_env({})["INFERFLEET_PROMETHEUS_ALLOWED_HOSTS"].split(",")
+    assert default == ["*.monitoring.svc", "*.monitoring.svc.cluster.local"]
+    env = _operator_env(
+        {"prometheus": {"url": "http://p.obs.svc:9090", "allowedHosts": ["thanos.example.com"],
+                        "allowedNamespaces": []}}
+    )  # fmt: skip
+    assert env["INFERFLEET_PROMETHEUS_ALLOWED_HOSTS"] == "thanos.example.com"
+    closed = {"prometheus": {"url": "http://p.obs.svc:9090", "allowedNamespaces": []}}
+    assert _operator_env(closed)["INFERFLEET_PROMETHEUS_ALLOWED_HOSTS"] == ""

@@ -116,7 +116,7 @@ def test_demo_runs_a_short_evening_end_to_end(tmp_path, capsys):
     """`make demo`'s entry point on two trace hours (15 s of wall time) with a prompt shift."""
     out = tmp_path / "report.png"
     argv = ["--minutes", "0.25", "--first-minute", "1140", "--trace-minutes", "120",
-            "--shift-at", "20", "--peak-rps", "2", "--out", str(out),
+            "--scenario", "prompts-x3", "--shift-at", "20", "--peak-rps", "2", "--out", str(out),
             "--workdir", str(tmp_path / "work")]  # fmt: skip
     assert demo.main(argv) == 0
     printed = capsys.readouterr().out
@@ -126,4 +126,5 @@ def test_demo_runs_a_short_evening_end_to_end(tmp_path, capsys):
     assert sent == ok > 10
     assert "Applied Deployment code-8b-" in printed  # the Events timeline
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert list((tmp_path / "work" / "pods").glob("*.log")), "no pod was started"
+    assert list((tmp_path / "work" / "prompts-x3" / "pods").glob("*.log")), "no pod was started"
+    assert (tmp_path / "work" / "prompts-x3" / "minutes.csv").read_text().startswith("minute,")

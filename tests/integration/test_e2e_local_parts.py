@@ -230,7 +230,7 @@ def test_demo_refuses_bad_flags_in_one_line(argv, message, capsys):
 
 def test_demo_scenario_compresses_the_day_and_sets_the_fleet():
     args = demo.build_parser().parse_args(["--minutes", "3", "--peak-rps", "2.5"])
-    scenario = demo.build_scenario(args)
+    scenario = demo.build_scenario(args, demo.SCENARIOS["prompts-x3"])
     assert len(scenario.demand) == 1440
     assert scenario.time_compression == pytest.approx(480.0)
     assert scenario.replay.wall_s_per_minute == pytest.approx(0.125)
@@ -240,10 +240,40 @@ def test_demo_scenario_compresses_the_day_and_sets_the_fleet():
     assert scenario.replay.ttft_slo_s == pytest.approx(1.5)
     assert scenario.peak_rps == pytest.approx(2.5)
     assert scenario.replay.speedup == 1.0  # Prometheus reads real rates by default
-    default = demo.build_scenario(demo.build_parser().parse_args([]))
+    default = demo.build_scenario(demo.build_parser().parse_args([]), demo.SCENARIOS["slower"])
+    assert default.change_minute == 0 and default.replay.shift_from_minute is None
     assert default.peak_rps == pytest.approx(10.0)  # examples/fleet-code-8b.yaml's own peak
     assert max(default.demand.rps) == pytest.approx(10.0)
     assert default.fleet["spec"]["workload"]["peakRequestsPerSecond"] == "10"
+
+
+def test_demo_runs_every_scenario_unless_one_is_named_and_flags_override_it():
+    everything = demo.build_scenarios(demo.build_parser().parse_args([]))
+    assert [s.change.name for s in everything] == list(demo.SCENARIOS)
+    assert {s.change.speed_factor for s in everything} == {1.0, 0.6}
+    doubled = next(s for s in everything if s.change.name == "prompts-x2")
+    assert doubled.replay.prompt_shift_factor == 2.0 and doubled.change_minute == 18 * 60
+    (one,) = demo.build_scenarios(
+        demo.build_parser().parse_args(["--scenario", "slower", "--speed-factor", "0.5"])
+    )
+    assert one.change.speed_factor == 0.5
+
+
+def test_demo_outcome_counts_gpu_hours_and_the_first_scale_up_after_the_change():
+    def at(minute: float, desired: int) -> Sample:
+        pool = PoolSample("l40s", desired, desired, 7.0, 1.0, gpus_per_replica=2)
+        return Sample(minute, (pool,), (), None, None)
+
+    samples = [at(0, 3), at(60, 2), at(120, 2), at(180, 4), at(240, 4)]
+    assert demo.gpu_hours(samples) == pytest.approx(2 * (3 + 2 + 2 + 4))
+    assert demo.first_scale_up(samples, 30) == 180  # the scale-down after it does not count
+    assert demo.first_scale_up(samples, 200) is None
+    table = demo.closing_table(
+        [demo.Outcome("slower", "t", 1000, 4, 12.0, 0, 30.0),
+         demo.Outcome("prompts-x2", "t", 1000, 9, 12.0, 1080, None)]
+    )  # fmt: skip
+    assert "met" in table[1] and "30 min" in table[1]
+    assert "MISSED" in table[2] and "no scale-up" in table[2]
 
 
 def test_demo_prints_the_operators_findings_and_recommendation():

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from controllers.adapters.kube import object_path
+from controllers.policy.drain import prestop_command
 from e2e.local.pods import PodRunner, template_hash
 from inferfleet_testing.kube.fixtures import cluster_fixture  # noqa: F401
 from inferfleet_testing.kube.harness import Cluster, wait_for
@@ -145,4 +146,30 @@ def test_pods_follow_the_deployment(cluster: Cluster, tmp_path):
         still = list(runner.pods())
         runner.close()
     assert all(p.process.poll() is not None for p in still)
+    assert not runner.errors
+
+
+def test_a_pod_with_the_operators_prestop_drains_before_its_sigterm(cluster: Cluster, tmp_path):
+    fleet = make_fleet(cluster)
+    manifest = deployment(fleet, 2, ARGS)
+    pod_spec = manifest["spec"]["template"]["spec"]
+    pod_spec["terminationGracePeriodSeconds"] = 30
+    pod_spec["containers"][0]["lifecycle"] = {
+        "preStop": {"exec": {"command": prestop_command(8000, 30)}}
+    }
+    cluster.create(manifest)
+    runner = PodRunner(cluster.url, tmp_path, speedup=4.0, time_compression=480.0, poll_s=0.1)
+    try:
+        wait_for(lambda: settled(cluster, runner, 2), "2 ready pods", timeout_s=40)
+        cluster.merge_patch("apps/v1", "Deployment", NS, DEPLOYMENT, {"spec": {"replicas": 1}})
+        wait_for(lambda: len(runner.endpoints(NS, FLEET)) == 1, "the surplus out of endpoints")
+        (draining,) = [p for p in runner.pods() if p.terminating]
+        assert draining.hook is not None and draining.process.poll() is None
+        # Idle, so the hook returns after its settle time and two idle readings, well inside
+        # the grace period, and only then the SIGTERM ends the emulator.
+        wait_for(lambda: draining.process.poll() is not None, "the drained pod to exit", 25)
+        assert draining.hook.poll() == 0
+        wait_for(lambda: settled(cluster, runner, 1), "1 pod after scale-down", timeout_s=20)
+    finally:
+        runner.close()
     assert not runner.errors

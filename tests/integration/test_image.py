@@ -13,6 +13,7 @@ which the test asserts.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -147,6 +148,14 @@ def test_wheel_holds_every_package_the_operator_imports(installed: Path):
 def test_console_script_works_from_the_wheel(installed: Path):
     out = run(installed.parent / "inferfleet", "--version", cwd=installed.parent.parent)
     assert re.fullmatch(r"inferfleet \d+\.\d+\.\d+\S*\n", out)
+
+
+def test_the_wheel_ships_the_offline_model_catalog(installed: Path):
+    """An air-gapped operator sizes a model named only by name from the installed package."""
+    out = run(installed.parent / "inferfleet", "memory", "--model", "Qwen/Qwen3-8B", "--offline",
+              "--gpu", "H100", "--tp", "1", "--max-model-len", "8192", "--output", "json",
+              cwd=installed.parent.parent)  # fmt: skip
+    assert json.loads(out)["kv_cache_tokens"] > 8192
 
 
 def dockerfile_command() -> list[str]:

@@ -101,7 +101,7 @@ def test_create_renders_the_plan_per_pool(cluster: Cluster, operator: Operator):
         assert deployment["spec"]["replicas"] == pool["replicas"]
         gpus = pool["tensorParallel"] * pool["pipelineParallel"]
         limits = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
-        assert limits == {"nvidia.com/gpu": str(gpus)}
+        assert limits["nvidia.com/gpu"] == str(gpus) and {"cpu", "memory"} <= set(limits)
         assert deployment["metadata"]["annotations"][PLAN_HASH_ANNOTATION] == plan["hash"]
         (ref,) = deployment["metadata"]["ownerReferences"]
         assert (ref["kind"], ref["uid"], ref["controller"]) == (
@@ -332,6 +332,53 @@ def test_hf_config_from_a_config_map(cluster: Cluster, operator: Operator):
     assert cluster.objects("Deployment")
 
 
+def test_a_calibration_config_map_is_watched_and_planned_with(cluster: Cluster, operator: Operator):
+    """`spec.calibration` names a labelled ConfigMap holding `inferfleet bench --calibrate`
+    output; the operator reads it from its watch cache and plans the measured engine."""
+    plain = example()
+    plain["spec"]["pools"] = plain["spec"]["pools"][:1]  # the L40S pool, one GPU to calibrate
+    plain["spec"]["scaling"]["interval"] = "1s"  # resyncs that soon
+    cluster.create(plain)
+    usable = float(wait_sized(cluster, plain)["status"]["plan"]["pools"][0]["usableRPSPerReplica"])
+    cluster.delete(FLEETS, "InferenceFleet", "llm", "code-8b")
+    wait_for(lambda: cluster.get(FLEETS, "InferenceFleet", "llm", "code-8b") is None, "gone", 30)
+
+    calibrated = copy.deepcopy(plain)
+    calibrated["spec"]["calibration"] = {"configMapRef": {"name": "l40s-cal"}}
+    cluster.create(calibrated)
+    fleet = wait_sized(cluster, calibrated, status="False")
+    assert "ConfigMap l40s-cal" in condition(fleet, "Sized")["message"]
+    assert "inferfleet.io/calibration" in condition(fleet, "Sized")["message"]
+    document = {"apiVersion": "inferfleet.io/v1alpha1", "kind": "EfficiencyCalibration",
+                "gpu": "L40S", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                "efficiency": {"compute_fraction": 0.5, "hbm_fraction": 0.7}}  # fmt: skip
+    cluster.create({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "l40s-cal", "namespace": "llm",
+                                 "labels": {"inferfleet.io/calibration": "l40s"}},
+                    "data": {"calibration.yaml": yaml.safe_dump(document)}})  # fmt: skip
+
+    # The watch caches it; the fleet's next pass (its resync) plans with it, no edit needed.
+    def planned_slower():
+        f = fleet_of(cluster, calibrated)
+        sized = condition(f, "Sized")
+        if not sized or sized["status"] != "True":
+            return None
+        return float(f["status"]["plan"]["pools"][0]["usableRPSPerReplica"])
+
+    slower = wait_for(planned_slower, "Sized=True with the calibration", timeout_s=60)
+    assert slower < 0.95 * usable  # a slower measured engine serves less per replica
+
+    document["gpu"] = "H100"
+    cluster.merge_patch("v1", "ConfigMap", "llm", "l40s-cal",
+                        {"data": {"calibration.yaml": yaml.safe_dump(document)}})  # fmt: skip
+    fleet = wait_for(
+        lambda: (f := fleet_of(cluster, calibrated)) and condition(f, "Sized")["status"] == "False"
+        and f,
+        "a calibration for another GPU refused", timeout_s=60,
+    )  # fmt: skip
+    assert "measured on H100" in condition(fleet, "Sized")["message"]
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_is_sized_and_deployed(path, cluster: Cluster, operator: Operator):
     obj = example(path.name)
@@ -402,7 +449,12 @@ def test_the_resync_daemon_ends_once_clean_up_closed_the_client(cluster: Cluster
             metrics=OperatorMetrics(),
         )  # fmt: skip
         await memo.kube.close()
-        indexes = {"owned_deployments": {}, "owned_services": {}, "owned_pdbs": {}}  # as Kopf's
+        indexes = {
+            "owned_deployments": {},
+            "owned_services": {},
+            "owned_pdbs": {},
+            "fleet_pods": {},
+        }  # as Kopf's
         await asyncio.wait_for(
             resync(NeverStopped(), obj, obj["spec"], memo, **indexes), timeout=10
         )

@@ -26,7 +26,7 @@ from inferfleet_testing.prometheus import (
     requires_prometheus,
     vllm_pod,
 )
-from tests.integration.test_operator import condition, example, fleet_of
+from tests.integration.test_operator import FLEETS, condition, example, fleet_of
 
 pytestmark = requires_prometheus
 
@@ -178,3 +178,37 @@ def test_production_diverging_from_the_plan_recommends_a_resize(long_prompt_stac
     assert {"kvCacheUtilization", "ttftP99"} & findings, findings
     warnings = [e for e in cluster.objects("Event") if e.get("reason") == "ResizeRecommended"]
     assert len(warnings) == 1, warnings
+
+
+def _deployment_writes(cluster: Cluster) -> list[Any]:
+    return [w for w in cluster.writes() if "/deployments" in w.path and not w.is_status]
+
+
+def test_advisory_mode_writes_nothing_to_deployments_and_switching_back_acts(stack):
+    cluster, prometheus, _ = stack
+    doc = fleet_doc(prometheus.url)
+    doc["spec"]["scaling"]["mode"] = "static"  # the plan's 3 replicas
+    cluster.create(doc)
+    planned = wait_for(lambda: replicas(cluster), "the Deployment", 30)
+    wait_for(lambda: fleet_of(cluster, doc).get("status", {}).get("replicas"), "status", 30)
+    before = len(_deployment_writes(cluster))
+    cluster.merge_patch(
+        FLEETS, "InferenceFleet", NS, FLEET, {"spec": {"scaling": {"mode": "advisory"}}}
+    )
+
+    def advised() -> dict[str, Any] | None:
+        fleet = fleet_of(cluster, doc)
+        count = fleet.get("status", {}).get("replicas", {}).get("advised")
+        return fleet if count is not None and count >= 6 else None
+
+    fleet = wait_for(advised, "status.replicas.advised to show the scale-up", 90)
+    assert fleet["status"]["replicas"]["desired"] == planned
+    would = [e for e in cluster.objects("Event") if e.get("reason") == "WouldScale"]
+    assert would and would[0]["message"].startswith(f"Would scale up {FLEET}-{POOL} from {planned}")
+    assert _deployment_writes(cluster)[before:] == []  # not one write to a Deployment
+    assert replicas(cluster) == planned
+
+    cluster.merge_patch(
+        FLEETS, "InferenceFleet", NS, FLEET, {"spec": {"scaling": {"mode": "predictive"}}}
+    )
+    wait_for(lambda: (r := replicas(cluster)) and r >= 6, "the scale-up once acting", 60)

@@ -40,6 +40,8 @@ pytestmark = requires_prometheus
 # Short windows: the server only has seconds of data, and rate() divides by the window.
 WINDOWS = QueryWindows(rate="8s", workload="8s", peak_step="1s", max_age_s=10.0)
 NS = "llm"
+# The request rate is a required series: it exists once two scrapes fall in the rate window.
+RATE_READY = f"rate(vllm:request_success_total[{WINDOWS.rate}])"
 
 SCENARIOS = {
     "steady": VllmLoad(),
@@ -189,7 +191,7 @@ def test_unreachable_prometheus_then_recovery():
     prom = PrometheusServer([Target(server.address, labels)]).start()
     client = make_client(prom.url, timeout_s=2.0)
     try:
-        prom.wait_for_series("vllm:num_requests_running")
+        prom.wait_for_series(RATE_READY)
         assert (
             metrics_condition(
                 fetch_snapshot(client, NS, "steady", ["h100"], windows=WINDOWS), ["h100"]
@@ -203,7 +205,7 @@ def test_unreachable_prometheus_then_recovery():
         assert (status, reason) == ("False", "PrometheusUnreachable")
         assert "ConnectionError" in message
         prom.start()
-        prom.wait_for_series("vllm:num_requests_running")
+        prom.wait_for_series(RATE_READY)
         back = fetch_snapshot(client, NS, "steady", ["h100"], windows=WINDOWS)
         assert metrics_condition(back, ["h100"])[:2] == ("True", "MetricsFresh")
     finally:

@@ -28,11 +28,15 @@ GAUGES = {
 
 
 def _old_gauges(end_s: int) -> str:
-    """Gauges sampled every 15 s for 10 minutes, the last one at `end_s`."""
+    """Gauges, and the request counter at 2 req/s, sampled every 15 s for 10 minutes, the last
+    one at `end_s`."""
     lines = []
+    times = range(end_s - 600, end_s + 1, 15)
     for name, value in GAUGES.items():
         lines.append(f"# TYPE {name} gauge")
-        lines += [f"{name}{{{LABELS}}} {value} {t}" for t in range(end_s - 600, end_s + 1, 15)]
+        lines += [f"{name}{{{LABELS}}} {value} {t}" for t in times]
+    lines.append("# TYPE vllm:request_success counter")
+    lines += [f"vllm:request_success_total{{{LABELS}}} {2 * (t - times[0])} {t}" for t in times]
     return "\n".join(lines) + "\n# EOF\n"
 
 

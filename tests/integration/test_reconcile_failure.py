@@ -29,6 +29,9 @@ class BrokenMetrics:
     def url_for(self, fleet_url: str | None) -> str | None:
         return "http://127.0.0.1:9"
 
+    def allowed(self, url: str) -> bool:
+        return True
+
     async def snapshot(
         self, url: str, namespace: str, fleet: str, pools: Iterable[str], wall_s: float
     ) -> MetricsSnapshot:

@@ -246,3 +246,32 @@ def test_forecast_status_shows_the_spare_percentile_and_recent_slo_met_share():
     assert forecast.spare_percentile is not None and float(forecast.spare_percentile) < 99.0
     fixed = decide_fleet(tick(spec=spec(minWarmReplicas=2)))
     assert fixed.forecast is not None and fixed.forecast.spare_percentile is None
+
+
+def test_the_scorecard_accumulates_across_passes_and_restarts():
+    history, current = None, {"h100": 10}
+    for i in range(8):
+        decision = decide_fleet(
+            tick(snapshot=snapshot(80.0), history=history, now_s=NOW_S + 30 * i, current=current)
+        )
+        history = json.loads(json.dumps(decision.history))  # status round-trips it
+        current = decision.replicas
+    (card,) = decision.scorecard
+    assert card.pool == "h100" and [w.window for w in card.windows] == ["1h", "24h", "7d"]
+    hour = card.windows[0]
+    assert hour.covered_minutes == 4  # eight 30 s policy intervals
+    # 80 req/s over 10 req/s per replica: a lower bound of 8 replicas for every interval.
+    assert float(hour.lower_bound_replica_hours) == pytest.approx(8 * 8 * 30 / 3600, abs=0.05)
+    assert float(hour.replica_hours) >= float(hour.lower_bound_replica_hours)
+    assert hour.slo_met_percent == "100.00"  # no queue, no latency signal over the SLO
+    assert "scorecard" in history["pools"]["h100"]
+
+
+def test_a_damaged_scorecard_record_starts_afresh_rather_than_wedging_the_fleet():
+    first = decide_fleet(tick(snapshot=snapshot(80.0)))
+    history = json.loads(json.dumps(first.history))
+    history["pools"]["h100"]["scorecard"] = {"rings": {"1h": [["x"]]}}
+    again = decide_fleet(
+        tick(snapshot=snapshot(80.0), history=history, now_s=NOW_S + 30, current=first.replicas)
+    )
+    assert again.scorecard[0].windows[0].covered_minutes == 0  # one 30 s interval, rounded

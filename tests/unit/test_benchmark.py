@@ -139,7 +139,8 @@ def _args(*extra: str) -> argparse.Namespace:
     [
         (["--concurrency", "4"], "--num-prompts N or --duration-s S"),
         (["--concurrency", "4,0", "--num-prompts", "3"], "--concurrency values must all be > 0"),
-        (["--request-rate", "a", "--num-prompts", "3"], "comma-separated list of numbers"),
+        (["--request-rate", "a", "--num-prompts", "3"], "comma-separated numbers like 1,8,64"),
+        (["--request-rate", "nan", "--num-prompts", "3"], "must be a finite number"),
         (["--concurrency", "2", "--duration-s", "-1"], "--duration-s must be > 0 seconds"),
         (["--concurrency", "2", "--num-prompts", "3", "--time-scale", "0"], "--time-scale"),
     ],

@@ -111,5 +111,5 @@ def test_out_of_range_efficiency_is_refused_by_the_model_itself(tmp_path):
 
 
 def test_missing_calibration_file_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="does not exist"):
+    with pytest.raises(UsageError, match="No such file"):
         load_calibration(tmp_path / "nope.yaml")

@@ -69,7 +69,7 @@ def test_a_malformed_sweep_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*BASE, "--concurrency", "0,4"])
     assert exit_info.value.code == 2
-    assert "--concurrency values must be > 0" in capsys.readouterr().err
+    assert "--concurrency values must all be > 0" in capsys.readouterr().err
 
 
 def test_missing_config_file_is_named(capsys, tmp_path):

@@ -137,3 +137,27 @@ def test_latency_over_the_slo_at_light_load_is_not_a_shortage():
     assert g.observe(60.0, light, 8, None, capacity_rps=2.0).floor is None
     busy = LoadSample(ready=8, served_rps=8 * 1.5, waiting=0.0, itl_p99_s=0.06)
     assert g.observe(120.0, busy, 8, None, capacity_rps=2.0).floor == 10
+
+
+def test_latency_over_the_slo_at_light_load_holds_scale_down_without_adding_replicas():
+    g = guard(scrapes=1)
+    light = LoadSample(ready=10, served_rps=5.0, waiting=0.0, ttft_p99_s=2.5)  # 0.5 each
+    verdict = g.observe(60.0, light, current=10, demand_rps=None, capacity_rps=7.0)
+    assert verdict.floor is None and verdict.hold
+    assert not g.observe(120.0, CALM, current=10, demand_rps=None, capacity_rps=7.0).hold
+    restored = guard(scrapes=1)
+    g.observe(180.0, light, current=10, demand_rps=None, capacity_rps=7.0)
+    restored.load(g.to_dict())
+    assert restored.observe(240.0, None, current=10, demand_rps=None).hold  # a gap keeps it
+    slow_steps = LoadSample(ready=10, served_rps=5.0, waiting=0.0, itl_p99_s=0.2)
+    assert not guard(scrapes=1).observe(60.0, slow_steps, 10, None, 7.0).hold  # no ratchet
+
+
+def test_ttft_over_the_slo_on_busy_gpus_is_a_shortage_even_below_the_plans_share():
+    g = guard(scrapes=1)
+    busy = LoadSample(ready=10, served_rps=5.0, waiting=0.0, ttft_p99_s=2.5, gpu_busy_ratio=0.9)
+    assert g.observe(60.0, busy, current=10, demand_rps=None, capacity_rps=7.0).floor == 15
+    idle_gpus = LoadSample(ready=10, served_rps=5.0, ttft_p99_s=2.5, gpu_busy_ratio=0.3)
+    assert guard(scrapes=1).observe(60.0, idle_gpus, 10, None, 7.0).floor is None
+    slow_steps = LoadSample(ready=10, served_rps=5.0, itl_p99_s=0.2, gpu_busy_ratio=0.95)
+    assert guard(scrapes=1).observe(60.0, slow_steps, 10, None, 7.0).floor is None  # ITL: not

@@ -22,7 +22,7 @@ from sizing.quantization import (
     weights_bytes_per_gpu,
 )
 from sizing.units import GB, GIB
-from tests.conftest import CALIBRATION
+from tests.conftest import CALIBRATION, REPO
 
 H100 = get_gpu("H100")
 
@@ -271,3 +271,22 @@ def test_bigger_profiling_batches_never_leave_more_kv(arch, batched, more_tokens
     more = estimate_memory(arch, H100, replace(base, max_num_seqs=64 + more_seqs))
     assert wider.kv_cache_tokens <= m.kv_cache_tokens
     assert more.kv_cache_tokens <= m.kv_cache_tokens
+
+
+def test_unified_memory_devices_warn_that_the_host_shares_the_pool() -> None:
+    arch = _arch("Qwen--Qwen3-8B")
+    cfg = EngineConfig(max_model_len=8192, gpu_memory_utilization=0.8)
+    unified = estimate_memory(arch, get_gpu("GB10"), cfg)
+    assert any("shares its" in n and f"{0.8 * 119.7:.1f} GiB" in n for n in unified.notes)
+    assert not any("shares its" in n for n in estimate_memory(arch, get_gpu("H100"), cfg).notes)
+
+
+def test_hybrid_mamba_kv_comes_in_whole_grown_blocks() -> None:
+    """Nemotron-H: the KV pool is cut into attention blocks big enough for a Mamba state, so
+    the token capacity is a multiple of that block, not of 16."""
+    path = REPO / "controllers/adapters/model_catalog/nvidia--NVIDIA-Nemotron-Nano-9B-v2.json"
+    arch = load_model_config(json.loads(path.read_text()))
+    memory = estimate_memory(arch, get_gpu("H100"), EngineConfig(max_model_len=8192))
+    block = arch.block_tokens(2.0, 2.0, 1, 16)
+    assert block > 16 and memory.kv_cache_tokens % block == 0
+    assert memory.kv_bytes_per_token == 32 * arch.kv_bytes_per_token_per_layer(2.0)

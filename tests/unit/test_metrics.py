@@ -8,7 +8,13 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from controllers.adapters.operator_metrics import OperatorMetrics
-from controllers.api.v1alpha1 import Finding, PlanStatus, PoolPlanStatus
+from controllers.api.v1alpha1 import (
+    Finding,
+    PlanStatus,
+    PoolPlanStatus,
+    PoolScorecard,
+    ScorecardWindow,
+)
 from tests.plans import fleet_plan, pool_plan
 
 
@@ -116,3 +122,29 @@ def test_registries_are_separate_and_served_over_http():
         server.shutdown()
         server.server_close()
     assert 'inferfleet_fleet_forecast_rps{fleet="chat",namespace="llm"} 3.0' in body
+
+
+def test_the_scorecard_is_exported_per_pool_and_window_in_ratios_and_seconds():
+    m = OperatorMetrics()
+    m.set_plan("llm", "chat", _plan(_pool("h100", 8)))
+    day = ScorecardWindow(
+        window="24h", covered_minutes=1440, slo_met_percent="99.50", replica_hours="30",
+        lower_bound_replica_hours="20", over_lower_bound="1.5", forecast_mape_percent="12.00",
+        reactive_mape_percent="8.00", scale_events_per_day="14", flaps_per_day="2",
+        pending_minutes="3",
+    )  # fmt: skip
+    hour = ScorecardWindow(window="1h", covered_minutes=0, replica_hours="0",
+                           lower_bound_replica_hours="0")  # fmt: skip
+    m.set_scorecard("llm", "chat", [PoolScorecard(pool="h100", windows=[hour, day])])
+    s = _samples(m)
+    labels = {"namespace": "llm", "fleet": "chat", "pool": "h100", "window": "24h"}
+    assert s[_key("inferfleet_scorecard_slo_met_ratio", **labels)] == 0.995
+    assert s[_key("inferfleet_scorecard_forecast_mape_ratio", **labels)] == 0.12
+    assert s[_key("inferfleet_scorecard_reactive_mape_ratio", **labels)] == 0.08
+    assert s[_key("inferfleet_scorecard_over_lower_bound_ratio", **labels)] == 1.5
+    assert s[_key("inferfleet_scorecard_pending_seconds", **labels)] == 180
+    assert s[_key("inferfleet_scorecard_flaps_per_day", **labels)] == 2
+    unjudged = {**labels, "window": "1h"}
+    assert _key("inferfleet_scorecard_slo_met_ratio", **unjudged) not in s  # absent, not 0
+    m.forget_fleet("llm", "chat")
+    assert not any(name.startswith("inferfleet_scorecard") for name, _ in _samples(m))

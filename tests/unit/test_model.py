@@ -8,7 +8,7 @@ import pytest
 
 from sizing.errors import InvalidInput
 from sizing.model import ModelArch, load_model_config
-from tests.conftest import CALIBRATION
+from tests.conftest import CALIBRATION, REPO
 
 CONFIGS = CALIBRATION / "model_configs"
 
@@ -157,3 +157,67 @@ def test_bad_params_b_and_pipeline_size() -> None:
         _arch("Qwen--Qwen3-8B", params_b=-1.0)
     with pytest.raises(InvalidInput, match="pipeline_parallel_size: 99"):
         _arch("Qwen--Qwen3-8B").stage_layer_counts(99)
+
+
+def test_a_hub_config_that_leaves_out_its_class_defaults() -> None:
+    """Gemma 3's published config.json omits what equals Gemma3TextConfig's defaults (vocab,
+    context, tied embeddings); the model read from it is the benchmark set's full config."""
+    published = {
+        "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+        "mm_tokens_per_image": 256, "torch_dtype": "bfloat16",
+        "text_config": {"head_dim": 128, "hidden_size": 5376, "intermediate_size": 21504,
+                        "model_type": "gemma3_text", "num_attention_heads": 32,
+                        "num_hidden_layers": 62, "num_key_value_heads": 16,
+                        "sliding_window": 1024},
+        "vision_config": {"hidden_size": 1152, "image_size": 896, "intermediate_size": 4304,
+                          "model_type": "siglip_vision_model", "num_hidden_layers": 27,
+                          "patch_size": 14},
+    }  # fmt: skip
+    full = json.loads((REPO / "controllers/adapters/model_catalog/google--gemma-3-27b-it.json")
+                      .read_text())  # fmt: skip
+    full.pop("total_params_b")
+    a, b = load_model_config(published), load_model_config(full)
+    assert (a.vocab_size, a.max_position_embeddings, a.tie_word_embeddings) == (
+        262_208,
+        131_072,
+        True,
+    )
+    assert a.params == b.params and a.vision == b.vision
+
+
+CATALOG = REPO / "controllers" / "adapters" / "model_catalog"
+
+
+@pytest.mark.parametrize(
+    ("name", "kinds", "slots"),
+    [
+        ("meta-llama--Llama-3.1-8B-Instruct", "32 full", 32),  # one group of all layers
+        ("openai--gpt-oss-20b", "12 sliding + 12 full", 24),  # two groups of 12
+        ("google--gemma-3-27b-it", "52 sliding + 10 full", 70),  # 6 + 1 groups of 10
+        ("nvidia--NVIDIA-Nemotron-Nano-9B-v2", "4 attention + 27 Mamba + 25 MLP", 32),  # 1 + 7 of 4
+        ("nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-FP8", "6 attention + 23 Mamba + 23 MoE", 30),
+    ],
+)
+def test_cache_slots_follow_vllms_layer_groups(name: str, kinds: str, slots: int) -> None:
+    arch = load_model_config(json.loads((CATALOG / f"{name}.json").read_text()))
+    assert arch.stage_cache_layers(1) == (slots,), kinds
+    # Per token, only the slots count: MLP/MoE-only layers hold no cache.
+    assert arch.kv_bytes_per_token(2.0) == slots * arch.kv_bytes_per_token_per_layer(2.0)
+
+
+@pytest.mark.parametrize("tp", [1, 2, 4])
+def test_a_state_layer_fits_one_attention_page(tp: int) -> None:
+    """vLLM grows the attention block until one page holds a sequence's Mamba state."""
+    arch = load_model_config(
+        json.loads((CATALOG / "nvidia--NVIDIA-Nemotron-Nano-9B-v2.json").read_text())
+    )
+    block = arch.block_tokens(2.0, 2.0, tp, 16)
+    page = block * arch.kv_bytes_per_token_per_layer(2.0, tp)
+    state = (arch.mamba_state_elements + arch.mamba_conv_elements) * 2.0 / tp
+    assert block % 16 == 0 and page >= state > page - 16 * arch.kv_bytes_per_token_per_layer(
+        2.0, tp
+    )
+    plain = load_model_config(
+        json.loads((CATALOG / "meta-llama--Llama-3.1-8B-Instruct.json").read_text())
+    )
+    assert plain.block_tokens(2.0, 2.0, tp, 16) == 16

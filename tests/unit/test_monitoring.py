@@ -184,7 +184,7 @@ def test_metrics_condition_reasons():
     ) == (
         "False",
         "PrometheusUnreachable",
-        "Prometheus did not answer: refused",
+        "no usable answer from Prometheus: refused",
     )
     missing = snap(PoolMetrics(pool="h100"), missing=tuple(f"h100/{n}" for n in POOL_METRIC_NAMES))
     assert metrics_condition(missing, ["h100"])[:2] == ("False", "MetricsMissing")

@@ -12,6 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controllers.adapters.model_source import ModelCatalog
 from controllers.api.v1alpha1 import InferenceFleet
 from controllers.policy.planning import fleet_request, plan_spec, plan_status
 from inferfleet.cli import main
@@ -28,10 +29,20 @@ def load(path: Path) -> InferenceFleet:
     return InferenceFleet.model_validate(yaml.safe_load(path.read_text()))
 
 
+def example_config(fleet: InferenceFleet) -> dict:
+    """The inline config, or the built-in catalog's for an example that names only its model."""
+    source = fleet.spec.model.hf_config
+    if source is not None and source.inline is not None:
+        return source.inline
+    found = ModelCatalog().get(fleet.spec.model.name)
+    assert found is not None, fleet.spec.model.name
+    return found.config
+
+
 @cache
 def plan_example(name: str):
     fleet = load(REPO / "examples" / name)
-    return fleet, plan_spec(fleet.spec, fleet.spec.model.hf_config.inline)
+    return fleet, plan_spec(fleet.spec, example_config(fleet))
 
 
 @pytest.fixture(params=[p.name for p in EXAMPLES])
@@ -46,7 +57,8 @@ def test_every_example_plans_all_13_steps_with_reasons(planned):
     status = plan_status(plan)
     assert status.total_gpus == sum(p.gpus for p in status.pools) > 0
     allowed = {p.name: p for p in fleet.spec.pools}
-    heads = fleet.spec.model.hf_config.inline["num_attention_heads"]
+    config = example_config(fleet)
+    heads = (config.get("text_config") or config)["num_attention_heads"]
     for pool in status.pools:
         assert pool.pool in allowed
         assert heads % pool.tensor_parallel == 0

@@ -90,14 +90,14 @@ def test_deployment_per_pool_with_planned_layout():
     assert "--quantization=fp8" in args and "--kv-cache-dtype=fp8" in args
     assert "--max-model-len=8192" in args and "--max-num-seqs=64" in args
     assert "--max-num-batched-tokens=8192" in args
-    assert _container(h100)["resources"]["limits"] == {"nvidia.com/gpu": "4"}
-    assert _container(h200)["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert _container(h100)["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert _container(h200)["resources"]["limits"]["nvidia.com/gpu"] == "2"
     pod = h100["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     assert pod["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
-    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}} in pod["volumes"]
     assert h100["metadata"]["annotations"][PLAN_HASH_ANNOTATION] == "a1b2c3"
     assert h100["metadata"]["labels"] == {
         "app.kubernetes.io/name": "vllm",
@@ -108,11 +108,10 @@ def test_deployment_per_pool_with_planned_layout():
     }
 
 
-def test_checkpoint_precision_and_single_gpu_get_no_quantization_and_no_shm():
+def test_checkpoint_precision_gets_no_quantization_flag():
     plan = _plan(_pool("h100", "H100-SXM-80GB", quantization="none", tensor_parallel=1))
     deployment = _render(_fleet(), plan)[0].deployment
     assert not any(a.startswith("--quantization") for a in _container(deployment)["args"])
-    assert all(v["name"] != "dshm" for v in deployment["spec"]["template"]["spec"]["volumes"])
 
 
 def test_amd_gpus_request_the_amd_resource():
@@ -122,7 +121,8 @@ def test_amd_gpus_request_the_amd_resource():
         update={"pools": [fleet.spec.pools[0].model_copy(update={"name": "mi300x"})]}
     )
     objs = render_fleet("moe", "llm", spec, plan, {"mi300x": 3})
-    assert _container(objs[0].deployment)["resources"]["limits"] == {"amd.com/gpu": "8"}
+    limits = _container(objs[0].deployment)["resources"]["limits"]
+    assert limits["amd.com/gpu"] == "8" and "nvidia.com/gpu" not in limits
 
 
 def test_lora_and_pools_at_zero():
@@ -228,3 +228,19 @@ def test_keda_mode_hands_replicas_to_a_scaled_object_with_the_forecast_floor():
     # Without a Prometheus to query, no ScaledObject (KEDA would have nothing to scale on).
     (bare,) = render_fleet("chat-70b", "llm", spec, plan, {"h100": 5})
     assert bare.scaled_object is None
+
+
+def test_a_pinned_revision_and_the_image_limit_reach_vllm():
+    fleet = _fleet()
+    spec = fleet.spec.model_copy(
+        update={
+            "model": fleet.spec.model.model_copy(update={"revision": "v1.1"}),
+            "serving": fleet.spec.serving.model_copy(update={"limit_mm_per_prompt": 0}),
+        }
+    )
+    plan = _plan(_pool("h100", "H100-SXM-80GB"))
+    args = _container(render_fleet("chat-70b", "llm", spec, plan, plan_replicas(plan))[0]
+                      .deployment)["args"]  # fmt: skip
+    assert "--revision=v1.1" in args and '--limit-mm-per-prompt={"image": 0}' in args
+    plain = _container(_render(_fleet(), plan)[0].deployment)["args"]
+    assert not [a for a in plain if a.startswith(("--revision", "--limit-mm"))]

@@ -145,7 +145,16 @@ def test_fleet_gpus_per_replica_come_from_the_plan_unless_given(tmp_path, capsys
         ),
         (
             "minute,requests,input_tokens_sum,output_tokens_sum\n0,-4,,\n",
-            "line 2: requests -4 is negative",
+            "line 2: requests '-4' must be a count from 0",
+        ),
+        (
+            "minute,requests,input_tokens_sum,output_tokens_sum\n0,1e400,,\n",
+            "'1e400' must be a count",
+        ),
+        ("minute,requests,input_tokens_sum,output_tokens_sum\n0,nan,,\n", "'nan' must be a count"),
+        (
+            "minute,requests,input_tokens_sum,output_tokens_sum\n0,5,1,1\n50000000,5,1,1\n",
+            "a trace may span at most",
         ),
     ],
 )
@@ -196,3 +205,25 @@ def test_a_bad_capacity_factor_is_named(tmp_path, capsys):
     args += ["--cold-start-s", "300", "--true-capacity-factor", "0"]
     assert main(args) == 2
     assert "--true-capacity-factor must be above 0" in capsys.readouterr().err
+
+
+def test_simulate_prints_the_predictive_policys_scorecard(tmp_path, capsys):
+    trace = write_trace(tmp_path / "t.csv", COUNTS)
+    args = ["simulate", "--trace", str(trace), "--usable-rps-per-replica", "2",
+            "--cold-start-s", "300"]  # fmt: skip
+    assert main([*args, "--output", "json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    hour, day, week = found["scorecard"]
+    assert [w["window"] for w in (hour, day, week)] == ["1h", "24h", "7d"]
+    scored = found["policies"]["predictive"]
+    # Two hours of trace: the day's window holds all of it and agrees with the replay's score.
+    assert day["coveredMinutes"] == scored["scoredMinutes"] == len(COUNTS) - 1
+    assert float(day["sloMetPercent"]) == pytest.approx(100 * scored["sloMetShare"], abs=0.01)
+    assert float(day["replicaHours"]) == pytest.approx(scored["replicaHours"], abs=0.1)
+    # The lower bound is demand / capacity: below the oracle, which also pays for cold starts.
+    assert float(day["lowerBoundReplicaHours"]) <= found["policies"]["oracle"]["replicaHours"]
+    assert hour["coveredMinutes"] <= 61 < day["coveredMinutes"]
+    assert "forecastMAPEPercent" in day and "reactiveMAPEPercent" in day
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "scorecard" in text and "forecast MAPE" in text and "24h" in text

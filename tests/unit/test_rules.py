@@ -23,6 +23,7 @@ REQUIRED = {
     "InferenceFleetUtilizationTrap",
     "InferenceFleetNoHeadroom",
     "InferenceFleetMetricsMissing",
+    "InferenceFleetForecastWorseThanReactive",
 }
 promtool = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controllers.api.v1alpha1 import ScalingSpec
+from controllers.policy.scaling.bounds import Envelope
 from controllers.policy.scaling.forecast import Forecast
 from controllers.policy.scaling.policy import (
     Metrics,
@@ -108,6 +109,20 @@ def test_scale_down_waits_for_the_window_and_is_bounded(current, rps, minutes_ag
     assert free.desired_replicas >= min(current, want)
 
 
+def test_the_window_spans_at_least_three_decisions_when_intervals_are_long():
+    # 8-minute intervals against a 10-minute window (a compressed demo, a slow resync): one
+    # low reading two decisions ago must not shrink the fleet on its own.
+    cfg = ScalingConfig(usable_rps_per_replica=1.0, cold_start_s=300, min_replicas=0,
+                        interval_s=480.0, min_warm_replicas=0)  # fmt: skip
+    assert cfg.stabilization_s == 3 * 480.0
+    recent = ((NOW_S - 2 * 480.0, 10),)
+    assert decide(tick(cfg, 2.0, 10, recent=recent)).desired_replicas == 10
+    free = decide(tick(cfg, 2.0, 10, recent=((NOW_S - 3 * 480.0, 10),)))
+    assert free.desired_replicas < 10
+    short = ScalingConfig(usable_rps_per_replica=1.0, cold_start_s=300, interval_s=30.0)
+    assert short.stabilization_s == short.scale_down_stabilization_s  # as configured
+
+
 def test_forecast_drives_scale_up_and_explains_itself():
     """A learned forecast's point plus the warm spare (what the forecast missed before)."""
     cfg = ScalingConfig(usable_rps_per_replica=12.0, cold_start_s=300)
@@ -118,12 +133,24 @@ def test_forecast_drives_scale_up_and_explains_itself():
     assert d.reason.endswith("→ 21 replicas; was 12")
 
 
-def test_the_fallback_forecast_uses_its_upper_quantile_beside_the_load():
+def test_without_a_learned_model_predictive_decides_as_reactive():
+    """The last-value fallback knows no more than the load: its upper quantile is published
+    (need_forecast, the pre-warm plan), the decision is the reactive one."""
     cfg = ScalingConfig(usable_rps_per_replica=12.0, cold_start_s=300)
     fallback = Forecast(150.0, 212.0, cfg.horizon_s, "last-value")
     d = decide(replace(tick(cfg, 140.0, 12, growth=5.0), forecast=fallback))
-    assert d.desired_replicas == 18 == d.need_forecast
-    assert "forecast 212 RPS (last-value, upper)" in d.reason
+    r = decide(tick(replace(cfg, mode="reactive"), 140.0, 12, growth=5.0))
+    assert d.need_forecast == 18 and d.desired_replicas == r.desired_replicas == 13
+    assert d.reason == r.reason
+
+
+def test_a_forecast_grows_the_fleet_by_a_bounded_step_per_interval():
+    cfg = ScalingConfig(usable_rps_per_replica=10.0, cold_start_s=300)
+    envelope = Envelope(peak_rps=1000.0, rise_rps=20.0)  # 2 x 20 req/s rise: 4 replicas a tick
+    d = decide(replace(tick(cfg, 100.0, 10, forecast_rps=900.0, growth=0.0), envelope=envelope))
+    assert d.need_forecast == 90 and d.warm_spare == 1
+    assert d.desired_replicas == 10 + 1 + 4  # the reactive answer (need 10 + spare 1) + step
+    assert "forecast growth held to 15 this interval" in d.reason
 
 
 def test_a_learned_forecast_still_counts_when_the_load_is_unknown():
@@ -173,7 +200,7 @@ def test_config_from_spec_and_bad_cron():
     assert cfg.interval_s == 30 and cfg.horizon_s == 270
     with pytest.raises(ValueError, match="not a 5-field cron"):
         Schedule("every morning", 3, 60)
-    with pytest.raises(ValueError, match="usableRPSPerReplica must be > 0, got 0"):
+    with pytest.raises(ValueError, match="usableRPSPerReplica must be between 1e-06 and"):
         ScalingConfig(usable_rps_per_replica=0, cold_start_s=300)
 
 

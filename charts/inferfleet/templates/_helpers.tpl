@@ -46,6 +46,18 @@ The operator pod, shared by the Deployment (one replica) and the StatefulSet (pe
 Kopf's command line: the operator file the image ships, its health endpoint, what to watch,
 and standalone or peering.
 */}}
+{{/* Host patterns for a fleet's prometheusURL: allowedHosts, then each allowed namespace's
+Service names. */}}
+{{- define "inferfleet.prometheusAllowedHosts" -}}
+{{- $hosts := list -}}
+{{- range .Values.prometheus.allowedHosts }}{{ $hosts = append $hosts . }}{{ end -}}
+{{- range .Values.prometheus.allowedNamespaces -}}
+{{- $hosts = append $hosts (printf "*.%s.svc" .) -}}
+{{- $hosts = append $hosts (printf "*.%s.svc.cluster.local" .) -}}
+{{- end -}}
+{{- join "," $hosts -}}
+{{- end -}}
+
 {{- define "inferfleet.podTemplate" -}}
 metadata:
   labels:
@@ -105,8 +117,27 @@ spec:
       env:
         - name: INFERFLEET_PROMETHEUS_URL
           value: {{ .Values.prometheus.url | quote }}
+        - name: INFERFLEET_PROMETHEUS_ALLOWED_HOSTS
+          value: {{ include "inferfleet.prometheusAllowedHosts" . | quote }}
         - name: INFERFLEET_METRICS_PORT
           value: {{ .Values.metrics.port | quote }}
+        {{- with .Values.hub }}
+        {{- if .endpoint }}
+        - name: HF_ENDPOINT
+          value: {{ .endpoint | quote }}
+        {{- end }}
+        {{- if .offline }}
+        - name: HF_HUB_OFFLINE
+          value: "1"
+        {{- end }}
+        {{- if and .tokenSecret .tokenSecret.name }}
+        - name: HF_TOKEN
+          valueFrom:
+            secretKeyRef:
+              name: {{ .tokenSecret.name | quote }}
+              key: {{ .tokenSecret.key | default "token" | quote }}
+        {{- end }}
+        {{- end }}
         # Kopf's peer identity: the pod name reads better in the peering status than user@host.
         - name: POD_ID
           valueFrom:

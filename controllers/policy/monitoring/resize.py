@@ -24,6 +24,7 @@ from controllers.api.v1alpha1 import (
 from controllers.policy.monitoring.snapshot import MetricsSnapshot, Sample, value_of
 from controllers.policy.monitoring.thresholds import Thresholds
 from controllers.policy.planning import plan_spec, plan_status
+from sizing.checkpoint import CheckpointWeights
 from sizing.simulator import LoadPoint
 
 # --- step 13: re-size trigger with hysteresis ---------------------------------------------
@@ -317,6 +318,7 @@ def propose_resize(
     current: PlanStatus,
     reason: str,
     capacity: PoolCapacity | None = None,
+    checkpoint: CheckpointWeights | None = None,
 ) -> dict[str, Any]:
     """`status.recommendation` in one call: re-plan the observed workload (lengths, peak, and
     the measured capacity per replica once trusted) and diff the plans; `basis` says which
@@ -328,7 +330,8 @@ def propose_resize(
     Raises `sizing.errors.SizingError` when the observed workload cannot be served at all;
     that is itself the answer to report (e.g. prompts outgrew every pool).
     """
-    proposed = plan_status(plan_spec(observed_spec(snapshot, spec, capacity), hf_config))
+    observed = observed_spec(snapshot, spec, capacity)
+    proposed = plan_status(plan_spec(observed, hf_config, checkpoint=checkpoint))
     workload = observed_workload(snapshot, spec, capacity)
     basis = _basis(snapshot, spec, capacity)
     missed = slo_missed(snapshot, spec, current.pools[0].pool) if current.pools else None

@@ -41,6 +41,7 @@ class PoolMetrics:
     ttft_p99_s: Sample | None = None
     itl_p50_s: Sample | None = None
     itl_p99_s: Sample | None = None
+    request_duration_p99_s: Sample | None = None  # over the workload window: the drain's bound
     spec_decode_acceptance_ratio: Sample | None = None
     lora_adapter_hit_ratio: Sample | None = None
     gpu_util_percent: Sample | None = None
@@ -67,7 +68,13 @@ POOL_METRIC_NAMES = tuple(f.name for f in fields(PoolMetrics) if f.name != "pool
 WORKLOAD_METRIC_NAMES = tuple(f.name for f in fields(WorkloadMetrics))
 # Without these a pool cannot be judged at all; the others are optional (no traffic, no GPU
 # exporter, feature not enabled) and only reported in the condition message.
-REQUIRED_POOL_METRICS = ("requests_running", "requests_waiting", "kv_cache_usage_ratio")
+# The request rate is what the scaler divides by capacity: without it the scaler is blind.
+REQUIRED_POOL_METRICS = (
+    "requests_running",
+    "requests_waiting",
+    "kv_cache_usage_ratio",
+    "request_rate_rps",
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,9 @@ class MetricsSnapshot:
     queried_at_s: float
     reachable: bool
     error: str | None = None
+    # Why an unreachable snapshot has nothing: PrometheusUnreachable (no answer, 5xx),
+    # PrometheusReplyInvalid (an error reply or one of another shape), PrometheusNotAllowed.
+    fault: str = "PrometheusUnreachable"
     pools: tuple[PoolMetrics, ...] = ()
     workload: WorkloadMetrics = WorkloadMetrics()
     missing: tuple[str, ...] = ()
@@ -95,6 +105,7 @@ class MetricsSnapshot:
 def load_sample(pool: PoolMetrics) -> LoadSample:
     """What the pool's replicas report, for measured capacity and the SLO guard."""
     ready = value_of(pool.replicas_reporting)
+    gpu = value_of(pool.gpu_util_percent)
     return LoadSample(
         ready=None if ready is None else round(ready),
         served_rps=value_of(pool.request_rate_rps),
@@ -105,6 +116,7 @@ def load_sample(pool: PoolMetrics) -> LoadSample:
         kv_usage_ratio=value_of(pool.kv_cache_usage_ratio),
         ttft_p99_s=value_of(pool.ttft_p99_s),
         itl_p99_s=value_of(pool.itl_p99_s),
+        gpu_busy_ratio=None if gpu is None else gpu / 100,
     )
 
 
@@ -131,7 +143,7 @@ def metrics_condition(
 ) -> tuple[ConditionStatus, str, str]:
     """The `MetricsAvailable` condition as (status, reason, message) for the planned pools."""
     if not snapshot.reachable:
-        return "False", "PrometheusUnreachable", f"Prometheus did not answer: {snapshot.error}"
+        return "False", snapshot.fault, f"no usable answer from Prometheus: {snapshot.error}"
     required = [f"{pool}/{name}" for pool in expected_pools for name in REQUIRED_POOL_METRICS]
     stale = [key for key in required if key in snapshot.stale]
     missing = [key for key in required if key in snapshot.missing]

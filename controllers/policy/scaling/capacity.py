@@ -40,8 +40,11 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 HALF_LIFE_S = 6 * 3600.0  # how long a measurement keeps half its weight
-LOADED_SHARE = 0.8  # near-saturated: serving at least this share of the estimate
 U_FLOOR = 0.6  # one loaded sample claims at most 1 / U_FLOOR of what it served
+# Near-saturated: serving at least this share of the estimate. Below it a sample could claim
+# no more than the estimate already says (x / U_FLOOR at most), so it is idle; at it, a pool of
+# three replicas the plan's spare keeps at two thirds of the estimate still learns it is faster.
+LOADED_SHARE = U_FLOOR
 MIN_FACTOR, MAX_FACTOR = 0.1, 10.0  # measured capacity stays within these x the prediction
 CONFIDENT_WEIGHT = 3.0  # evidence weight at which confidence is 1 - 1/e
 SLOWER_TRUST = 3.0  # a measurement below the plan counts as this many samples in the blend
@@ -49,6 +52,7 @@ SATURATED_PULL = 0.1  # saturated weight at which the measured figure is halfway
 KV_SATURATED_RATIO = 0.95  # KV-cache usage at which vLLM starts to preempt
 WAITING_PER_REPLICA = 1.0  # queued requests per ready replica that mean it is full
 LATENCY_BUSY_SHARE = 0.5  # latency over the SLO means "full" only at this share of capacity
+GPU_BUSY_RATIO = 0.7  # or, for TTFT, while the GPUs step at least this share of the time
 UNITS = ("rps", "prompt_tok_per_s", "gen_tok_per_s")
 
 
@@ -78,6 +82,7 @@ class LoadSample:
     kv_usage_ratio: float | None = None  # mean over replicas, 0..1
     ttft_p99_s: float | None = None
     itl_p99_s: float | None = None
+    gpu_busy_ratio: float | None = None  # share of time a step runs, mean over GPUs (DCGM), 0..1
 
     def clean(self) -> LoadSample:
         """The same sample with every non-finite or negative figure made unknown."""
@@ -114,14 +119,25 @@ def overloaded(
     estimate cannot make ever lighter load look busy): a lightly loaded replica still too
     slow per step (a long prompt's prefill, an ITL target below one step, a P99 read from
     coarse histogram buckets) is not short of capacity, and more replicas would not make its
-    steps shorter. A queue is always a shortage.
+    steps shorter. TTFT over the SLO also counts while the GPUs step at least
+    `GPU_BUSY_RATIO` of the time, whatever the plan says a replica serves: arrivals then wait
+    behind the work in progress (the plan's figure is wrong exactly when the mix changed),
+    and the share falls as replicas are added, so it cannot drive a spiral. A queue is always
+    a shortage.
     """
     s = sample
     out = []
     busy = True
     if capacity_rps and s.ready and s.served_rps is not None:
         busy = s.served_rps / s.ready >= LATENCY_BUSY_SHARE * capacity_rps
-    if busy and s.ttft_p99_s is not None and limits.ttft_p99_s and s.ttft_p99_s > limits.ttft_p99_s:
+    gpu_busy = s.gpu_busy_ratio is not None and s.gpu_busy_ratio >= GPU_BUSY_RATIO
+    ttft_busy = busy or gpu_busy
+    if (
+        ttft_busy
+        and s.ttft_p99_s is not None
+        and limits.ttft_p99_s
+        and s.ttft_p99_s > limits.ttft_p99_s
+    ):
         out.append(f"TTFT P99 {s.ttft_p99_s:.3g} s > SLO {limits.ttft_p99_s:.3g} s")
     if busy and s.itl_p99_s is not None and limits.itl_p99_s and s.itl_p99_s > limits.itl_p99_s:
         out.append(f"ITL P99 {1000 * s.itl_p99_s:.3g} ms > SLO {1000 * limits.itl_p99_s:.3g} ms")
@@ -342,8 +358,9 @@ def rps_in_limiting_unit(
         ("prefill tokens", prompt_tok_per_s, capacity.prompt_tok_per_s),
         ("decode tokens", gen_tok_per_s, capacity.gen_tok_per_s),
     ):
-        if tok_per_s and cap and math.isfinite(tok_per_s) and tok_per_s > 0:
-            rate = cap / (tok_per_s / served_rps)
+        per_request = (tok_per_s or 0.0) / served_rps
+        if cap and math.isfinite(per_request) and per_request > 0:  # 0 also when it underflows
+            rate = cap / per_request
             if rate < best:
                 best, unit = rate, name
     return best, unit

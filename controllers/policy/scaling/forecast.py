@@ -7,7 +7,10 @@ decision horizon, so a forecaster that is often wrong asks for more headroom by 
 
 Fallback order (documented in docs/scaling.md): weekly profile when two weeks are seen, daily
 profile when two days are seen, else `last-value` (the highest rate of the last cold start or
-so). NaN, negative and missing intervals are skipped, never averaged in.
+so). NaN, negative and missing intervals are skipped, never averaged in. A stretch of zeros
+after real load is held back from the model until it is known not to be an outage (it ends
+abruptly at about the load it broke off), and no model divides by a learned value that can be
+near zero: an outage in a profile bin cannot multiply a forecast.
 
 Pure: no clock (time is a parameter), no I/O. State round-trips through `to_dict`/`from_dict`
 so the operator can keep it in `status.history` across restarts.
@@ -31,6 +34,17 @@ PROFILE_BIN_S = 600  # seasonal profile resolution: 10 minutes
 RECENT_WINDOW_S = 600  # last-value looks at the highest rate of the last 10 minutes
 ERROR_QUANTILE = 0.95  # upper forecast = point scaled by this quantile of past misses
 ERROR_HALF_LIFE_N = 2 * 1440  # forget forecast misses over about two days of minutes
+# A zero interval after a level of this many requests per interval is unlikely as Poisson noise
+# (e^-5 < 1 %); below it zeros are ordinary (a few requests an hour) and learned at once.
+OUTAGE_MIN_LEVEL_PER_INTERVAL = 5.0
+OUTAGE_MIN_S = PROFILE_BIN_S / 2  # shorter zero stretches cannot empty a profile bin
+OUTAGE_MAX_S = 3600.0  # zeros for longer than this are real quiet: learned, and acted on
+OUTAGE_RESUME_SHARE = 0.5  # an outage ends at no less than this share of the level before it
+# Today's level vs the profile's, at most this many times either way: at a few requests a
+# minute noise alone swings it several-fold; beyond, it is an outage or a bug (and the
+# policy's bounds cap what is left).
+RATIO_LIMIT = 8.0
+HW_FACTOR_FLOOR = 0.05  # Holt-Winters divides by a seasonal factor no smaller than this
 
 
 @dataclass(frozen=True)
@@ -115,24 +129,77 @@ class Forecaster(ABC):
         self.pending: deque[list[float]] = deque()
         self.first_s: float | None = None
         self.last_s: float | None = None
+        # a zero stretch held back from the model: [first_s, last_s, intervals, level before]
+        self.quiet: list[float] | None = None
 
     # --- the interface ---------------------------------------------------------------------
 
-    def observe(self, t_s: float, rate_rps: float | None) -> None:
-        """Learn the mean rate of the interval ending at t_s; missing or NaN is skipped."""
+    def observe(self, t_s: float, rate_rps: float | None) -> list[tuple[float, float]]:
+        """Learn the mean rate of the interval ending at t_s; missing or NaN is skipped.
+
+        Returns the intervals learned now, in order, for the policy's other statistics: this
+        one; none while zeros are held back; held zeros first once they turn out real.
+        """
         if not _valid(rate_rps) or (self.last_s is not None and t_s <= self.last_s):
-            return
+            return []
         assert rate_rps is not None
+        if rate_rps == 0.0 and self._hold_zero(t_s):
+            self._remember(t_s, 0.0)
+            assert self.quiet is not None
+            if self.quiet[1] - self.quiet[0] + self.interval_s <= OUTAGE_MAX_S:
+                return []
+            return self._learn_quiet()  # quiet for hours: real, whatever follows
+        late = [] if self._outage_ended(rate_rps) else self._learn_quiet()
         self._score_pending(t_s, rate_rps)
+        self._remember(t_s, rate_rps)
+        self._learn(t_s, rate_rps)
+        point, _ = self._point(t_s, self.error_horizon_s)
+        self.pending.append([t_s + self.error_horizon_s, point, 0.0])
+        return [*late, (t_s, rate_rps)]
+
+    def _remember(self, t_s: float, rate_rps: float) -> None:
         if self.first_s is None:
             self.first_s = t_s
         self.last_s = t_s
         self.recent.append((t_s, rate_rps))
         while self.recent and self.recent[0][0] <= t_s - RECENT_WINDOW_S:
             self.recent.popleft()
-        self._learn(t_s, rate_rps)
-        point, _ = self._point(t_s, self.error_horizon_s)
-        self.pending.append([t_s + self.error_horizon_s, point, 0.0])
+
+    def _hold_zero(self, t_s: float) -> bool:
+        """Hold this zero back from the model? Opens or extends a quiet stretch."""
+        if self.quiet is None:
+            level = self.level_rps()
+            if level * self.interval_s < OUTAGE_MIN_LEVEL_PER_INTERVAL:
+                return False
+            self.quiet = [t_s, t_s, 1.0, level]
+            return True
+        self.quiet[1], self.quiet[2] = t_s, self.quiet[2] + 1
+        return True
+
+    def _outage_ended(self, rate_rps: float) -> bool:
+        """Load is back after held zeros: abruptly, at about the level it broke off, after a
+        stretch long enough to empty a profile bin? Then it was an outage, and is forgotten."""
+        if self.quiet is None:
+            return False
+        first_s, last_s, _, level = self.quiet
+        long_enough = last_s - first_s + self.interval_s >= OUTAGE_MIN_S
+        if long_enough and rate_rps >= OUTAGE_RESUME_SHARE * level:
+            self.quiet = None
+            return True
+        return False
+
+    def _learn_quiet(self) -> list[tuple[float, float]]:
+        """Feed the held zeros (if any) to the model in order, evenly spaced one an interval."""
+        if self.quiet is None:
+            return []
+        first_s, last_s, count, _ = self.quiet
+        self.quiet = None
+        n = int(count)
+        step = (last_s - first_s) / (n - 1) if n > 1 else 0.0
+        zeros = [(first_s + i * step, 0.0) for i in range(n)]
+        for t_s, rate_rps in zeros:
+            self._learn(t_s, rate_rps)
+        return zeros
 
     def forecast(self, now_s: float, horizon_s: float) -> Forecast:
         """Highest rate expected in (now, now + horizon]; zeros before any observation."""
@@ -194,6 +261,7 @@ class Forecaster(ABC):
             "pending": [list(p) for p in self.pending],
             "errors": self.errors.to_dict(),
             "model": self._model_dict(),
+            "quiet": self.quiet,
         }
 
     def _model_dict(self) -> dict[str, Any]:
@@ -214,6 +282,10 @@ class Forecaster(ABC):
             fc.pending = deque([float(v) for v in p] for p in data["pending"])
             fc.errors.load(data["errors"])
             fc._load_model(data["model"])
+            quiet = data.get("quiet")  # state saved before outages were held lacks it
+            fc.quiet = None if quiet is None else [float(v) for v in quiet]
+            if fc.quiet is not None and len(fc.quiet) != 4:
+                raise ValueError(f"quiet stretch {quiet!r} is not [first, last, n, level]")
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"forecaster state is not usable ({err!r}); start afresh") from err
         return fc
@@ -308,9 +380,11 @@ class SeasonalProfile:
 class Seasonal(Forecaster):
     """Hour-of-day x day-of-week profile (10-minute bins, medians of past cycles).
 
-    The forecast scales today's level by the profile's shape: level x profile(target) /
-    profile(now). Medians make one outage or one burst day harmless; the current level keeps
-    a slow trend (growth, a holiday) from being ignored.
+    The forecast scales the profile's target by how today compares with it now: profile(target)
+    x level / profile(now), that ratio held within 1/8 .. 8 (`RATIO_LIMIT`), so a profile bin
+    near zero (an outage learned before outages were held back, a quiet day) cannot multiply
+    it. Medians make one outage or one burst day harmless; the current level keeps a slow
+    trend (growth, a holiday) from being ignored.
     """
 
     name = "seasonal"
@@ -348,6 +422,10 @@ def _scaled_profile_max(
     base = profile.level(now_s - 1e-9)
     if base is None:
         return None
+    # level / base, but never dividing by less than level / RATIO_LIMIT: a near-zero base
+    # gives the limit, not a runaway
+    scaled = level_rps + floor_rps
+    ratio = max(1.0 / RATIO_LIMIT, scaled / max(base + floor_rps, scaled / RATIO_LIMIT))
     best = 0.0
     t = now_s
     while t < now_s + horizon_s:
@@ -355,7 +433,7 @@ def _scaled_profile_max(
         target = profile.level(t - 1e-9)
         if target is None:
             return None
-        best = max(best, (level_rps + floor_rps) * (target + floor_rps) / (base + floor_rps))
+        best = max(best, (target + floor_rps) * ratio)
     return max(best - floor_rps, level_rps)
 
 
@@ -363,7 +441,8 @@ class HoltWinters(Forecaster):
     """Exponential smoothing with a level and daily and weekly seasonal factors (multiplicative).
 
     Factors live in 10-minute bins, so the state stays small; weekly factors are used once two
-    weeks are seen, daily ones once two days are.
+    weeks are seen, daily ones once two days are. Learning divides by factors no smaller than
+    `HW_FACTOR_FLOOR`, so a bin an outage pulled toward zero cannot blow the level up.
     """
 
     name = "holt-winters"
@@ -392,15 +471,19 @@ class HoltWinters(Forecaster):
         if self.level is None:
             self.level = rate_rps
             return
-        deseasoned = (rate_rps + floor) / factor
+        deseasoned = (rate_rps + floor) / max(factor, HW_FACTOR_FLOOR)
         self.level = self.ALPHA * deseasoned + (1 - self.ALPHA) * self.level
         ratio = (rate_rps + floor) / (self.level + floor)
         d = int(t_mid // PROFILE_BIN_S) % len(self.daily)
         w = int(t_mid // PROFILE_BIN_S) % len(self.weekly)
         weekly_share = self.weekly[w]
-        self.daily[d] = (1 - self.GAMMA) * self.daily[d] + self.GAMMA * ratio / weekly_share
+        self.daily[d] = (1 - self.GAMMA) * self.daily[d] + self.GAMMA * ratio / max(
+            weekly_share, HW_FACTOR_FLOOR
+        )
         if self._seen_s() >= WEEK_S:
-            self.weekly[w] = (1 - self.GAMMA) * weekly_share + self.GAMMA * ratio / self.daily[d]
+            self.weekly[w] = (1 - self.GAMMA) * weekly_share + self.GAMMA * ratio / max(
+                self.daily[d], HW_FACTOR_FLOOR
+            )
 
     def _model_point(self, now_s: float, horizon_s: float) -> tuple[float, str] | None:
         seen_s = self._seen_s()

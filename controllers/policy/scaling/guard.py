@@ -13,9 +13,11 @@ replica, or a queue that grows between scrapes), KV cache past its threshold. Af
 
 at least one replica more than is ready, and at most `max_step_fraction` of the fleet more per
 action. While it holds, and for the stabilization window after its last action, the decision
-does not scale down. Unknown signals neither trip nor clear it (missing metrics never scale
-down, and never scale up either). The verdict's reason carries the numbers, so the Scaled Event
-says why.
+does not scale down; it also holds, without acting, while TTFT misses the SLO or requests queue
+at light load (a fleet missing its TTFT SLO never shrinks; ITL over the SLO at light load is a
+decode step too slow, which no count changes, so it does not hold). Unknown signals neither trip nor
+clear it (missing metrics never scale down, and never scale up either). The verdict's reason
+carries the numbers, so the Scaled Event says why.
 
 Pure: time is a parameter; state round-trips through `to_dict` / `load`.
 """
@@ -23,7 +25,7 @@ Pure: time is a parameter; state round-trips through `to_dict` / `load`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controllers.policy.scaling.capacity import LoadSample, SLOLimits, overloaded
@@ -94,6 +96,7 @@ class SLOGuard:
         self.stabilization_s = stabilization_s
         self.interval_s = interval_s
         self.streak = 0
+        self.missing = False  # the last judged interval missed the SLO, busy or not
         self.last_waiting: float | None = None
         self.acted_at_s: float | None = None
 
@@ -122,9 +125,13 @@ class SLOGuard:
             self.streak += 1
         elif judged:
             self.streak = 0
+        if judged:
+            # ITL over the SLO at light load is one decode step too slow, whatever the count:
+            # holding on it would only ratchet the fleet up on every noisy reading.
+            self.missing = bool(over or overloaded(replace(sample, itl_p99_s=None), self.limits))
         within = self.acted_at_s is not None and now_s - self.acted_at_s < self.stabilization_s
         if not over or self.streak < self.config.scrapes:
-            return GuardVerdict(None, self.streak > 0 or within, "")
+            return GuardVerdict(None, self.streak > 0 or within or self.missing, "")
         if w is not None and last is not None and w > last and sample.served_rps is not None:
             # What vLLM completes is capped by the replicas: what arrived also filled the queue.
             arrived = sample.served_rps + (w - last) / self.interval_s
@@ -143,9 +150,15 @@ class SLOGuard:
         return GuardVerdict(floor, True, reason)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"streak": self.streak, "waiting": self.last_waiting, "actedAt": self.acted_at_s}
+        return {
+            "streak": self.streak,
+            "missing": self.missing,
+            "waiting": self.last_waiting,
+            "actedAt": self.acted_at_s,
+        }
 
     def load(self, data: dict[str, Any]) -> None:
         self.streak = int(data["streak"])
+        self.missing = bool(data.get("missing", False))  # absent in state saved before it
         self.last_waiting = None if data.get("waiting") is None else float(data["waiting"])
         self.acted_at_s = None if data.get("actedAt") is None else float(data["actedAt"])

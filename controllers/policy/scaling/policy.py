@@ -13,7 +13,10 @@ Predictive mode asks for the most of:
     asked for now only serves after its cold start;
   * active `schedules` entries and `minReplicas`;
 then clamps to [min, max] and the pool's GPU limit, and scales down only after the
-stabilization window and by bounded steps. Unknown or stale metrics never lower the count.
+stabilization window and by bounded steps. Unknown or stale metrics, and zeros that may be an
+outage, never lower the count. Every forecast is first held within what history makes
+plausible, and the replicas it asks for grow per interval by a bounded step
+(`controllers.policy.scaling.bounds`).
 
 Pure: time is a parameter; no clock, no I/O.
 """
@@ -28,6 +31,12 @@ from typing import Any, Literal
 from croniter import croniter
 
 from controllers.api.v1alpha1 import ScalingSpec, parse_duration_s
+from controllers.policy.scaling.bounds import (
+    DemandEnvelope,
+    Envelope,
+    bound_forecast,
+    step_up_limit,
+)
 from controllers.policy.scaling.capacity import (
     CapacityEstimator,
     LoadSample,
@@ -45,10 +54,14 @@ from controllers.policy.scaling.forecast import (
 )
 from controllers.policy.scaling.guard import GuardConfig, GuardVerdict, SLOGuard
 from controllers.policy.scaling.spare import SparePercentile
+from sizing.workload import MAX_RATE_RPS, MIN_RATE_RPS
 
 Mode = Literal["predictive", "reactive", "static", "external", "keda"]
 MODES: tuple[str, ...] = ("predictive", "reactive", "static", "external", "keda")
 SCALE_DOWN_STEP_FRACTION = 0.2  # at most this share of the fleet leaves per interval (min 1)
+# The stabilization window spans at least this many decisions, so one noisy reading (a rate
+# window of few requests, an odd request mix) never shrinks the fleet on its own.
+MIN_STABILIZATION_INTERVALS = 3
 
 
 @dataclass(frozen=True)
@@ -104,13 +117,16 @@ class ScalingConfig:
     forecaster: str = "seasonal"
     target_slo_met: float = 0.998  # share of intervals the ready replicas should cover
     closed_loop: ClosedLoop = ClosedLoop()
+    # forecasts stay under this multiple of the learned window's peak plus its highest rise
+    # over one cold start, and add at most this multiple of that rise per interval
+    bound_multiple: float = 2.0
 
     def __post_init__(self) -> None:
         checks = [
             (
                 "usableRPSPerReplica",
-                self.usable_rps_per_replica > 0,
-                "> 0",
+                MIN_RATE_RPS <= self.usable_rps_per_replica <= MAX_RATE_RPS,
+                f"between {MIN_RATE_RPS:g} and {MAX_RATE_RPS:g}",
                 self.usable_rps_per_replica,
             ),
             ("coldStart", self.cold_start_s >= 0, ">= 0 s", self.cold_start_s),
@@ -123,6 +139,7 @@ class ScalingConfig:
                 "between 50 and 100 (exclusive)",
                 100 * self.target_slo_met,
             ),
+            ("boundMultiple", self.bound_multiple >= 1.0, ">= 1", self.bound_multiple),
         ]
         for name, ok, expected, value in checks:
             if not ok:
@@ -155,6 +172,11 @@ class ScalingConfig:
         return min(limits) if limits else None
 
     @property
+    def stabilization_s(self) -> float:
+        """The scale-down window: as configured, and at least a few decisions long."""
+        return max(self.scale_down_stabilization_s, MIN_STABILIZATION_INTERVALS * self.interval_s)
+
+    @property
     def stale_limit_s(self) -> float:
         return 3 * self.interval_s if self.stale_after_s is None else self.stale_after_s
 
@@ -182,6 +204,9 @@ class TickInput:
     capacity_rps: float | None = None  # measured/blended req/s per replica; None: the plan's
     capacity_note: str = ""  # which measurement set it
     guard: GuardVerdict | None = None
+    envelope: Envelope | None = None  # the learned demand bounds; None: forecasts unbounded
+    quiet_since_s: float | None = None  # zeros since then after real load: maybe an outage
+    forecast_note: str = ""  # how the bounds changed the forecast, if they did
 
 
 @dataclass(frozen=True)
@@ -194,6 +219,7 @@ class ScalingDecision:
     warm_spare: int
     schedule_floor: int
     recent: tuple[tuple[float, int], ...] = field(default=(), repr=False)
+    forecast_rps: float | None = None  # the forecaster's point for now + horizon (scorecard)
 
 
 def cold_start_intervals(cold_start_s: float, interval_s: float) -> int:
@@ -246,7 +272,8 @@ def decide(tick: TickInput) -> ScalingDecision:
     need_fc = None
     if fc is not None:
         # A learned model's point already holds the rise it foresees; the warm spare covers
-        # what it has missed before. The fallback's upper quantile is its own margin.
+        # what it has missed before. The fallback's upper quantile is only published (the
+        # pre-warm plan, KEDA's floor): without a model the reactive answer is the decision.
         need_fc = replicas_for(fc.point_rps if fc.learned else fc.upper_rps, per_replica)
 
     candidates: list[tuple[int, str]] = [(cfg.min_replicas, f"minReplicas {cfg.min_replicas}")]
@@ -261,35 +288,41 @@ def decide(tick: TickInput) -> ScalingDecision:
         )
         if fc is not None and fc.learned and need_fc is not None:
             base = max(need_now or 0, need_fc)
-            candidates.append(
-                (
-                    base + spare,
-                    f"forecast {fc.point_rps:.3g} RPS ({fc.method}) {by}, {load}: needs "
-                    f"{base} + {spare_why}",
+            ask = base + spare
+            why = f"forecast {fc.point_rps:.3g} RPS ({fc.method}) {by}, {load}: needs {base} + "
+            why += spare_why
+            if tick.envelope is not None:
+                step_limit = step_up_limit(
+                    current,
+                    (need_now or 0) + spare,
+                    tick.envelope.rise_rps,
+                    per_replica,
+                    cfg.bound_multiple,
                 )
-            )
-        else:
-            if need_now is not None:
-                candidates.append((need_now + spare, f"{load} needs {need_now} + {spare_why}"))
-            if fc is not None and need_fc is not None:
-                candidates.append(
-                    (
-                        need_fc,
-                        f"forecast {fc.upper_rps:.3g} RPS ({fc.method}, upper) {by} "
-                        f"needs {need_fc}",
+                if ask > step_limit:
+                    ask, why = (
+                        step_limit,
+                        f"{why}; forecast growth held to {step_limit} this interval",
                     )
-                )
+            candidates.append((ask, why))
+        elif need_now is not None:
+            candidates.append((need_now + spare, f"{load} needs {need_now} + {spare_why}"))
         if cfg.mode != "reactive" and schedule_floor:
             candidates.append((schedule_floor, f"schedule floor {schedule_floor}"))
     guard = tick.guard if cfg.mode != "static" else None
     if guard is not None and guard.floor is not None:
         candidates.append((guard.floor, guard.reason))
     recommended, why = max(candidates, key=lambda c: c[0])
+    if tick.forecast_note and why.startswith("forecast"):
+        why += f" ({tick.forecast_note})"
     if tick.capacity_note:
         why += f" ({tick.capacity_note})"
-    if not known and cfg.mode != "static":
+    suspect = tick.quiet_since_s is not None
+    if (not known or suspect) and cfg.mode != "static":
         blind = (
-            f"metrics stale (age {m.age_s:.0f} s > {cfg.stale_limit_s:.0f} s)"
+            f"zero requests since {_clock(tick.quiet_since_s)} after real load, maybe an outage"
+            if known and tick.quiet_since_s is not None
+            else f"metrics stale (age {m.age_s:.0f} s > {cfg.stale_limit_s:.0f} s)"
             if m.rps is not None and math.isfinite(m.rps)
             else "metrics unknown"
         )
@@ -299,7 +332,7 @@ def decide(tick: TickInput) -> ScalingDecision:
             why += f"; {blind}"
 
     window = (
-        *tuple((t, r) for t, r in tick.recent if t > tick.now_s - cfg.scale_down_stabilization_s),
+        *tuple((t, r) for t, r in tick.recent if t > tick.now_s - cfg.stabilization_s),
         (tick.now_s, recommended),
     )
     desired = recommended
@@ -313,7 +346,7 @@ def decide(tick: TickInput) -> ScalingDecision:
         if desired > recommended:
             why += (
                 f"; scale-down held to {desired} (stabilization "
-                f"{cfg.scale_down_stabilization_s / 60:.3g} min, step ≤ {step})"
+                f"{cfg.stabilization_s / 60:.3g} min, step ≤ {step})"
             )
     limit = cfg.upper_limit
     if limit is not None and desired > limit:
@@ -329,6 +362,7 @@ def decide(tick: TickInput) -> ScalingDecision:
         warm_spare=spare,
         schedule_floor=schedule_floor,
         recent=window,
+        forecast_rps=None if fc is None else fc.point_rps,
     )
 
 
@@ -341,6 +375,7 @@ class ScalingPolicy:
             config.forecaster, config.interval_s, config.horizon_s
         )
         self.ramps = RampTracker(config.interval_s, config.cold_start_s)
+        self.envelope = DemandEnvelope(config.interval_s, config.cold_start_s)
         self.spare = SparePercentile(config.target_slo_met, config.cold_start_n)
         self.recent: tuple[tuple[float, int], ...] = ()
         loop = config.closed_loop
@@ -352,9 +387,7 @@ class ScalingPolicy:
             ),
             loop.limits,
         )
-        self.guard = SLOGuard(
-            loop.limits, loop.guard, config.scale_down_stabilization_s, config.interval_s
-        )
+        self.guard = SLOGuard(loop.limits, loop.guard, config.stabilization_s, config.interval_s)
 
     def capacity_rps(self, now_s: float, metrics: Metrics) -> tuple[float | None, str]:
         """Usable req/s per replica in the unit that limits, once the closed loop knows more
@@ -393,12 +426,17 @@ class ScalingPolicy:
         )
         planned = rps_per_replica(self.config, metrics, planned)
         guard = self.guard.observe(now_s, load, current_replicas, rate, planned)
-        self.forecaster.observe(now_s, rate)
-        forecast = self.forecaster.forecast(now_s, self.config.horizon_s)
-        expected_rps = None
-        if self.config.mode != "reactive" and forecast.learned and rate is not None:
-            expected_rps = max(rate, forecast.point_rps)
-        self.ramps.observe(rate, expected_rps)
+        learned = self.seed(now_s, rate)
+        forecast, forecast_note = bound_forecast(
+            self.forecaster.forecast(now_s, self.config.horizon_s),
+            rate,
+            self.envelope.envelope(),
+            self.config.bound_multiple,
+        )
+        predictive = self.config.mode != "reactive" and forecast.learned
+        for t_s, learned_rps in learned:
+            expected_rps = max(learned_rps, forecast.point_rps) if t_s == now_s else None
+            self.ramps.observe(learned_rps, expected_rps if predictive else None)
         self.spare.observe(rate, believed)
         decision = decide(
             TickInput(
@@ -413,16 +451,34 @@ class ScalingPolicy:
                 capacity_rps=per_replica,
                 capacity_note=note,
                 guard=guard,
+                envelope=self.envelope.envelope(),
+                forecast_note=forecast_note,
+                quiet_since_s=self.quiet_since_s(),
             )
         )
         self.recent = decision.recent
         self.spare.record(decision.desired_replicas)
         return decision
 
+    def quiet_since_s(self) -> float | None:
+        """Start of the zeros held back as a possible outage (None: none held)."""
+        quiet = self.forecaster.quiet
+        return None if quiet is None else quiet[0] - self.config.interval_s
+
+    def seed(self, t_s: float, rate_rps: float | None) -> list[tuple[float, float]]:
+        """Learn one interval's rate (also history from before the policy ran). Returns what
+        was learned as demand: nothing while the rate is unknown or zeros that may be an
+        outage are held back, held zeros first once they turn out real."""
+        learned = self.forecaster.observe(t_s, rate_rps)
+        for at_s, learned_rps in learned:
+            self.envelope.observe(at_s, learned_rps)
+        return learned
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "forecast": self.forecaster.to_dict(),
             "ramps": self.ramps.to_dict(),
+            "bounds": self.envelope.to_dict(),
             "spare": self.spare.to_dict(),
             "recent": [list(r) for r in self.recent],
             "capacity": self.capacity.to_dict(),
@@ -438,6 +494,11 @@ class ScalingPolicy:
             if "spare" in data:  # state saved before the spare percentile was steered lacks it
                 policy.spare.load(data["spare"])
             policy.recent = tuple((float(t), int(r)) for t, r in data["recent"])
+            if "bounds" in data:
+                policy.envelope.load(data["bounds"])
+            else:  # state saved before the bounds: start from the forecaster's recent rates
+                for t_s, rate in policy.forecaster.recent:
+                    policy.envelope.observe(t_s, rate)
             if "capacity" in data:  # state saved before the closed loop lacks these
                 policy.capacity.load(data["capacity"])
                 policy.guard.load(data["guard"])
@@ -459,7 +520,7 @@ def config_from_spec(
         usable_rps_per_replica=usable_rps_per_replica,
         cold_start_s=cold_start_s,
         interval_s=parse_duration_s(spec.interval),
-        mode=spec.mode,
+        mode="predictive" if spec.mode == "advisory" else spec.mode,  # advisory decides so
         min_replicas=spec.min_replicas,
         max_replicas=spec.max_replicas,
         gpus_per_replica=gpus_per_replica,
@@ -496,6 +557,7 @@ def prewarm_plan(
     now_s: float,
     current_replicas: int,
     lookahead_s: float = DAY_S,
+    envelope: Envelope | None = None,
 ) -> PrewarmPlan:
     """The next day's peak and the pre-warm time (for `status.forecast`).
 
@@ -503,10 +565,18 @@ def prewarm_plan(
     bin whose forecast needs more than the current fleet, so the replicas are ready when it
     begins. Bins are those of the profile (multiples of its resolution since the epoch), the
     current one first; times are bin starts. A pre-warm time already past means warming is due.
+    With the policy's `envelope`, forecasts are bounded as the decision bounds them.
     """
     lead_s = config.horizon_s
     per_replica = config.usable_rps_per_replica
-    peak = forecaster.forecast(now_s, lookahead_s)
+
+    def forecast(horizon_s: float) -> Forecast:
+        answer = forecaster.forecast(now_s, horizon_s)
+        if envelope is None:
+            return answer
+        return bound_forecast(answer, forecaster.level_rps(), envelope, config.bound_multiple)[0]
+
+    peak = forecast(lookahead_s)
     peak_replicas = replicas_for(peak.upper_rps, per_replica)
     limit = config.upper_limit
     if limit is not None:
@@ -516,7 +586,7 @@ def prewarm_plan(
     peak_at_s = bin_start_s
     first_short_s: float | None = None
     while bin_start_s + bin_s - now_s <= lookahead_s:
-        upto = forecaster.forecast(now_s, bin_start_s + bin_s - now_s)  # up to this bin's end
+        upto = forecast(bin_start_s + bin_s - now_s)  # up to this bin's end
         peak_at_s = bin_start_s
         if first_short_s is None and replicas_for(upto.upper_rps, per_replica) > current_replicas:
             first_short_s = bin_start_s

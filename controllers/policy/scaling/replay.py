@@ -27,6 +27,7 @@ from controllers.policy.scaling.policy import (
     cold_start_intervals,
     replicas_for,
 )
+from controllers.policy.scaling.scorecard import Interval, Scorecard
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,31 @@ def score(
     )
 
 
+@dataclass(frozen=True)
+class HighestAsk:
+    """The most a policy asked for relative to the highest need seen so far (the bounds' test)."""
+
+    ratio: float
+    interval: int
+    replicas: int
+    peak_need: int
+
+
+def highest_ask(trace: Trace, desired: Sequence[int], rps_per_replica: float) -> HighestAsk:
+    """Replicas asked for after each interval over the peak need up to it (at least one),
+    at the worst interval. `desired[j]` is the answer given at the end of interval j."""
+    worst = HighestAsk(0.0, 0, 0, 0)
+    peak = 0
+    for j, replicas in enumerate(desired):
+        rate = trace.rps(j)
+        if rate is not None:
+            peak = max(peak, replicas_for(rate, rps_per_replica))
+        ratio = replicas / max(1, peak)
+        if ratio > worst.ratio:
+            worst = HighestAsk(ratio, j, replicas, peak)
+    return worst
+
+
 POLICIES = ("predictive", "reactive", "static", "oracle")
 
 
@@ -166,3 +192,29 @@ def compare(
         name: score(name, trace, asked[name], config, cost_per_gpu_hour_usd) for name in POLICIES
     }
     return Comparison(scores, asked, need, decisions)
+
+
+def replay_scorecard(
+    trace: Trace, asked: Sequence[int], decisions: Sequence[ScalingDecision], config: ScalingConfig
+) -> Scorecard:
+    """The scorecard the operator would keep for this schedule: an interval meets the SLO when
+    its ready replicas cover its demand, the lower bound is demand / the declared capacity, and
+    the forecast is the one each decision used. Interval 0 is not scored, as in `score`."""
+    card = Scorecard(config.horizon_s, config.cold_start_s, config.stabilization_s)
+    ready = ready_replicas(asked, cold_start_intervals(config.cold_start_s, trace.interval_s))
+    usable = config.usable_rps_per_replica
+    for k in range(1, len(trace.requests)):
+        rate = trace.rps(k)
+        card.observe(
+            Interval(
+                end_s=trace.start_s + (k + 1) * trace.interval_s,
+                duration_s=trace.interval_s,
+                replicas=asked[k],
+                ready=ready[k],
+                slo_met=None if rate is None else rate <= ready[k] * usable * (1 + 1e-9),
+                demand_rps=rate,
+                capacity_rps=usable,
+                forecast_rps=decisions[k].forecast_rps if k < len(decisions) else None,
+            )
+        )
+    return card

@@ -1,0 +1,146 @@
+"""Model resolution by name against a real HTTP fake Hub on loopback, and the offline catalog."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from controllers.adapters.hf_hub import HubSettings
+from controllers.adapters.model_source import (
+    FAILURE_TTL_S,
+    ModelCatalog,
+    ModelConfigUnavailable,
+    ModelResolver,
+)
+from inferfleet_testing.checkpoints import dense_decoder_tensors, safetensors_header
+from inferfleet_testing.fake_hub import FakeHub
+from sizing.model import load_model_config, with_checkpoint
+from sizing.quantization import weights_bytes
+from tests.conftest import CALIBRATION
+
+REPO = "acme/llama-8b-private"
+CONFIG = json.loads(
+    (CALIBRATION / "model_configs/meta-llama--Llama-3.1-8B-Instruct.json").read_text()
+)
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    tensors = dense_decoder_tensors(CONFIG)
+    half = len(tensors) // 2
+    fake = FakeHub(gated={REPO})
+    fake.add_model(
+        REPO,
+        CONFIG,
+        {
+            "model-00001-of-00002.safetensors": safetensors_header(tensors[:half]),
+            "model-00002-of-00002.safetensors": safetensors_header(tensors[half:]),
+        },
+    )
+    fake.add_model("acme/bin-only", CONFIG, {})
+    with fake.serving():
+        yield fake
+
+
+def _resolve(resolver: ModelResolver, name: str, **kwargs: str | None):  # type: ignore[no-untyped-def]
+    return asyncio.run(resolver.resolve(name, **kwargs))
+
+
+def test_gated_model_resolves_with_exact_weights_from_headers_only(hub: FakeHub) -> None:
+    resolver = ModelResolver(HubSettings(endpoint=hub.url))
+    found = _resolve(resolver, REPO, token=hub.token)
+    assert found.config["hidden_size"] == CONFIG["hidden_size"]
+    assert found.checkpoint is not None and "safetensors headers" in found.origin
+    arch = with_checkpoint(load_model_config(found.config), found.checkpoint)
+    assert weights_bytes(arch) == 2 * 8_030_261_248  # Llama-3.1-8B's parameters, bf16
+    # Only config, index and two small Range reads per shard (plus the storage redirects).
+    shard_reads = [r for r in hub.requests if r.path.startswith("/storage/")]
+    assert len(shard_reads) == 4
+    assert all(r.range is not None and int(r.range.split("-")[1]) < 2**20 for r in shard_reads)
+    assert all(r.authorization == f"Bearer {hub.token}" for r in hub.requests)
+
+
+def test_gated_model_without_token_names_every_source_tried(hub: FakeHub) -> None:
+    resolver = ModelResolver(HubSettings(endpoint=hub.url))
+    with pytest.raises(ModelConfigUnavailable) as err:
+        _resolve(resolver, REPO)
+    message = str(err.value)
+    assert "built-in catalog (not listed)" in message
+    assert f"the Hub at {hub.url}" in message and "refused (401)" in message
+    assert "tokenSecretRef" in message
+
+
+def test_offline_mode_fails_closed_without_a_request(hub: FakeHub) -> None:
+    resolver = ModelResolver(HubSettings(endpoint=hub.url, offline=True))
+    with pytest.raises(ModelConfigUnavailable, match="offline"):
+        _resolve(resolver, REPO, token=hub.token)
+    assert hub.requests == []
+    # The catalog still answers offline.
+    found = _resolve(resolver, "Qwen/Qwen3-8B")
+    assert found.config["num_hidden_layers"] == 36 and found.checkpoint is None
+    assert "built-in catalog" in found.origin and hub.requests == []
+
+
+def test_repo_without_safetensors_gives_the_config_alone(hub: FakeHub) -> None:
+    found = _resolve(ModelResolver(HubSettings(endpoint=hub.url)), "acme/bin-only")
+    assert found.checkpoint is None and "no safetensors" in found.origin
+
+
+def test_failures_are_cached_for_a_while_then_retried(hub: FakeHub) -> None:
+    now = [0.0]
+    resolver = ModelResolver(HubSettings(endpoint=hub.url), clock=lambda: now[0])
+    for _ in range(3):
+        with pytest.raises(ModelConfigUnavailable, match="404"):
+            _resolve(resolver, "acme/missing")
+    assert len(hub.requests) == 1
+    now[0] += FAILURE_TTL_S + 1
+    with pytest.raises(ModelConfigUnavailable):
+        _resolve(resolver, "acme/missing")
+    assert len(hub.requests) == 2
+
+
+def test_unreachable_hub_is_a_clear_error() -> None:
+    resolver = ModelResolver(HubSettings(endpoint="http://127.0.0.1:9", timeout_s=2))
+    with pytest.raises(ModelConfigUnavailable, match="ConnectError"):
+        _resolve(resolver, "acme/anything")
+
+
+def test_a_pinned_revision_skips_the_catalog(hub: FakeHub) -> None:
+    resolver = ModelResolver(HubSettings(endpoint=hub.url))
+    with pytest.raises(ModelConfigUnavailable, match="holds main, not revision v2"):
+        _resolve(resolver, "Qwen/Qwen3-8B", revision="v2")
+
+
+def test_every_catalog_model_parses_and_is_found_whatever_the_case() -> None:
+    catalog = ModelCatalog()
+    assert len(catalog.names) >= 60
+    for name in catalog.names:
+        found = catalog.get(name.upper())
+        assert found is not None, name
+        arch = load_model_config(found.config, name=name)
+        assert arch.total_params > 0
+
+
+def test_fleets_naming_the_same_model_at_once_share_one_fetch(hub: FakeHub) -> None:
+    resolver = ModelResolver(HubSettings(endpoint=hub.url))
+
+    async def many() -> list[int]:
+        found = await asyncio.gather(*(resolver.resolve(REPO, token=hub.token) for _ in range(20)))
+        return [f.checkpoint.stored_bytes for f in found if f.checkpoint]
+
+    sizes = asyncio.run(many())
+    assert len(sizes) == 20 and len(set(sizes)) == 1
+    assert sum(r.path.endswith("config.json") for r in hub.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["/models/llama-8b", "../etc/x", "https://host/org/model", "a/b/c"]
+)
+def test_a_path_or_url_is_not_sent_to_the_hub(hub: FakeHub, name: str) -> None:
+    resolver = ModelResolver(HubSettings(endpoint=hub.url))
+    with pytest.raises(ModelConfigUnavailable, match="not a Hugging Face repo id"):
+        _resolve(resolver, name)
+    assert hub.requests == []
