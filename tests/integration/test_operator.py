@@ -454,6 +454,7 @@ def test_the_resync_daemon_ends_once_clean_up_closed_the_client(cluster: Cluster
             "owned_services": {},
             "owned_pdbs": {},
             "fleet_pods": {},
+            "calibrations": {},
         }  # as Kopf's
         await asyncio.wait_for(
             resync(NeverStopped(), obj, obj["spec"], memo, **indexes), timeout=10
