@@ -15,7 +15,8 @@ from typing import Any
 
 from inferfleet.errors import UsageError
 from inferfleet.inputs import read_text
-from sizing.accuracy import BenchmarkCase, Measured, regime_of
+from sizing.accuracy import BenchmarkCase, Measured
+from sizing.error_bands import regime_of
 from sizing.errors import SizingError
 from sizing.hardware import get_gpu
 from sizing.memory import EngineConfig

@@ -51,6 +51,7 @@ FITTED_FIELDS = ("compute_fraction", "hbm_fraction", "step_overhead_s")
 PRIOR_WEIGHT = 1e-5
 _FRACTION_FLOOR = 0.01  # keeps the search inside Efficiency's (0, 1] without touching 0
 _MAX_OVERHEAD_S = 0.1
+_MAX_START_FRACTION = 0.9
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ def _to_search(e: Efficiency) -> np.ndarray:
     """Unbounded coordinates: logit of the two fractions, log of the overhead."""
 
     def logit(f: float) -> float:
-        f = min(max(f, _FRACTION_FLOOR), 1 - 1e-6)
+        # Near 1 the logistic is flat and the simplex stalls: start a little inside.
+        f = min(max(f, _FRACTION_FLOOR), _MAX_START_FRACTION)
         return math.log(f / (1 - f))
 
     return np.array(

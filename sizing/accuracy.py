@@ -16,19 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from sizing.curve import replica_engine
+from sizing.error_bands import METRICS, REGIMES, ratio_at, ratio_quantiles
 from sizing.errors import InvalidInput, SizingError
 from sizing.hardware import get_gpu
 from sizing.memory import EngineConfig, estimate_memory
 from sizing.model import ModelArch
-from sizing.performance import DEFAULT_EFFICIENCY, Efficiency
-from sizing.simulator import LoadPoint, simulate_closed_loop
+from sizing.performance import DEFAULT_EFFICIENCY, Efficiency, StepTimeModel
+from sizing.simulator import ClosedLoopSchedule, LoadPoint, schedule_closed_loop
 
-METRICS = ("output_tok_per_s", "ttft_ms", "tpot_ms")
-REGIMES = ("low", "knee", "saturated")
-# The benchmark README's regimes: low = at most this many requests in flight ...
-LOW_LOAD_MAX_IN_FLIGHT = 8
-# ... saturated = within this share of the sweep's best throughput (or bound by the KV cache).
-SATURATED_WITHIN = 0.10
 # A steady-state window needs warm-up and drain around the measured requests.
 STEADY_STATE_ROUNDS = 3
 
@@ -82,15 +77,10 @@ class Scored:
         return 100.0 * (getattr(self.predicted, metric) - measured) / measured
 
 
-def regime_of(load: int, output_tok_per_s: float, sweep_best: float, kv_bound: bool) -> str:
-    if load <= LOW_LOAD_MAX_IN_FLIGHT:
-        return "low"
-    if kv_bound or output_tok_per_s >= (1 - SATURATED_WITHIN) * sweep_best:
-        return "saturated"
-    return "knee"
-
-
-def _simulate(case: BenchmarkCase, efficiency: Efficiency) -> LoadPoint:
+def schedule(
+    case: BenchmarkCase, efficiency: Efficiency = DEFAULT_EFFICIENCY
+) -> tuple[ClosedLoopSchedule, StepTimeModel]:
+    """The case's closed-loop schedule (the same under any efficiency) and its step model."""
     gpu = get_gpu(case.gpu)
     memory = estimate_memory(case.arch, gpu, case.engine)
     if not memory.fits:
@@ -103,13 +93,19 @@ def _simulate(case: BenchmarkCase, efficiency: Efficiency) -> LoadPoint:
         count = max(count, STEADY_STATE_ROUNDS * per_rank)
     prompts = np.full(count, case.input_len)
     outputs = np.full(count, case.output_len)
-    return simulate_closed_loop(
+    run = schedule_closed_loop(
         step_model, limits, prompts, outputs, per_rank, steady_state=case.steady_state
     )
+    return run, step_model
 
 
 def predict(case: BenchmarkCase, efficiency: Efficiency = DEFAULT_EFFICIENCY) -> Prediction:
-    point = _simulate(case, efficiency)
+    run, step_model = schedule(case, efficiency)
+    return prediction_of(case, run.price(step_model))
+
+
+def prediction_of(case: BenchmarkCase, point: LoadPoint) -> Prediction:
+    """What the benchmark reports, from the simulated load point of one engine rank."""
     return Prediction(
         output_tok_per_s=point.output_tok_per_s * case.data_parallel,
         ttft_ms=point.ttft_p50_s * 1e3,
@@ -179,3 +175,37 @@ def error_table(scored: list[Scored], grouping: str, metric: str) -> dict[str, E
         if stats is not None:
             table[name] = stats
     return table
+
+
+def residual_bands(scored: list[Scored]) -> dict[str, dict[str, tuple[float, ...]]]:
+    """Quantiles of measured / predicted per regime and metric: the error bars' table."""
+    table: dict[str, dict[str, tuple[float, ...]]] = {}
+    for regime in REGIMES:
+        row = {}
+        for metric in METRICS:
+            ratios = [
+                getattr(s.case.measured, metric) / getattr(s.predicted, metric)
+                for s in scored
+                if s.case.regime == regime
+                and getattr(s.case.measured, metric)
+                and getattr(s.predicted, metric) > 0
+            ]
+            if ratios:
+                row[metric] = ratio_quantiles(ratios)
+        table[regime] = row
+    return table
+
+
+def band_coverage(scored: list[Scored], metric: str, low: float = 0.1, high: float = 0.9) -> float:
+    """Share of measured points inside the recorded [low, high] band around the prediction."""
+    inside = total = 0
+    for s in scored:
+        measured = getattr(s.case.measured, metric)
+        if not measured:
+            continue
+        predicted = getattr(s.predicted, metric)
+        lo = predicted * ratio_at(s.case.regime, metric, low)
+        hi = predicted * ratio_at(s.case.regime, metric, high)
+        inside += lo <= measured <= hi
+        total += 1
+    return inside / total if total else float("nan")

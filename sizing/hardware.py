@@ -197,6 +197,45 @@ def known_gpu_names() -> list[str]:
     return [gpu.name for gpu in CATALOG]
 
 
+def custom_gpu(
+    name: str,
+    memory_gib: float,
+    bandwidth_gb_per_s: float,
+    tflops: dict[str, float],
+    interconnect_kind: str,
+    interconnect_gb_per_s: float,
+    cost_per_gpu_hour_usd: float,
+) -> GPU:
+    """A GPU the catalog lacks, from its datasheet (a pool's gpuSpec); every figure checked."""
+    checks = {
+        "memoryGiB": memory_gib,
+        "memoryBandwidthGBPerSecond": bandwidth_gb_per_s,
+        "interconnect.bandwidthGBPerSecond": interconnect_gb_per_s,
+        **{f"tflops.{k}": v for k, v in tflops.items()},
+    }
+    for field_name, value in checks.items():
+        if not value > 0:
+            raise InvalidInput(f"gpuSpec.{field_name} must be > 0, got {value}")
+    unknown = sorted(set(tflops) - set(DTYPES))
+    if unknown or not tflops:
+        raise InvalidInput(f"gpuSpec.tflops: keys must be among {', '.join(DTYPES)}; got "
+                           f"{', '.join(unknown) or 'none'}")  # fmt: skip
+    if interconnect_kind not in ("nvlink", "pcie", "xgmi"):
+        raise InvalidInput(
+            f"gpuSpec.interconnect.kind must be nvlink, pcie or xgmi, got {interconnect_kind!r}"
+        )
+    return GPU(
+        name=name,
+        vendor="custom",
+        memory_gb=memory_gib * 2**30 / 1e9,
+        memory_gib_reported=memory_gib,
+        hbm_bandwidth_gb_per_s=bandwidth_gb_per_s,
+        tflops=dict(tflops),
+        interconnect=Interconnect(interconnect_kind, interconnect_gb_per_s, 8),
+        cost_per_gpu_hour_usd=cost_per_gpu_hour_usd,
+    )
+
+
 def get_gpu(name: str) -> GPU:
     """Look a GPU up by name or alias, ignoring case, spaces, dashes and underscores."""
     gpu = _BY_KEY.get(_key(name))

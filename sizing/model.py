@@ -41,7 +41,9 @@ _TEXT_TYPES = {"gemma3": "gemma3_text"}
 # Model types with learned or ALiBi positions: no rotary cos/sin cache.
 _NO_ROPE_TYPES = frozenset({"opt", "gpt2", "bloom", "mpt"})
 # Model types whose MLP is up -> activation -> down (two matrices), not gated (three).
-_UNGATED_MLP_TYPES = frozenset({"phi", "opt", "gpt2", "gpt_neox", "gptj", "falcon", "bloom", "mpt"})
+_UNGATED_MLP_TYPES = frozenset(
+    {"phi", "opt", "gpt2", "gpt_neox", "gptj", "falcon", "bloom", "mpt", "nemotron_h"}
+)
 _DTYPE_NAMES = {
     "float32": "float32",
     "fp32": "float32",
@@ -180,6 +182,15 @@ class ModelArch:
         if not self.layer_types:
             return self.num_layers
         return sum(1 for t in self.layer_types if "attention" in t)
+
+    @property
+    def num_blocks(self) -> int:
+        """Mixer blocks run per token: a transformer layer is two (attention, then MLP or
+        MoE); a hybrid pattern (Nemotron-H) lists each Mamba, attention, MLP or MoE block as
+        a layer of its own."""
+        if any(t in _SINGLE_BLOCK_TYPES for t in self.layer_types):
+            return self.num_layers
+        return 2 * self.num_layers
 
     @property
     def num_mamba_layers(self) -> int:
@@ -383,6 +394,22 @@ def _cache_kind(layer_type: str) -> str | None:
     return "sliding" if "sliding" in layer_type or "local" in layer_type else "full"
 
 
+def _mamba_mixer_params(cfg: dict[str, Any], hidden: int) -> int:
+    """One Mamba-2 mixer: in_proj (x, z, B, C and dt), the causal conv, out_proj, and the
+    per-head A, D and dt bias plus the gated norm. Linear like attention, so counted with it."""
+    heads = int(cfg.get("mamba_num_heads") or 0)
+    inner = heads * int(cfg.get("mamba_head_dim") or 0)
+    bc = 2 * int(cfg.get("n_groups") or 1) * int(cfg.get("ssm_state_size") or 0)
+    kernel = int(cfg.get("conv_kernel") or 4)
+    return (
+        hidden * (2 * inner + bc + heads)
+        + (inner + bc) * kernel
+        + inner * hidden
+        + 3 * heads
+        + inner
+    )
+
+
 def _mamba_conv_elements(cfg: dict[str, Any]) -> int:
     """The causal convolution's last kernel-1 inputs over x, B and C: per layer per sequence."""
     inner = int(cfg.get("mamba_num_heads") or 0) * int(cfg.get("mamba_head_dim") or 0)
@@ -400,6 +427,8 @@ def _mamba_state_elements(cfg: dict[str, Any]) -> int:
 
 # Nemotron-H's hybrid_override_pattern: one character per layer.
 _HYBRID_LAYER_CODES = {"*": "full_attention", "M": "mamba", "E": "moe", "-": "mlp"}
+# Layer types that are one block each (a pattern of single mixers, not attention + MLP).
+_SINGLE_BLOCK_TYPES = ("mamba", "moe", "mlp")
 
 
 def _dtype(cfg: dict[str, Any], outer: dict[str, Any]) -> str:
@@ -458,7 +487,9 @@ def load_model_config(
         raise InvalidInput(f"config.json: MoE model needs {where}'num_experts_per_tok'")
     moe_inter = _int(cfg, "moe_intermediate_size", where, default=inter) if num_experts else 0
     n_shared = _int(cfg, "n_shared_experts", where, default=0)
-    shared_inter = _int(cfg, "shared_expert_intermediate_size", where, default=0)
+    shared_inter = _int(cfg, "shared_expert_intermediate_size", where, default=0) or _int(
+        cfg, "moe_shared_expert_intermediate_size", where, default=0
+    )
     if n_shared and not shared_inter:
         shared_inter = n_shared * moe_inter
     first_dense = _int(cfg, "first_k_dense_replace", where, default=0)
@@ -492,12 +523,24 @@ def load_model_config(
 
     tied = bool(cfg.get("tie_word_embeddings", config.get("tie_word_embeddings", False)))
     embedding = vocab * hidden
+    layer_types = tuple(str(t) for t in cfg.get("layer_types") or ()) or tuple(
+        _HYBRID_LAYER_CODES.get(code, "mlp") for code in str(cfg.get("hybrid_override_pattern", ""))
+    )
+    # Layers counted by what they hold: every layer has attention and an MLP (MoE from
+    # first_k_dense_replace on), unless a Nemotron-H pattern says which layer is which.
+    attention_params = layers * attn_per_layer
+    dense_layers = layers - moe_layers
+    if "mamba" in layer_types:
+        moe_layers = layer_types.count("moe") if num_experts else 0
+        dense_layers = layer_types.count("mlp")
+        attention_params = layer_types.count("full_attention") * attn_per_layer
+        attention_params += layer_types.count("mamba") * _mamba_mixer_params(cfg, hidden)
     active_experts = moe_layers * top_k * mlp_mats * hidden * moe_inter
     derived = ParamGroups(
         embedding=embedding,
         lm_head=0 if tied else embedding,
-        attention=layers * attn_per_layer,
-        dense_mlp=(layers - moe_layers) * mlp_mats * hidden * inter,
+        attention=attention_params,
+        dense_mlp=dense_layers * mlp_mats * hidden * inter,
         routed_experts=moe_layers * num_experts * mlp_mats * hidden * moe_inter,
         shared_experts=moe_layers * mlp_mats * hidden * shared_inter,
         router=moe_layers * hidden * num_experts,
@@ -511,9 +554,6 @@ def load_model_config(
         stated_b = check_params_b(given_b, "params_b")
         params = _reconcile(derived, round(stated_b * 1e9), bool(config.get("vision_config")))
 
-    layer_types = tuple(str(t) for t in cfg.get("layer_types") or ()) or tuple(
-        _HYBRID_LAYER_CODES.get(code, "mlp") for code in str(cfg.get("hybrid_override_pattern", ""))
-    )
     sliding = cfg.get("sliding_window")
     if cfg.get("use_sliding_window") is False:
         sliding = None

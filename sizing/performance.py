@@ -6,7 +6,8 @@ context) and some prefill tokens (chunks of prompts). Per GPU and pipeline stage
 * compute: 2 FLOPs per active parameter per token plus attention FLOPs that grow with the
   context, at an achievable fraction of the dense peak of the math dtype the kernels really
   run (FP8 W8A8 where tensor cores have FP8, FP4 only on Blackwell; weight-only formats multiply
-  in 16 bit). GEMM efficiency falls as the per-GPU shard of a layer narrows under TP, and
+  in 16 bit). GEMM efficiency falls as the per-GPU shard of a layer narrows under TP; routed
+  experts run as grouped GEMMs over many small matrices, at their own (lower) fraction, and
   expert-parallel MoE waits for the rank the router sends the most tokens to;
 * memory: the dense weights once per step; MoE experts only as tokens reach them, through
   grouped-GEMM kernels that stream less well than dense GEMVs; the KV cache every token
@@ -16,8 +17,10 @@ context) and some prefill tokens (chunks of prompts). Per GPU and pipeline stage
 * plus what overlaps with neither: two all-reduces per layer under TP (a latency per call,
   higher over PCIe, and the message over the link), pipeline hand-offs, a per-step
   scheduler/launch cost that CUDA graphs shrink up to their largest captured batch (beyond it,
-  or with --enforce-eager, every layer's kernels are launched one by one), and a per-sequence
-  cost for sampling, detokenising and bookkeeping on the CPU.
+  or with --enforce-eager, every layer's kernels are launched one by one), a floor per layer
+  per mixer block (each kernel takes microseconds however small the batch; an MoE layer runs
+  more of them),
+  and a per-sequence cost for sampling, detokenising and bookkeeping on the CPU.
 
 Every efficiency is a named field of `Efficiency`; the defaults are fitted on measured vLLM
 benchmarks (docs/performance-model.md) and the formulas hold no other constants. Pipeline
@@ -56,6 +59,7 @@ _NATIVE_MATH = {"fp8": "fp8", "int8": "int8", "w8a8": "int8", "mxfp4": "fp4", "n
 # Fractions in (0, 1]; every other Efficiency field is a non-negative time or count.
 _FRACTIONS = (
     "compute_fraction",
+    "expert_compute_fraction",
     "hbm_fraction",
     "expert_hbm_fraction",
     "attention_hbm_fraction",
@@ -69,18 +73,21 @@ class Efficiency:
     """Achievable fractions of datasheet peaks and fixed costs of vLLM's engine."""
 
     # Share of dense peak FLOPS that large, wide GEMMs reach (prefill MFU).
-    compute_fraction: float = 0.55
+    compute_fraction: float = 0.57
+    # The same for routed experts' grouped GEMMs: many small per-expert matrices, each fed only
+    # the tokens routed to it, keep far fewer tensor cores busy than one dense GEMM.
+    expert_compute_fraction: float = 0.084
     # Per-GPU output width (columns of a layer's shard) at which GEMM efficiency is halved:
     # narrow shards under high TP keep fewer tensor-core tiles busy.
     gemm_half_width: float = 256.0
     # Share of HBM bandwidth dense weight GEMVs stream at.
-    hbm_fraction: float = 0.85
+    hbm_fraction: float = 0.97
     # The same for MoE expert weights (grouped GEMMs over few tokens per expert).
-    expert_hbm_fraction: float = 0.6
+    expert_hbm_fraction: float = 0.68
     # The same for paged-attention KV reads and state-space state.
     attention_hbm_fraction: float = 0.6
     # Block-scaled FP8 (2-D scales) expert kernels: share of the plain FP8 kernel's speed.
-    block_fp8_expert_speed: float = 1.0
+    block_fp8_expert_speed: float = 0.62
     # Expert parallel: relative excess of the busiest rank's routed tokens, at one token per
     # rank (it shrinks as the square root of the tokens, as for random routing).
     routing_skew: float = 1.0
@@ -89,17 +96,22 @@ class Efficiency:
     # Share of the per-GPU link bandwidth an all-reduce reaches.
     interconnect_fraction: float = 0.8
     # Latency of one all-reduce call over NVLink/Infinity Fabric (custom all-reduce) ...
-    allreduce_latency_s: float = 8e-6
+    allreduce_latency_s: float = 20e-6
     # ... and over PCIe (NCCL through the host bridge: tens of microseconds).
     pcie_allreduce_latency_s: float = 30e-6
     # Latency of one pipeline-stage hand-off (send/recv of the activations).
     pipeline_send_latency_s: float = 30e-6
     # Per-step scheduler, input preparation and graph-replay cost with CUDA graphs.
-    step_overhead_s: float = 1.0e-3
+    step_overhead_s: float = 1.09e-3
     # Without a captured graph: kernel launches from Python, per layer of the stage.
     eager_launch_s_per_layer: float = 60e-6
     # Largest batch (tokens) vLLM captures CUDA graphs for; larger steps run eagerly.
     cuda_graph_max_tokens: int = 512
+    # Per block (attention, MLP, MoE or Mamba mixer; a transformer layer has two) per step:
+    # its kernels each take microseconds however small the batch, even from a CUDA graph.
+    block_latency_s: float = 34e-6
+    # Per MoE layer on top: routing, token sort, grouped GEMMs over every local expert, combine.
+    moe_layer_latency_s: float = 5.6e-6
     # Per running sequence per step: sampling, detokenising and bookkeeping on the CPU.
     per_sequence_overhead_s: float = 10e-6
 
@@ -140,6 +152,8 @@ class ReplicaShape:
     sliding_kv_bytes_per_token_per_gpu: float = 0.0  # sliding-window layers' KV per token
     sliding_window: int = 0
     state_bytes_per_sequence_per_gpu: float = 0.0  # state-space layers' recurrent state
+    num_moe_layers: int = 0  # layers with routed experts
+    num_blocks: int = 0  # mixer blocks per token (a transformer layer has two)
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "attention_width", "tp", "pp"):
@@ -231,6 +245,8 @@ def replica_shape(
         sliding_kv_bytes_per_token_per_gpu=kv_per_layer * sliding / pp,
         sliding_window=arch.sliding_window or 0,
         state_bytes_per_sequence_per_gpu=2 * state / pp,  # read and written back
+        num_moe_layers=arch.num_moe_layers if arch.is_moe else 0,
+        num_blocks=arch.num_blocks,
     )
 
 
@@ -256,6 +272,7 @@ class StepTimeModel:
     # expert_compute_s_per_token / sqrt(tokens).
     expert_compute_s_per_token: float = 0.0
     routing_skew: float = 0.0
+
     sliding_s_per_kv_token: float = 0.0
     sliding_window: int = 0
     state_s_per_sequence: float = 0.0
@@ -343,12 +360,12 @@ class StepTimeModel:
         return self.step_time_s(1, prompt_tokens, prompt_tokens, pairs)
 
 
-def _gemm_fraction(shape: ReplicaShape, efficiency: Efficiency) -> float:
-    """Achieved share of peak: the large-GEMM fraction, less for narrow per-GPU shards."""
+def _gemm_narrowing(shape: ReplicaShape, efficiency: Efficiency) -> float:
+    """The share of a wide GEMM's efficiency that narrow per-GPU shards keep (1: not narrowed)."""
     width = shape.gemm_width_per_gpu
     if width <= 0:
-        return efficiency.compute_fraction
-    return efficiency.compute_fraction * width / (width + efficiency.gemm_half_width)
+        return 1.0
+    return width / (width + efficiency.gemm_half_width)
 
 
 def build_step_model(
@@ -357,7 +374,9 @@ def build_step_model(
     """Turn a replica's shape and GPU into per-step coefficients (all per GPU, per stage)."""
     gpus = shape.tp * shape.pp
     peak_flops_per_s = gpu.peak_tflops(shape.math_dtype) * 1e12
-    flops_per_s = peak_flops_per_s * _gemm_fraction(shape, efficiency)
+    narrowing = _gemm_narrowing(shape, efficiency)
+    flops_per_s = peak_flops_per_s * efficiency.compute_fraction * narrowing
+    expert_flops_per_s = peak_flops_per_s * efficiency.expert_compute_fraction * narrowing
     attention_flops_per_s = peak_flops_per_s * efficiency.compute_fraction
     hbm = gpu.hbm_bandwidth_gb_per_s * 1e9
     hbm_bytes_per_s = hbm * efficiency.hbm_fraction
@@ -381,7 +400,9 @@ def build_step_model(
     else:
         comm_s_per_token = comm_fixed_s = 0.0
     miss = 1.0 - shape.experts_per_token / shape.num_experts if shape.num_experts else 1.0
-    expert_compute = FLOPS_PER_PARAM_PER_TOKEN * shape.active_expert_params / gpus / flops_per_s
+    expert_compute = (
+        FLOPS_PER_PARAM_PER_TOKEN * shape.active_expert_params / gpus / expert_flops_per_s
+    )
     expert_compute /= block_speed
     dense_compute = (
         FLOPS_PER_PARAM_PER_TOKEN * (shape.active_params - shape.active_expert_params) / gpus
@@ -393,6 +414,10 @@ def build_step_model(
         else 0.0
     )
     eager = efficiency.eager_launch_s_per_layer * layers_per_stage * shape.pp
+    kernel_floors = (
+        efficiency.block_latency_s * (shape.num_blocks or 2 * shape.num_layers)
+        + efficiency.moe_layer_latency_s * shape.num_moe_layers
+    )
     return StepTimeModel(
         compute_s_per_token=dense_compute + expert_compute,
         compute_s_per_attention_pair=ATTENTION_FLOPS_PER_PAIR_PER_WIDTH
@@ -409,7 +434,9 @@ def build_step_model(
         stages=shape.pp,
         handoff_s_per_token=activation_bytes_per_token / link_bytes_per_s,
         handoff_fixed_s=efficiency.pipeline_send_latency_s,
-        fixed_overhead_s=efficiency.step_overhead_s + (0.0 if shape.cuda_graphs else eager),
+        fixed_overhead_s=efficiency.step_overhead_s
+        + kernel_floors
+        + (0.0 if shape.cuda_graphs else eager),
         per_sequence_s=efficiency.per_sequence_overhead_s,
         ridge_point_flops_per_byte=flops_per_s / hbm_bytes_per_s,
         expert_compute_s_per_token=expert_compute,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 from sizing.curve import Capacity, find_capacity, replica_engine
+from sizing.error_bands import DEFAULT_CAPACITY_QUANTILE, curve_regimes, ratio_at
 from sizing.errors import ModelDoesNotFit, NoPoolFits
 from sizing.fleet import circuit_breaker_queue_depth, size_fleet
 from sizing.hardware import GPU, cold_start_s
@@ -66,6 +67,8 @@ class FleetRequest:
     max_num_batched_tokens: int | None = None
     enable_prefix_caching: bool = True
     efficiency: Efficiency = DEFAULT_EFFICIENCY  # from `inferfleet bench --calibrate`
+    # Quantile of the model's measured residuals the fleet is sized on (low = conservative).
+    capacity_quantile: float = DEFAULT_CAPACITY_QUANTILE
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,10 @@ class PoolOption:
     engine: EngineConfig | None = None
     memory: MemoryBreakdown | None = None
     capacity: Capacity | None = None
-    usable_rps: float = 0.0
+    usable_rps: float = 0.0  # what the fleet is sized on
+    # The model's p10 / p50 / p90 of usable req/s (measured residuals in C_max's regime).
+    usable_rps_band: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    band_regime: str = ""
     gpus_per_replica: int = 0
     cold_start_s: float = 0.0
     cost_per_million_tokens_usd: float = math.inf
@@ -239,7 +245,13 @@ def evaluate_pool(
         request.ttft_slo_s,
         request.itl_slo_s,
     )
-    usable = request.measured_usable_rps or capacity.usable_rps
+    band, regime = usable_band(capacity)
+    if request.measured_usable_rps:
+        usable = request.measured_usable_rps
+    else:
+        usable = capacity.usable_rps * ratio_at(
+            regime, "output_tok_per_s", request.capacity_quantile
+        )
     if usable <= 0:
         return PoolOption(
             pool,
@@ -279,11 +291,40 @@ def evaluate_pool(
         memory=memory,
         capacity=capacity,
         usable_rps=usable,
+        usable_rps_band=band,
+        band_regime=regime,
         gpus_per_replica=gpus_per_replica,
         cold_start_s=start_s,
         cost_per_million_tokens_usd=cost.cost_per_million_tokens_usd,
         notes=notes,
     )
+
+
+def _band_reason(option: PoolOption, quantile: float) -> str:
+    low, mid, high = option.usable_rps_band
+    return (
+        f"; sized on the P{100 * quantile:.0f} of the model's measured error: predicted "
+        f"{option.capacity.usable_rps if option.capacity else 0:.2f} req/s, band P10 {low:.2f} / "
+        f"P50 {mid:.2f} / P90 {high:.2f} req/s ({option.band_regime} regime: its throughput "
+        "residual on measured benchmarks dominates the uncertainty)"
+    )
+
+
+def usable_band(capacity: Capacity) -> tuple[tuple[float, float, float], str]:
+    """Usable req/s at the p10 / p50 / p90 of the model's measured residuals in the regime
+    C_max falls in (the prediction times measured/predicted quantiles), and that regime."""
+    points = capacity.points
+    regimes = curve_regimes(
+        [p.concurrency or 0 for p in points],
+        [p.output_tok_per_s for p in points],
+        [p.preemptions > 0 or p.kv_blocked_steps > 0 for p in points],
+    )
+    at_c_max = [r for p, r in zip(points, regimes, strict=True) if p.concurrency == capacity.c_max]
+    regime = at_c_max[0] if at_c_max else "knee"
+    band = tuple(
+        capacity.usable_rps * ratio_at(regime, "output_tok_per_s", q) for q in (0.1, 0.5, 0.9)
+    )
+    return (band[0], band[1], band[2]), regime
 
 
 def _allocate(
@@ -412,7 +453,7 @@ def plan_fleet(request: FleetRequest, capacity_fn: CapacityFn | None = None) -> 
             + (
                 "; usable req/s as measured (workload.usableRPSPerReplica)"
                 if request.measured_usable_rps
-                else ""
+                else _band_reason(best, request.capacity_quantile)
             ),
         )
     )

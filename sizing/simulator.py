@@ -723,12 +723,22 @@ def _rows(items: list[tuple], width: int, dtype: type) -> np.ndarray:
     return np.fromiter(flat, dtype, len(items) * width).reshape(-1, width)
 
 
-def _price_ticks(
-    step_model: StepTimeModel, ticks: int, log: _TickLog, prompts: list[int]
-) -> _Timeline:
-    """Every tick's duration from one vectorised evaluation of the step-time formula, then
-    the clock as their running sum (the same additions `Engine.step` makes one by one)."""
-    # Rows: decode tokens, sequences, tokens, KV entries read, attention pairs.
+@dataclass(frozen=True)
+class _TickWork:
+    """A tick log as arrays: each tick's work (rows: decode tokens, sequences, tokens, KV
+    entries read, attention pairs) and the ticks at which requests are sent, start, finish."""
+
+    work: np.ndarray
+    sent: np.ndarray
+    first_at: np.ndarray
+    finish_at: np.ndarray
+    resumes: np.ndarray
+    prompt_tokens: np.ndarray
+    in_system: np.ndarray
+    output_tokens: np.ndarray
+
+
+def _tick_work(ticks: int, log: _TickLog, prompts: list[int]) -> _TickWork:
     work = np.zeros((5, ticks))
     if log.steps:
         single = _rows(log.steps, 6, np.float64)
@@ -739,31 +749,69 @@ def _price_ticks(
         batch_at = np.repeat(batch, length)
         work[:3, at] = batch_at
         work[3:, at] = np.repeat(base, length) + batch_at * (at + 1)
-    decode, sequences, tokens, kv_read, pairs = work
-    durations = step_model.step_times_s(sequences, tokens, kv_read, pairs)
-    clock = np.concatenate(([0.0], np.cumsum(durations)))  # tick t runs clock[t]..clock[t+1]
     sent = np.fromiter(log.sent_tick, np.int64, len(log.sent_tick)) + 1
     first_at = np.fromiter(log.first_tick, np.int64, len(log.first_tick))
     finish_at = np.fromiter(log.finish_tick, np.int64, len(log.finish_tick))
     resumes = _rows(log.resumes, 2, np.int64)
-    resume_end_s = clock[resumes[:, 1] + 1]
     added = np.cumsum(np.bincount(sent, minlength=ticks + 1))[:ticks]
     in_system = (added - np.cumsum(np.bincount(finish_at, minlength=ticks))).astype(np.float64)
     resumed = np.bincount(resumes[:, 1], minlength=ticks)
+    return _TickWork(
+        work=work,
+        sent=sent,
+        first_at=first_at,
+        finish_at=finish_at,
+        resumes=resumes,
+        prompt_tokens=np.bincount(first_at, weights=prompts, minlength=ticks),
+        in_system=in_system,
+        output_tokens=work[0] + np.bincount(first_at, minlength=ticks) + resumed,
+    )
+
+
+def _price_ticks(step_model: StepTimeModel, ticks: _TickWork) -> _Timeline:
+    """Every tick's duration from one vectorised evaluation of the step-time formula, then
+    the clock as their running sum (the same additions `Engine.step` makes one by one)."""
+    decode, sequences, tokens, kv_read, pairs = ticks.work
+    durations = step_model.step_times_s(sequences, tokens, kv_read, pairs)
+    clock = np.concatenate(([0.0], np.cumsum(durations)))  # tick t runs clock[t]..clock[t+1]
+    resumes = ticks.resumes
+    resume_end_s = clock[resumes[:, 1] + 1]
     return _Timeline(
         end_s=clock[1:],
         duration_s=durations,
         decode_tokens=decode,
         batch=sequences,
-        in_system=in_system,
-        prompt_tokens=np.bincount(first_at, weights=prompts, minlength=ticks),
-        output_tokens=decode + np.bincount(first_at, minlength=ticks) + resumed,
-        sent_s=clock[sent],
-        first_s=clock[first_at + 1],
-        finish_s=clock[finish_at + 1],
+        in_system=ticks.in_system,
+        prompt_tokens=ticks.prompt_tokens,
+        output_tokens=ticks.output_tokens,
+        sent_s=clock[ticks.sent],
+        first_s=clock[ticks.first_at + 1],
+        finish_s=clock[ticks.finish_at + 1],
         resume_end_s=resume_end_s,
         resume_gap_s=resume_end_s - clock[resumes[:, 0]],
     )
+
+
+@dataclass(frozen=True)
+class ClosedLoopSchedule:
+    """A closed-loop run in ticks: which step does what, before any step is priced.
+
+    In a closed loop the schedule never depends on the clock, so one schedule can be priced
+    by many step-time models (a fit re-prices it instead of re-simulating).
+    """
+
+    engine: Engine
+    ticks: _TickWork
+    concurrency: int
+    steady_state: bool
+
+    def price(self, step_model: StepTimeModel) -> LoadPoint:
+        run = _price_ticks(step_model, self.ticks)
+        c, n = self.concurrency, len(self.ticks.sent)
+        if self.steady_state:
+            window_s = (float(run.sent_s[c]), float(run.sent_s[-1]))
+            return _load_point(run, self.engine, slice(c, n - c), window_s, c)
+        return _load_point(run, self.engine, slice(0, n), (0.0, float(run.end_s[-1])), c)
 
 
 def simulate_closed_loop(
@@ -780,10 +828,27 @@ def simulate_closed_loop(
     Bench mode (default) reports over every request and the whole run, as vLLM's client does.
     `steady_state` leaves out the first C requests (they all arrive at once) and the last C
     (concurrency drains), and takes rates between the first and the last send after warm-up.
+    """
+    schedule = schedule_closed_loop(
+        step_model, limits, prompts, outputs, concurrency, steady_state, fast_path
+    )
+    return schedule.price(step_model)
+
+
+def schedule_closed_loop(
+    step_model: StepTimeModel,
+    limits: EngineLimits,
+    prompts: np.ndarray,
+    outputs: np.ndarray,
+    concurrency: int,
+    steady_state: bool = False,
+    fast_path: bool = True,
+) -> ClosedLoopSchedule:
+    """The closed loop's schedule (`simulate_closed_loop` without the pricing).
 
     Requests are sent when others finish, so which step does what never depends on the clock:
     the engine is scheduled tick by tick, decode-only stretches are skipped in one go, and all
-    steps are priced at once at the end. `fast_path=False` schedules every tick on its own
+    steps are priced at once afterwards. `fast_path=False` schedules every tick on its own
     (same result, slower).
     """
     prompt_list, output_list = _check_lengths(prompts, outputs)
@@ -825,11 +890,8 @@ def simulate_closed_loop(
                 sent_tick[sent] = tick
                 engine.add_request(prompt_list[sent], output_list[sent])
                 sent += 1
-    run = _price_ticks(step_model, engine.ticks, log, prompt_list)
-    if steady_state:
-        window_s = (float(run.sent_s[concurrency]), float(run.sent_s[-1]))
-        return _load_point(run, engine, slice(concurrency, n - concurrency), window_s, concurrency)
-    return _load_point(run, engine, slice(0, n), (0.0, float(run.end_s[-1])), concurrency)
+    ticks = _tick_work(engine.ticks, log, prompt_list)
+    return ClosedLoopSchedule(engine, ticks, concurrency, steady_state)
 
 
 def simulate_arrivals(

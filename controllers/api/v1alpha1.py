@@ -403,6 +403,28 @@ class Toleration(ApiModel):
     toleration_seconds: int | None = None
 
 
+class GPUInterconnectSpec(ApiModel):
+    kind: Literal["nvlink", "pcie", "xgmi"] = Field(description="How the replica's GPUs talk.")
+    bandwidth_gb_per_second: DecimalStr = Field(
+        alias="bandwidthGBPerSecond", description="Per GPU, one direction, GB = 10^9 bytes."
+    )
+
+
+class GPUSpec(ApiModel):
+    """A GPU the catalog does not know, described by its datasheet (dense figures)."""
+
+    memory_gib: DecimalStr = Field(
+        alias="memoryGiB", description="Total memory as the driver reports it, GiB = 2^30."
+    )
+    memory_bandwidth_gb_per_second: DecimalStr = Field(
+        alias="memoryBandwidthGBPerSecond", description="HBM/GDDR bandwidth, GB = 10^9 bytes."
+    )
+    tflops: dict[Literal["fp32", "fp16", "bf16", "fp8", "int8", "fp4"], DecimalStr] = Field(
+        min_length=1, description="Dense peak TFLOPS per dtype the tensor cores run natively."
+    )
+    interconnect: GPUInterconnectSpec
+
+
 class PoolSpec(ApiModel):
     name: str = Field(
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
@@ -410,6 +432,12 @@ class PoolSpec(ApiModel):
         description="Pool name (DNS label); the Deployment is named <fleet>-<pool>.",
     )
     gpu: str = Field(min_length=1, description="GPU model, e.g. H100-SXM-80GB, L40S, MI300X.")
+    gpu_spec: GPUSpec | None = Field(
+        default=None,
+        alias="gpuSpec",
+        description="Datasheet of a GPU the catalog lacks (then `gpu` is only its name); "
+        "needs costPerGPUHour.",
+    )
     max_gpus: int | None = Field(
         default=None, ge=1, alias="maxGPUs", description="GPUs this fleet may use here."
     )
@@ -435,6 +463,12 @@ class PoolSpec(ApiModel):
     cold_start: Duration | None = Field(
         default=None, description="Measured scale-up-to-ready time; estimated when unset."
     )
+
+    @model_validator(mode="after")
+    def _priced_custom_gpu(self) -> PoolSpec:
+        if self.gpu_spec is not None and self.cost_per_gpu_hour is None:
+            raise ValueError(f"pool {self.name}: gpuSpec needs costPerGPUHour (no catalog price)")
+        return self
 
 
 class ServingSpec(ApiModel):
@@ -568,6 +602,13 @@ class InferenceFleetSpec(ApiModel):
         default="vllm",
         description="Memory model: 'vllm' (what vLLM's profiler does) or 'guide' (rules of thumb).",
     )
+    sizing_quantile: Fraction = Field(
+        default="0.10",
+        alias="sizingQuantile",
+        description="Quantile of the performance model's measured error that replicas are "
+        "sized on: 0.10 (default) assumes the model is as optimistic as on its worst tenth of "
+        "benchmarks; 0.50 sizes on the median. Between 0.10 and 0.90.",
+    )
     calibration: CalibrationSource | None = Field(
         default=None,
         description="Efficiency fitted by `inferfleet bench --calibrate` on the pools' GPU, from a "
@@ -651,6 +692,13 @@ class PlanStep(ApiModel):
     reason: str
 
 
+class UsableBand(ApiModel):
+    p10: str
+    p50: str
+    p90: str
+    regime: str = Field(description="Load regime of C_max whose residuals give the band.")
+
+
 class PoolPlanStatus(ApiModel):
     pool: str
     gpu: str
@@ -665,6 +713,11 @@ class PoolPlanStatus(ApiModel):
     min_warm: int
     c_max: int
     usable_rps_per_replica: str = Field(alias="usableRPSPerReplica")
+    usable_rps_band: UsableBand | None = Field(
+        default=None,
+        alias="usableRPSBand",
+        description="Usable req/s per replica at the P10/P50/P90 of the model's measured error.",
+    )
     gpus: int
     cost_per_hour: str
     cost_per_million_tokens: str

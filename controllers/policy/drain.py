@@ -102,7 +102,7 @@ def needed_grace_s(request_p99_s: float | None) -> int:
     """Seconds from deletion to SIGKILL that let a P99-long request finish (floor..cap)."""
     request_s = request_p99_s if request_p99_s is not None and math.isfinite(request_p99_s) else 0
     need = SETTLE_S + REQUEST_MARGIN * max(0.0, request_s) + SHUTDOWN_S
-    return int(min(GRACE_CAP_S, max(GRACE_FLOOR_S, math.ceil(need))))
+    return int(max(GRACE_FLOOR_S, math.ceil(min(float(GRACE_CAP_S), need))))  # inf: capped
 
 
 def _step_at_least(seconds: int) -> int:

@@ -15,13 +15,15 @@ from controllers.api.v1alpha1 import (
     PlanStatus,
     PlanStep,
     PoolPlanStatus,
+    PoolSpec,
+    UsableBand,
     parse_decimal,
     parse_duration_s,
 )
 from sizing.checkpoint import CheckpointWeights
 from sizing.curve import Capacity
 from sizing.errors import InvalidInput
-from sizing.hardware import get_gpu
+from sizing.hardware import GPU, custom_gpu, get_gpu
 from sizing.memory import EngineConfig
 from sizing.model import load_model_config, with_checkpoint
 from sizing.performance import Efficiency
@@ -92,7 +94,7 @@ def fleet_request(
     pools = tuple(
         PoolRequest(
             name=p.name,
-            gpu=get_gpu(p.gpu),
+            gpu=pool_gpu(p),
             max_gpus=p.max_gpus,
             cost_per_gpu_hour_usd=(
                 parse_decimal(p.cost_per_gpu_hour) if p.cost_per_gpu_hour else None
@@ -133,6 +135,23 @@ def fleet_request(
         max_num_seqs=serving.max_num_seqs,
         max_num_batched_tokens=serving.max_num_batched_tokens,
         enable_prefix_caching=serving.enable_prefix_caching,
+        capacity_quantile=parse_decimal(spec.sizing_quantile),
+    )
+
+
+def pool_gpu(pool: PoolSpec) -> GPU:
+    """The catalog's GPU, or the pool's own datasheet (gpuSpec) for one the catalog lacks."""
+    spec = pool.gpu_spec
+    if spec is None:
+        return get_gpu(pool.gpu)
+    return custom_gpu(
+        pool.gpu,
+        parse_decimal(spec.memory_gib),
+        parse_decimal(spec.memory_bandwidth_gb_per_second),
+        {dtype: parse_decimal(v) for dtype, v in spec.tflops.items()},
+        spec.interconnect.kind,
+        parse_decimal(spec.interconnect.bandwidth_gb_per_second),
+        parse_decimal(pool.cost_per_gpu_hour or "0"),
     )
 
 
@@ -181,6 +200,14 @@ def plan_status(plan: SizingPlan) -> PlanStatus:
                 min_warm=a.min_warm,
                 c_max=capacity.c_max,
                 usable_rps_per_replica=f"{o.usable_rps:.3f}",
+                usable_rps_band=UsableBand(
+                    p10=f"{o.usable_rps_band[0]:.3f}",
+                    p50=f"{o.usable_rps_band[1]:.3f}",
+                    p90=f"{o.usable_rps_band[2]:.3f}",
+                    regime=o.band_regime,
+                )
+                if o.band_regime
+                else None,
                 gpus=a.gpus,
                 cost_per_hour=_money(a.cost_per_hour_usd),
                 cost_per_million_tokens=f"{o.cost_per_million_tokens_usd:.4f}",

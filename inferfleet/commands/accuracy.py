@@ -45,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output", choices=["text", "json"], default="text")
     parser.add_argument("--plot", metavar="FILE.png", help="measured vs predicted, a few sweeps")
+    parser.add_argument(
+        "--bands",
+        action="store_true",
+        help="print only the residual quantiles per regime (sizing/error_bands.py's table)",
+    )
 
 
 def _groupings(text: str) -> list[str]:
@@ -66,7 +71,8 @@ def _stats_json(stats: ErrorStats) -> dict[str, float | int]:
 
 
 def report_json(scored: list[Scored], groupings: list[str], skipped: list[str]) -> dict[str, Any]:
-    from sizing.accuracy import METRICS, error_table
+    from sizing.accuracy import band_coverage, error_table, residual_bands
+    from sizing.error_bands import METRICS
 
     tables = {
         grouping: {
@@ -86,11 +92,18 @@ def report_json(scored: list[Scored], groupings: list[str], skipped: list[str]) 
         }
         for s in scored
     ]
-    return {"tables": tables, "points": points, "skipped": skipped}
+    return {
+        "tables": tables,
+        "bands": residual_bands(scored),
+        "band_coverage_p10_p90": {m: round(band_coverage(scored, m), 3) for m in METRICS},
+        "points": points,
+        "skipped": skipped,
+    }
 
 
 def format_tables(scored: list[Scored], groupings: list[str]) -> str:
-    from sizing.accuracy import METRICS, error_table
+    from sizing.accuracy import error_table
+    from sizing.error_bands import METRICS
 
     header = ["group", "n"]
     for metric in METRICS:
@@ -157,7 +170,8 @@ def plot_sweeps(scored: list[Scored], path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from inferfleet.benchmarks import load_cases
-    from sizing.accuracy import score
+    from sizing.accuracy import band_coverage, residual_bands, score
+    from sizing.error_bands import METRICS
 
     groupings = _groupings(args.by)
     if args.plot:
@@ -165,11 +179,16 @@ def run(args: argparse.Namespace) -> int:
     cases, unreadable = load_cases(args.benchmarks)
     scored, unanswered = score(cases)
     skipped = unreadable + unanswered
+    if args.bands:
+        print(json.dumps(residual_bands(scored), indent=1))
+        return 0
     if args.output == "json":
         json.dump(report_json(scored, groupings, skipped), sys.stdout, indent=1)
         print()
     else:
         print(format_tables(scored, groupings))
+        coverage = ", ".join(f"{m} {band_coverage(scored, m):.0%}" for m in METRICS)
+        print(f"\nmeasured inside the recorded p10-p90 band: {coverage}")
         print(f"\n{len(scored)} points scored; {len(skipped)} skipped:")
         for why in skipped:
             print(f"  {why}")

@@ -229,6 +229,38 @@ def point_json(point: LoadPoint) -> dict[str, float | int]:
     }
 
 
+def band_json(points: list[LoadPoint]) -> list[dict[str, float | str]]:
+    """Each point's regime and the interval its measured value is expected in (p10-p90 of
+    the model's residuals on measured benchmarks in that regime); latencies' p99 get the
+    high side, throughputs the low side is what a fleet should be sized on."""
+    from sizing.error_bands import curve_regimes, interval
+
+    regimes = curve_regimes(
+        [p.concurrency if p.concurrency is not None else p.mean_running for p in points],
+        [p.output_tok_per_s for p in points],
+        [p.preemptions > 0 or p.kv_blocked_steps > 0 for p in points],
+    )
+    out: list[dict[str, float | str]] = []
+    for p, regime in zip(points, regimes, strict=True):
+        tok_low, tok_high = interval(p.output_tok_per_s, regime, "output_tok_per_s")
+        ttft_low, ttft_high = interval(p.ttft_p50_s * MS_PER_S, regime, "ttft_ms")
+        itl_low, itl_high = interval(p.itl_p50_s * MS_PER_S, regime, "tpot_ms")
+        throughput_low = tok_low / p.output_tok_per_s if p.output_tok_per_s > 0 else 1.0
+        out.append({
+            "regime": regime,
+            "output_tok_per_s_p10": tok_low,
+            "output_tok_per_s_p90": tok_high,
+            "request_per_s_p10": p.request_per_s * throughput_low,
+            "ttft_p50_ms_p10": ttft_low,
+            "ttft_p50_ms_p90": ttft_high,
+            "ttft_p99_ms_high": interval(p.ttft_p99_s * MS_PER_S, regime, "ttft_ms")[1],
+            "itl_p50_ms_p10": itl_low,
+            "itl_p50_ms_p90": itl_high,
+            "itl_p99_ms_high": interval(p.itl_p99_s * MS_PER_S, regime, "tpot_ms")[1],
+        })  # fmt: skip
+    return out
+
+
 def c_max_of(points: list[LoadPoint], ttft_slo_ms: float | None, itl_slo_ms: float | None):
     """The highest swept concurrency within the SLOs (None without a TTFT SLO or a pass)."""
     if ttft_slo_ms is None:
@@ -302,7 +334,9 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     points = predict_points(args)
     if args.output == "json":
-        json.dump({"points": [point_json(p) for p in points]}, sys.stdout, indent=2)
+        bands = band_json(points)
+        rows = [{**point_json(p), **b} for p, b in zip(points, bands, strict=True)]
+        json.dump({"points": rows}, sys.stdout, indent=2)
         print()
         return 0
     print(format_table(points))

@@ -107,6 +107,7 @@ def what_if_rows(plan: SizingPlan) -> list[dict[str, object]]:
                 "pp": o.engine.pp,
                 "cMax": o.capacity.c_max,
                 "usableRPSPerReplica": round(o.usable_rps, 3),
+                "usableRPSBand": [round(v, 3) for v in o.usable_rps_band],
                 "costPerMillionTokensAtCapacity": round(o.cost_per_million_tokens_usd, 4),
             }
         )
@@ -124,7 +125,7 @@ def format_plan(name: str, plan: SizingPlan, *, what_if: bool = False) -> str:
     from controllers.policy.planning import weight_format
 
     header = ["pool", "GPU", "weights", "TP", "PP", "replicas", "min warm", "C_max",
-              "req/s/replica", "GPUs", "$/hour", "$/1M tok@cap"]  # fmt: skip
+              "req/s/replica", "P10-P90", "GPUs", "$/hour", "$/1M tok@cap"]  # fmt: skip
     rows = []
     for a in plan.allocations:
         o = a.option
@@ -133,7 +134,8 @@ def format_plan(name: str, plan: SizingPlan, *, what_if: bool = False) -> str:
             o.pool.name, o.pool.gpu.name, weight_format(o.quantization, plan),
             str(o.engine.tp), str(o.engine.pp),
             str(a.replicas), str(a.min_warm), str(o.capacity.c_max), f"{o.usable_rps:.2f}",
-            str(a.gpus), f"{a.cost_per_hour_usd:,.2f}", f"{o.cost_per_million_tokens_usd:.3f}",
+            f"{o.usable_rps_band[0]:.2f}-{o.usable_rps_band[2]:.2f}", str(a.gpus),
+            f"{a.cost_per_hour_usd:,.2f}", f"{o.cost_per_million_tokens_usd:.3f}",
         ])  # fmt: skip
     lines.append(render_table(header, rows))
     lines.append(
@@ -151,12 +153,13 @@ def format_plan(name: str, plan: SizingPlan, *, what_if: bool = False) -> str:
                     str(r["pool"]), str(r["gpu"]), "yes" + (" (chosen)" if r["chosen"] else ""),
                     str(r["quantization"]), f"TP{r['tp']}xPP{r['pp']}", str(r["cMax"]),
                     f"{r['usableRPSPerReplica']:.2f}",
+                    "{0:.2f}-{2:.2f}".format(*r["usableRPSBand"]),  # type: ignore[misc]
                     f"{r['costPerMillionTokensAtCapacity']:.3f}", "",
                 ])  # fmt: skip
             else:
-                rows.append([str(r["pool"]), str(r["gpu"]), "no", "", "", "", "", "",
+                rows.append([str(r["pool"]), str(r["gpu"]), "no", "", "", "", "", "", "",
                              str(r["why"])])  # fmt: skip
         lines.append(render_table(
             ["pool", "GPU", "fits", "quant", "layout", "C_max", "req/s/replica",
-             "$/1M tok @100%", "why not"], rows))  # fmt: skip
+             "P10-P90 req/s", "$/1M tok @100%", "why not"], rows))  # fmt: skip
     return "\n".join(lines)

@@ -144,3 +144,21 @@ def test_a_path_or_url_is_not_sent_to_the_hub(hub: FakeHub, name: str) -> None:
     with pytest.raises(ModelConfigUnavailable, match="not a Hugging Face repo id"):
         _resolve(resolver, name)
     assert hub.requests == []
+
+
+def test_catalog_shapes_reproduce_the_published_parameter_counts() -> None:
+    """Every text-only entry's shapes give its model card's total within 2 %: a mistyped
+    hidden size or layer count in the catalog cannot pass."""
+    catalog = ModelCatalog()
+    checked = 0
+    for name in catalog.names:
+        found = catalog.get(name)
+        assert found is not None
+        config = {k: v for k, v in found.config.items() if k != "total_params_b"}
+        stated = found.config.get("total_params_b")
+        if stated is None or "vision_config" in config:
+            continue
+        derived = load_model_config(config).total_params
+        assert derived == pytest.approx(stated * 1e9, rel=0.02), name
+        checked += 1
+    assert checked >= 50

@@ -15,6 +15,9 @@ BASE = ["curve", "--model-config", LLAMA_8B, "--gpu", "H100", "--tp", "1",
         "--num-prompts", "64"]  # fmt: skip
 POINT_KEYS = {"ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "output_tok_per_s",
               "total_tok_per_s", "request_per_s"}  # fmt: skip
+BAND_KEYS = {"regime", "output_tok_per_s_p10", "output_tok_per_s_p90", "request_per_s_p10",
+             "ttft_p50_ms_p10", "ttft_p50_ms_p90", "ttft_p99_ms_high", "itl_p50_ms_p10",
+             "itl_p50_ms_p90", "itl_p99_ms_high"}  # fmt: skip
 
 
 def run_json(capsys, *extra: str) -> list[dict]:
@@ -26,11 +29,15 @@ def test_concurrency_sweep_json_has_the_bench_fields(capsys):
     points = run_json(capsys, "--concurrency", "1,8,32")
     assert [p["concurrency"] for p in points] == [1, 8, 32]
     for p in points:
-        assert set(p) == POINT_KEYS | {"concurrency"}
+        assert set(p) == POINT_KEYS | BAND_KEYS | {"concurrency"}
+        assert p["output_tok_per_s_p10"] <= p["output_tok_per_s_p90"]
+        assert p["request_per_s_p10"] > 0 and p["ttft_p99_ms_high"] > 0
+        assert p["itl_p50_ms_p10"] <= p["itl_p50_ms_p90"]
         assert p["ttft_p99_ms"] >= p["ttft_p50_ms"] > 0
         # Fixed lengths: total = output × (input + output) / output.
         assert p["total_tok_per_s"] == pytest.approx(p["output_tok_per_s"] * (512 + 64) / 64)
     assert points[2]["output_tok_per_s"] > points[0]["output_tok_per_s"] * 5
+    assert points[0]["regime"] == "low" and points[2]["regime"] != "low"
 
 
 def test_request_rate_sweep_json(capsys):

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from controllers.adapters.model_source import ModelCatalog
 from controllers.api.v1alpha1 import InferenceFleet, describe_validation_error
 from controllers.policy.planning import plan_spec, plan_status
 from controllers.policy.render import render_fleet
@@ -36,6 +37,7 @@ def _example(name: str) -> dict[str, Any]:
 BASES = [_example("fleet-code-8b.yaml")]
 if FUZZ_EXAMPLES > 500:
     BASES += [_example("fleet-chat-70b.yaml"), _example("fleet-moe.yaml")]
+CATALOG = ModelCatalog()
 CAPACITY = memoized(find_capacity)
 
 
@@ -103,7 +105,15 @@ def test_any_mutated_spec_is_planned_or_refused_with_a_field_named(doc):
         assert message and ": " in message  # `field: what was expected`
         tally("spec", "refused by the API model")
         return
-    inline = fleet.spec.model.hf_config.inline
+    source = fleet.spec.model.hf_config
+    if source is None:  # resolved by name: the operator asks the catalog, then the Hub
+        found = CATALOG.get(fleet.spec.model.name)
+        if found is None:
+            tally("spec", "named a model outside the catalog (the Hub would be asked)")
+            return
+        inline = found.config
+    else:
+        inline = source.inline
     assert inline is not None
     try:
         plan = plan_status(plan_spec(fleet.spec, inline, CAPACITY))

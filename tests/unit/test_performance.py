@@ -42,9 +42,14 @@ def llama3_70b(tp: int, quantization: str = "fp8", pp: int = 1, gpu: str = "H100
 CONTEXT_TOKENS = 1100
 
 
-def test_guide_anchor_batch_1_is_about_80_tok_per_s():
-    model = build_step_model(llama3_70b(tp=2), H100)
-    assert model.decode_tok_per_s(1, CONTEXT_TOKENS) == pytest.approx(80, rel=0.25)
+def test_guide_anchor_batch_1_is_below_the_roofline_the_guide_quotes():
+    """The guide's ~80 tok/s needs 12.5 ms per token: 35 GB per GPU at 3.35 TB/s is 10.5 ms
+    with no overhead at all. Measured vLLM steps (the benchmark set) carry per-block kernel
+    floors and all-reduces, so the fitted model sits well below it, above half the roofline."""
+    shape = llama3_70b(tp=2)
+    model = build_step_model(shape, H100)
+    roofline_tok_per_s = H100.hbm_bandwidth_gb_per_s * 1e9 / shape.dense_weight_bytes_per_gpu
+    assert 0.4 * roofline_tok_per_s < model.decode_tok_per_s(1, CONTEXT_TOKENS) < 80
 
 
 def test_guide_anchor_batch_128_is_about_4500_tok_per_s():
@@ -91,7 +96,9 @@ def test_int4_weight_only_speeds_decode_not_prefill():
     assert int4.math_dtype == "bf16"
     slow = build_step_model(llama3_70b(tp=4, quantization="none"), H100)
     fast = build_step_model(int4, H100)
-    assert fast.decode_step_s(1, 1000) < 0.5 * slow.decode_step_s(1, 1000)
+    fixed = slow.fixed_overhead_s + slow.comm_fixed_s
+    assert fast.fixed_overhead_s + fast.comm_fixed_s == pytest.approx(fixed)
+    assert fast.decode_step_s(1, 1000) - fixed < 0.5 * (slow.decode_step_s(1, 1000) - fixed)
     assert fast.prefill_s(8192) == pytest.approx(slow.prefill_s(8192), rel=0.05)
 
 
@@ -106,8 +113,12 @@ def test_tensor_parallel_all_reduce_costs_more_on_pcie_than_nvlink():
 def test_pipeline_stages_add_hand_offs_but_not_work():
     one = build_step_model(llama3_70b(tp=4), H100)
     two = build_step_model(llama3_70b(tp=2, pp=2), H100)
-    # Same four GPUs, same bytes each: a step walks both stages one after the other.
-    ratio = two.decode_step_s(1, 1000) / one.decode_step_s(1, 1000)
+    # Same four GPUs, same bytes each: a step walks both stages one after the other (the
+    # per-step and per-block floors are the same in both: every layer runs once either way).
+    assert two.fixed_overhead_s == pytest.approx(one.fixed_overhead_s)
+    ratio = (two.decode_step_s(1, 1000) - two.fixed_overhead_s) / (
+        one.decode_step_s(1, 1000) - one.fixed_overhead_s
+    )
     assert 1.5 < ratio < 2.2
 
 
@@ -177,4 +188,38 @@ def test_a_real_moe_streams_its_experts_only_as_tokens_reach_them():
     assert shape.expert_weight_bytes_per_gpu > 10 * shape.dense_weight_bytes_per_gpu
     model = build_step_model(shape, h200)
     # Batch 1 reads ~8 of 128 experts per layer; batch 256 reads nearly all of them.
-    assert model.decode_step_s(256, 100) > 5 * model.decode_step_s(1, 100)
+    fixed = model.fixed_overhead_s
+    assert model.decode_step_s(256, 100) - fixed > 5 * (model.decode_step_s(1, 100) - fixed)
+
+
+def test_every_block_costs_a_kernel_floor_and_moe_layers_more():
+    path = CALIBRATION / "model_configs" / "Qwen--Qwen3-235B-A22B-FP8.json"
+    arch = load_model_config(json.loads(path.read_text()))
+    h200 = get_gpu("H200")
+    shape = replica_shape(arch, h200, tp=4)
+    assert shape.num_moe_layers == arch.num_layers
+    bare = Efficiency(block_latency_s=0.0, moe_layer_latency_s=0.0)
+    floors = Efficiency(block_latency_s=10e-6, moe_layer_latency_s=30e-6)
+    extra = build_step_model(shape, h200, floors).decode_step_s(1, 100) - build_step_model(
+        shape, h200, bare
+    ).decode_step_s(1, 100)
+    # Attention + MoE blocks per layer, and the MoE layer's own kernels.
+    assert extra == pytest.approx(arch.num_layers * (2 * 10e-6 + 30e-6))
+    dense = llama3_70b(tp=4)
+    dense_extra = (
+        build_step_model(dense, H100, floors).fixed_overhead_s
+        - build_step_model(dense, H100, bare).fixed_overhead_s
+    )
+    assert dense_extra == pytest.approx(dense.num_layers * 2 * 10e-6)
+
+
+def test_routed_experts_multiply_at_the_grouped_gemm_efficiency():
+    path = CALIBRATION / "model_configs" / "Qwen--Qwen3-235B-A22B-FP8.json"
+    arch = load_model_config(json.loads(path.read_text()))
+    h200 = get_gpu("H200")
+    shape = replica_shape(arch, h200, tp=4)
+    slow = build_step_model(shape, h200, Efficiency(expert_compute_fraction=0.05))
+    fast = build_step_model(shape, h200, Efficiency(expert_compute_fraction=0.5))
+    # An 8K-token prefill is compute-bound: nearly all of its FLOPs are the experts'.
+    assert slow.prefill_s(8192) > 4 * fast.prefill_s(8192)
+    assert slow.decode_step_s(1, 100) == pytest.approx(fast.decode_step_s(1, 100), rel=0.05)

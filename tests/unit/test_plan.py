@@ -196,3 +196,48 @@ def test_calibration_file_changes_the_plan(tmp_path, capsys):
         default["pools"][0]["usableRPSPerReplica"]
     )
     assert slower["totalGPUs"] > default["totalGPUs"]
+
+
+def _with_custom_gpu(gpu_spec: dict | None, price: str | None = "1.10") -> dict:
+    doc = yaml.safe_load((REPO / "examples" / "fleet-code-8b.yaml").read_text())
+    pool = {"name": "acme", "gpu": "Acme-X1", "maxGPUs": 16, "storage": "network"}
+    if gpu_spec is not None:
+        pool["gpuSpec"] = gpu_spec
+    if price is not None:
+        pool["costPerGPUHour"] = price
+    doc["spec"]["pools"] = [pool]
+    return doc
+
+
+ACME = {"memoryGiB": "44.5", "memoryBandwidthGBPerSecond": "864",
+        "tflops": {"bf16": "362", "fp8": "733"},
+        "interconnect": {"kind": "pcie", "bandwidthGBPerSecond": "32"}}  # fmt: skip
+
+
+def test_a_pool_can_describe_a_gpu_the_catalog_lacks():
+    fleet = InferenceFleet.model_validate(_with_custom_gpu(ACME))
+    plan = plan_spec(fleet.spec, fleet.spec.model.hf_config.inline)
+    (allocation,) = plan.allocations
+    assert allocation.option.pool.gpu.name == "Acme-X1"
+    assert allocation.option.pool.price_usd == pytest.approx(1.10)
+    # An L40S by its datasheet: the same replica as the catalog's L40S pool.
+    l40s = plan_example("fleet-code-8b.yaml")[1].options[0]
+    assert allocation.option.engine.tp == l40s.engine.tp
+    assert allocation.option.capacity.c_max == pytest.approx(l40s.capacity.c_max, rel=0.5)
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (_with_custom_gpu(None), "unknown GPU 'Acme-X1'"),
+        (_with_custom_gpu(ACME, price=None), "costPerGPUHour"),
+        (_with_custom_gpu({**ACME, "tflops": {"bf17": "1"}}), "tflops"),
+        (_with_custom_gpu({**ACME, "memoryGiB": "0"}), "memoryGiB"),
+    ],
+)
+def test_a_bad_or_missing_gpu_description_is_named(doc, message):
+    from sizing.errors import SizingError
+
+    with pytest.raises((ValueError, SizingError), match=message):
+        fleet = InferenceFleet.model_validate(doc)
+        plan_spec(fleet.spec, fleet.spec.model.hf_config.inline)

@@ -119,7 +119,12 @@ def test_planned_weights_reach_the_model_cache():
     status = plan_status(plan_spec(fleet.spec, fleet.spec.model.hf_config.inline))
     pool = next(p for p in status.pools if p.replicas > 0)
     assert pool.weights_gib is not None and float(pool.weights_gib) > 30  # a 70B model
-    deployment = render_fleet("chat", "llm", fleet.spec, status, {pool.pool: 1})[0].deployment
+    replicas = {p.pool: 1 for p in status.pools}
+    deployment = next(
+        r.deployment
+        for r in render_fleet("chat", "llm", fleet.spec, status, replicas)
+        if r.deployment["metadata"]["name"].endswith(pool.pool)
+    )
     cache = next(v for v in _pod(deployment)["volumes"] if v["name"] == "model-cache")
     assert _gib(cache["emptyDir"]["sizeLimit"]) >= float(pool.weights_gib)
 

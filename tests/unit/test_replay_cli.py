@@ -120,7 +120,7 @@ def test_fleet_without_usable_rps_takes_the_plans_figure(tmp_path, capsys):
 
 def test_fleet_gpus_per_replica_come_from_the_plan_unless_given(tmp_path, capsys):
     trace = write_trace(tmp_path / "t.csv", COUNTS)
-    example = REPO / "examples" / "fleet-chat-70b.yaml"
+    example = REPO / "examples" / "fleet-moe.yaml"
     args = ["simulate", "--trace", str(trace), "--fleet", str(example), "--cold-start-s", "240"]
     assert main([*args, "--output", "json"]) == 0
     report = json.loads(capsys.readouterr().out)

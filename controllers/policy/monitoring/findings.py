@@ -6,6 +6,7 @@ from controllers.api.v1alpha1 import (
     Finding,
     InferenceFleetSpec,
     PlanStatus,
+    PoolPlanStatus,
     Severity,
     parse_decimal,
     parse_duration_s,
@@ -272,6 +273,13 @@ def _tokens_per_gpu_hour_findings(
     ]
 
 
+def expected_rps_per_replica(pool_plan: PoolPlanStatus) -> float:
+    """What a replica is predicted to serve: the band's median where the plan has one (the
+    plan sizes on a low quantile, so utilization against that would read high)."""
+    band = pool_plan.usable_rps_band
+    return parse_decimal(band.p50 if band else pool_plan.usable_rps_per_replica)
+
+
 def evaluate(
     snapshot: MetricsSnapshot,
     spec: InferenceFleetSpec,
@@ -285,7 +293,7 @@ def evaluate(
     out: list[Finding] = []
     for m in snapshot.pools:
         pool_plan = planned.get(m.pool)
-        usable = parse_decimal(pool_plan.usable_rps_per_replica) if pool_plan else None
+        usable = expected_rps_per_replica(pool_plan) if pool_plan else None
         gpus_per_replica = (
             pool_plan.tensor_parallel * pool_plan.pipeline_parallel if pool_plan else None
         )
