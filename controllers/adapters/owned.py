@@ -3,12 +3,19 @@
 A steady pass compares what it would apply with what runs; reading that with a GET per object
 and a LIST per fleet costs 4 API requests per reconcile, and the watches already deliver every
 change. So each owned Deployment, Service and PodDisruptionBudget is indexed under its fleet
-`(namespace, name)` as it arrives, and `observe` looks the fleet up in memory. The entries are
-the parts a pass reads (metadata, spec, status), shared with the watch event, never copied.
+`(namespace, name)` as it arrives, and `observe` looks the fleet up in memory.
+
+An entry holds only what a pass reads: the spec (to compare with what it would apply), the
+metadata it sets or matches (name, labels, annotations, ownerReferences) and the replica
+counts of status; not the server's bookkeeping (managedFields, uid, timestamps) or the rest
+of status. Its keys and short strings are interned: every watch event is parsed on its own,
+so without that each of thousands of Deployments holds its own copy of "containers",
+"readinessProbe" or "IfNotPresent".
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -18,7 +25,9 @@ from controllers.api.v1alpha1 import KIND
 FleetKey = tuple[str, str]  # (namespace, fleet name)
 # What a Kopf index holds: per fleet key, the entries of every object indexed under it.
 IndexStore = Mapping[FleetKey, Iterable[Mapping[str, Any]]]
-_KEPT = ("apiVersion", "kind", "metadata", "spec", "status")
+_METADATA_KEPT = ("name", "namespace", "labels", "annotations", "ownerReferences")
+_STATUS_KEPT = ("replicas", "readyReplicas")
+_INTERNED_MAX = 64  # characters: names, keys and enum-like values, not long texts
 FLEET_LABEL = "app.kubernetes.io/instance"
 
 
@@ -38,7 +47,25 @@ def index_entry(body: Mapping[str, Any]) -> dict[FleetKey, dict[str, Any]] | Non
     )
     if owner is None or not meta.get("namespace"):
         return None
-    return {(meta["namespace"], owner["name"]): {k: body[k] for k in _KEPT if k in body}}
+    entry: dict[str, Any] = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: meta[k] for k in _METADATA_KEPT if k in meta},
+        "spec": body.get("spec") or {},
+        "status": {k: v for k, v in (body.get("status") or {}).items() if k in _STATUS_KEPT},
+    }
+    return {(meta["namespace"], owner["name"]): _interned(entry)}
+
+
+def _interned(value: Any) -> Any:
+    """A copy of parsed JSON with its keys and short strings interned (shared process-wide)."""
+    if isinstance(value, Mapping):
+        return {sys.intern(str(k)): _interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    if isinstance(value, str) and len(value) <= _INTERNED_MAX:
+        return sys.intern(value)
+    return value
 
 
 def pod_index_entry(body: Mapping[str, Any]) -> dict[FleetKey, dict[str, Any]] | None:

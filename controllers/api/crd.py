@@ -46,6 +46,7 @@ _KEPT = {
     "maxItems",
     "required",
     "format",
+    "nullable",
     "x-kubernetes-preserve-unknown-fields",
     "x-kubernetes-int-or-string",
 }

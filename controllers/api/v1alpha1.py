@@ -18,14 +18,17 @@ from croniter import CroniterBadDateError, croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
 from controllers.api.engine_args import MAX_EXTRA_ARG_CHARS, MAX_EXTRA_ARGS, check_extra_args
+from controllers.api.packed import FLOAT32, FLOAT64, INT32, packed_from_lists
 from sizing.validate_config import MAX_TOTAL_PARAMS_B
 from sizing.workload import MAX_RATE_RPS, MAX_TOKENS, MIN_RATE_RPS
 
@@ -853,6 +856,135 @@ class PoolCapacity(ApiModel):
     last_updated: str | None = None
 
 
+# --- the scaling policy's memory (status.history), as `controllers.policy.scaling` stores it ---
+# Older shapes still load: profiles written as nested lists are packed the current way, float64
+# strings are read as such (`controllers.api.packed`), a ramp window of bare rates gets each
+# rate as its own expectation, and parts added since (bounds, spare, capacity, guard) are
+# optional.
+
+PackedFloats = Annotated[
+    str,
+    BeforeValidator(lambda data: packed_from_lists(data, FLOAT32)),
+    Field(description="Base64 of little-endian float32 values (float64 from older releases)."),
+]
+PackedInts = Annotated[
+    str,
+    BeforeValidator(lambda data: packed_from_lists(data, INT32)),
+    Field(description="Base64 of little-endian int32 values (float64 from older releases)."),
+]
+PackedFloat64s = Annotated[
+    str,
+    BeforeValidator(lambda data: packed_from_lists(data, FLOAT64)),
+    Field(description="Base64 of little-endian float64 values."),
+]
+Pair = Annotated[
+    list[float],
+    BeforeValidator(lambda item: [item, item] if isinstance(item, int | float) else item),
+]
+_OPAQUE = WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True})
+
+
+class HistogramMemory(ApiModel):
+    """A decaying histogram: one weight per bin."""
+
+    w: PackedFloat64s
+
+
+class ProfileMemory(ApiModel):
+    """One seasonal profile: per bin the last cycles' levels and the cycle each was seen in."""
+
+    values: PackedFloats
+    cycles: PackedInts
+    # [open bin or null, sum of its rates, how many]: the bin still being filled.
+    open: Annotated[
+        list[int | float | None],
+        WithJsonSchema({"type": "array", "items": {"type": "number", "nullable": True}}),
+    ]
+
+
+class SeasonalMemory(ApiModel):
+    daily: ProfileMemory
+    weekly: ProfileMemory
+
+
+class HoltWintersMemory(ApiModel):
+    level: float | None = None
+    daily: PackedFloats
+    weekly: PackedFloats
+
+
+class NoModelMemory(ApiModel):
+    """last-value learns nothing beyond its recent rates."""
+
+
+class ForecasterMemory(ApiModel):
+    forecaster: ForecasterName
+    interval_s: float
+    error_horizon_s: float
+    first_s: float | None = None
+    last_s: float | None = None
+    recent: list[list[float]] = Field(description="(policy s, req/s) of the last minutes.")
+    pending: list[list[float]] = Field(description="Forecasts waiting to be scored.")
+    errors: HistogramMemory
+    quiet: list[float] | None = Field(
+        default=None, description="A stretch of zeros held back: first, last, count, level."
+    )
+    # Which of these is the forecaster's; the CRD keeps the object as it is.
+    model: Annotated[SeasonalMemory | HoltWintersMemory | NoModelMemory, _OPAQUE]
+
+
+class RampMemory(ApiModel):
+    window: list[Pair] = Field(description="(req/s, expected req/s) over one cold start.")
+    growth: HistogramMemory
+
+
+class SpareMemory(ApiModel):
+    q: float = Field(description="The ramp percentile the warm spare is sized at.")
+    asked: list[int]
+    scored: float
+    missed: float
+
+
+class DecayingMeanMemory(ApiModel):
+    w: float
+    mean: dict[str, float]
+    at: float | None = None
+
+
+class CapacityMemory(ApiModel):
+    saturated: DecayingMeanMemory
+    loaded: DecayingMeanMemory
+    samples: int
+    saturated_samples: int
+    last_ready: int | None = None
+
+
+class GuardMemory(ApiModel):
+    streak: int
+    missing: bool = False  # absent in state saved before it
+    waiting: float | None = None
+    acted_at: float | None = None
+
+
+class BoundsMemory(ApiModel):
+    """The demand envelope the forecast is bounded by."""
+
+    window: list[float] = Field(description="req/s over the last cold start.")
+    days: list[list[float]] = Field(description="(day, peak req/s, rise req/s) per day.")
+
+
+class PolicyMemory(ApiModel):
+    """The scaling policy's learned state of one pool."""
+
+    forecast: ForecasterMemory
+    ramps: RampMemory
+    bounds: BoundsMemory | None = None
+    spare: SpareMemory | None = None
+    recent: list[list[float]] = Field(description="(policy s, replicas) decided lately.")
+    capacity: CapacityMemory | None = None
+    guard: GuardMemory | None = None
+
+
 class ScorecardWindow(ApiModel):
     """The autoscaler's record over one rolling window; unset figures were never judged."""
 
@@ -907,10 +1039,9 @@ class PoolMemory(ApiModel):
     advised: int | None = None  # scaling.mode advisory: what it would ask for
     reason: str | None = None
     stepped_at: float | None = None
-    policy: dict[str, Any] | None = Field(
+    policy: PolicyMemory | None = Field(
         default=None,
-        description="The policy's learned state (forecaster profile, ramps, spare); opaque.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        description="The policy's learned state (forecaster profile, ramps, spare, capacity).",
     )
     scorecard: dict[str, Any] | None = Field(
         default=None,

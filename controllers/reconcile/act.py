@@ -6,6 +6,9 @@ from controllers.adapters.kube import KubeClient
 from controllers.reconcile.decide import Annotate, Apply, Delete, Effects, PostEvent
 from controllers.reconcile.runtime import Watcher
 
+# The kinds whose watch events run passes (the handlers skip the echo of the operator's apply).
+WATCHED_KINDS = frozenset({"Deployment", "Service", "PodDisruptionBudget"})
+
 
 async def act(kube: KubeClient, watcher: Watcher, effects: Effects) -> bool:
     """Annotate, apply, delete, post Events, then patch status; True when status was written.
@@ -19,9 +22,9 @@ async def act(kube: KubeClient, watcher: Watcher, effects: Effects) -> bool:
         if isinstance(write, Apply):
             applied = await kube.apply(write.manifest)
             version = applied.get("metadata", {}).get("resourceVersion")
-            if write.manifest["kind"] == "Deployment" and version:  # the kind whose events run
-                key = (namespace, "Deployment", write.manifest["metadata"]["name"])  # passes
-                watcher.applied[key] = version
+            kind = write.manifest["kind"]
+            if version and kind in WATCHED_KINDS:  # the watch's echo of it needs no pass
+                watcher.applied[(namespace, kind, write.manifest["metadata"]["name"])] = version
         elif isinstance(write, Annotate):
             await kube.annotate(
                 write.api_version, write.kind, namespace, write.name, write.annotations

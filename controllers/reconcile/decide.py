@@ -59,7 +59,7 @@ from controllers.policy.monitoring.thresholds import resolve_thresholds
 from controllers.policy.pending import POOL_LABEL, Spill, spill, waiting_replicas
 from controllers.policy.render import EXTERNALLY_SCALED, drifted, object_name, render_fleet
 from controllers.reconcile.observe import POOL_COMPANIONS, Observation, Planned
-from controllers.reconcile.runtime import Remembered
+from controllers.reconcile.runtime import Remembered, share_unchanged
 from sizing.checkpoint import CheckpointWeights
 from sizing.errors import SizingError
 
@@ -432,7 +432,8 @@ def _history_to_write(
         or bool(decision.changed)
         or (obs.now_s - last_written_s >= HISTORY_PERSIST_S)
     )
-    remembered = Remembered(decision.history, obs.now_s if due else last_written_s)
+    memory = share_unchanged(decision.history, obs.raw_status.get("history"))
+    remembered = Remembered(memory, obs.now_s if due else last_written_s)
     if not due:
         return stored, remembered
     return FleetHistory.model_validate(decision.history), remembered

@@ -3,10 +3,11 @@
 A pass is `observe` (read everything into one Observation) -> `decide` (pure: Observation ->
 Effects) -> `act` (write the Effects). Level-triggered: every pass recomputes from the spec and
 what is observed, so a restart, a resync or a second pass over an unchanged fleet writes
-nothing, and a hand-deleted or hand-edited Deployment is put back. A per-fleet daemon re-runs
-the pass every `spec.scaling.interval`, on the fleet's own phase of it (`timing`); a spec edit
-runs it at once, a burst of an owned Deployment's changes runs it once (`timing`). What a
-fleet owns is read from Kopf indexes fed by the watches, not from the API on every pass.
+nothing, and a hand-deleted or hand-edited Deployment, Service or PDB is put back. A per-fleet
+daemon re-runs the pass every `spec.scaling.interval`, on the fleet's own phase of it
+(`timing`); a spec edit runs it at once, a burst of changes to its owned objects runs it once
+(`timing`). The fleet and what it owns are read from Kopf indexes fed by the watches, not
+from the API on every pass.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from controllers.adapters.owned import (
     pod_index_entry,
 )
 from controllers.api.v1alpha1 import (
-    API_VERSION,
     CALIBRATION_LABEL,
     GROUP,
     KIND,
@@ -61,6 +61,7 @@ from controllers.reconcile.decide import (
     with_recommendation,
     with_removal_order,
 )
+from controllers.reconcile.heap import trim_periodically
 from controllers.reconcile.observe import base_observation, observe
 from controllers.reconcile.plans import PlanCache
 from controllers.reconcile.runtime import Watcher
@@ -246,6 +247,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.plans = PlanCache()
     memo.watcher = Watcher.from_environment()
     memo.metrics = OperatorMetrics()
+    memo.heap_upkeep = asyncio.create_task(trim_periodically())  # after a burst, too
     port = os.environ.get(METRICS_PORT_ENV)
     if port:
         address = os.environ.get(METRICS_ADDRESS_ENV, "0.0.0.0")
@@ -254,6 +256,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    memo.heap_upkeep.cancel()
     for task in list(memo.passes):
         task.cancel()
     await memo.kube.close()
@@ -302,9 +305,17 @@ async def spec_changed(body: kopf.Body, memo: kopf.Memo, retry: int, **kwargs: A
         raise kopf.PermanentError(str(err)) from err
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """A Deployment deleted, edited, scaled or rolled by someone else: re-check its fleet soon.
+@kopf.index(GROUP, VERSION, PLURAL)
+def fleets(body: kopf.Body, **_: Any) -> dict[FleetKey, kopf.Body]:
+    """Each fleet's body as the watch last delivered it (Kopf's own object, not a copy), for
+    the passes owned-object events run."""
+    meta = body["metadata"]
+    return {(meta["namespace"], meta["name"]): body}
+
+
+def _owned_changed(memo: kopf.Memo, kind: str, body: kopf.Body, kwargs: Mapping[str, Any]) -> None:
+    """An owned object deleted, edited, scaled or rolled by someone else: re-check its fleet
+    soon.
 
     A burst of one fleet's events runs one pass: the first schedules it, each later one finds it
     waiting and moves its start back until the burst has been quiet for COALESCE_S (at most
@@ -317,10 +328,10 @@ async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: A
     namespace = meta["namespace"]
     event_type = kwargs.get("type")  # ADDED, MODIFIED, DELETED; None while Kopf lists at start
     watcher: Watcher = memo.watcher
-    deployment = (namespace, "Deployment", meta["name"])
+    key_of_object = (namespace, kind, meta["name"])
     if event_type == "DELETED":
-        watcher.applied.pop(deployment, None)
-    elif event_type is None or watcher.applied.get(deployment) == meta.get("resourceVersion"):
+        watcher.applied.pop(key_of_object, None)
+    elif event_type is None or watcher.applied.get(key_of_object) == meta.get("resourceVersion"):
         return
     owners = [o for o in meta.get("ownerReferences", []) if o.get("kind") == KIND]
     for owner in owners:
@@ -332,6 +343,21 @@ async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: A
         memo.coalescing[key] = task
         memo.passes.add(task)
         task.add_done_callback(memo.passes.discard)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def owned_deployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    _owned_changed(memo, "Deployment", body, kwargs)
+
+
+@kopf.on.event("v1", "services", labels=MANAGED)
+async def owned_service_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    _owned_changed(memo, "Service", body, kwargs)
+
+
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+async def owned_pdb_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    _owned_changed(memo, "PodDisruptionBudget", body, kwargs)
 
 
 async def _coalesced_pass(
@@ -346,10 +372,11 @@ async def _coalesced_pass(
     finally:
         memo.coalescing.pop(key, None)  # an event from now on asks for a pass of its own
         memo.last_event_s.pop(key, None)
+    # The fleet as the watch last delivered it: no GET (the pass itself reads the cache too).
+    fleet = next(iter(indexes["fleets"].get(key, ())), None)
+    if fleet is None or fleet["metadata"].get("deletionTimestamp"):
+        return
     try:
-        fleet = await memo.kube.get(API_VERSION, KIND, namespace, name)
-        if fleet is None or fleet["metadata"].get("deletionTimestamp"):
-            return
         await _reconcile_once(memo, fleet, indexes)
     except KubeError as err:  # the fleet's own daemon retries with backoff
         log.warning("%s/%s: %s", namespace, name, err)

@@ -63,12 +63,23 @@ def plan_or_refusal(
     return plan_status(plan), curves
 
 
+Entry = tuple[PlanStatus, Curves] | SpecRefused
+
+
 class PlanCache:
-    """The last plan (or refusal) per fleet uid, keyed by its spec and config.json."""
+    """The plan (or refusal) per spec, config.json, checkpoint and calibration, shared by every
+    fleet that has them.
+
+    Fleets with the same spec (copies in other namespaces, one service in several regions)
+    hold one plan and one set of curves between them; an entry goes when no fleet uses it.
+    Fleets of the same model on the same GPUs (and calibration) share one simulated load curve.
+    """
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[str, tuple[PlanStatus, Curves] | SpecRefused]] = {}
-        # Fleets of the same model on the same GPUs (and calibration) share one load curve.
+        self._entries: dict[str, tuple[str, Entry]] = {}  # key -> (that key's string, entry)
+        self._key_of: dict[str, str] = {}  # fleet uid -> its key (the entry's own string)
+        self._users: dict[str, int] = {}  # key -> fleets using it
+        self._planning: dict[str, asyncio.Future[Entry]] = {}  # key -> planning in flight
         self._capacity: dict[Efficiency, CapacityFn] = {}
 
     async def plan_with_curves(
@@ -85,23 +96,52 @@ class PlanCache:
         key = json.dumps(
             [spec.model_dump(mode="json"), hf_config, weights, measured], sort_keys=True
         )
-        cached = self._entries.get(uid)
-        if cached is None or cached[0] != key:
-            # Off the event loop, so watches and other fleets' handlers keep running meanwhile.
+        found = self._entries.get(key)
+        if found is None:
+            found = await self._plan(key, spec, hf_config, checkpoint, efficiency)
+        shared_key, entry = found
+        if self._key_of.get(uid) != shared_key:
+            self.forget(uid)
+            self._key_of[uid] = shared_key
+            self._users[shared_key] = self._users.get(shared_key, 0) + 1
+        if isinstance(entry, SpecRefused):
+            raise entry
+        return entry
+
+    async def _plan(
+        self,
+        key: str,
+        spec: InferenceFleetSpec,
+        hf_config: dict[str, Any],
+        checkpoint: CheckpointWeights | None,
+        efficiency: Efficiency | None,
+    ) -> tuple[str, Entry]:
+        """Plan once per key even when several fleets ask at once, off the event loop (so
+        watches and other fleets' passes run meanwhile)."""
+        future = self._planning.get(key)
+        if future is None:
             engine = DEFAULT_EFFICIENCY if efficiency is None else efficiency
             capacity = self._capacity.get(engine)
             if capacity is None:
                 capacity = self._capacity[engine] = memoized(
                     partial(find_capacity, efficiency=engine)
                 )
-            planned = await asyncio.to_thread(
-                plan_or_refusal, spec, hf_config, capacity, checkpoint, efficiency
+            future = asyncio.ensure_future(
+                asyncio.to_thread(
+                    plan_or_refusal, spec, hf_config, capacity, checkpoint, efficiency
+                )
             )
-            cached = (key, planned)
-            self._entries[uid] = cached
-        if isinstance(cached[1], SpecRefused):
-            raise cached[1]
-        return cached[1]
+            self._planning[key] = future
+            future.add_done_callback(lambda _: self._planning.pop(key, None))
+        entry = await asyncio.shield(future)  # one fleet's pass cancelled: not the others'
+        return self._entries.setdefault(key, (key, entry))
 
     def forget(self, uid: str) -> None:
-        self._entries.pop(uid, None)
+        """This fleet no longer uses its entry; the entry goes with its last user."""
+        key = self._key_of.pop(uid, None)
+        if key is None:
+            return
+        self._users[key] -= 1
+        if not self._users[key]:
+            del self._users[key]
+            self._entries.pop(key, None)

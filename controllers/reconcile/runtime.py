@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,24 @@ class Remembered:
 
     history: dict[str, Any]
     written_s: float
+
+
+def share_unchanged(new: Any, stored: Any) -> Any:
+    """`new`, with every string and list equal to the same part of `stored` replaced by
+    stored's own object.
+
+    The policy memory kept here and the fleet's `status.history` in the watch's copy of the
+    fleet are mostly the same learned profiles (kilobytes of packed floats each, changed only
+    when a bin closes); sharing them keeps one copy in memory, not two. Neither side is ever
+    changed in place (the policy rebuilds its memory every pass, Kopf replaces bodies whole).
+    """
+    if isinstance(new, Mapping):
+        if not isinstance(stored, Mapping):
+            return new
+        return {key: share_unchanged(value, stored.get(key)) for key, value in new.items()}
+    if isinstance(new, str | list) and type(stored) is type(new) and stored == new:
+        return stored
+    return new
 
 
 @dataclass

@@ -392,5 +392,16 @@ class ApiServer(kmock.KubernetesEmulator):
             if not stored.deleted and kind in (None, self.kinds.get(str(resource.plural)))
         ]
 
+    def names_where(self, kind: str, check: Callable[[dict[str, Any]], bool]) -> set[str]:
+        """Names of the live objects of `kind` for which `check` (which must not change them)
+        is true."""
+        return {
+            stored.raw["metadata"]["name"]
+            for (resource, _, _), stored in self._objects.items()
+            if not stored.deleted
+            and self.kinds.get(str(resource.plural)) == kind
+            and check(stored.raw)
+        }
+
     def dumps(self) -> str:
         return json.dumps(self.snapshot(), indent=1, sort_keys=True)

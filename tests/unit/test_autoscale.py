@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controllers.api.v1alpha1 import InferenceFleet, PlanStatus
+from controllers.api.v1alpha1 import FleetHistory, InferenceFleet, PlanStatus
 from controllers.policy.autoscale import FleetTick, decide_fleet, needs_history
 from controllers.policy.monitoring.snapshot import (
     MetricsSnapshot,
@@ -116,6 +116,25 @@ def test_history_survives_a_restart_as_json():
     assert history["version"] == 1
     assert "policy" in history["pools"]["h100"]
     assert decision.forecast is not None and decision.forecast.forecaster == "seasonal"
+
+
+@pytest.mark.parametrize("forecaster", ["seasonal", "holt-winters", "last-value"])
+def test_the_typed_status_history_loses_nothing_the_policy_remembers(forecaster):
+    """Through status the memory is typed (FleetHistory, nulls dropped); a policy restored from
+    it on every pass decides as one restored from the plain JSON."""
+    fleet = spec(forecaster=forecaster)
+    plain, typed = None, None
+    current_plain, current_typed = {"h100": 10}, {"h100": 10}
+    for i, rps in enumerate([80.0, 120.0, None, 200.0, 150.0, 90.0, 60.0, 60.0]):
+        at = {"spec": fleet, "snapshot": snapshot(rps), "now_s": NOW_S + 30 * i}
+        a = decide_fleet(tick(**at, history=plain, current=current_plain))
+        b = decide_fleet(tick(**at, history=typed, current=current_typed))
+        assert (a.replicas, a.reasons, a.forecast) == (b.replicas, b.reasons, b.forecast)
+        plain = json.loads(json.dumps(a.history))
+        stored = FleetHistory.model_validate(json.loads(json.dumps(b.history)))
+        assert stored.pools["h100"].policy is not None
+        typed = stored.model_dump(by_alias=True, exclude_none=True)
+        current_plain, current_typed = a.replicas, b.replicas
 
 
 @settings(max_examples=25)

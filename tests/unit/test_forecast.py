@@ -10,6 +10,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from controllers.api.packed import INT32, unpack_array
+from controllers.api.v1alpha1 import ForecasterMemory, RampMemory
 from controllers.policy.scaling.forecast import (
     DAY_S,
     FORECASTERS,
@@ -18,7 +20,6 @@ from controllers.policy.scaling.forecast import (
     RampTracker,
     Seasonal,
     make_forecaster,
-    unpack_array,
 )
 from inferfleet.traces import read_per_minute
 from tests.conftest import TRACES
@@ -102,6 +103,22 @@ def test_state_round_trips_and_forgets_nothing(name, m_small_rps):
         assert copy.forecast((k + 1) * 60.0, 360) == fc.forecast((k + 1) * 60.0, 360)
 
 
+@pytest.mark.parametrize("name", sorted(FORECASTERS))
+def test_a_forecaster_restored_every_interval_forecasts_as_the_running_one(name, m_small_rps):
+    """The operator rebuilds the policy from its stored state on every pass; policy-replay and
+    simulate keep one running. Both must see the same numbers, in float32 profiles too."""
+    running = make_forecaster(name, 60, 360)
+    restored = make_forecaster(name, 60, 360)
+    for k, rate in enumerate(m_small_rps[: 2 * 1440 + 240]):
+        t_s = (k + 1) * 60.0
+        if k % 7 == 0:  # every bin sees several round trips
+            restored = Forecaster.from_dict(json.loads(json.dumps(restored.to_dict())))
+            assert restored.forecast(t_s, 360) == running.forecast(t_s, 360)
+        running.observe(t_s, rate)
+        restored.observe(t_s, rate)
+    assert restored.to_dict() == running.to_dict()
+
+
 def _as_lists(model: dict) -> dict:
     """The model state as the previous release wrote it: plain (nested) lists, None missing."""
 
@@ -112,10 +129,10 @@ def _as_lists(model: dict) -> dict:
     out = {}
     for period, profile in model.items():
         rows = (DAY_S if period == "daily" else 7 * DAY_S) // 600
-        depth = len(base64.b64decode(profile["values"])) // 8 // rows
+        depth = len(base64.b64decode(profile["values"])) // 4 // rows
         out[period] = {
             "values": lists(profile["values"], (rows, depth)),
-            "cycles": [int(c) for c in unpack_array(profile["cycles"], (rows,))],
+            "cycles": [int(c) for c in unpack_array(profile["cycles"], (rows,), INT32)],
             "open": profile["open"],
         }
     return out
@@ -126,8 +143,35 @@ def test_state_stored_as_plain_lists_by_an_older_release_still_loads(m_small_rps
     for k, rate in enumerate(m_small_rps[: 2 * 1440]):
         fc.observe((k + 1) * 60.0, rate)
     state = fc.to_dict()
-    older = {**state, "model": _as_lists(state["model"])}
-    restored = Forecaster.from_dict(json.loads(json.dumps(older)))
+    older = json.loads(json.dumps({**state, "model": _as_lists(state["model"])}))
+    typed = ForecasterMemory.model_validate(older)  # as the operator reads status
+    restored = Forecaster.from_dict(typed.model_dump(by_alias=True, exclude_none=True))
+    now_s = 2 * 1440 * 60.0
+    assert restored.forecast(now_s, 3600) == fc.forecast(now_s, 3600)
+    assert restored.to_dict() == state
+
+
+def test_state_stored_as_float64_strings_by_an_older_release_still_loads(m_small_rps):
+    fc = Seasonal(60, 360)
+    for k, rate in enumerate(m_small_rps[: 2 * 1440]):
+        fc.observe((k + 1) * 60.0, rate)
+    state = fc.to_dict()
+
+    def widened(text: str, dtype: str) -> str:
+        values = np.frombuffer(base64.b64decode(text), dtype=dtype)
+        return base64.b64encode(values.astype("<f8").tobytes()).decode("ascii")
+
+    older_model = {
+        period: {
+            **profile,
+            "values": widened(profile["values"], "<f4"),
+            "cycles": widened(profile["cycles"], "<i4"),
+        }
+        for period, profile in state["model"].items()
+    }
+    older = json.loads(json.dumps({**state, "model": older_model}))
+    typed = ForecasterMemory.model_validate(older)
+    restored = Forecaster.from_dict(typed.model_dump(by_alias=True, exclude_none=True))
     now_s = 2 * 1440 * 60.0
     assert restored.forecast(now_s, 3600) == fc.forecast(now_s, 3600)
     assert restored.to_dict() == state
@@ -187,6 +231,7 @@ def test_ramps_count_only_growth_beyond_what_was_expected():
 def test_ramp_state_from_before_expectations_were_kept_still_loads():
     ramps = RampTracker(60, 300)
     state = ramps.to_dict()
-    ramps.load({**state, "window": [1.0, 2.0]})
+    older = {**state, "window": [1.0, 2.0]}
+    ramps.load(RampMemory.model_validate(older).model_dump(by_alias=True, exclude_none=True))
     ramps.observe(3.0)
     assert list(ramps.window) == [(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]

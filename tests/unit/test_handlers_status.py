@@ -58,3 +58,20 @@ def test_plan_cache_reuses_until_the_spec_changes():
         asyncio.run(cache.plan_with_curves("uid-1", tighter, config))
     assert refused.value.reason in {"InvalidSpec", "NoPoolFits", "ModelDoesNotFit"}
     assert "maxReplicas" in str(refused.value)
+
+
+def test_fleets_with_the_same_spec_share_one_plan_until_the_last_goes():
+    spec = _spec()
+    config = dict(spec.model.hf_config.inline)
+    cache = PlanCache()
+
+    async def plans() -> list:
+        return list(await asyncio.gather(*(cache.plan_with_curves(u, spec, config) for u in "abc")))
+
+    first, second, third = asyncio.run(plans())
+    assert first[0] is second[0] is third[0]  # planned once, though asked at once
+    for uid in "ab":
+        cache.forget(uid)
+    assert asyncio.run(cache.plan_with_curves("c", spec, config))[0] is first[0]
+    cache.forget("c")
+    assert asyncio.run(cache.plan_with_curves("d", spec, config))[0] is not first[0]

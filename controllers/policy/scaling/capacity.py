@@ -214,7 +214,7 @@ class _DecayingMean:
         ):
             raise ValueError("capacity state holds a negative or non-finite figure")
         self.weight, self.mean = weight, mean
-        self.at_s = None if data["at"] is None else float(data["at"])
+        self.at_s = None if data.get("at") is None else float(data["at"])
 
 
 class CapacityEstimator:
@@ -315,7 +315,7 @@ class CapacityEstimator:
         self.loaded.load(data["loaded"])
         self.samples = int(data["samples"])
         self.saturated_samples = int(data["saturatedSamples"])
-        self.last_ready = None if data["lastReady"] is None else int(data["lastReady"])
+        self.last_ready = None if data.get("lastReady") is None else int(data["lastReady"])
 
 
 def blend(predicted: PerReplica, estimate: CapacityEstimate) -> PerReplica:

@@ -18,7 +18,6 @@ so the operator can keep it in `status.history` across restarts.
 
 from __future__ import annotations
 
-import base64
 import math
 from abc import ABC, abstractmethod
 from collections import deque
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+from controllers.api.packed import FLOAT64, INT32, pack_array, unpack_array
 
 DAY_S = 86_400
 WEEK_S = 7 * DAY_S
@@ -98,15 +99,10 @@ class DecayingHistogram:
         return float(self.edges[i if i == len(self.weights) - 1 else i + 1])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"w": self.weights.tolist()}
+        return {"w": pack_array(self.weights, FLOAT64)}  # exact: the weights decay in float64
 
     def load(self, data: dict[str, Any]) -> None:
-        weights = np.asarray(data["w"], dtype=float)
-        if weights.shape != self.weights.shape:
-            raise ValueError(
-                f"histogram state has {weights.size} bins, expected {self.weights.size}"
-            )
-        self.weights = weights
+        self.weights = unpack_array(data["w"], self.weights.shape, FLOAT64)
 
 
 # log(actual max / forecast max), in bins of 0.02. Misses beyond 2x land in the open last bin,
@@ -280,7 +276,8 @@ class Forecaster(ABC):
         try:
             kind = FORECASTERS[data["forecaster"]]
             fc = kind(interval_s=data["intervalS"], error_horizon_s=data["errorHorizonS"])
-            fc.first_s, fc.last_s = data["firstS"], data["lastS"]
+            # Unset figures may be left out (a typed status drops nulls).
+            fc.first_s, fc.last_s = data.get("firstS"), data.get("lastS")
             fc.recent = deque((float(t), float(r)) for t, r in data["recent"])
             fc.pending = deque([float(v) for v in p] for p in data["pending"])
             fc.errors.load(data["errors"])
@@ -306,31 +303,9 @@ class LastValue(Forecaster):
         return None
 
 
-def pack_array(values: np.ndarray) -> str:
-    """An array as one base64 string of its little-endian float64 bytes (NaN kept).
-
-    A profile is thousands of numbers; as JSON lists each copy of `status.history` (the watch's
-    copy of the fleet, the operator's policy memory) costs ~40 bytes a number in Python
-    objects, as one string 11. Exact, so a restored policy decides as the running one did.
-    """
-    return base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode("ascii")
-
-
-def unpack_array(data: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """The array `pack_array` wrote, or the nested lists older releases wrote (None: missing)."""
-    if isinstance(data, str):
-        values = np.frombuffer(base64.b64decode(data, validate=True), dtype="<f8").astype(float)
-    else:
-        values = np.array(_nan_for_none(data), dtype=float)
-    if values.size != math.prod(shape):
-        raise ValueError(f"{values.size} values, expected {math.prod(shape)} for shape {shape}")
-    return values.reshape(shape)
-
-
-def _nan_for_none(data: Any) -> Any:
-    if isinstance(data, list):
-        return [_nan_for_none(v) for v in data]
-    return math.nan if data is None else data
+# Profiles are held in the dtype they are stored in (`controllers.api.packed`): float32, a rate
+# to 7 significant digits, more than any decision uses.
+PROFILE_DTYPE = np.float32
 
 
 class SeasonalProfile:
@@ -342,8 +317,8 @@ class SeasonalProfile:
     def __init__(self, period_s: int, depth: int) -> None:
         self.period_s = period_s
         self.depth = depth
-        self.values = np.full((period_s // PROFILE_BIN_S, depth), np.nan)
-        self.cycle_of_bin = np.full(period_s // PROFILE_BIN_S, -1, dtype=np.int64)
+        self.values = np.full((period_s // PROFILE_BIN_S, depth), np.nan, dtype=PROFILE_DTYPE)
+        self.cycle_of_bin = np.full(period_s // PROFILE_BIN_S, -1, dtype=np.int32)
         self.medians = np.full(period_s // PROFILE_BIN_S, math.nan)
         self.filled = np.zeros(period_s // PROFILE_BIN_S, dtype=np.int64)
         self.cycles = 0
@@ -391,13 +366,13 @@ class SeasonalProfile:
     def to_dict(self) -> dict[str, Any]:
         return {
             "values": pack_array(self.values),
-            "cycles": pack_array(self.cycle_of_bin),
+            "cycles": pack_array(self.cycle_of_bin, INT32),
             "open": [self.open_bin, self.sum_rps, self.count],
         }
 
     def load(self, data: dict[str, Any]) -> None:
         self.values = unpack_array(data["values"], self.values.shape)
-        self.cycle_of_bin = unpack_array(data["cycles"], self.cycle_of_bin.shape).astype(np.int64)
+        self.cycle_of_bin = unpack_array(data["cycles"], self.cycle_of_bin.shape, INT32)
         self.open_bin, self.sum_rps, self.count = data["open"]
         self._refresh()
 
@@ -477,8 +452,8 @@ class HoltWinters(Forecaster):
     def __init__(self, interval_s: float = 60.0, error_horizon_s: float = 360.0) -> None:
         super().__init__(interval_s, error_horizon_s)
         self.level: float | None = None
-        self.daily = np.ones(DAY_S // PROFILE_BIN_S)
-        self.weekly = np.ones(WEEK_S // PROFILE_BIN_S)
+        self.daily = np.ones(DAY_S // PROFILE_BIN_S, dtype=PROFILE_DTYPE)
+        self.weekly = np.ones(WEEK_S // PROFILE_BIN_S, dtype=PROFILE_DTYPE)
 
     def _factor(self, t_s: float) -> float:
         return float(
@@ -529,7 +504,7 @@ class HoltWinters(Forecaster):
         }
 
     def _load_model(self, data: dict[str, Any]) -> None:
-        self.level = data["level"]
+        self.level = data.get("level")
         self.daily = unpack_array(data["daily"], self.daily.shape)
         self.weekly = unpack_array(data["weekly"], self.weekly.shape)
 
@@ -584,9 +559,5 @@ class RampTracker:
         return {"window": [list(w) for w in self.window], "growth": self.growth.to_dict()}
 
     def load(self, data: dict[str, Any]) -> None:
-        # Older state kept bare rates: each was its own expectation.
-        self.window = deque(
-            (float(w), float(w)) if isinstance(w, (int, float)) else (float(w[0]), float(w[1]))
-            for w in data["window"]
-        )
+        self.window = deque((float(rate), float(expected)) for rate, expected in data["window"])
         self.growth.load(data["growth"])

@@ -160,5 +160,5 @@ class SLOGuard:
     def load(self, data: dict[str, Any]) -> None:
         self.streak = int(data["streak"])
         self.missing = bool(data.get("missing", False))  # absent in state saved before it
-        self.last_waiting = None if data["waiting"] is None else float(data["waiting"])
-        self.acted_at_s = None if data["actedAt"] is None else float(data["actedAt"])
+        self.last_waiting = None if data.get("waiting") is None else float(data["waiting"])
+        self.acted_at_s = None if data.get("actedAt") is None else float(data["actedAt"])
