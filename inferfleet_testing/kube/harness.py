@@ -21,6 +21,7 @@ import yaml
 
 from controllers.adapters.kube import object_path
 from controllers.adapters.owned import (
+    FLEET_LABEL,
     IndexedOwned,
     config_map_entry,
     index_objects,
@@ -197,6 +198,27 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(poll_s)
+
+
+def create_example_and_wait_for_deployments(
+    cluster: Cluster, example: Path, logs: Callable[[], str], timeout_s: float = 60.0
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Create the InferenceFleet of `example` and wait until an operator running elsewhere
+    (a process, a container) has applied its vLLM Deployments; a timeout shows `logs()`."""
+    docs = yaml.safe_load_all(example.read_text())
+    fleet = next(d for d in docs if d and d.get("kind") == "InferenceFleet")
+    cluster.create(fleet)
+    name = fleet["metadata"]["name"]
+
+    def fleet_deployments() -> list[dict[str, Any]]:
+        found = cluster.objects("Deployment")
+        return [d for d in found if d["metadata"]["labels"].get(FLEET_LABEL) == name]
+
+    try:
+        deployments = wait_for(fleet_deployments, f"{name}'s vLLM Deployments", timeout_s)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; operator log:\n{logs()}") from err
+    return fleet, deployments
 
 
 class Operator:

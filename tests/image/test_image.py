@@ -23,12 +23,15 @@ import pytest
 import yaml
 
 from inferfleet_testing.emulator import free_port
-from inferfleet_testing.kube.harness import Cluster, wait_for
+from inferfleet_testing.kube.harness import (
+    Cluster,
+    create_example_and_wait_for_deployments,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 HELM = REPO / ".tools" / "bin" / "helm"
 DOCKER = shutil.which("docker")
-INSTANCE = "app.kubernetes.io/instance"  # the fleet label the operator's Deployments carry
 KUBECONFIG_IN_CONTAINER = "/etc/inferfleet/kubeconfig"
 
 
@@ -165,19 +168,9 @@ def test_the_image_reconciles_a_fleet_as_the_chart_runs_it(
         return answer is not None and answer.status_code == 200
 
     wait_for(healthy, "the operator container's health endpoint", timeout_s=90)
-    docs = yaml.safe_load_all((REPO / "examples" / "fleet-code-8b.yaml").read_text())
-    fleet = next(d for d in docs if d and d.get("kind") == "InferenceFleet")
-    cluster.create(fleet)
-    name = fleet["metadata"]["name"]
-
-    def fleet_deployments() -> list[dict[str, Any]]:
-        found = cluster.objects("Deployment")
-        return [d for d in found if d["metadata"]["labels"].get(INSTANCE) == name]
-
-    try:
-        deployments = wait_for(fleet_deployments, "the fleet's vLLM Deployment", timeout_s=60)
-    except AssertionError as err:
-        raise AssertionError(f"{err}; operator log:\n{op.logs()}") from err
+    fleet, deployments = create_example_and_wait_for_deployments(
+        cluster, REPO / "examples" / "fleet-code-8b.yaml", op.logs
+    )
     assert deployments[0]["metadata"]["namespace"] == fleet["metadata"]["namespace"]
 
     def reconciled_metrics() -> str | None:

@@ -29,12 +29,15 @@ import httpx
 import pytest
 import yaml
 
-from inferfleet_testing.kube.harness import Cluster, wait_for
+from inferfleet_testing.kube.harness import (
+    Cluster,
+    create_example_and_wait_for_deployments,
+    wait_for,
+)
 from inferfleet_testing.prometheus import free_port
 from tests.conftest import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
-INSTANCE = "app.kubernetes.io/instance"  # the fleet label controllers.policy.render sets
 CHART_HELPERS = REPO / "charts" / "inferfleet" / "templates" / "_helpers.tpl"
 
 
@@ -215,19 +218,9 @@ def test_entry_command_starts_and_reconciles(source: str, installed: Path, tmp_p
                 return False
 
         wait_for(healthy, "the operator's health endpoint", timeout_s=60)
-        docs = yaml.safe_load_all((REPO / "examples" / "fleet-code-8b.yaml").read_text())
-        fleet = next(d for d in docs if d and d.get("kind") == "InferenceFleet")
-        cluster.create(fleet)
-        name = fleet["metadata"]["name"]
-
-        def fleet_deployments() -> list[dict[str, Any]]:
-            found = cluster.objects("Deployment")
-            return [d for d in found if d["metadata"]["labels"].get(INSTANCE) == name]
-
-        try:
-            deployments = wait_for(fleet_deployments, "a vLLM Deployment", timeout_s=60)
-        except AssertionError as err:
-            raise AssertionError(f"{err}; operator log:\n{log_path.read_text()}") from err
+        fleet, deployments = create_example_and_wait_for_deployments(
+            cluster, REPO / "examples" / "fleet-code-8b.yaml", log_path.read_text
+        )
         assert deployments[0]["metadata"]["namespace"] == fleet["metadata"]["namespace"]
     finally:
         process.send_signal(signal.SIGTERM)
