@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any, Protocol
 
 from controllers.api.v1alpha1 import InferenceFleet, PoolScorecard, parse_decimal, parse_duration_s
 from controllers.policy.autoscale import scorecard_status
@@ -187,6 +188,32 @@ def _progress(policy: str, done: int, total: int) -> None:
     print(f"simulate: {policy} {done}/{total} minutes", file=sys.stderr, flush=True)
 
 
+class _Scored(Protocol):
+    """What both replays score a policy by (queue_replay.QueueScore, replay's scores)."""
+
+    @property
+    def slo_met_intervals(self) -> int: ...
+    @property
+    def scored_intervals(self) -> int: ...
+    @property
+    def slo_met_share(self) -> float: ...
+    @property
+    def replica_hours(self) -> float: ...
+
+
+def _score_json(s: _Scored, gpu_hours: float, cost_usd: float, oracle_h: float) -> dict[str, Any]:
+    """One policy's row of `--output json`, the same keys for either replay."""
+    return {
+        "sloMetMinutes": s.slo_met_intervals,
+        "scoredMinutes": s.scored_intervals,
+        "sloMetShare": round(s.slo_met_share, 6),
+        "replicaHours": round(s.replica_hours, 3),
+        "gpuHours": round(gpu_hours, 3),
+        "costUSD": round(cost_usd, 2),
+        "vsOracle": round(s.replica_hours / oracle_h, 4) if oracle_h else None,
+    }
+
+
 def run_true_capacity(
     args: argparse.Namespace, config: ScalingConfig, cost: float, ttft_slo_s: float
 ) -> int:
@@ -207,13 +234,7 @@ def run_true_capacity(
     if args.output == "json":
         out = {
             name: {
-                "sloMetMinutes": s.slo_met_intervals,
-                "scoredMinutes": s.scored_intervals,
-                "sloMetShare": round(s.slo_met_share, 6),
-                "replicaHours": round(s.replica_hours, 3),
-                "gpuHours": round(gpu_hours(s), 3),
-                "costUSD": round(gpu_hours(s) * cost, 2),
-                "vsOracle": round(s.replica_hours / oracle_h, 4) if oracle_h else None,
+                **_score_json(s, gpu_hours(s), gpu_hours(s) * cost, oracle_h),
                 "timedOutRequests": s.dropped_requests,
             }
             for name, s in scores.items()
@@ -266,15 +287,7 @@ def run(args: argparse.Namespace) -> int:
     card = predictive_scorecard(trace, result, config)
     if args.output == "json":
         out = {
-            name: {
-                "sloMetMinutes": s.slo_met_intervals,
-                "scoredMinutes": s.scored_intervals,
-                "sloMetShare": round(s.slo_met_share, 6),
-                "replicaHours": round(s.replica_hours, 3),
-                "gpuHours": round(s.gpu_hours, 3),
-                "costUSD": round(s.cost_usd, 2),
-                "vsOracle": round(s.replica_hours / oracle_h, 4) if oracle_h else None,
-            }
+            name: _score_json(s, s.gpu_hours, s.cost_usd, oracle_h)
             for name, s in result.scores.items()
         }
         json.dump(
