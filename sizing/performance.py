@@ -76,14 +76,19 @@ class Efficiency:
     compute_fraction: float = 0.57
     # The same for routed experts' grouped GEMMs: many small per-expert matrices, each fed only
     # the tokens routed to it, keep far fewer tensor cores busy than one dense GEMM.
-    expert_compute_fraction: float = 0.084
+    expert_compute_fraction: float = 0.10
+    # Tokens per expert at which a grouped GEMM's efficiency is half its well-fed value: each
+    # expert a step touches costs about this many tokens' compute however few reach it
+    # (kernel tiles padded, weights multiplied for a handful of rows), so MoE prefill runs
+    # near expert_compute_fraction while small batches pay per expert touched.
+    expert_gemm_half_tokens: float = 3.3
     # Per-GPU output width (columns of a layer's shard) at which GEMM efficiency is halved:
     # narrow shards under high TP keep fewer tensor-core tiles busy.
     gemm_half_width: float = 256.0
     # Share of HBM bandwidth dense weight GEMVs stream at.
-    hbm_fraction: float = 0.97
+    hbm_fraction: float = 0.99
     # The same for MoE expert weights (grouped GEMMs over few tokens per expert).
-    expert_hbm_fraction: float = 0.68
+    expert_hbm_fraction: float = 0.82
     # The same for paged-attention KV reads and state-space state.
     attention_hbm_fraction: float = 0.6
     # Block-scaled FP8 (2-D scales) expert kernels: share of the plain FP8 kernel's speed.
@@ -96,24 +101,29 @@ class Efficiency:
     # Share of the per-GPU link bandwidth an all-reduce reaches.
     interconnect_fraction: float = 0.8
     # Latency of one all-reduce call over NVLink/Infinity Fabric (custom all-reduce) ...
-    allreduce_latency_s: float = 20e-6
+    allreduce_latency_s: float = 37e-6
     # ... and over PCIe (NCCL through the host bridge: tens of microseconds).
     pcie_allreduce_latency_s: float = 30e-6
     # Latency of one pipeline-stage hand-off (send/recv of the activations).
     pipeline_send_latency_s: float = 30e-6
     # Per-step scheduler, input preparation and graph-replay cost with CUDA graphs.
-    step_overhead_s: float = 1.09e-3
+    step_overhead_s: float = 2.8e-3
     # Without a captured graph: kernel launches from Python, per layer of the stage.
     eager_launch_s_per_layer: float = 60e-6
     # Largest batch (tokens) vLLM captures CUDA graphs for; larger steps run eagerly.
     cuda_graph_max_tokens: int = 512
     # Per block (attention, MLP, MoE or Mamba mixer; a transformer layer has two) per step:
     # its kernels each take microseconds however small the batch, even from a CUDA graph.
-    block_latency_s: float = 34e-6
+    block_latency_s: float = 18e-6
     # Per MoE layer on top: routing, token sort, grouped GEMMs over every local expert, combine.
-    moe_layer_latency_s: float = 5.6e-6
+    moe_layer_latency_s: float = 14e-6
     # Per running sequence per step: sampling, detokenising and bookkeeping on the CPU.
     per_sequence_overhead_s: float = 10e-6
+    # The API server in front of the engine (sizing.frontend), as a client-side benchmark
+    # sees it: a latency per request that overlaps everything else, and tokenising prompts
+    # one after another.
+    request_latency_s: float = 0.3
+    tokenize_s_per_token: float = 5e-6
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -272,6 +282,8 @@ class StepTimeModel:
     # expert_compute_s_per_token / sqrt(tokens).
     expert_compute_s_per_token: float = 0.0
     routing_skew: float = 0.0
+    # Compute of all experts' underfilled tiles, paid in the share of experts a step touches.
+    expert_tile_s: float = 0.0
 
     sliding_s_per_kv_token: float = 0.0
     sliding_window: int = 0
@@ -334,7 +346,9 @@ class StepTimeModel:
             compute = compute + self.expert_compute_s_per_token * busiest
         weights: Work | float = self.dense_weights_s
         if self.all_experts_s:
-            weights = weights + self.all_experts_s * (1.0 - self.expert_miss_fraction**tokens)
+            touched = 1.0 - self.expert_miss_fraction**tokens
+            weights = weights + self.all_experts_s * touched
+            compute = compute + self.expert_tile_s * touched
         memory = weights + self.memory_s_per_kv_token * kv_tokens_read
         if self.sliding_s_per_kv_token:
             window = smaller(kv_tokens_read, sequences * self.sliding_window)
@@ -441,6 +455,9 @@ def build_step_model(
         ridge_point_flops_per_byte=flops_per_s / hbm_bytes_per_s,
         expert_compute_s_per_token=expert_compute,
         routing_skew=skew,
+        expert_tile_s=expert_compute
+        * efficiency.expert_gemm_half_tokens
+        * (shape.num_experts / shape.experts_per_token if shape.num_experts else 0.0),
         sliding_s_per_kv_token=shape.sliding_kv_bytes_per_token_per_gpu / attention_bytes_per_s,
         sliding_window=shape.sliding_window,
         state_s_per_sequence=shape.state_bytes_per_sequence_per_gpu / attention_bytes_per_s,
