@@ -63,6 +63,7 @@ _FRACTIONS = (
     "hbm_fraction",
     "expert_hbm_fraction",
     "attention_hbm_fraction",
+    "blackwell_attention_hbm_fraction",
     "interconnect_fraction",
     "roofline_overlap",
 )
@@ -89,8 +90,11 @@ class Efficiency:
     hbm_fraction: float = 0.99
     # The same for MoE expert weights (grouped GEMMs over few tokens per expert).
     expert_hbm_fraction: float = 0.82
-    # The same for paged-attention KV reads and state-space state.
+    # The same for paged-attention KV reads and state-space state ...
     attention_hbm_fraction: float = 0.6
+    # ... and on Blackwell, whose attention kernels in the measured vLLM releases reach a
+    # smaller share of its higher bandwidth (decode at large batch is no faster than Hopper's).
+    blackwell_attention_hbm_fraction: float = 0.25
     # Block-scaled FP8 (2-D scales) expert kernels: share of the plain FP8 kernel's speed.
     block_fp8_expert_speed: float = 0.62
     # Expert parallel: relative excess of the busiest rank's routed tokens, at one token per
@@ -396,7 +400,11 @@ def build_step_model(
     hbm_bytes_per_s = hbm * efficiency.hbm_fraction
     block_speed = efficiency.block_fp8_expert_speed if shape.block_scaled_experts else 1.0
     expert_bytes_per_s = hbm * efficiency.expert_hbm_fraction * block_speed
-    attention_bytes_per_s = hbm * efficiency.attention_hbm_fraction
+    attention_bytes_per_s = hbm * (
+        efficiency.blackwell_attention_hbm_fraction
+        if gpu.architecture == "blackwell"
+        else efficiency.attention_hbm_fraction
+    )
     link_bytes_per_s = gpu.interconnect.bandwidth_gb_per_s * 1e9 * efficiency.interconnect_fraction
     layers_per_stage = math.ceil(shape.num_layers / shape.pp)
     activation_bytes_per_token = shape.hidden_size * ACTIVATION_BYTES
