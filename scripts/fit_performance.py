@@ -48,6 +48,7 @@ FITTED = (
     ("expert_gemm_half_tokens", "log"),
     ("hbm_fraction", "fraction"),
     ("expert_hbm_fraction", "fraction"),
+    ("blackwell_attention_hbm_fraction", "fraction"),
     ("block_fp8_expert_speed", "fraction"),
     ("allreduce_latency_s", "log"),
     ("step_overhead_s", "log"),

@@ -14,8 +14,8 @@ context) and some prefill tokens (chunks of prompts). Per GPU and pipeline stage
   attends to (a sliding-window layer reads at most its window) at paged attention's bandwidth;
   the recurrent state of state-space layers, read and written once per sequence;
 * the two overlap imperfectly: the step takes the larger plus a share of the smaller;
-* plus what overlaps with neither: two all-reduces per layer under TP (a latency per call,
-  higher over PCIe, and the message over the link), pipeline hand-offs, a per-step
+* plus what overlaps with neither: an all-reduce after every mixer block under TP (a latency
+  per call, higher over PCIe, and the message over the link), pipeline hand-offs, a per-step
   scheduler/launch cost that CUDA graphs shrink up to their largest captured batch (beyond it,
   or with --enforce-eager, every layer's kernels are launched one by one), a floor per layer
   per mixer block (each kernel takes microseconds however small the batch; an MoE layer runs
@@ -48,7 +48,9 @@ ACTIVATION_BYTES = 2
 # multiply-add (2 FLOPs).
 ATTENTION_FLOPS_PER_PAIR_PER_WIDTH = 4
 FLOPS_PER_PARAM_PER_TOKEN = 2
-ALLREDUCES_PER_LAYER = 2  # after attention and after the MLP (Megatron-style TP)
+# Megatron-style TP all-reduces after every mixer block: after attention and after the MLP of
+# a transformer layer, after each Mamba, attention, MLP or MoE block of a hybrid pattern.
+ALLREDUCES_PER_BLOCK = 1
 # A step's work: one step (float) or a run of decode steps (array), through the same formula.
 Work = TypeVar("Work", float, np.ndarray)
 
@@ -411,7 +413,8 @@ def build_step_model(
     if shape.tp > 1:
         # Ring all-reduce: each GPU sends and receives 2 (tp - 1) / tp of the message.
         ring_factor = 2 * (shape.tp - 1) / shape.tp
-        calls = ALLREDUCES_PER_LAYER * layers_per_stage
+        blocks = shape.num_blocks or 2 * shape.num_layers
+        calls = ALLREDUCES_PER_BLOCK * math.ceil(blocks / shape.pp)
         comm_s_per_token = calls * ring_factor * activation_bytes_per_token / link_bytes_per_s
         latency = (
             efficiency.allreduce_latency_s

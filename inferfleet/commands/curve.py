@@ -221,6 +221,7 @@ def point_json(point: LoadPoint) -> dict[str, float | int]:
         "ttft_p99_ms": point.ttft_p99_s * MS_PER_S,
         "itl_p50_ms": point.itl_p50_s * MS_PER_S,
         "itl_p99_ms": point.itl_p99_s * MS_PER_S,
+        "tpot_p50_ms": point.tpot_p50_s * MS_PER_S,
         "output_tok_per_s": point.output_tok_per_s,
         "total_tok_per_s": point.total_tok_per_s,
         "request_per_s": point.request_per_s,
