@@ -71,8 +71,8 @@ def test_recorded_error_bands_are_the_models_own_residuals(scored):
 
 
 def test_the_p10_p90_band_holds_about_80_percent_of_measurements(scored):
-    for metric in ("output_tok_per_s", "tpot_ms"):
-        assert band_coverage(scored, metric) >= 0.75, metric
+    for metric in ("output_tok_per_s", "ttft_ms", "tpot_ms"):
+        assert band_coverage(scored, metric) >= 0.80, metric
 
 
 def test_each_latency_is_compared_with_the_statistic_its_source_published(scored):
