@@ -122,6 +122,11 @@ def parse_header(raw: bytes) -> tuple[TensorInfo, ...]:
         raise InvalidInput(f"safetensors: the header is not JSON ({err})") from None
     if not isinstance(decoded, dict):
         raise InvalidInput("safetensors: the header must be a JSON object")
+    return tensors_from_header(decoded)
+
+
+def tensors_from_header(decoded: Mapping[str, object]) -> tuple[TensorInfo, ...]:
+    """Every tensor of one decoded header, each checked (dtype known, bytes match the shape)."""
     return tuple(_tensor(k, v) for k, v in decoded.items() if k != "__metadata__")
 
 

@@ -178,6 +178,22 @@ def test_hub_values_reach_the_operator_environment():
     assert env["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "tok"}}
 
 
+@pytest.mark.parametrize("limit_mib", [None, 200])
+def test_the_hub_cache_is_a_bounded_emptydir_the_operator_prunes_below_its_limit(limit_mib):
+    values = {} if limit_mib is None else {"hub": {"cache": {"sizeLimitMiB": limit_mib}}}
+    pod = operator_workload(render(values))["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "hub-cache"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "hub-cache"]
+    # The library writes under HF_HOME and the cache dir: both on the writable emptyDir.
+    for key in ("HF_HOME", "INFERFLEET_HUB_CACHE_DIR"):
+        assert Path(env[key]).is_relative_to(mount["mountPath"])
+    limit = limit_mib or 64
+    assert volume["emptyDir"]["sizeLimit"] == f"{limit}Mi"
+    assert 0 < float(env["INFERFLEET_HUB_CACHE_MAX_MIB"]) < limit
+
+
 def test_one_replica_is_standalone_and_never_overlaps():
     workload = operator_workload(render({}))
     assert workload["kind"] == "Deployment"

@@ -122,6 +122,16 @@ spec:
         - name: INFERFLEET_METRICS_PORT
           value: {{ .Values.metrics.port | quote }}
         {{- with .Values.hub }}
+        # huggingface_hub's files (config.json, shard indexes; its own HF_HOME state) live on
+        # the hub-cache emptyDir: the root filesystem is read-only. Pruned to half its size.
+        - name: HF_HOME
+          value: /var/cache/inferfleet-hub
+        - name: INFERFLEET_HUB_CACHE_DIR
+          value: /var/cache/inferfleet-hub/hub
+        - name: INFERFLEET_HUB_CACHE_MAX_MIB
+          value: {{ div (.cache.sizeLimitMiB | default 64 | int) 2 | quote }}
+        - name: HF_HUB_DISABLE_TELEMETRY
+          value: "1"
         {{- if .endpoint }}
         - name: HF_ENDPOINT
           value: {{ .endpoint | quote }}
@@ -184,10 +194,15 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        - name: hub-cache
+          mountPath: /var/cache/inferfleet-hub
   volumes:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
+    - name: hub-cache
+      emptyDir:
+        sizeLimit: {{ .Values.hub.cache.sizeLimitMiB | default 64 | int }}Mi
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
