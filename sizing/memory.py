@@ -208,12 +208,12 @@ def _encoder_profile(
     smaller than the language model's for every tower we know the shape of, is left out.
     """
     limit = cfg.mm_items_per_prompt
-    if not arch.has_vision or limit == 0:
+    if not arch.has_encoder or limit == 0:
         return 0.0, 0.0
-    if arch.vision is None:
+    if arch.tower is None:
         return 0.0, batched * arch.hidden_size * value_bytes
-    items = encoder_items(arch.vision, batched, seqs, limit or DEFAULT_MM_ITEMS_PER_PROMPT)
-    return encoder_profile_bytes(arch.vision, items, arch.hidden_size, value_bytes, cfg.tp)
+    items = encoder_items(arch.tower, batched, seqs, limit or DEFAULT_MM_ITEMS_PER_PROMPT)
+    return encoder_profile_bytes(arch.tower, items, arch.hidden_size, value_bytes, cfg.tp)
 
 
 def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -> MemoryBreakdown:

@@ -124,7 +124,7 @@ def test_encoder_goes_to_the_first_stage() -> None:
     ]
     weights = summarize(_tensors(safetensors_header(tensors)), 4)
     arch = with_checkpoint(load_model_config(TINY), weights)
-    assert arch.has_vision and arch.vision_params == 256 * 64 + 64 * 64
+    assert arch.has_encoder and arch.vision_params == 256 * 64 + 64 * 64
     one, two = stage_weights_bytes(arch, "none", "auto", pp=2)
     plain = with_checkpoint(load_model_config(TINY), summarize(_tensors(safetensors_header(
         dense_decoder_tensors(TINY))), 4))  # fmt: skip
