@@ -313,13 +313,17 @@ def _with_notes(
             f"(~{result.activation_gib:.2f} GiB) may not fit the {headroom:.2f} GiB left by "
             "gpu_memory_utilization: start-up can fail after KV sizing; lower it or enforce eager"
         )
-    if gpu.unified_memory and result.method == "vllm":
+    fits = result.fits
+    if gpu.unified_memory and cfg.gpu_memory_utilization > gpu.startable_utilization:
+        fits = False  # vLLM's start-up check refuses before it loads anything
+        most = math.floor(100 * gpu.startable_utilization) / 100
         notes.append(
-            f"{gpu.name} shares its {gpu.memory_gib_reported:.1f} GiB with the host, and vLLM "
-            f"refuses to start unless {budget_gib:.1f} GiB (utilization x total) is free when it "
-            "starts: leave the OS and other processes their share (lower gpu_memory_utilization)"
+            f"{gpu.name} shares its {gpu.memory_gib_reported:.2f} GiB with the host, which "
+            f"keeps ~{gpu.host_reserved_gib:g} GiB: vLLM refuses to start, since "
+            f"{budget_gib:.1f} GiB (utilization x total) is not free; set "
+            f"gpu_memory_utilization to at most {most:.2f}"
         )
-    return MemoryBreakdown(**{**result.__dict__, "notes": tuple(notes)})
+    return MemoryBreakdown(**{**result.__dict__, "fits": fits, "notes": tuple(notes)})
 
 
 def _guide_weights_bytes(arch: ModelArch, quantization: str) -> tuple[float, float]:
