@@ -9,7 +9,7 @@ forward over all those patches and the language model's pass with the cached out
 
 * A vision tower with a fixed input turns `(image_size / patch_size)^2` patches per tile into
   fewer tokens (Gemma 3 pools 4096 patches to 256, Mistral 3 merges 2x2, Llama 4
-  pixel-shuffles by 0.5).
+  pixel-shuffles by 0.5, over the 16 tiles plus one global tile of its largest image).
 * Qwen2-VL-style towers (Qwen2-VL, 2.5-VL, 3-VL, 3.5) take images of any size:
   the dummy image is the largest the image processor lets through, `max_pixels` of its
   preprocessor config (12,845,056 pixels in the Qwen2/2.5-VL releases, 16,777,216 in Qwen3-VL
@@ -29,6 +29,10 @@ from sizing.errors import InvalidInput
 # released checkpoints' preprocessor_config.json; config.json does not carry it).
 _MAX_PIXELS = {"qwen2_vl": 12_845_056, "qwen2_5_vl": 12_845_056, "qwen3_vl": 16_777_216,
                "qwen3_5": 16_777_216, "qwen3_5_moe": 16_777_216}  # fmt: skip
+# Tiles of vLLM's largest dummy image for towers that split images into tiles without
+# `max_num_tiles` in config.json: Llama 4's processor allows max_patches 16 and adds one global
+# tile (a 0.19 start-up log of Scout profiles 3 such images in an 8192-token budget).
+_MAX_TILES = {"llama4": 17, "llama4_vision_model": 17}
 # Audio encoders whose output is pooled by 2 after the conv (Qwen2-Audio's avg pool).
 _POOLED_AUDIO = frozenset({"qwen2_audio_encoder"})
 
@@ -74,7 +78,7 @@ def vision_tower(config: dict[str, Any]) -> EncoderTower | None:
             return None
         patches = pixels // patch**2
         return EncoderTower(hidden, intermediate, patches, max(1, patches // merge**2))
-    tiles = _positive(vc, "max_num_tiles") or 1
+    tiles = _positive(vc, "max_num_tiles") or _MAX_TILES.get(_tower_type(config, vc), 1)
     patches = (image // patch) ** 2 * tiles
     shuffle = vc.get("pixel_shuffle_ratio")
     reduction = merge**2

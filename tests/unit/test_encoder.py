@@ -32,7 +32,9 @@ def _catalog(name: str) -> dict:
     ("name", "patches", "tokens"),
     [
         ("google--gemma-3-27b-it", 64 * 64, 256),  # SigLIP 896/14, pooled to 256 tokens
-        ("meta-llama--Llama-4-Scout-17B-16E-Instruct", 24 * 24, 144),  # pixel shuffle 0.5
+        # pixel shuffle 0.5 over 16 tiles + a global one: 3 images fill 8192 tokens, as the
+        # 0.19 start-up log of Scout says it profiles
+        ("meta-llama--Llama-4-Scout-17B-16E-Instruct", 24 * 24 * 17, 144 * 17),
         ("mistralai--Mistral-Small-3.1-24B-Instruct-2503", 110 * 110, 3025),  # 2x2 merge
         ("meta-llama--Llama-3.2-11B-Vision", 40 * 40 * 4, 6400),  # 4 tiles, cross-attention
     ],
