@@ -16,11 +16,14 @@ RUN --mount=type=cache,target=/root/.cache/pip pip wheel --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 # No .pyc writes at run time: the root filesystem is read-only (pip precompiles at install).
-# The user has no home: matplotlib (inferfleet's report commands) keeps its cache in /tmp.
+# The user has no home: matplotlib (inferfleet's report commands) and huggingface_hub (model
+# resolution; the chart points it at its own bounded emptyDir) keep their files in /tmp.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    MPLCONFIGDIR=/tmp/matplotlib
+    MPLCONFIGDIR=/tmp/matplotlib \
+    HF_HOME=/tmp/huggingface \
+    HF_HUB_DISABLE_TELEMETRY=1
 RUN groupadd --gid 65532 inferfleet \
  && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin inferfleet
