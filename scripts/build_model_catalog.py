@@ -112,6 +112,16 @@ _QWEN35_9B = {
                       "spatial_merge_size": 2, "temporal_patch_size": 2},
     "tie_word_embeddings": False, "total_params_b": 9.41,
 }  # fmt: skip
+# MoE with a shared expert (sigmoid-gated) beside 60 routed ones.
+_QWEN15_MOE = {
+    "architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "hidden_size": 2048,
+    "intermediate_size": 5632, "moe_intermediate_size": 1408,
+    "shared_expert_intermediate_size": 5632, "num_experts": 60, "num_experts_per_tok": 4,
+    "decoder_sparse_step": 1, "num_hidden_layers": 24, "num_attention_heads": 16,
+    "num_key_value_heads": 16, "vocab_size": 151936, "max_position_embeddings": 8192,
+    "tie_word_embeddings": False, "torch_dtype": "bfloat16", "use_sliding_window": False,
+    "total_params_b": 14.3,
+}  # fmt: skip
 # Whisper-style audio encoder; the text config leaves Qwen2Config's defaults out.
 _QWEN2_AUDIO = {
     "architectures": ["Qwen2AudioForConditionalGeneration"], "model_type": "qwen2_audio",
@@ -140,6 +150,7 @@ EXTRA = {
         "~0.24B MTP layer vLLM does not load",
     ),
     "Qwen/Qwen2-Audio-7B-Instruct": (_QWEN2_AUDIO, _PUBLISHED + "; 8.4B total (model card)"),
+    "Qwen/Qwen1.5-MoE-A2.7B": (_QWEN15_MOE, _PUBLISHED + "; 14.3B total (model card)"),
 }
 
 # 16-bit releases whose quantized sibling is in the sets: the same config less its quantization.
