@@ -9,6 +9,7 @@ them per pool with `costPerGPUHour`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from sizing.errors import InvalidInput, UnknownGPU
@@ -56,6 +57,18 @@ class GPU:
         if not self.unified_memory:
             return 1.0
         return max(0.0, 1 - self.host_reserved_gib / self.memory_gib_reported)
+
+    def startup_refusal(self, utilization: float) -> str | None:
+        """Why vLLM refuses to start at this utilization, or None when it starts."""
+        if utilization <= self.startable_utilization:
+            return None
+        most = math.floor(100 * self.startable_utilization) / 100
+        return (
+            f"{self.name} shares its {self.memory_gib_reported:.2f} GiB with the host, which "
+            f"keeps ~{self.host_reserved_gib:g} GiB: vLLM refuses to start, since "
+            f"{utilization * self.memory_gib_reported:.1f} GiB (utilization x total) is not "
+            f"free; set gpu_memory_utilization to at most {most:.2f}"
+        )
 
     def peak_tflops(self, dtype: str) -> float:
         """Peak dense TFLOPS for a math dtype, falling back to the widest supported one."""

@@ -332,15 +332,10 @@ def _with_notes(
             "in warm-up; lower gpu_memory_utilization or max_num_seqs, or enforce eager"
         )
     fits = result.fits
-    if gpu.unified_memory and cfg.gpu_memory_utilization > gpu.startable_utilization:
+    refusal = gpu.startup_refusal(cfg.gpu_memory_utilization)
+    if refusal:
         fits = False  # vLLM's start-up check refuses before it loads anything
-        most = math.floor(100 * gpu.startable_utilization) / 100
-        notes.append(
-            f"{gpu.name} shares its {gpu.memory_gib_reported:.2f} GiB with the host, which "
-            f"keeps ~{gpu.host_reserved_gib:g} GiB: vLLM refuses to start, since "
-            f"{budget_gib:.1f} GiB (utilization x total) is not free; set "
-            f"gpu_memory_utilization to at most {most:.2f}"
-        )
+        notes.append(refusal)
     return MemoryBreakdown(**{**result.__dict__, "fits": fits, "notes": tuple(notes)})
 
 
