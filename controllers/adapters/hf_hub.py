@@ -17,11 +17,10 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import certifi
-import httpx
 
 from sizing.checkpoint import (
     HEADER_LENGTH_BYTES,
@@ -33,6 +32,9 @@ from sizing.checkpoint import (
     weight_map_files,
 )
 from sizing.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 INDEX_FILE = "model.safetensors.index.json"
@@ -90,7 +92,11 @@ class HubClient:
         self._settings = settings
         token = token or settings.default_token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(
+        # Imported when a model is first resolved from the Hub: ~4 MiB the operator does not
+        # hold for fleets whose config.json comes inline, from a ConfigMap or the catalog.
+        import httpx
+
+        self._http: httpx.AsyncClient = httpx.AsyncClient(
             timeout=settings.timeout_s, follow_redirects=True, headers=headers, verify=tls_context()
         )
 
@@ -105,6 +111,8 @@ class HubClient:
     ) -> bytes:
         url = file_url(self._settings.endpoint, repo, revision, filename)
         headers = {"Range": f"bytes={span[0]}-{span[1]}"} if span else {}
+        import httpx  # loaded by __init__ already
+
         try:
             async with self._http.stream("GET", url, headers=headers) as response:
                 status = response.status_code
