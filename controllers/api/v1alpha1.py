@@ -1032,6 +1032,36 @@ class PoolScorecard(ApiModel):
     windows: list[ScorecardWindow] = Field(default_factory=list)
 
 
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+ForecastDue = Annotated[
+    list[FiniteFloat | None],
+    Field(min_length=3, max_length=3),
+    WithJsonSchema(
+        {"type": "array", "minItems": 3, "maxItems": 3,
+         "items": {"type": "number", "nullable": True}}
+    ),
+]  # fmt: skip
+
+
+class ScorecardMemory(ApiModel):
+    """The scorecard's rolling sums, so a restart keeps its record (`Scorecard.to_dict`)."""
+
+    rings: dict[str, list[list[FiniteFloat]]] = Field(
+        description="Per window (1h, 24h, 7d), one row per bucket: its index, then its sums."
+    )
+    due: list[ForecastDue] = Field(
+        default_factory=list,
+        description="(due at, forecast req/s, reactive req/s) of forecasts not judged yet.",
+    )
+    last_replicas: int | None = Field(default=None, ge=0)
+    last_change: Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)] | None = Field(
+        default=None, description="(time, +1 up or -1 down) of the last scale change."
+    )
+    short_since: FiniteFloat | None = Field(
+        default=None, description="Since when fewer replicas have been ready than asked for."
+    )
+
+
 class PoolMemory(ApiModel):
     """One pool's scaling-policy memory: what it last decided, when, and its learned state."""
 
@@ -1043,10 +1073,8 @@ class PoolMemory(ApiModel):
         default=None,
         description="The policy's learned state (forecaster profile, ramps, spare, capacity).",
     )
-    scorecard: dict[str, Any] | None = Field(
-        default=None,
-        description="The scorecard's rolling sums (status.scorecard); opaque.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    scorecard: ScorecardMemory | None = Field(
+        default=None, description="The rolling sums status.scorecard is computed from."
     )
 
 

@@ -30,6 +30,7 @@ from controllers.adapters.kube import (
     KubeError,
     OwnedObjects,
     Unavailable,
+    connection_info,
 )
 from controllers.adapters.operator_metrics import OperatorMetrics
 from controllers.adapters.owned import (
@@ -252,6 +253,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if port:
         address = os.environ.get(METRICS_ADDRESS_ENV, "0.0.0.0")
         memo.metrics_server = memo.metrics.serve(int(port), address)
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """The watches log in as the operator's own client does (`Kube.from_environment`), read
+    when Kopf asks (at start and after a 401), not when Kopf was imported."""
+    return connection_info()
 
 
 @kopf.on.cleanup()

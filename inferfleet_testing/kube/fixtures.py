@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from kubernetes.config import kube_config
 
 from inferfleet_testing.kube.harness import Cluster, Operator
 
@@ -16,10 +15,8 @@ from inferfleet_testing.kube.harness import Cluster, Operator
 @pytest.fixture(name="cluster")
 def cluster_fixture(tmp_path, monkeypatch) -> Iterator[Cluster]:
     server = Cluster(tmp_path)
-    # Both clients read the kubeconfig: the adapter via $KUBECONFIG, Kopf's login via the
-    # official client's default location, which it reads once at import.
+    # Both the adapter and Kopf's login (the operator's own handler) read $KUBECONFIG.
     monkeypatch.setenv("KUBECONFIG", str(server.kubeconfig))
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(server.kubeconfig))
     yield server
     server.close()
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes.config import kube_config
 
 from inferfleet_testing.kube.apiserver import ApiServer
 from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
@@ -80,7 +79,6 @@ def recorded(monkeypatch) -> list[tuple[str, str, dict[str, str]]]:
 def running(tmp_path, monkeypatch, recorded) -> Iterator[Cluster]:
     cluster = Cluster(tmp_path)
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(cluster.kubeconfig))
     operator = Operator()
     try:
         yield cluster
