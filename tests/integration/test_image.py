@@ -50,15 +50,22 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in lines]
 
 
-def build_stage_sources() -> list[str]:
-    """Source paths the first stage COPYs (the wheel is built from these alone)."""
+def stage_sources(stage: str) -> list[str]:
+    """Source paths the stage named `stage` COPYs."""
     sources: list[str] = []
-    stages = 0
+    current = None
     for op, args in instructions(DOCKERFILE):
-        stages += op == "FROM"
-        if op == "COPY" and stages == 1:
+        if op == "FROM":
+            words = args.split()
+            current = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+        elif op == "COPY" and current == stage:
             sources += args.split()[:-1]
     return sources
+
+
+def build_stage_sources() -> list[str]:
+    """Source paths the build stage COPYs (the wheel is built from these alone)."""
+    return stage_sources("build")
 
 
 def operator_file_in_image() -> str:
@@ -71,8 +78,14 @@ def test_base_image_is_a_pinned_slim_python():
     args = dict(a.split("=", 1) for op, a in instructions(DOCKERFILE) if op == "ARG" and "=" in a)
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", args["PYTHON_IMAGE"])
     froms = [a for op, a in instructions(DOCKERFILE) if op == "FROM"]
-    assert len(froms) == 2, "multi-stage: build, then runtime"
+    assert len(froms) == 3, "multi-stage: dependency wheels, inferfleet's wheel, then runtime"
     assert all(f.split()[0] == "${PYTHON_IMAGE}" for f in froms)
+
+
+def test_dependency_wheels_come_from_pyproject_alone():
+    """A source change must not rebuild the third-party wheels (the slow layer)."""
+    assert stage_sources("deps") == ["pyproject.toml"]
+    assert {"sizing", "controllers", "inferfleet"} <= set(build_stage_sources())
 
 
 def test_runtime_stage_is_non_root_and_runs_kopf_on_the_copied_file():

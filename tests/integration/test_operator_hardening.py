@@ -13,6 +13,7 @@ from controllers.adapters.kube import Kube
 from controllers.reconcile.handlers import reconcile
 from controllers.reconcile.plans import PlanCache
 from controllers.reconcile.runtime import Watcher
+from inferfleet_testing.kube.apiserver import Fault
 from inferfleet_testing.kube.fixtures import cluster_fixture  # noqa: F401
 from inferfleet_testing.kube.harness import Cluster
 from tests.conftest import REPO
@@ -80,3 +81,16 @@ def test_the_token_reference_reaches_the_pod_as_a_secret_key_ref(cluster: Cluste
     assert pod["automountServiceAccountToken"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+
+
+def test_a_token_secret_the_operator_may_not_read_is_refused_naming_the_chart_value(
+    cluster: Cluster,
+):
+    """The API answers 403 (the chart grants no such Secret): a clear refusal, not a retry."""
+    fault = cluster.inject(Fault("GET", "/secrets/hf-gated", 403, times=100))
+    _create(cluster, name="acme/private-8b", hfConfig=None,
+            hub={"tokenSecretRef": {"name": "hf-gated"}})  # fmt: skip
+    sized = _sized(_pass(cluster))
+    assert fault.hits, "the operator did not try to read the Secret"
+    assert (sized["status"], sized["reason"]) == ("False", "ModelConfigUnavailable")
+    assert "rbac.hubTokenSecrets" in sized["message"] and "hf-gated" in sized["message"]

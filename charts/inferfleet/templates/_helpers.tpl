@@ -121,6 +121,12 @@ spec:
           value: {{ include "inferfleet.prometheusAllowedHosts" . | quote }}
         - name: INFERFLEET_METRICS_PORT
           value: {{ .Values.metrics.port | quote }}
+        # What the chart's RBAC grants (rbac.*), so the operator watches no pods and reads no
+        # Secret it may not (a watch without the grant would retry its 403 forever).
+        - name: INFERFLEET_POD_ACCESS
+          value: {{ .Values.rbac.podAccess | toString | quote }}
+        - name: INFERFLEET_READABLE_SECRETS
+          value: {{ join "," .Values.rbac.hubTokenSecrets | quote }}
         {{- with .Values.hub }}
         {{- if .endpoint }}
         - name: HF_ENDPOINT
