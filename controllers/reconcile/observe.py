@@ -213,6 +213,15 @@ async def _planned(
         spec = InferenceFleetSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
         raise SpecRefused("InvalidSpec", describe_validation_error(err, "spec.")) from None
+    security = spec.model.security_context
+    escalations = security.escalations() if security is not None else ()
+    if escalations and not watcher.allow_privileged_pods:
+        fields = ", ".join(f"spec.model.securityContext.{name}" for name in escalations)
+        raise SpecRefused(
+            "InvalidSpec",
+            f"{fields}: gives the vLLM pods root or privileges, which this operator does not "
+            "create (its chart value vllmPods.allowPrivileged is false)",
+        )
     if spec.model.hf_config is not None:
         hf_config, checkpoint, origin = await _hf_config(kube, owner, spec), None, ""
     else:

@@ -262,6 +262,7 @@ def test_default_rbac_grants_no_pods_and_no_secrets(namespaced: bool):
         assert not {"pods", "secrets"} & {r for rule in role["rules"] for r in rule["resources"]}
     env = _operator_env({"namespaced": namespaced})
     assert env["INFERFLEET_POD_ACCESS"] == "false" and env["INFERFLEET_READABLE_SECRETS"] == ""
+    assert env["INFERFLEET_ALLOW_PRIVILEGED_PODS"] == "false"
 
 
 @pytest.mark.parametrize("namespaced", [False, True])

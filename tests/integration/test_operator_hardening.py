@@ -28,7 +28,7 @@ def _create(cluster: Cluster, **model: Any) -> None:
     cluster.create(fleet)
 
 
-def _pass(cluster: Cluster) -> dict[str, Any]:
+def _pass(cluster: Cluster, watcher: Watcher | None = None) -> dict[str, Any]:
     (fleet,) = cluster.objects("InferenceFleet")
 
     async def run() -> None:
@@ -36,7 +36,7 @@ def _pass(cluster: Cluster) -> dict[str, Any]:
         try:
             await reconcile(
                 kube, fleet, now_s=1_000_000.0, plans=PlanCache(), owned=cluster.owned(),
-                watcher=Watcher(),
+                watcher=watcher or Watcher(),
             )  # fmt: skip
         finally:
             await kube.close()
@@ -94,3 +94,18 @@ def test_a_token_secret_the_operator_may_not_read_is_refused_naming_the_chart_va
     assert fault.hits, "the operator did not try to read the Secret"
     assert (sized["status"], sized["reason"]) == ("False", "ModelConfigUnavailable")
     assert "rbac.hubTokenSecrets" in sized["message"] and "hf-gated" in sized["message"]
+
+
+def test_root_in_the_vllm_pods_only_where_the_chart_allows_it(cluster: Cluster):
+    _create(cluster, securityContext={"runAsUser": 0, "privileged": True})
+    sized = _sized(_pass(cluster))
+    assert (sized["status"], sized["reason"]) == ("False", "InvalidSpec")
+    assert "spec.model.securityContext.runAsUser" in sized["message"]
+    assert "spec.model.securityContext.privileged" in sized["message"]
+    assert "vllmPods.allowPrivileged" in sized["message"]
+    assert cluster.objects("Deployment") == []
+    assert _sized(_pass(cluster, Watcher(allow_privileged_pods=True)))["status"] == "True"
+    (deployment,) = cluster.objects("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 0
+    assert pod["containers"][0]["securityContext"]["privileged"] is True

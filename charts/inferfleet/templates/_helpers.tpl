@@ -127,6 +127,8 @@ spec:
           value: {{ .Values.rbac.podAccess | toString | quote }}
         - name: INFERFLEET_READABLE_SECRETS
           value: {{ join "," .Values.rbac.hubTokenSecrets | quote }}
+        - name: INFERFLEET_ALLOW_PRIVILEGED_PODS
+          value: {{ .Values.vllmPods.allowPrivileged | toString | quote }}
         {{- with .Values.hub }}
         {{- if .endpoint }}
         - name: HF_ENDPOINT
