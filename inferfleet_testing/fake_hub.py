@@ -43,6 +43,8 @@ class FakeHub:
     token: str = "hf_test_token"
     requests: list[Recorded] = field(default_factory=list)
     url: str = ""
+    # The host name shard redirects name (the same server): None keeps them on the Hub's host.
+    storage_host: str | None = None
 
     def add_model(
         self,
@@ -117,7 +119,12 @@ class FakeHub:
                     self._send(404, b"entry not found")
                     return
                 if filename.endswith(".safetensors") and not storage:
-                    self._send(302, headers={"Location": "/storage" + self.path})
+                    where = (
+                        ""
+                        if hub.storage_host is None
+                        else (f"http://{hub.storage_host}:{self.server.server_port}")
+                    )
+                    self._send(302, headers={"Location": f"{where}/storage{self.path}"})
                     return
                 stored, length = found
                 wanted = _RANGE.match(self.headers.get("Range") or "")

@@ -6,6 +6,9 @@ bytes give its header length, one more HTTP Range request gives the header, and 
 (parsed by `sizing.checkpoint`) gives every tensor's dtype and shape. `HF_ENDPOINT` names a
 mirror, `HF_TOKEN` a default token; `HF_HUB_OFFLINE=1` makes every call fail before any
 request, so an air-gapped cluster is never left waiting on timeouts.
+`INFERFLEET_HUB_ALLOWED_HOSTS` (the chart's `hub.allowedHosts`) lists the hosts a redirect may
+lead to besides the endpoint's own: a redirect elsewhere, or from https to http, is refused
+before it is sent.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import certifi
 import httpx
 
+from controllers.adapters.allow_list import host_allowed
 from sizing.checkpoint import (
     HEADER_LENGTH_BYTES,
     CheckpointWeights,
@@ -53,21 +57,40 @@ class NotOnHub(HubError):
     """The Hub answered 404: no such repo, revision or file."""
 
 
+ALLOWED_HOSTS_ENV = "INFERFLEET_HUB_ALLOWED_HOSTS"
+
+
 @dataclass(frozen=True)
 class HubSettings:
     endpoint: str = DEFAULT_ENDPOINT
     offline: bool = False
     default_token: str | None = None
     timeout_s: float = 10.0
+    # Host patterns a redirect may lead to besides the endpoint's host; None: any host.
+    allowed_hosts: tuple[str, ...] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HubSettings:
         env = os.environ if env is None else env
+        hosts = env.get(ALLOWED_HOSTS_ENV)
         return cls(
             endpoint=(env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
             offline=env.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE,
             default_token=env.get("HF_TOKEN") or None,
+            allowed_hosts=None
+            if hosts is None
+            else tuple(h.strip() for h in hosts.split(",") if h.strip()),
         )
+
+    def may_reach(self, url: str) -> bool:
+        """The endpoint itself, or a host on the list, never a downgrade from https."""
+        endpoint = urlsplit(self.endpoint)
+        target = urlsplit(url)
+        if endpoint.scheme == "https" and target.scheme != "https":
+            return False
+        if (target.hostname or "").lower() == (endpoint.hostname or "").lower():
+            return True
+        return host_allowed(url, self.allowed_hosts)
 
 
 @functools.cache
@@ -91,8 +114,19 @@ class HubClient:
         token = token or settings.default_token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
-            timeout=settings.timeout_s, follow_redirects=True, headers=headers, verify=tls_context()
+            timeout=settings.timeout_s,
+            follow_redirects=True,
+            headers=headers,
+            verify=tls_context(),
+            event_hooks={"request": [self._check_host]},  # every redirect's request too
         )
+
+    async def _check_host(self, request: httpx.Request) -> None:
+        if not self._settings.may_reach(str(request.url)):
+            raise HubError(
+                f"a redirect to {request.url.scheme}://{request.url.host}: not the Hub's host "
+                f"nor on its allow-list (chart value hub.allowedHosts, {ALLOWED_HOSTS_ENV})"
+            )
 
     async def __aenter__(self) -> HubClient:
         return self

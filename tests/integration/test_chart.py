@@ -263,6 +263,7 @@ def test_default_rbac_grants_no_pods_and_no_secrets(namespaced: bool):
     env = _operator_env({"namespaced": namespaced})
     assert env["INFERFLEET_POD_ACCESS"] == "false" and env["INFERFLEET_READABLE_SECRETS"] == ""
     assert env["INFERFLEET_ALLOW_PRIVILEGED_PODS"] == "false"
+    assert env["INFERFLEET_HUB_ALLOWED_HOSTS"] == "hf.co,*.hf.co,*.huggingface.co"
 
 
 @pytest.mark.parametrize("namespaced", [False, True])

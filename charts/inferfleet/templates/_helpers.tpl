@@ -138,6 +138,8 @@ spec:
         - name: HF_HUB_OFFLINE
           value: "1"
         {{- end }}
+        - name: INFERFLEET_HUB_ALLOWED_HOSTS
+          value: {{ join "," (.allowedHosts | default list) | quote }}
         {{- if and .tokenSecret .tokenSecret.name }}
         - name: HF_TOKEN
           valueFrom:
