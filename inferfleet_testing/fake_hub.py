@@ -122,7 +122,7 @@ class FakeHub:
                     where = (
                         ""
                         if hub.storage_host is None
-                        else (f"http://{hub.storage_host}:{self.server.server_port}")
+                        else hub.url.replace("127.0.0.1", hub.storage_host)
                     )
                     self._send(302, headers={"Location": f"{where}/storage{self.path}"})
                     return
