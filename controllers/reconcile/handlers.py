@@ -108,7 +108,8 @@ async def reconcile(
     try:
         obs = await observe(kube, base, body, plans=plans, watcher=watcher, owned=owned)
         effects = decide(obs)
-        if effects.scale_down and obs.prometheus_url and watcher.prometheus is not None:
+        # Without pod access there are no pods to order: the ReplicaSet controller picks.
+        if effects.scale_down and obs.pods and obs.prometheus_url and watcher.prometheus:
             owner = obs.owner
             requests = await watcher.prometheus.pod_requests(
                 obs.prometheus_url, owner.namespace, owner.name
