@@ -29,6 +29,7 @@ from pydantic.alias_generators import to_camel
 
 from controllers.api.engine_args import MAX_EXTRA_ARG_CHARS, MAX_EXTRA_ARGS, check_extra_args
 from controllers.api.packed import FLOAT32, FLOAT64, INT32, packed_from_lists
+from controllers.api.pod_overrides import ResourceOverrides, SecurityOverrides
 from sizing.validate_config import MAX_TOTAL_PARAMS_B
 from sizing.workload import MAX_RATE_RPS, MAX_TOKENS, MIN_RATE_RPS
 
@@ -329,6 +330,13 @@ class ModelSpec(ApiModel):
         "follows unless engine.version says otherwise.",
     )
     lora: LoraSpec | None = Field(default=None, description="Multi-LoRA serving.")
+    security_context: SecurityOverrides | None = Field(
+        default=None,
+        description="The user, group and root filesystem the image needs (default: UID/GID "
+        "1000, read-only root, no capabilities). Root, privileged, privilege escalation and "
+        "added capabilities are refused unless the operator's chart sets "
+        "vllmPods.allowPrivileged.",
+    )
     extra_args: Annotated[
         list[Annotated[str, Field(max_length=MAX_EXTRA_ARG_CHARS)]],
         AfterValidator(check_extra_args),
@@ -462,6 +470,12 @@ class PoolSpec(ApiModel):
     )
     cold_start: Duration | None = Field(
         default=None, description="Measured scale-up-to-ready time; estimated when unset."
+    )
+    resources: ResourceOverrides | None = Field(
+        default=None,
+        description="CPU, memory and ephemeral-storage requests/limits of this pool's vLLM "
+        "container, replacing the derived ones key by key (GPUs are the plan's; memory must "
+        "hold /dev/shm, 2 GiB per GPU).",
     )
 
     @model_validator(mode="after")

@@ -302,7 +302,8 @@ def _spilled(
         return Spill(dict(own))
     deployments = {p.pool: _deployment(obs, p.pool) for p in planned.plan.pools}
     deadline_s = parse_duration_s(spec.scaling.pending_deadline)
-    waiting = waiting_replicas(obs.pods, deployments, deadline_s, obs.now_s)
+    # A Deployment's own ReplicaFailure or a Pending pod says more than "not ready" (unready).
+    waiting = {**obs.unready, **waiting_replicas(obs.pods, deployments, deadline_s, obs.now_s)}
     ready = {
         pool: int(((found or {}).get("status") or {}).get("readyReplicas") or 0)
         for pool, found in deployments.items()
