@@ -957,6 +957,9 @@ class CapacityMemory(ApiModel):
     samples: int
     saturated_samples: int
     last_ready: int | None = None
+    mix: dict[str, list[float]] | None = Field(
+        default=None, description="Decayed (requests, tokens) served, per token kind."
+    )
 
 
 class GuardMemory(ApiModel):
