@@ -553,7 +553,8 @@ class ScalingSpec(ApiModel):
         le=100,
         alias="sloGuardScrapes",
         description="Consecutive intervals with TTFT/ITL P99 over the SLO, a queue, or KV cache "
-        "over its threshold before the SLO guard adds replicas.",
+        "over its threshold before the SLO guard adds replicas (a full queue that grew acts at "
+        "its first scrape).",
     )
 
     @model_validator(mode="after")

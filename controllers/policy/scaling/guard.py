@@ -6,7 +6,9 @@ watches the symptoms directly: TTFT or ITL P99 above the SLO while the replicas 
 least half of what the plan says one serves: a replica too slow per step at light load is not
 fixed by more replicas, that is step 13's to say), requests queuing (one waiting per ready
 replica, or a queue that grows between scrapes), KV cache past its threshold. After
-`scrapes` such intervals in a row it asks for a floor sized from the observed overload:
+`scrapes` such intervals in a row (a full queue that grew: at its first scrape, since requests
+already wait and a cold start is still ahead) it asks for a floor sized from the observed
+overload:
 
     ready x (max(demand, served) + waiting / drain) / served     with a queue, else
     ready x min(1.5, max(TTFT / SLO, ITL / SLO, KV / threshold))
