@@ -567,7 +567,8 @@ class ScalingSpec(ApiModel):
         le=100,
         alias="sloGuardScrapes",
         description="Consecutive intervals with TTFT/ITL P99 over the SLO, a queue, or KV cache "
-        "over its threshold before the SLO guard adds replicas.",
+        "over its threshold before the SLO guard adds replicas (a full queue that grew acts at "
+        "its first scrape).",
     )
 
     @model_validator(mode="after")
@@ -971,6 +972,9 @@ class CapacityMemory(ApiModel):
     samples: int
     saturated_samples: int
     last_ready: int | None = None
+    mix: dict[str, list[float]] | None = Field(
+        default=None, description="Decayed (requests, tokens) served, per token kind."
+    )
 
 
 class GuardMemory(ApiModel):
