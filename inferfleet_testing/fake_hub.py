@@ -59,6 +59,8 @@ class FakeHub:
     token: str = "hf_test_token"
     requests: list[Recorded] = field(default_factory=list)
     url: str = ""
+    # The host name shard redirects name (the same server): None keeps them on the Hub's host.
+    storage_host: str | None = None
 
     def add_model(
         self,
@@ -183,7 +185,12 @@ class FakeHub:
                 etag = '"' + hashlib.sha256(stored).hexdigest() + '"'
                 meta = {"X-Repo-Commit": commit_of(repo, branch), "ETag": etag}
                 if filename.endswith(".safetensors") and not storage:
-                    where = f"/storage/{repo}/resolve/{commit_of(repo, branch)}/{filename}"
+                    prefix = (
+                        ""
+                        if hub.storage_host is None
+                        else hub.url.replace("127.0.0.1", hub.storage_host)
+                    )
+                    where = f"{prefix}/storage/{repo}/resolve/{commit_of(repo, branch)}/{filename}"
                     self._send(302, headers={**meta, "Location": where, "X-Linked-Etag": etag,
                                              "X-Linked-Size": str(length)})  # fmt: skip
                     return

@@ -11,21 +11,27 @@ for (Artifactory, a Hub proxy, `HF_ENDPOINT`) works as it does for vLLM itself:
 
 The library is blocking: the resolver runs `read_model` in a worker thread under a deadline.
 `HF_HUB_OFFLINE=1` fails before any request, so an air-gapped cluster never waits on timeouts.
+`INFERFLEET_HUB_ALLOWED_HOSTS` (the chart's `hub.allowedHosts`) lists the hosts a redirect may
+lead to besides the endpoint's own: the library's HTTP client checks every request, redirects
+included, before it is sent, and refuses any other host or a step down from https to http.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
-from huggingface_hub import HfApi, scan_cache_dir
+from huggingface_hub import HfApi, scan_cache_dir, set_client_factory
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -36,6 +42,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import disable_progress_bars
 
+from controllers.adapters.allow_list import host_allowed
 from sizing.checkpoint import TensorInfo, tensors_from_header, weight_map_files
 from sizing.errors import InvalidInput
 
@@ -45,6 +52,7 @@ INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 CACHE_ENV = "INFERFLEET_HUB_CACHE_DIR"
 CACHE_MAX_ENV = "INFERFLEET_HUB_CACHE_MAX_MIB"
+ALLOWED_HOSTS_ENV = "INFERFLEET_HUB_ALLOWED_HOSTS"
 # Headers fetched at once: a 160-shard checkpoint in seconds, without a burst on a mirror.
 _CONCURRENT_SHARDS = 8
 _TRUE = {"1", "true", "yes", "on"}
@@ -54,6 +62,10 @@ MAX_JSON_BYTES = 32 * 2**20
 
 class HubError(Exception):
     """The Hub could not answer for this model; the message says what was asked and why."""
+
+
+class HostRefused(HubError):
+    """A request (a redirect, mostly) would have left the Hub's host and its allow-list."""
 
 
 @dataclass(frozen=True)
@@ -66,18 +78,69 @@ class HubSettings:
     # Where hf_hub_download keeps config.json and the index, and how large that may grow.
     cache_dir: Path = Path(tempfile.gettempdir()) / "inferfleet-hub"
     cache_max_bytes: int = 32 * 2**20
+    # Host patterns a redirect may lead to besides the endpoint's host; None: any host.
+    allowed_hosts: tuple[str, ...] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HubSettings:
         env = os.environ if env is None else env
         defaults = cls()
+        hosts = env.get(ALLOWED_HOSTS_ENV)
         return cls(
             endpoint=(env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
             offline=env.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE,
             default_token=env.get("HF_TOKEN") or None,
             cache_dir=Path(env.get(CACHE_ENV) or defaults.cache_dir),
             cache_max_bytes=int(float(env.get(CACHE_MAX_ENV) or 32) * 2**20),
+            allowed_hosts=None
+            if hosts is None
+            else tuple(h.strip() for h in hosts.split(",") if h.strip()),
         )
+
+    def may_reach(self, url: str) -> bool:
+        """The endpoint itself, or a host on the list, never a downgrade from https."""
+        endpoint = urlsplit(self.endpoint)
+        target = urlsplit(url)
+        if endpoint.scheme == "https" and target.scheme != "https":
+            return False
+        if (target.hostname or "").lower() == (endpoint.hostname or "").lower():
+            return True
+        return host_allowed(url, self.allowed_hosts)
+
+
+# The library shares one HTTP client per process; every request it sends passes `_check_host`
+# against the settings of the resolution running in that thread (shard threads inherit them).
+_ACTIVE = threading.local()
+
+
+def _check_host(request: httpx2.Request) -> None:
+    settings: HubSettings | None = getattr(_ACTIVE, "settings", None)
+    if settings is not None and not settings.may_reach(str(request.url)):
+        raise HostRefused(
+            f"a redirect to {request.url.scheme}://{request.url.host}: not the Hub's host "
+            f"nor on its allow-list (chart value hub.allowedHosts, {ALLOWED_HOSTS_ENV})"
+        )
+
+
+def _guarded_client() -> httpx2.Client:
+    return httpx2.Client(
+        event_hooks={"request": [_check_host]}, follow_redirects=True, timeout=None
+    )
+
+
+@functools.cache
+def _install_host_guard() -> None:
+    """Once per process (setting the factory closes the library's shared client)."""
+    set_client_factory(_guarded_client)
+
+
+def _as(settings: HubSettings, call: Any, *args: Any) -> Any:
+    """Run `call` with the host guard reading `settings` in this thread."""
+    _ACTIVE.settings = settings
+    try:
+        return call(*args)
+    finally:
+        _ACTIVE.settings = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +152,8 @@ class HubModel:
 
 def _explain(err: BaseException, timeout_s: float) -> str:
     """One plain sentence per way the Hub can fail (the library's own texts are paragraphs)."""
+    if isinstance(err, HostRefused):
+        return str(err)
     status = getattr(getattr(err, "response", None), "status_code", None)
     if isinstance(err, RepositoryNotFoundError) and not isinstance(err, GatedRepoError):
         if status == 401:  # what the Hub answers, without a token, for missing and private
@@ -132,6 +197,7 @@ class HubClient:
         if settings.offline:
             raise HubError("offline (HF_HUB_OFFLINE is set): the Hub was not asked")
         disable_progress_bars()  # a server has no terminal to draw them on
+        _install_host_guard()
         self._settings = settings
         # False, not None: never a token file or variable the operator did not name.
         self._api = HfApi(
@@ -142,6 +208,10 @@ class HubClient:
 
     def read_model(self, repo: str, revision: str) -> HubModel:
         """config.json and every shard's tensors at one commit (blocking: run in a thread)."""
+        found: HubModel = _as(self._settings, self._read_model, repo, revision)
+        return found
+
+    def _read_model(self, repo: str, revision: str) -> HubModel:
         timeout = self._settings.timeout_s
         try:
             info = self._api.model_info(
@@ -159,7 +229,9 @@ class HubClient:
             else:
                 return HubModel(config, commit, None)
             with ThreadPoolExecutor(min(_CONCURRENT_SHARDS, len(files))) as pool:
-                headers = list(pool.map(lambda f: self._header(repo, commit, f), files))
+                headers = list(
+                    pool.map(lambda f: _as(self._settings, self._header, repo, commit, f), files)
+                )
         except HubError:
             raise
         except InvalidInput as err:

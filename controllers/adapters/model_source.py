@@ -103,6 +103,10 @@ class ModelResolver:
         # Fleets that name the same new model at once share one resolution.
         self._inflight: dict[tuple[str, str, str], asyncio.Task[ResolvedModel]] = {}
 
+    def in_catalog(self, name: str, revision: str | None = None) -> bool:
+        """Whether the built-in catalog answers for this model (then no token is needed)."""
+        return (revision or DEFAULT_REVISION) == DEFAULT_REVISION and name in self._catalog
+
     async def resolve(
         self, name: str, revision: str | None = None, token: str | None = None
     ) -> ResolvedModel:

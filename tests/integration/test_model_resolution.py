@@ -242,3 +242,20 @@ def test_catalog_shapes_reproduce_the_published_parameter_counts() -> None:
         assert derived == pytest.approx(stated * 1e9, rel=0.02), name
         checked += 1
     assert checked >= 50
+
+
+def test_a_redirect_off_the_allow_list_is_refused_before_it_is_sent(hub: FakeHub) -> None:
+    """The shards' storage redirect names another host (the same server as "localhost"): not
+    followed unless that host is listed, and nothing is sent there."""
+    hub.storage_host = "localhost"
+    only_the_hub = HubSettings(endpoint=hub.url, allowed_hosts=())
+    with pytest.raises(ModelConfigUnavailable) as err:
+        _resolve(ModelResolver(only_the_hub), REPO, token=hub.token)
+    assert "redirect to http://localhost" in str(err.value) and "hub.allowedHosts" in str(err.value)
+    assert not [r for r in hub.requests if r.path.startswith("/storage/")]
+    listed = HubSettings(endpoint=hub.url, allowed_hosts=("localhost",))
+    found = _resolve(ModelResolver(listed), REPO, token=hub.token)
+    assert found.checkpoint is not None
+    # The token went to the Hub only, not to the storage host.
+    storage = [r for r in hub.requests if r.path.startswith("/storage/")]
+    assert storage and all(r.authorization is None for r in storage)
