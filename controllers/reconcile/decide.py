@@ -293,10 +293,12 @@ def _fleet_decision(obs: Observation, planned: Planned) -> FleetDecision:
 
 
 def _waiting(obs: Observation, planned: Planned) -> dict[str, Waiting]:
-    """Per pool, the replicas waiting for a node past `scaling.pendingDeadline`."""
+    """Per pool, the replicas waiting for a node past `scaling.pendingDeadline`: a Pending pod
+    (with the scheduler's reason) or a Deployment's own ReplicaFailure says more than the
+    not-ready fallback (`obs.unready`, when the operator has no pod access)."""
     deployments = {p.pool: _deployment(obs, p.pool) for p in _ranked(planned.plan)}
     deadline_s = parse_duration_s(planned.spec.scaling.pending_deadline)
-    return waiting_replicas(obs.pods, deployments, deadline_s, obs.now_s)
+    return {**obs.unready, **waiting_replicas(obs.pods, deployments, deadline_s, obs.now_s)}
 
 
 def _deployment(obs: Observation, pool: str) -> Mapping[str, Any] | None:

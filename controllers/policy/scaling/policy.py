@@ -386,6 +386,7 @@ class ScalingPolicy:
                 loop.gen_tok_per_s_per_replica,
             ),
             loop.limits,
+            config.interval_s,
         )
         self.guard = SLOGuard(loop.limits, loop.guard, config.stabilization_s, config.interval_s)
 
@@ -399,7 +400,7 @@ class ScalingPolicy:
             return None, ""
         load = metrics.load or LoadSample()
         rate, unit = rps_in_limiting_unit(
-            self.capacity.current(now_s), load.served_rps, load.prompt_tok_per_s, load.gen_tok_per_s
+            self.capacity.current(now_s), *self.capacity.mix.smoothed(load)
         )
         rate = rps_per_replica(self.config, metrics, rate)
         if estimate.measured is None:
@@ -422,7 +423,7 @@ class ScalingPolicy:
         believed = rps_per_replica(self.config, metrics) if per_replica is None else per_replica
         seen = load or LoadSample()
         planned, _ = rps_in_limiting_unit(
-            self.capacity.predicted, seen.served_rps, seen.prompt_tok_per_s, seen.gen_tok_per_s
+            self.capacity.predicted, *self.capacity.mix.smoothed(seen)
         )
         planned = rps_per_replica(self.config, metrics, planned)
         guard = self.guard.observe(now_s, load, current_replicas, rate, planned)

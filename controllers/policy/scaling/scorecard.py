@@ -261,7 +261,8 @@ class Scorecard:
         }
 
     def load(self, data: dict[str, Any]) -> None:
-        """Restore `to_dict` output; a ValueError (or KeyError/TypeError) says it is unusable."""
+        """Restore `to_dict` output (status.history's `ScorecardMemory`, validated there); a
+        ValueError (or KeyError/TypeError) says it is unusable."""
         for name, rows in data["rings"].items():
             ring = self.rings[name]
             buckets = {}
@@ -273,11 +274,12 @@ class Scorecard:
             ring.buckets = buckets
         self.due = [
             (float(at), None if f is None else float(f), None if r is None else float(r))
-            for at, f, r in data["due"]
+            for at, f, r in data.get("due", ())
         ]
-        last = data["lastReplicas"]
+        # Unset figures may be left out (status.history is written without nulls).
+        last = data.get("lastReplicas")
         self.last_replicas = None if last is None else int(last)
-        change = data["lastChange"]
+        change = data.get("lastChange")
         self.last_change = None if change is None else (float(change[0]), int(change[1]))
-        since = data["shortSince"]
+        since = data.get("shortSince")
         self.short_since_s = None if since is None else float(since)
