@@ -149,7 +149,10 @@ def test_a_shortfall_spills_to_an_allowed_pool_the_plan_ranked_but_does_not_run(
     assert f"--tensor-parallel-size={shape['tensorParallel']}" in args, args
     assert f"--max-num-seqs={shape['maxNumSeqs']}" in args, args
     assert replicas(cluster, "l40s") == planned  # held: never more Pending replicas there
-    (pending,) = fleet_of(cluster, doc)["status"]["pending"]
+    # The pass applies the Deployment before it writes status.
+    (pending,) = wait_for(
+        lambda: fleet_of(cluster, doc)["status"].get("pending"), "status.pending", 30
+    )
     assert pending["spilledTo"] == "l4" and pending["spilledReplicas"] == made
 
     for name in ("l40s-a", "l40s-b"):  # room again: placed and ready
@@ -158,3 +161,10 @@ def test_a_shortfall_spills_to_an_allowed_pool_the_plan_ranked_but_does_not_run(
             {"replicas": planned, "readyReplicas": planned})  # fmt: skip
     wait_for(lambda: replicas(cluster, "l4") is None, "the standby pool's Deployment gone", 30)
     assert replicas(cluster, "l40s") == planned
+
+    def settled() -> bool:  # the pass that pruned it has written its status too
+        fleet = fleet_of(cluster, doc)
+        cond = condition(fleet, "Degraded")
+        return bool(cond and cond["status"] == "False" and not fleet["status"].get("pending"))
+
+    wait_for(settled, "Degraded=False and no status.pending", 30)
