@@ -29,6 +29,7 @@ from pydantic.alias_generators import to_camel
 
 from controllers.api.engine_args import MAX_EXTRA_ARG_CHARS, MAX_EXTRA_ARGS, check_extra_args
 from controllers.api.packed import FLOAT32, FLOAT64, INT32, packed_from_lists
+from controllers.api.pod_overrides import ResourceOverrides, SecurityOverrides
 from sizing.validate_config import MAX_TOTAL_PARAMS_B
 from sizing.workload import MAX_RATE_RPS, MAX_TOKENS, MIN_RATE_RPS
 
@@ -329,6 +330,13 @@ class ModelSpec(ApiModel):
         "follows unless engine.version says otherwise.",
     )
     lora: LoraSpec | None = Field(default=None, description="Multi-LoRA serving.")
+    security_context: SecurityOverrides | None = Field(
+        default=None,
+        description="The user, group and root filesystem the image needs (default: UID/GID "
+        "1000, read-only root, no capabilities). Root, privileged, privilege escalation and "
+        "added capabilities are refused unless the operator's chart sets "
+        "vllmPods.allowPrivileged.",
+    )
     extra_args: Annotated[
         list[Annotated[str, Field(max_length=MAX_EXTRA_ARG_CHARS)]],
         AfterValidator(check_extra_args),
@@ -462,6 +470,12 @@ class PoolSpec(ApiModel):
     )
     cold_start: Duration | None = Field(
         default=None, description="Measured scale-up-to-ready time; estimated when unset."
+    )
+    resources: ResourceOverrides | None = Field(
+        default=None,
+        description="CPU, memory and ephemeral-storage requests/limits of this pool's vLLM "
+        "container, replacing the derived ones key by key (GPUs are the plan's; memory must "
+        "hold /dev/shm, 2 GiB per GPU).",
     )
 
     @model_validator(mode="after")
@@ -1036,6 +1050,36 @@ class PoolScorecard(ApiModel):
     windows: list[ScorecardWindow] = Field(default_factory=list)
 
 
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+ForecastDue = Annotated[
+    list[FiniteFloat | None],
+    Field(min_length=3, max_length=3),
+    WithJsonSchema(
+        {"type": "array", "minItems": 3, "maxItems": 3,
+         "items": {"type": "number", "nullable": True}}
+    ),
+]  # fmt: skip
+
+
+class ScorecardMemory(ApiModel):
+    """The scorecard's rolling sums, so a restart keeps its record (`Scorecard.to_dict`)."""
+
+    rings: dict[str, list[list[FiniteFloat]]] = Field(
+        description="Per window (1h, 24h, 7d), one row per bucket: its index, then its sums."
+    )
+    due: list[ForecastDue] = Field(
+        default_factory=list,
+        description="(due at, forecast req/s, reactive req/s) of forecasts not judged yet.",
+    )
+    last_replicas: int | None = Field(default=None, ge=0)
+    last_change: Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)] | None = Field(
+        default=None, description="(time, +1 up or -1 down) of the last scale change."
+    )
+    short_since: FiniteFloat | None = Field(
+        default=None, description="Since when fewer replicas have been ready than asked for."
+    )
+
+
 class PoolMemory(ApiModel):
     """One pool's scaling-policy memory: what it last decided, when, and its learned state."""
 
@@ -1047,10 +1091,8 @@ class PoolMemory(ApiModel):
         default=None,
         description="The policy's learned state (forecaster profile, ramps, spare, capacity).",
     )
-    scorecard: dict[str, Any] | None = Field(
-        default=None,
-        description="The scorecard's rolling sums (status.scorecard); opaque.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    scorecard: ScorecardMemory | None = Field(
+        default=None, description="The rolling sums status.scorecard is computed from."
     )
 
 

@@ -56,7 +56,7 @@ from controllers.policy.drain import (
 from controllers.policy.monitoring.resize import propose_resize
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
 from controllers.policy.monitoring.thresholds import resolve_thresholds
-from controllers.policy.pending import POOL_LABEL, Spill, spill, waiting_replicas
+from controllers.policy.pending import POOL_LABEL, Spill, Waiting, spill, waiting_replicas
 from controllers.policy.render import EXTERNALLY_SCALED, drifted, object_name, render_fleet
 from controllers.reconcile.observe import POOL_COMPANIONS, Observation, Planned
 from controllers.reconcile.runtime import Remembered, share_unchanged
@@ -285,8 +285,18 @@ def _fleet_decision(obs: Observation, planned: Planned) -> FleetDecision:
             curves=planned.curves,
             time_compression=obs.time_compression,
             history_rps=obs.history_rps,
+            pending={pool: w.replicas for pool, w in _waiting(obs, planned).items()},
         )
     )
+
+
+def _waiting(obs: Observation, planned: Planned) -> dict[str, Waiting]:
+    """Per pool, the replicas waiting for a node past `scaling.pendingDeadline`: a Pending pod
+    (with the scheduler's reason) or a Deployment's own ReplicaFailure says more than the
+    not-ready fallback (`obs.unready`, when the operator has no pod access)."""
+    deployments = {p.pool: _deployment(obs, p.pool) for p in planned.plan.pools}
+    deadline_s = parse_duration_s(planned.spec.scaling.pending_deadline)
+    return {**obs.unready, **waiting_replicas(obs.pods, deployments, deadline_s, obs.now_s)}
 
 
 def _deployment(obs: Observation, pool: str) -> Mapping[str, Any] | None:
@@ -301,8 +311,7 @@ def _spilled(
     if spec.scaling.mode in EXTERNALLY_SCALED:  # another controller owns replicas
         return Spill(dict(own))
     deployments = {p.pool: _deployment(obs, p.pool) for p in planned.plan.pools}
-    deadline_s = parse_duration_s(spec.scaling.pending_deadline)
-    waiting = waiting_replicas(obs.pods, deployments, deadline_s, obs.now_s)
+    waiting = _waiting(obs, planned)
     ready = {
         pool: int(((found or {}).get("status") or {}).get("readyReplicas") or 0)
         for pool, found in deployments.items()
@@ -613,10 +622,13 @@ def decide(obs: Observation) -> Effects:
         obs, planned, decision, history is not obs.status.history
     )
     writes += capacity_events
-    # The scorecard moves every step; written as often as the policy memory, like capacity.
+    # The scorecard moves every step; written as often as the policy memory, like capacity,
+    # and when replicas newly wait for nodes or stop waiting (its time Pending moved).
     scorecard = (
         list(decision.scorecard)
-        if history is not obs.status.history or not obs.status.scorecard
+        if history is not obs.status.history
+        or not obs.status.scorecard
+        or list(placed.pending) != list(obs.status.pending)
         else list(obs.status.scorecard)
     )
     new = obs.status.model_copy(

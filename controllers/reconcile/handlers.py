@@ -30,6 +30,7 @@ from controllers.adapters.kube import (
     KubeError,
     OwnedObjects,
     Unavailable,
+    connection_info,
 )
 from controllers.adapters.operator_metrics import OperatorMetrics
 from controllers.adapters.owned import (
@@ -64,7 +65,7 @@ from controllers.reconcile.decide import (
 from controllers.reconcile.heap import trim_periodically
 from controllers.reconcile.observe import base_observation, observe
 from controllers.reconcile.plans import PlanCache
-from controllers.reconcile.runtime import Watcher
+from controllers.reconcile.runtime import Watcher, pod_access_from_environment
 from controllers.reconcile.timing import coalesce_wait_s, next_resync_delay_s, retry_delay_s
 
 log = logging.getLogger("inferfleet.operator")
@@ -108,7 +109,8 @@ async def reconcile(
     try:
         obs = await observe(kube, base, body, plans=plans, watcher=watcher, owned=owned)
         effects = decide(obs)
-        if effects.scale_down and obs.prometheus_url and watcher.prometheus is not None:
+        # Without pod access there are no pods to order: the ReplicaSet controller picks.
+        if effects.scale_down and obs.pods and obs.prometheus_url and watcher.prometheus:
             owner = obs.owner
             requests = await watcher.prometheus.pod_requests(
                 obs.prometheus_url, owner.namespace, owner.name
@@ -166,7 +168,7 @@ def _owned(indexes: Mapping[str, Any]) -> IndexedOwned:
             "Service": indexes["owned_services"],
             "PodDisruptionBudget": indexes["owned_pdbs"],
         },
-        pods=indexes["fleet_pods"],
+        pods=indexes.get("fleet_pods"),
         config_maps=indexes["calibrations"],
     )
 
@@ -254,6 +256,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo.metrics_server = memo.metrics.serve(int(port), address)
 
 
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """The watches log in as the operator's own client does (`Kube.from_environment`), read
+    when Kopf asks (at start and after a 401), not when Kopf was imported."""
+    return connection_info()
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     memo.heap_upkeep.cancel()
@@ -281,9 +290,14 @@ def owned_pdbs(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | No
     return index_entry(body)
 
 
-@kopf.index("v1", "pods", labels=MANAGED)
 def fleet_pods(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | None:
     return pod_index_entry(body)
+
+
+# Watched only where the RBAC grants pods (chart value rbac.podAccess): a watch without the grant
+# would retry its 403 forever. Without it, Pending comes from the Deployments (`unready`).
+if pod_access_from_environment():
+    kopf.index("v1", "pods", labels=MANAGED)(fleet_pods)
 
 
 # Calibrations (`spec.calibration.configMapRef`): only labelled ConfigMaps are watched, so the

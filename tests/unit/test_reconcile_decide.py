@@ -186,7 +186,18 @@ _json = st.recursive(
     max_leaves=30,
 )
 _status_keys = st.sampled_from(
-    ["conditions", "plan", "replicas", "forecast", "findings", "history", "recommendation"]
+    [
+        "conditions",
+        "plan",
+        "replicas",
+        "forecast",
+        "findings",
+        "history",
+        "recommendation",
+        "capacity",
+        "scorecard",
+        "pending",
+    ]
 )
 
 
