@@ -17,6 +17,7 @@ import asyncio
 import json
 import multiprocessing
 import statistics
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -117,12 +118,14 @@ def main() -> int:
     cold, warm, stalls = [], [], []
     urls: multiprocessing.Queue = multiprocessing.Queue()
     stop = multiprocessing.Event()
+    scratch = tempfile.TemporaryDirectory(prefix="bench-hub-")
     server = multiprocessing.Process(target=_serve, args=(hub, urls, stop), daemon=True)
     server.start()
     try:
         url = urls.get(timeout=60)
         for _ in range(args.rounds):
-            resolver = ModelResolver(HubSettings(endpoint=url, timeout_s=60))
+            cache = Path(scratch.name) / f"round-{len(cold)}"  # cold: an empty cache too
+            resolver = ModelResolver(HubSettings(endpoint=url, timeout_s=60, cache_dir=cache))
             before = _request_count(url)
             start = time.perf_counter()
             found, stall = asyncio.run(_resolve_watching_the_loop(resolver))
@@ -135,6 +138,7 @@ def main() -> int:
     finally:
         stop.set()
         server.join(timeout=10)
+        scratch.cleanup()
     assert isinstance(found, ResolvedModel) and found.checkpoint is not None
     header_bytes = sum(len(h) for h in shards.values())
     arch = load_model_config(cfg)

@@ -82,6 +82,57 @@ _MIXTRAL_8X22B = {**_MIXTRAL, "hidden_size": 6144, "intermediate_size": 16384,
                   "num_hidden_layers": 56, "num_attention_heads": 48, "vocab_size": 32768,
                   "max_position_embeddings": 65536, "total_params_b": 140.6}  # fmt: skip
 _PUBLISHED = "the values of the checkpoint's published config.json (sizing keys only)"
+# Gated-delta hybrids: 3 of every 4 layers linear attention (a recurrent state per sequence).
+_QWEN3_NEXT = {
+    "architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next", "hidden_size": 2048,
+    "intermediate_size": 5120, "num_hidden_layers": 48, "num_attention_heads": 16,
+    "num_key_value_heads": 2, "head_dim": 256, "full_attention_interval": 4,
+    "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_num_key_heads": 16,
+    "linear_num_value_heads": 32, "linear_value_head_dim": 128, "num_experts": 512,
+    "num_experts_per_tok": 10, "moe_intermediate_size": 512,
+    "shared_expert_intermediate_size": 512, "decoder_sparse_step": 1, "mlp_only_layers": [],
+    "partial_rotary_factor": 0.25, "vocab_size": 151936, "max_position_embeddings": 262144,
+    "tie_word_embeddings": False, "torch_dtype": "bfloat16", "total_params_b": 80.0,
+}  # fmt: skip
+_QWEN35_9B = {
+    "architectures": ["Qwen3_5ForConditionalGeneration"], "model_type": "qwen3_5",
+    "text_config": {
+        "model_type": "qwen3_5_text", "attn_output_gate": True, "full_attention_interval": 4,
+        "head_dim": 256, "hidden_size": 4096, "intermediate_size": 12288,
+        "layer_types": (["linear_attention"] * 3 + ["full_attention"]) * 8,
+        "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_num_key_heads": 16,
+        "linear_num_value_heads": 32, "linear_value_head_dim": 128, "num_attention_heads": 16,
+        "num_key_value_heads": 4, "num_hidden_layers": 32, "vocab_size": 248320,
+        "mamba_ssm_dtype": "float32", "mtp_num_hidden_layers": 1,
+        "partial_rotary_factor": 0.25, "max_position_embeddings": 262144,
+        "tie_word_embeddings": False, "dtype": "bfloat16",
+    },
+    "vision_config": {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304,
+                      "num_heads": 16, "out_hidden_size": 4096, "patch_size": 16,
+                      "spatial_merge_size": 2, "temporal_patch_size": 2},
+    "tie_word_embeddings": False, "total_params_b": 9.41,
+}  # fmt: skip
+# MoE with a shared expert (sigmoid-gated) beside 60 routed ones.
+_QWEN15_MOE = {
+    "architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "hidden_size": 2048,
+    "intermediate_size": 5632, "moe_intermediate_size": 1408,
+    "shared_expert_intermediate_size": 5632, "num_experts": 60, "num_experts_per_tok": 4,
+    "decoder_sparse_step": 1, "num_hidden_layers": 24, "num_attention_heads": 16,
+    "num_key_value_heads": 16, "vocab_size": 151936, "max_position_embeddings": 8192,
+    "tie_word_embeddings": False, "torch_dtype": "bfloat16", "use_sliding_window": False,
+    "total_params_b": 14.3,
+}  # fmt: skip
+# Whisper-style audio encoder; the text config leaves Qwen2Config's defaults out.
+_QWEN2_AUDIO = {
+    "architectures": ["Qwen2AudioForConditionalGeneration"], "model_type": "qwen2_audio",
+    "audio_config": {"model_type": "qwen2_audio_encoder", "num_mel_bins": 128,
+                     "encoder_layers": 32, "encoder_attention_heads": 20,
+                     "encoder_ffn_dim": 5120, "d_model": 1280, "max_source_positions": 1500},
+    "text_config": {"model_type": "qwen2", "intermediate_size": 11008,
+                    "max_position_embeddings": 8192, "vocab_size": 156032,
+                    "torch_dtype": "bfloat16"},
+    "vocab_size": 156032, "total_params_b": 8.4,
+}  # fmt: skip
 EXTRA = {
     "deepseek-ai/DeepSeek-V3": (_DEEPSEEK_V3, _PUBLISHED + "; 671B without the MTP layer"),
     "deepseek-ai/DeepSeek-R1": (_DEEPSEEK_V3, _PUBLISHED + "; the DeepSeek-V3 architecture"),
@@ -91,6 +142,15 @@ EXTRA = {
     "meta-llama/Llama-3.1-405B-Instruct": (_LLAMA31_405B, _PUBLISHED),
     "Qwen/Qwen2.5-72B-Instruct": (_QWEN25_72B, _PUBLISHED),
     "Qwen/Qwen2.5-32B-Instruct": (_QWEN25_32B, _PUBLISHED),
+    "Qwen/Qwen3-Next-80B-A3B-Instruct": (_QWEN3_NEXT, _PUBLISHED + "; 80B total (model card)"),
+    "Qwen/Qwen3-Next-80B-A3B-Thinking": (_QWEN3_NEXT, _PUBLISHED + "; the Instruct architecture"),
+    "Qwen/Qwen3.5-9B": (
+        _QWEN35_9B,
+        _PUBLISHED + "; total 9.41B: the index's 19,306,216,416 bf16 bytes (9.65B) less the "
+        "~0.24B MTP layer vLLM does not load",
+    ),
+    "Qwen/Qwen2-Audio-7B-Instruct": (_QWEN2_AUDIO, _PUBLISHED + "; 8.4B total (model card)"),
+    "Qwen/Qwen1.5-MoE-A2.7B": (_QWEN15_MOE, _PUBLISHED + "; 14.3B total (model card)"),
 }
 
 # 16-bit releases whose quantized sibling is in the sets: the same config less its quantization.
@@ -109,7 +169,12 @@ _LLAMA4_VISION = {"hidden_size": 1408, "intermediate_size": 5632, "num_hidden_la
                   "pixel_shuffle_ratio": 0.5}  # fmt: skip
 _PIXTRAL = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
             "num_attention_heads": 16, "image_size": 1540, "patch_size": 14}  # fmt: skip
+# Qwen2.5-VL's tower: the dummy image is sized by the processor's max_pixels (sizing.encoder).
+_QWEN25_VL = {"spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112}
 VISION = {
+    "Qwen/Qwen2.5-VL-72B-Instruct": (_QWEN25_VL, {}),
+    "unsloth/qwen2.5-vl-7b-instruct-unsloth-bnb-4bit": (
+        {**_QWEN25_VL, "intermediate_size": 3420}, {}),
     "google/gemma-3-12b-it": (_SIGLIP_GEMMA3, {}),
     "google/gemma-3-27b-it": (_SIGLIP_GEMMA3, {}),
     "meta-llama/Llama-4-Scout-17B-16E-Instruct": (_LLAMA4_VISION, {}),

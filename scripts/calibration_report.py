@@ -1,7 +1,8 @@
 """Compare the `vllm` memory method with real vLLM start-up logs, case by case.
 
 Usage: python scripts/calibration_report.py [CALIBRATION_DIR]
-(default: ../shared/data/calibration next to the repository).
+(default: ../shared/data/calibration next to the repository; plus the repository's own
+supplement of real logs the shared set lacks, tests/data/calibration/).
 
 Prints, per usable case: predicted vs logged weights, activation peak, non-torch memory and KV
 tokens, and the KV-token error; then the excluded cases with the reason, and the median / max
@@ -24,6 +25,8 @@ from sizing.model import ModelArch, load_model_config
 from sizing.units import GIB
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "calibration"
+# Real start-up logs the shared set lacks, in its schema (see its README).
+SUPPLEMENT_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "calibration"
 # GPU names as the logs print them -> our catalog.
 _GPU_WORDS = (
     ("H200", "H200"), ("H100", "H100"), ("A100", "A100-80GB"), ("L4", "L4"),
@@ -157,16 +160,20 @@ def build_case(case: dict, root: Path) -> Case:
     )
 
 
-def load_cases(root: Path = DEFAULT_DIR) -> tuple[list[Case], list[tuple[str, str]]]:
-    """(usable cases, [(excluded case id, why)])."""
-    raw = json.loads((root / "vllm_startup_memory.json").read_text())
+def load_cases(
+    root: Path = DEFAULT_DIR, supplement: Path | None = SUPPLEMENT_DIR
+) -> tuple[list[Case], list[tuple[str, str]]]:
+    """(usable cases, [(excluded case id, why)]) of the shared set and the supplement."""
     usable, excluded = [], []
-    for case in raw:
-        why = exclusion(case, root)
-        if why:
-            excluded.append((case["case_id"], why))
-        else:
-            usable.append(build_case(case, root))
+    for folder in (root, supplement):
+        if folder is None:
+            continue
+        for case in json.loads((folder / "vllm_startup_memory.json").read_text()):
+            why = exclusion(case, folder)
+            if why:
+                excluded.append((case["case_id"], why))
+            else:
+                usable.append(build_case(case, folder))
     return usable, excluded
 
 

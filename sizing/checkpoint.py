@@ -5,21 +5,17 @@ tensor's dtype, shape and byte range. That is enough to count a checkpoint as it
 packed 4/8-bit weights and their scales keep their stored bytes, 16/32-bit tensors take the
 served dtype, a vision tower or audio encoder is counted where vLLM puts it, and tensors vLLM
 skips (multi-token-prediction heads past the last decoder layer) are counted apart. Bytes that
-were read elsewhere are parsed here; nothing is fetched.
+were read elsewhere (the Hub adapter reads and decodes them) are checked and sorted here.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sizing.errors import InvalidInput
 
-HEADER_LENGTH_BYTES = 8
-# Headers are JSON of a few MB even for 1T-parameter checkpoints; larger is a corrupt file.
-MAX_HEADER_BYTES = 100 * 2**20
 # Bytes per element of the dtypes safetensors names (F4 etc. are packed below one byte).
 ELEMENT_BYTES = {
     "F64": 8.0, "I64": 8.0, "U64": 8.0, "F32": 4.0, "I32": 4.0, "U32": 4.0,
@@ -66,22 +62,6 @@ class TensorInfo:
         return self.dtype in FLOAT_DTYPES and not self.name.endswith(_KEPT_SUFFIXES)
 
 
-def header_length(prefix: bytes) -> int:
-    """The JSON header's length from a file's first 8 bytes."""
-    if len(prefix) < HEADER_LENGTH_BYTES:
-        raise InvalidInput(
-            f"safetensors: the file starts with {len(prefix)} bytes, expected at least "
-            f"{HEADER_LENGTH_BYTES} (the header length)"
-        )
-    length = int.from_bytes(prefix[:HEADER_LENGTH_BYTES], "little")
-    if not 2 <= length <= MAX_HEADER_BYTES:
-        raise InvalidInput(
-            f"safetensors: header length {length} is not between 2 and {MAX_HEADER_BYTES} "
-            "bytes: not a safetensors file"
-        )
-    return length
-
-
 def _tensor(name: str, entry: object) -> TensorInfo:
     if not isinstance(entry, dict):
         raise InvalidInput(f"safetensors: tensor {name!r} is not an object")
@@ -114,14 +94,9 @@ def _tensor(name: str, entry: object) -> TensorInfo:
     return info
 
 
-def parse_header(raw: bytes) -> tuple[TensorInfo, ...]:
-    """Every tensor of one header (the JSON after the 8-byte length)."""
-    try:
-        decoded = json.loads(raw.decode("utf-8").rstrip(" \x00"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise InvalidInput(f"safetensors: the header is not JSON ({err})") from None
-    if not isinstance(decoded, dict):
-        raise InvalidInput("safetensors: the header must be a JSON object")
+def tensors_from_header(decoded: Mapping[str, object]) -> tuple[TensorInfo, ...]:
+    """Every tensor of one decoded header (the JSON after the 8-byte length), each checked:
+    dtype known, shape non-negative, bytes matching the shape."""
     return tuple(_tensor(k, v) for k, v in decoded.items() if k != "__metadata__")
 
 

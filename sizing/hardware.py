@@ -9,6 +9,7 @@ them per pool with `costPerGPUHour`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from sizing.errors import InvalidInput, UnknownGPU
@@ -43,9 +44,31 @@ class GPU:
     cost_per_gpu_hour_usd: float
     aliases: tuple[str, ...] = field(default=())
     architecture: str = ""
-    # CPU and GPU share one memory pool (GB10, Jetson Thor): what CUDA reports as total is
-    # the whole pool, and the OS and other processes take their share of it at run time.
+    # CPU and GPU share one memory pool (GB10, Jetson Thor): CUDA reports the whole pool as
+    # total, and vLLM reads the host's MemAvailable as free (`MemorySnapshot.measure` on
+    # compute capability 8.7 / 11.0 / 12.1). It starts only if utilization x total is free then,
+    # so what the OS, firmware carve-outs and the container keep is out of reach.
     unified_memory: bool = False
+    host_reserved_gib: float = 0.0  # on a unified device: what the host keeps at vLLM's start
+
+    @property
+    def startable_utilization(self) -> float:
+        """The highest gpu_memory_utilization vLLM can start with (1 on a discrete GPU)."""
+        if not self.unified_memory:
+            return 1.0
+        return max(0.0, 1 - self.host_reserved_gib / self.memory_gib_reported)
+
+    def startup_refusal(self, utilization: float) -> str | None:
+        """Why vLLM refuses to start at this utilization, or None when it starts."""
+        if utilization <= self.startable_utilization:
+            return None
+        most = math.floor(100 * self.startable_utilization) / 100
+        return (
+            f"{self.name} shares its {self.memory_gib_reported:.2f} GiB with the host, which "
+            f"keeps ~{self.host_reserved_gib:g} GiB: vLLM refuses to start, since "
+            f"{utilization * self.memory_gib_reported:.1f} GiB (utilization x total) is not "
+            f"free; set gpu_memory_utilization to at most {most:.2f}"
+        )
 
     def peak_tflops(self, dtype: str) -> float:
         """Peak dense TFLOPS for a math dtype, falling back to the widest supported one."""
@@ -117,7 +140,9 @@ CATALOG: tuple[GPU, ...] = (
     GPU("RTX3090", "nvidia", 24, 23.58, 936,
         {"fp32": 35.6, "fp16": 71, "bf16": 71, "int8": 284},
         _pcie(4), 0.25, ("RTX-3090", "GeForce-RTX-3090"), "ampere"),
-    GPU("MI300X", "amd", 192, 191.5, 5300,
+    # ROCm reports MI300X's 192 GiB HBM3 as 191.98 GiB total (a vLLM issue's log); the
+    # MI325X / MI355X rows assume the same 0.02 GiB held back of their 256 / 288 GiB.
+    GPU("MI300X", "amd", 192, 191.98, 5300,
         {"fp32": 163, "fp16": 1307, "bf16": 1307, "fp8": 2615, "int8": 2615},
         Interconnect("xgmi", 448, 8), 2.50, ("MI300X-192GB", "AMD-MI300X"), "cdna3"),
     # Export variants of Hopper and Ampere. H20: NVIDIA H20 spec (96 GB HBM3, 4.0 TB/s,
@@ -162,22 +187,26 @@ CATALOG: tuple[GPU, ...] = (
     # Unified-memory Blackwell: DGX Spark's GB10 (128 GB LPDDR5x shared with the 20-core CPU,
     # 273 GB/s, 1 PFLOP FP4 with sparsity) and Jetson AGX Thor T5000 (128 GB LPDDR5X, 273
     # GB/s, 2070 TFLOPS FP4 with sparsity); dense = half, FP8 and BF16 half again each. CUDA
-    # reports the whole pool less what the firmware reserves (~119.7 GiB on a DGX Spark).
-    GPU("GB10", "nvidia", 128, 119.7, 273,
+    # reports the pool less the firmware's carve-outs: 121.69 GiB on a DGX Spark (field
+    # reports). There, with DGX OS headless and caches dropped, 101.3-102.2 GiB is free when
+    # vLLM starts, so the host keeps ~19.5 GiB: 0.83 starts, vLLM's 0.92 default never does
+    # (its recipes ask for 0.85). Thor: 122.8 GiB; its host share is unmeasured here, so it
+    # takes the GB10's (the same Linux-on-LPDDR5X arrangement).
+    GPU("GB10", "nvidia", 128, 121.69, 273,
         {"fp32": 31, "fp16": 125, "bf16": 125, "fp8": 250, "int8": 250, "fp4": 500},
         Interconnect("pcie", 25.0, 1), 0.40, ("DGX-Spark", "GB10-128GB"), "blackwell",
-        unified_memory=True),
+        unified_memory=True, host_reserved_gib=19.5),
     GPU("Jetson-AGX-Thor", "nvidia", 128, 122.8, 273,
         {"fp32": 8, "fp16": 259, "bf16": 259, "fp8": 517, "int8": 517, "fp4": 1035},
         Interconnect("pcie", 25.0, 1), 0.30, ("Jetson-Thor", "AGX-Thor", "Thor", "T5000"),
-        "blackwell", unified_memory=True),
+        "blackwell", unified_memory=True, host_reserved_gib=19.5),
     # AMD Instinct: MI325X datasheet (256 GB HBM3E, 6 TB/s, MI300X's compute: 1307 TFLOPS
     # FP16 / 2615 FP8 dense); MI355X (CDNA 4; 288 GB HBM3E, 8 TB/s, dense 2.5 PF FP16 / 5 PF FP8
     # / 10 PF FP4-FP6; Infinity Fabric 7 links x 76.8 GB/s per direction).
-    GPU("MI325X", "amd", 256, 255.5, 6000,
+    GPU("MI325X", "amd", 256, 255.98, 6000,
         {"fp32": 163, "fp16": 1307, "bf16": 1307, "fp8": 2615, "int8": 2615},
         Interconnect("xgmi", 448, 8), 2.90, ("MI325X-256GB", "AMD-MI325X"), "cdna3"),
-    GPU("MI355X", "amd", 288, 287.5, 8000,
+    GPU("MI355X", "amd", 288, 287.98, 8000,
         {"fp32": 157, "fp16": 2516, "bf16": 2516, "fp8": 5033, "int8": 5033, "fp4": 10066},
         Interconnect("xgmi", 538, 8), 4.50, ("MI355X-288GB", "AMD-MI355X"), "cdna4"),
 )  # fmt: skip

@@ -40,6 +40,14 @@ _DEFAULT_MAX_NUM_SEQS = {True: 1024, False: 256}
 # dtype, their float32 copy and the int64 indices of the top-k/top-p sort. Before 0.17 it also
 # kept float32 probabilities/logprobs and more sort buffers (fit on the 0.11-0.16 logs: ~37 B).
 _SAMPLER_EXTRA_BYTES = {"0.17+": 12.0, "0.10-0.16": 37.0}
+# The sampler warm-up after KV allocation (`_dummy_sampler_run`) holds more per (request x
+# vocabulary entry) than the profiled pass: float32 logits, probabilities, sorted values and
+# their running sum, and int64 sort indices (4 x 4 + 8 B). gpt-oss-20b at utilization 0.95 died
+# there asking for one more seqs x vocab x 4 B buffer past its profiled peak.
+_WARMUP_SAMPLER_EXTRA_BYTES = 24.0
+# The warm-up warning fires within this of the edge: the graph pool estimate is that far off
+# (gpt-oss-20b: 1.30 GiB estimated, 1.84 captured).
+_WARMUP_MARGIN_GIB = 1.0
 # Allocator blocks and persistent input/output buffers the profiler always counts.
 _ACTIVATION_BASE_GIB = 0.15
 # Outside PyTorch: CUDA context growth + cuBLAS workspace at TP 1; at TP > 1 NCCL and the custom
@@ -208,12 +216,12 @@ def _encoder_profile(
     smaller than the language model's for every tower we know the shape of, is left out.
     """
     limit = cfg.mm_items_per_prompt
-    if not arch.has_vision or limit == 0:
+    if not arch.has_encoder or limit == 0:
         return 0.0, 0.0
-    if arch.vision is None:
+    if arch.tower is None:
         return 0.0, batched * arch.hidden_size * value_bytes
-    items = encoder_items(arch.vision, batched, seqs, limit or DEFAULT_MM_ITEMS_PER_PROMPT)
-    return encoder_profile_bytes(arch.vision, items, arch.hidden_size, value_bytes, cfg.tp)
+    items = encoder_items(arch.tower, batched, seqs, limit or DEFAULT_MM_ITEMS_PER_PROMPT)
+    return encoder_profile_bytes(arch.tower, items, arch.hidden_size, value_bytes, cfg.tp)
 
 
 def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -> MemoryBreakdown:
@@ -284,11 +292,18 @@ def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -
         if best is None or (tokens, kv_gib) < (best.kv_cache_tokens, best.kv_cache_gib):
             best = stage_result
     assert best is not None
-    return _with_notes(best, cfg, gpu, budget_gib, cuda_graph)
+    extra = max(_WARMUP_SAMPLER_EXTRA_BYTES, _SAMPLER_EXTRA_BYTES[family])
+    warmup_sampler = sampler_reqs * arch.vocab_size * (value_bytes + extra) / GIB
+    return _with_notes(best, cfg, gpu, budget_gib, cuda_graph, warmup_sampler)
 
 
 def _with_notes(
-    result: MemoryBreakdown, cfg: EngineConfig, gpu: GPU, budget_gib: float, cuda_graph: float
+    result: MemoryBreakdown,
+    cfg: EngineConfig,
+    gpu: GPU,
+    budget_gib: float,
+    cuda_graph: float,
+    warmup_sampler: float,
 ) -> MemoryBreakdown:
     notes = []
     if not result.fits:
@@ -303,23 +318,25 @@ def _with_notes(
             f"KV cache holds {result.kv_cache_tokens} tokens, less than one request of "
             f"max_model_len {result.max_model_len}: vLLM refuses to start"
         )
+    # After the KV cache is allocated, the CUDA graphs and then the sampler warm-up must fit in
+    # what is left: the (1 - utilization) headroom plus the activation peak the budget reserved
+    # (freed after profiling), less graphs already budgeted.
     headroom = gpu.memory_gib_reported * (1 - cfg.gpu_memory_utilization)
-    # After the KV cache is allocated, CUDA graphs and then the sampler warm-up (its peak
-    # again) must fit in what utilization left over.
-    warmup = cuda_graph + result.activation_gib
-    if result.method == "vllm" and not cfg.cuda_graphs_in_budget and warmup > headroom:
+    graphs_after = 0.0 if cfg.cuda_graphs_in_budget else cuda_graph
+    spare = headroom + result.activation_gib - graphs_after - warmup_sampler
+    if result.method == "vllm" and result.fits and spare < _WARMUP_MARGIN_GIB:
         notes.append(
-            f"CUDA graphs (~{cuda_graph:.2f} GiB) plus the sampler warm-up "
-            f"(~{result.activation_gib:.2f} GiB) may not fit the {headroom:.2f} GiB left by "
-            "gpu_memory_utilization: start-up can fail after KV sizing; lower it or enforce eager"
+            f"CUDA graphs (~{graphs_after:.2f} GiB) plus the sampler warm-up "
+            f"(~{warmup_sampler:.2f} GiB) leave {spare:.2f} GiB of the "
+            f"{headroom + result.activation_gib:.2f} GiB free after KV sizing: start-up can fail "
+            "in warm-up; lower gpu_memory_utilization or max_num_seqs, or enforce eager"
         )
-    if gpu.unified_memory and result.method == "vllm":
-        notes.append(
-            f"{gpu.name} shares its {gpu.memory_gib_reported:.1f} GiB with the host, and vLLM "
-            f"refuses to start unless {budget_gib:.1f} GiB (utilization x total) is free when it "
-            "starts: leave the OS and other processes their share (lower gpu_memory_utilization)"
-        )
-    return MemoryBreakdown(**{**result.__dict__, "notes": tuple(notes)})
+    fits = result.fits
+    refusal = gpu.startup_refusal(cfg.gpu_memory_utilization)
+    if refusal:
+        fits = False  # vLLM's start-up check refuses before it loads anything
+        notes.append(refusal)
+    return MemoryBreakdown(**{**result.__dict__, "fits": fits, "notes": tuple(notes)})
 
 
 def _guide_weights_bytes(arch: ModelArch, quantization: str) -> tuple[float, float]:
@@ -364,7 +381,7 @@ def _estimate_guide(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) 
         fits=kv_gib > 0,
         notes=(),
     )
-    return _with_notes(result, cfg, gpu, vram, 0.0)
+    return _with_notes(result, cfg, gpu, vram, 0.0, 0.0)
 
 
 def estimate_memory(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sizing.checkpoint import CheckpointWeights
-from sizing.encoder import VisionTower, vision_tower
+from sizing.encoder import EncoderTower, encoder_tower
 from sizing.errors import InvalidInput
 from sizing.validate_config import check_model_config, check_params_b
 
@@ -35,6 +35,11 @@ _CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
         "sliding_window": 4096,
     },
+    "qwen2": {  # Qwen2Config (Qwen2-Audio's text_config names only what differs)
+        "vocab_size": 151_936, "max_position_embeddings": 32_768, "tie_word_embeddings": False,
+        "hidden_size": 4096, "intermediate_size": 22_016, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 32,
+    },
 }  # fmt: skip
 # The text config's type when a multimodal config.json does not name it.
 _TEXT_TYPES = {"gemma3": "gemma3_text"}
@@ -44,6 +49,7 @@ _NO_ROPE_TYPES = frozenset({"opt", "gpt2", "bloom", "mpt"})
 _UNGATED_MLP_TYPES = frozenset(
     {"phi", "opt", "gpt2", "gpt_neox", "gptj", "falcon", "bloom", "mpt", "nemotron_h"}
 )
+_DTYPE_BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0}
 _DTYPE_NAMES = {
     "float32": "float32",
     "fp32": "float32",
@@ -129,11 +135,15 @@ class ModelArch:
     quantization_group_size: int = 128
     quantized_experts_only: bool = False  # checkpoint keeps attention/dense MLP in 16 bit
     quantization_block_scaled: bool = False  # FP8 with 2-D block scales (weight_block_size)
-    has_vision: bool = False
-    vision: VisionTower | None = None  # the tower's shape, when vision_config gives it
-    # Hybrid state-space layers (Nemotron-H): recurrent state elements per sequence per layer
+    has_encoder: bool = False  # a vision or audio encoder
+    tower: EncoderTower | None = None  # the encoder vLLM profiles, when the config gives it
+    # State layers (Mamba in Nemotron-H, gated-delta linear attention in Qwen3-Next/3.5): the
+    # recurrent state's elements per sequence per layer, and the short convolution's
     mamba_state_elements: int = 0
-    mamba_conv_elements: int = 0  # the short convolution's state, per sequence per layer
+    mamba_conv_elements: int = 0
+    # The recurrent state's dtype when the config pins it (Qwen3.5's mamba_ssm_dtype float32);
+    # None: the model dtype, as vLLM's mamba_ssm_cache_dtype "auto" keeps it
+    ssm_state_dtype: str | None = None
     # The loaded tensors as the safetensors headers list them (None: derived from the shapes)
     checkpoint: CheckpointWeights | None = None
     partial_rotary_factor: float = 1.0  # share of head_dim that RoPE rotates
@@ -148,7 +158,7 @@ class ModelArch:
 
     @property
     def vision_params(self) -> int:
-        return self.params.other if self.has_vision else 0
+        return self.params.other if self.has_encoder else 0
 
     @property
     def rotary_dim(self) -> int:
@@ -174,14 +184,14 @@ class ModelArch:
 
     @property
     def num_sliding_layers(self) -> int:
-        return sum(1 for t in self.layer_types if "sliding" in t or "local" in t)
+        return sum(1 for t in self.layer_types if _cache_kind(t) == "sliding")
 
     @property
     def num_attention_layers(self) -> int:
         """Layers that attend over the KV cache (all of them unless the config says which)."""
         if not self.layer_types:
             return self.num_layers
-        return sum(1 for t in self.layer_types if "attention" in t)
+        return sum(1 for t in self.layer_types if _cache_kind(t) in ("full", "sliding"))
 
     @property
     def num_blocks(self) -> int:
@@ -191,10 +201,6 @@ class ModelArch:
         if any(t in _SINGLE_BLOCK_TYPES for t in self.layer_types):
             return self.num_layers
         return 2 * self.num_layers
-
-    @property
-    def num_mamba_layers(self) -> int:
-        return sum(1 for t in self.layer_types if t == "mamba")
 
     def kv_heads_per_gpu(self, tp: int) -> int:
         """KV heads each TP rank caches: split when TP divides them, replicated when TP exceeds."""
@@ -251,12 +257,18 @@ class ModelArch:
     ) -> int:
         """The attention block size vLLM uses: as asked, or for a model with state layers the
         smallest multiple of 16 tokens whose page holds one sequence's state of a layer."""
-        state = (self.mamba_state_elements + self.mamba_conv_elements) * state_bytes / tp
+        state = self.state_bytes_per_sequence(state_bytes, tp)
         if not self.num_state_layers or state <= 0:
             return block_size
         per_token = self.kv_bytes_per_token_per_layer(kv_dtype_bytes, tp)
         needed = _BLOCK_ALIGNMENT * math.ceil(state / (_BLOCK_ALIGNMENT * per_token))
         return max(block_size, needed)
+
+    def state_bytes_per_sequence(self, value_bytes: float, tp: int = 1) -> float:
+        """One state layer's cache for one sequence on one TP rank: the convolution state in
+        the model dtype, the recurrent state in its own (`ssm_state_dtype`) when pinned."""
+        ssm_bytes = _DTYPE_BYTES[self.ssm_state_dtype] if self.ssm_state_dtype else value_bytes
+        return (self.mamba_conv_elements * value_bytes + self.mamba_state_elements * ssm_bytes) / tp
 
     def kv_bytes_per_token(self, kv_dtype_bytes: float, tp: int = 1, pp: int = 1) -> float:
         """KV-cache bytes one token needs on one GPU, on the stage with the most cache slots
@@ -391,7 +403,8 @@ def _cache_kind(layer_type: str) -> str | None:
         return "state"
     if "attention" not in layer_type:
         return None
-    return "sliding" if "sliding" in layer_type or "local" in layer_type else "full"
+    local = any(word in layer_type for word in ("sliding", "local", "chunked"))
+    return "sliding" if local else "full"
 
 
 def _mamba_mixer_params(cfg: dict[str, Any], hidden: int) -> int:
@@ -423,6 +436,64 @@ def _mamba_state_elements(cfg: dict[str, Any]) -> int:
     writes (the short convolution state is left out: a few kernel taps)."""
     heads = int(cfg.get("mamba_num_heads") or 0)
     return heads * int(cfg.get("mamba_head_dim") or 0) * int(cfg.get("ssm_state_size") or 0)
+
+
+def _gated_delta_shape(cfg: dict[str, Any]) -> tuple[int, int, int, int, int]:
+    """(key heads, value heads, key head dim, value head dim, conv kernel) of a gated-delta
+    layer (Qwen3-Next, Qwen3.5); zeros when the config has none."""
+    return (
+        int(cfg.get("linear_num_key_heads") or 0),
+        int(cfg.get("linear_num_value_heads") or 0),
+        int(cfg.get("linear_key_head_dim") or 0),
+        int(cfg.get("linear_value_head_dim") or 0),
+        int(cfg.get("linear_conv_kernel_dim") or 4),
+    )
+
+
+def _gated_delta_params(cfg: dict[str, Any], hidden: int) -> int:
+    """One gated-delta mixer: the fused q/k/v/z projection, the b/a (beta, decay) projection,
+    the depthwise conv over q, k and v, per-value-head A and dt bias, the gated norm, and
+    out_proj. Linear like attention, so counted with it."""
+    k_heads, v_heads, k_dim, v_dim, kernel = _gated_delta_shape(cfg)
+    key, value = k_heads * k_dim, v_heads * v_dim
+    conv = 2 * key + value
+    return (
+        hidden * (2 * key + 2 * value)
+        + hidden * 2 * v_heads
+        + conv * kernel
+        + (2 * v_heads + v_dim + value * hidden)
+    )
+
+
+def _gated_delta_state(cfg: dict[str, Any]) -> tuple[int, int]:
+    """(recurrent state, conv state) elements per layer per sequence, as vLLM allocates them
+    (`MambaStateShapeCalculator.gated_delta_net_state_shape`): value heads x key dim x value dim,
+    and (kernel - 1) taps over the q, k and v channels."""
+    k_heads, v_heads, k_dim, v_dim, kernel = _gated_delta_shape(cfg)
+    return v_heads * k_dim * v_dim, (kernel - 1) * (2 * k_heads * k_dim + v_heads * v_dim)
+
+
+def _layer_types(cfg: dict[str, Any], layers: int) -> tuple[str, ...]:
+    """Each layer's kind: `layer_types` when the config lists them; else from Nemotron-H's
+    pattern, Qwen3-Next's `full_attention_interval` (every n-th layer full, the rest
+    gated-delta), or Llama 4's `no_rope_layers` with `attention_chunk_size` (RoPE layers attend
+    within their chunk, the NoPE ones over everything)."""
+    listed = tuple(str(t) for t in cfg.get("layer_types") or ())
+    if listed:
+        return listed
+    pattern = str(cfg.get("hybrid_override_pattern", ""))
+    if pattern:
+        return tuple(_HYBRID_LAYER_CODES.get(code, "mlp") for code in pattern)
+    interval = cfg.get("full_attention_interval")
+    if isinstance(interval, int) and interval > 0 and _gated_delta_shape(cfg)[1]:
+        return tuple(
+            "full_attention" if (i + 1) % interval == 0 else "linear_attention"
+            for i in range(layers)
+        )
+    no_rope = cfg.get("no_rope_layers")
+    if cfg.get("attention_chunk_size") and isinstance(no_rope, list) and len(no_rope) == layers:
+        return tuple("chunked_attention" if flag else "full_attention" for flag in no_rope)
+    return ()
 
 
 # Nemotron-H's hybrid_override_pattern: one character per layer.
@@ -520,12 +591,12 @@ def load_model_config(
         )
     else:
         attn_per_layer = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim
+        if cfg.get("attn_output_gate") or model_type == "qwen3_next":
+            attn_per_layer += hidden * heads * head_dim  # q_proj also gives the output gate
 
     tied = bool(cfg.get("tie_word_embeddings", config.get("tie_word_embeddings", False)))
     embedding = vocab * hidden
-    layer_types = tuple(str(t) for t in cfg.get("layer_types") or ()) or tuple(
-        _HYBRID_LAYER_CODES.get(code, "mlp") for code in str(cfg.get("hybrid_override_pattern", ""))
-    )
+    layer_types = _layer_types(cfg, layers)
     # Layers counted by what they hold: every layer has attention and an MLP (MoE from
     # first_k_dense_replace on), unless a Nemotron-H pattern says which layer is which.
     attention_params = layers * attn_per_layer
@@ -535,6 +606,9 @@ def load_model_config(
         dense_layers = layer_types.count("mlp")
         attention_params = layer_types.count("full_attention") * attn_per_layer
         attention_params += layer_types.count("mamba") * _mamba_mixer_params(cfg, hidden)
+    elif "linear_attention" in layer_types:
+        attention_params = layer_types.count("full_attention") * attn_per_layer
+        attention_params += layer_types.count("linear_attention") * _gated_delta_params(cfg, hidden)
     active_experts = moe_layers * top_k * mlp_mats * hidden * moe_inter
     derived = ParamGroups(
         embedding=embedding,
@@ -552,11 +626,13 @@ def load_model_config(
     params = derived
     if given_b is not None:
         stated_b = check_params_b(given_b, "params_b")
-        params = _reconcile(derived, round(stated_b * 1e9), bool(config.get("vision_config")))
+        params = _reconcile(derived, round(stated_b * 1e9), _has_encoder(config))
 
     sliding = cfg.get("sliding_window")
     if cfg.get("use_sliding_window") is False:
         sliding = None
+    if sliding is None and "chunked_attention" in layer_types:
+        sliding = cfg.get("attention_chunk_size")  # a chunk bounds what a token attends to
     quant, group = _quantization(config.get("quantization_config"))
     return ModelArch(
         name=name or str(config.get("_name_or_path") or model_type),
@@ -588,12 +664,17 @@ def load_model_config(
         quantization_group_size=group,
         quantized_experts_only=num_experts > 0 and _experts_only(config.get("quantization_config")),
         quantization_block_scaled=_block_scaled(config.get("quantization_config")),
-        has_vision=bool(config.get("vision_config")),
-        vision=vision_tower(config),
-        mamba_state_elements=_mamba_state_elements(cfg),
-        mamba_conv_elements=_mamba_conv_elements(cfg),
+        has_encoder=_has_encoder(config),
+        tower=encoder_tower(config),
+        mamba_state_elements=_mamba_state_elements(cfg) or _gated_delta_state(cfg)[0],
+        mamba_conv_elements=_mamba_conv_elements(cfg) or _gated_delta_state(cfg)[1],
+        ssm_state_dtype=_DTYPE_NAMES.get(str(cfg.get("mamba_ssm_dtype") or "").lower()),
         partial_rotary_factor=_fraction(cfg, "partial_rotary_factor", where),
     )
+
+
+def _has_encoder(config: dict[str, Any]) -> bool:
+    return bool(config.get("vision_config") or config.get("audio_config"))
 
 
 def _reconcile(derived: ParamGroups, total: int, multimodal: bool) -> ParamGroups:
@@ -642,5 +723,5 @@ def with_checkpoint(
             _reconcile(text_only, weights.float_elements - encoder, multimodal=False), other=encoder
         )
     return replace(
-        arch, params=params, checkpoint=weights, has_vision=arch.has_vision or encoder > 0
+        arch, params=params, checkpoint=weights, has_encoder=arch.has_encoder or encoder > 0
     )

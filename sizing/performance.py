@@ -239,7 +239,7 @@ def replica_shape(
         gemm_width = arch.moe_intermediate_size / (1 if expert_parallel else tp)
     else:
         gemm_width = arch.intermediate_size / tp
-    state = arch.num_mamba_layers * arch.mamba_state_elements * wide / tp
+    state = arch.num_state_layers * arch.state_bytes_per_sequence(wide, tp)
     return ReplicaShape(
         num_layers=arch.num_layers,
         hidden_size=arch.hidden_size,

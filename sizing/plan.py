@@ -176,6 +176,9 @@ def _fit_engine(
     arch: ModelArch, pool: PoolRequest, base: EngineConfig, quantization: str, method: str
 ) -> tuple[EngineConfig, MemoryBreakdown] | tuple[None, str]:
     """The lowest TP x PP at which weights and one full-length request fit (step 6)."""
+    refusal = pool.gpu.startup_refusal(base.gpu_memory_utilization)
+    if refusal:  # no layout helps: vLLM stops before it loads anything
+        return None, refusal.replace("gpu_memory_utilization", "serving.gpuMemoryUtilization")
     candidates, rejected = parallel_candidates(
         arch.num_attention_heads, arch.num_kv_heads, pool.gpu, pool.max_gpus
     )

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from controllers.adapters.hf_hub import HubClient, HubError, HubSettings, tls_context
-from sizing.checkpoint import CheckpointWeights
-from sizing.errors import SizingError
+from controllers.adapters.hf_hub import HubClient, HubError, HubModel, HubSettings
+from sizing.checkpoint import CheckpointWeights, summarize
+from sizing.errors import InvalidInput, SizingError
 from sizing.model import load_model_config
 
 DEFAULT_REVISION = "main"
@@ -95,8 +95,6 @@ class ModelResolver:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        if not settings.offline:
-            tls_context()  # built now, at start-up, not inside the first fleet's pass
         self._catalog = catalog or ModelCatalog()
         self._clock = clock
         self._cache: OrderedDict[
@@ -104,6 +102,10 @@ class ModelResolver:
         ] = OrderedDict()
         # Fleets that name the same new model at once share one resolution.
         self._inflight: dict[tuple[str, str, str], asyncio.Task[ResolvedModel]] = {}
+
+    def in_catalog(self, name: str, revision: str | None = None) -> bool:
+        """Whether the built-in catalog answers for this model (then no token is needed)."""
+        return (revision or DEFAULT_REVISION) == DEFAULT_REVISION and name in self._catalog
 
     async def resolve(
         self, name: str, revision: str | None = None, token: str | None = None
@@ -154,15 +156,32 @@ class ModelResolver:
         )
         endpoint = self.settings.endpoint
         try:
-            async with HubClient(self.settings, token) as hub:
-                config = await hub.config(name, revision)
-                try:
-                    layers = _num_layers(config)
-                except SizingError as err:
-                    raise HubError(f"config.json from {endpoint}: {err}") from None
-                checkpoint = await hub.checkpoint(name, revision, layers)
+            checkpoint, files = await asyncio.wait_for(
+                asyncio.to_thread(self._from_hub, name, revision, token), self.settings.deadline_s
+            )
+        except TimeoutError:
+            tried.append(f"the Hub at {endpoint}: no answer within {self.settings.deadline_s:g} s")
+            raise ModelConfigUnavailable(name, revision, tuple(tried)) from None
         except HubError as err:
             tried.append(f"the Hub at {endpoint}: {err}")
             raise ModelConfigUnavailable(name, revision, tuple(tried)) from None
         how = "safetensors headers" if checkpoint else "no safetensors: weights from the config"
-        return ResolvedModel(config, checkpoint, f"Hub {endpoint} ({name}@{revision}; {how})")
+        return ResolvedModel(
+            files.config, checkpoint, f"Hub {endpoint} ({name}@{files.commit}; {how})"
+        )
+
+    def _from_hub(
+        self, name: str, revision: str, token: str | None
+    ) -> tuple[CheckpointWeights | None, HubModel]:
+        """Blocking (a worker thread): the Hub's files, then the header's tensors sorted."""
+        found = HubClient(self.settings, token).read_model(name, revision)
+        try:
+            layers = _num_layers(found.config)
+        except SizingError as err:
+            raise HubError(f"config.json: {err}") from None
+        if found.tensors is None:
+            return None, found
+        try:
+            return summarize(found.tensors, layers), found
+        except InvalidInput as err:
+            raise HubError(f"{name}@{found.commit}: {err}") from None

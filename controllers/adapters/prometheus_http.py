@@ -8,13 +8,11 @@ code, never the reply's body (which would otherwise be copied into status and Ev
 
 from __future__ import annotations
 
-import fnmatch
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -42,15 +40,6 @@ class PrometheusError(Exception):
 class ReplyInvalid(PrometheusError):
     def __init__(self, message: str) -> None:
         super().__init__(message, "PrometheusReplyInvalid")
-
-
-def host_allowed(url: str, patterns: Iterable[str] | None) -> bool:
-    """True when the URL's host matches one pattern (`prometheus.monitoring.svc`,
-    `*.monitoring.svc`, `127.0.0.1`); None (no allow-list configured) allows every host."""
-    if patterns is None:
-        return True
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
-    return any(fnmatch.fnmatchcase(host, p.lower().rstrip(".")) for p in patterns if p)
 
 
 @dataclass

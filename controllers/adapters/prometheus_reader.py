@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from controllers.adapters.allow_list import host_allowed
 from controllers.adapters.prometheus import (
     QueryWindows,
     fetch_snapshot,
@@ -21,7 +22,7 @@ from controllers.adapters.prometheus import (
     request_rate_history,
     unavailable,
 )
-from controllers.adapters.prometheus_http import PrometheusClient, PrometheusError, host_allowed
+from controllers.adapters.prometheus_http import PrometheusClient, PrometheusError
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
 
 # The shortest PromQL windows that still hold a few scrapes at a 1 s scrape interval.

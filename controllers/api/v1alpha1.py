@@ -29,6 +29,7 @@ from pydantic.alias_generators import to_camel
 
 from controllers.api.engine_args import MAX_EXTRA_ARG_CHARS, MAX_EXTRA_ARGS, check_extra_args
 from controllers.api.packed import FLOAT32, FLOAT64, INT32, packed_from_lists
+from controllers.api.pod_overrides import ResourceOverrides, SecurityOverrides
 from sizing.validate_config import MAX_TOTAL_PARAMS_B
 from sizing.workload import MAX_RATE_RPS, MAX_TOKENS, MIN_RATE_RPS
 
@@ -329,6 +330,13 @@ class ModelSpec(ApiModel):
         "follows unless engine.version says otherwise.",
     )
     lora: LoraSpec | None = Field(default=None, description="Multi-LoRA serving.")
+    security_context: SecurityOverrides | None = Field(
+        default=None,
+        description="The user, group and root filesystem the image needs (default: UID/GID "
+        "1000, read-only root, no capabilities). Root, privileged, privilege escalation and "
+        "added capabilities are refused unless the operator's chart sets "
+        "vllmPods.allowPrivileged.",
+    )
     extra_args: Annotated[
         list[Annotated[str, Field(max_length=MAX_EXTRA_ARG_CHARS)]],
         AfterValidator(check_extra_args),
@@ -463,6 +471,12 @@ class PoolSpec(ApiModel):
     cold_start: Duration | None = Field(
         default=None, description="Measured scale-up-to-ready time; estimated when unset."
     )
+    resources: ResourceOverrides | None = Field(
+        default=None,
+        description="CPU, memory and ephemeral-storage requests/limits of this pool's vLLM "
+        "container, replacing the derived ones key by key (GPUs are the plan's; memory must "
+        "hold /dev/shm, 2 GiB per GPU).",
+    )
 
     @model_validator(mode="after")
     def _priced_custom_gpu(self) -> PoolSpec:
@@ -553,7 +567,8 @@ class ScalingSpec(ApiModel):
         le=100,
         alias="sloGuardScrapes",
         description="Consecutive intervals with TTFT/ITL P99 over the SLO, a queue, or KV cache "
-        "over its threshold before the SLO guard adds replicas.",
+        "over its threshold before the SLO guard adds replicas (a full queue that grew acts at "
+        "its first scrape).",
     )
 
     @model_validator(mode="after")
@@ -736,6 +751,12 @@ class PoolPlanStatus(ApiModel):
 class PlanStatus(ApiModel):
     hash: str
     pools: list[PoolPlanStatus]
+    standby: list[PoolPlanStatus] = Field(
+        default_factory=list,
+        description="Allowed pools the plan ranked after the ones it runs, in its order, with "
+        "their replica shape and no replicas: where a shortfall of Pending replicas spills "
+        "once the planned pools are full.",
+    )
     steps: list[PlanStep]
     total_gpus: int = Field(alias="totalGPUs")
     cost_per_hour: str
@@ -957,6 +978,9 @@ class CapacityMemory(ApiModel):
     samples: int
     saturated_samples: int
     last_ready: int | None = None
+    mix: dict[str, list[float]] | None = Field(
+        default=None, description="Decayed (requests, tokens) served, per token kind."
+    )
 
 
 class GuardMemory(ApiModel):
@@ -1032,6 +1056,36 @@ class PoolScorecard(ApiModel):
     windows: list[ScorecardWindow] = Field(default_factory=list)
 
 
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+ForecastDue = Annotated[
+    list[FiniteFloat | None],
+    Field(min_length=3, max_length=3),
+    WithJsonSchema(
+        {"type": "array", "minItems": 3, "maxItems": 3,
+         "items": {"type": "number", "nullable": True}}
+    ),
+]  # fmt: skip
+
+
+class ScorecardMemory(ApiModel):
+    """The scorecard's rolling sums, so a restart keeps its record (`Scorecard.to_dict`)."""
+
+    rings: dict[str, list[list[FiniteFloat]]] = Field(
+        description="Per window (1h, 24h, 7d), one row per bucket: its index, then its sums."
+    )
+    due: list[ForecastDue] = Field(
+        default_factory=list,
+        description="(due at, forecast req/s, reactive req/s) of forecasts not judged yet.",
+    )
+    last_replicas: int | None = Field(default=None, ge=0)
+    last_change: Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)] | None = Field(
+        default=None, description="(time, +1 up or -1 down) of the last scale change."
+    )
+    short_since: FiniteFloat | None = Field(
+        default=None, description="Since when fewer replicas have been ready than asked for."
+    )
+
+
 class PoolMemory(ApiModel):
     """One pool's scaling-policy memory: what it last decided, when, and its learned state."""
 
@@ -1043,10 +1097,8 @@ class PoolMemory(ApiModel):
         default=None,
         description="The policy's learned state (forecaster profile, ramps, spare, capacity).",
     )
-    scorecard: dict[str, Any] | None = Field(
-        default=None,
-        description="The scorecard's rolling sums (status.scorecard); opaque.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    scorecard: ScorecardMemory | None = Field(
+        default=None, description="The rolling sums status.scorecard is computed from."
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from controllers.api.pod_overrides import ResourceOverrides, SecurityOverrides, quantity_value
 from controllers.api.v1alpha1 import (
     InferenceFleetSpec,
     PlanStatus,
@@ -137,9 +138,9 @@ def _pod_spec(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> dict[str, Any]:
         "args": vllm_args(spec, pool),
         "env": _env(spec),
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
-        "resources": _resources(pool, gpus),
+        "resources": _resources(pool, gpus, pool_spec.resources),
         "volumeMounts": mounts,
-        "securityContext": _container_security_context(),
+        "securityContext": _container_security_context(spec.model.security_context),
         "startupProbe": {
             "httpGet": health,
             "periodSeconds": STARTUP_PERIOD_S,
@@ -151,7 +152,7 @@ def _pod_spec(spec: InferenceFleetSpec, pool: PoolPlanStatus) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,
-        **_pod_hardening(),
+        **_pod_hardening(spec.model.security_context),
     }
     if pool_spec.node_selector:
         pod["nodeSelector"] = dict(pool_spec.node_selector)
@@ -190,28 +191,36 @@ MODEL_CACHE_MARGIN = 1.25
 MODEL_CACHE_EXTRA_GIB = 2
 
 
-def _pod_hardening() -> dict[str, Any]:
-    """No API token (vLLM never talks to the API server), no Service env vars, non-root."""
+def _pod_hardening(security: SecurityOverrides | None) -> dict[str, Any]:
+    """No API token (vLLM never talks to the API server), no Service env vars, non-root
+    unless the fleet names user 0 (which the operator allows only where its chart does)."""
+    given = security or SecurityOverrides()
+    user = RUN_AS_UID if given.run_as_user is None else given.run_as_user
+    group = RUN_AS_UID if given.run_as_group is None else given.run_as_group
     return {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_UID,
-            "runAsGroup": RUN_AS_UID,
-            "fsGroup": RUN_AS_UID,
+            "runAsNonRoot": user != 0,
+            "runAsUser": user,
+            "runAsGroup": group,
+            "fsGroup": group if given.fs_group is None else given.fs_group,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
 
 
-def _container_security_context() -> dict[str, Any]:
+def _container_security_context(security: SecurityOverrides | None) -> dict[str, Any]:
+    given = security or SecurityOverrides()
+    capabilities: dict[str, Any] = {"drop": ["ALL"]}
+    if given.capabilities is not None and given.capabilities.add:
+        capabilities["add"] = list(given.capabilities.add)
     return {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "privileged": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": given.run_as_user != 0,
+        "allowPrivilegeEscalation": bool(given.allow_privilege_escalation),
+        "privileged": bool(given.privileged),
+        "readOnlyRootFilesystem": given.read_only_root_filesystem is not False,
+        "capabilities": capabilities,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 
@@ -270,19 +279,30 @@ def _writable_volumes(pool: PoolPlanStatus) -> tuple[list[dict[str, Any]], list[
     return volumes, mounts
 
 
-def _resources(pool: PoolPlanStatus, gpus: int) -> dict[str, Any]:
+def _resources(
+    pool: PoolPlanStatus, gpus: int, override: ResourceOverrides | None
+) -> dict[str, Any]:
     """GPUs from the layout; CPU and memory from its process count, so the pod is never
-    BestEffort; ephemeral storage for the emptyDirs, so it lands on a node with the disk."""
+    BestEffort; ephemeral storage for the emptyDirs, so it lands on a node with the disk.
+    The pool's overrides replace these key by key; where that leaves a request above its
+    limit (which the API refuses), the derived side moves to the overridden one."""
     gpu_resource = gpu_resource_name(pool.gpu)
     memory = _gib(MEMORY_BASE_GIB + MEMORY_PER_GPU_GIB * gpus + shm_gib(gpus))
     cpu = CPU_BASE + CPU_PER_GPU * gpus
     disk_gib = HOME_GIB + TMP_GIB + (model_cache_gib(pool) or 0.0)
-    requests = {gpu_resource: str(gpus), "cpu": str(cpu), "memory": memory}
+    requests = {gpu_resource: str(gpus), "cpu": str(cpu), "memory": memory,
+                "ephemeral-storage": _gib(disk_gib)}  # fmt: skip
     limits = {gpu_resource: str(gpus), "cpu": str(cpu * CPU_LIMIT_FACTOR), "memory": memory}
-    return {
-        "requests": {**requests, "ephemeral-storage": _gib(disk_gib)},
-        "limits": limits,
-    }
+    if override is not None:
+        requests |= {str(name): value for name, value in override.requests.items()}
+        limits |= {str(name): value for name, value in override.limits.items()}
+        for name in requests.keys() & limits.keys():
+            if quantity_value(requests[name]) > quantity_value(limits[name]):
+                if name in override.requests:
+                    limits[name] = requests[name]
+                else:
+                    requests[name] = limits[name]
+    return {"requests": requests, "limits": limits}
 
 
 def _graceful_stop(pod: dict[str, Any], grace_s: int) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from controllers.adapters.kube import (
     KubeError,
     OwnedObjects,
     Unavailable,
+    connection_info,
 )
 from controllers.adapters.operator_metrics import OperatorMetrics
 from controllers.adapters.owned import (
@@ -64,7 +65,7 @@ from controllers.reconcile.decide import (
 from controllers.reconcile.heap import trim_periodically
 from controllers.reconcile.observe import base_observation, observe
 from controllers.reconcile.plans import PlanCache
-from controllers.reconcile.runtime import Watcher
+from controllers.reconcile.runtime import Watcher, pod_access_from_environment
 from controllers.reconcile.timing import coalesce_wait_s, next_resync_delay_s, retry_delay_s
 
 log = logging.getLogger("inferfleet.operator")
@@ -108,7 +109,8 @@ async def reconcile(
     try:
         obs = await observe(kube, base, body, plans=plans, watcher=watcher, owned=owned)
         effects = decide(obs)
-        if effects.scale_down and obs.prometheus_url and watcher.prometheus is not None:
+        # Without pod access there are no pods to order: the ReplicaSet controller picks.
+        if effects.scale_down and obs.pods and obs.prometheus_url and watcher.prometheus:
             owner = obs.owner
             requests = await watcher.prometheus.pod_requests(
                 obs.prometheus_url, owner.namespace, owner.name
@@ -166,7 +168,7 @@ def _owned(indexes: Mapping[str, Any]) -> IndexedOwned:
             "Service": indexes["owned_services"],
             "PodDisruptionBudget": indexes["owned_pdbs"],
         },
-        pods=indexes["fleet_pods"],
+        pods=indexes.get("fleet_pods"),
         config_maps=indexes["calibrations"],
     )
 
@@ -254,6 +256,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo.metrics_server = memo.metrics.serve(int(port), address)
 
 
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """The watches log in as the operator's own client does (`Kube.from_environment`), read
+    when Kopf asks (at start and after a 401), not when Kopf was imported."""
+    return connection_info()
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     memo.heap_upkeep.cancel()
@@ -281,13 +290,19 @@ def owned_pdbs(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | No
     return index_entry(body)
 
 
-@kopf.index("v1", "pods", labels=MANAGED)
 def fleet_pods(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, Any]] | None:
     return pod_index_entry(body)
 
 
+# Watched only where the RBAC grants pods (chart value rbac.podAccess): a watch without the grant
+# would retry its 403 forever. Without it, Pending comes from the Deployments (`unready`).
+if pod_access_from_environment():
+    kopf.index("v1", "pods", labels=MANAGED)(fleet_pods)
+
+
 # Calibrations (`spec.calibration.configMapRef`): only labelled ConfigMaps are watched, so the
-# operator never caches every ConfigMap in the cluster; a fleet's next pass re-plans on a change.
+# operator never caches every ConfigMap in the cluster; a change runs the naming fleets' passes
+# (`calibration_changed`).
 @kopf.index("v1", "configmaps", labels={CALIBRATION_LABEL: kopf.PRESENT})
 def calibrations(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, str]] | None:
     return config_map_entry(body)
@@ -335,14 +350,18 @@ def _owned_changed(memo: kopf.Memo, kind: str, body: kopf.Body, kwargs: Mapping[
         return
     owners = [o for o in meta.get("ownerReferences", []) if o.get("kind") == KIND]
     for owner in owners:
-        key = (namespace, owner["name"])
-        memo.last_event_s[key] = asyncio.get_running_loop().time()
-        if key in memo.coalescing:
-            continue
-        task = asyncio.create_task(_coalesced_pass(memo, key, kwargs))
-        memo.coalescing[key] = task
-        memo.passes.add(task)
-        task.add_done_callback(memo.passes.discard)
+        _pass_soon(memo, (namespace, owner["name"]), kwargs)
+
+
+def _pass_soon(memo: kopf.Memo, key: tuple[str, str], indexes: Mapping[str, Any]) -> None:
+    """Run the fleet's pass once this burst of events is quiet (one pass for the burst)."""
+    memo.last_event_s[key] = asyncio.get_running_loop().time()
+    if key in memo.coalescing:
+        return
+    task = asyncio.create_task(_coalesced_pass(memo, key, indexes))
+    memo.coalescing[key] = task
+    memo.passes.add(task)
+    task.add_done_callback(memo.passes.discard)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
@@ -358,6 +377,22 @@ async def owned_service_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
 async def owned_pdb_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     _owned_changed(memo, "PodDisruptionBudget", body, kwargs)
+
+
+@kopf.on.event("v1", "configmaps", labels={CALIBRATION_LABEL: kopf.PRESENT})
+async def calibration_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A calibration ConfigMap created, edited or deleted: the fleets naming it re-plan now,
+    not at their next resync (none at the start-up listing: every fleet's first pass reads
+    the cache anyway)."""
+    if kwargs.get("type") is None:
+        return
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    for (fleet_namespace, fleet_name), bodies in kwargs["fleets"].items():
+        fleet: Mapping[str, Any] = next(iter(bodies), {})
+        ref = ((fleet.get("spec") or {}).get("calibration") or {}).get("configMapRef") or {}
+        if fleet_namespace == namespace and ref.get("name") == name:
+            _pass_soon(memo, (fleet_namespace, fleet_name), kwargs)
 
 
 async def _coalesced_pass(

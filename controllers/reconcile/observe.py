@@ -18,27 +18,26 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controllers.adapters.kube import KubeClient, ObjectKey, OwnedObjects, Owner
-from controllers.adapters.model_source import (
-    ModelConfigUnavailable,
-    ModelResolver,
-    ResolvedModel,
-)
+from controllers.adapters.kube import KubeClient, ObjectKey, OwnedObjects, Owner, Rejected
+from controllers.adapters.model_source import ModelConfigUnavailable, ResolvedModel
 from controllers.api.v1alpha1 import (
     CALIBRATION_LABEL,
     InferenceFleetSpec,
     InferenceFleetStatus,
     PlanStatus,
     describe_validation_error,
+    parse_duration_s,
     parse_status,
 )
 from controllers.policy.advisory import policy_spec
 from controllers.policy.autoscale import needs_history
 from controllers.policy.calibration import efficiency_from_text
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
+from controllers.policy.pending import Waiting
 from controllers.policy.render import object_name
 from controllers.reconcile.plans import Curves, PlanCache, SpecRefused
 from controllers.reconcile.runtime import Remembered, Watcher
+from controllers.reconcile.unready import unready_waiting
 from sizing.checkpoint import CheckpointWeights
 from sizing.errors import SizingError
 from sizing.performance import Efficiency
@@ -78,6 +77,9 @@ class Observation:
     # The fleet's vLLM pods as the watch saw them (by its instance label): Pending ones and
     # the scheduler's reason, readiness and deletion cost for a scale-down's order.
     pods: tuple[Mapping[str, Any], ...] = ()
+    # Without pod access: per pool, the replicas its Deployment has not made ready past the
+    # deadline and the cold start (`unready`), standing in for the Pending pods.
+    unready: Mapping[str, Waiting] = field(default_factory=dict)
     prometheus_url: str | None = None
     snapshot: MetricsSnapshot | None = None  # None: no Prometheus configured
     history_rps: tuple[tuple[float, float], ...] = ()  # past request rate, (policy s, req/s)
@@ -101,21 +103,47 @@ def owner_of(body: Mapping[str, Any]) -> Owner:
     return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
 
 
+async def _hub_token(
+    kube: KubeClient, owner: Owner, spec: InferenceFleetSpec, readable: frozenset[str] | None
+) -> str | None:
+    """The fleet's own Hub token (spec.model.hub.tokenSecretRef), read only from a Secret the
+    chart lets the operator read; None: the operator's own token, if it has one."""
+    ref = spec.model.hub.token_secret_ref
+    if ref is None:
+        return None
+    where = f"spec.model.hub.tokenSecretRef: Secret {ref.name}"
+    forbidden = SpecRefused(
+        ModelConfigUnavailable.reason,
+        f"{where}: the operator may not read it, and the model is not in the built-in catalog. "
+        f"Add {ref.name} to the chart value rbac.hubTokenSecrets, set spec.model.hfConfig, or "
+        "give the operator its own Hub token (chart value hub.tokenSecret) and drop the "
+        "reference (the vLLM pods get the token from the kubelet either way)",
+    )
+    if readable is not None and ref.name not in readable:
+        raise forbidden
+    try:
+        token = await kube.read_secret_key(owner.namespace, ref.name, ref.key)
+    except Rejected as err:
+        if err.status == 403:
+            raise forbidden from None
+        raise
+    if token is None:
+        raise SpecRefused(
+            "InvalidSpec", f"{where}, key {ref.key}: not found in namespace {owner.namespace}"
+        )
+    return token
+
+
 async def _by_name(
-    kube: KubeClient, owner: Owner, spec: InferenceFleetSpec, models: ModelResolver
+    kube: KubeClient, owner: Owner, spec: InferenceFleetSpec, watcher: Watcher
 ) -> ResolvedModel:
     """config.json and the checkpoint's weights from the catalog or the Hub; a model no source
-    has is refused with ModelConfigUnavailable (this fleet only; nothing running is touched)."""
+    has is refused with ModelConfigUnavailable (this fleet only; nothing running is touched).
+    The token Secret is read only when the Hub is asked."""
+    models = watcher.models
     token = None
-    ref = spec.model.hub.token_secret_ref
-    if ref is not None:
-        token = await kube.read_secret_key(owner.namespace, ref.name, ref.key)
-        if token is None:
-            raise SpecRefused(
-                "InvalidSpec",
-                f"spec.model.hub.tokenSecretRef: Secret {ref.name}, key {ref.key}: not found in "
-                f"namespace {owner.namespace}",
-            )
+    if not models.in_catalog(spec.model.name, spec.model.revision):
+        token = await _hub_token(kube, owner, spec, watcher.readable_secrets)
     try:
         return await models.resolve(spec.model.name, spec.model.revision, token)
     except ModelConfigUnavailable as err:
@@ -185,10 +213,19 @@ async def _planned(
         spec = InferenceFleetSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
         raise SpecRefused("InvalidSpec", describe_validation_error(err, "spec.")) from None
+    security = spec.model.security_context
+    escalations = security.escalations() if security is not None else ()
+    if escalations and not watcher.allow_privileged_pods:
+        fields = ", ".join(f"spec.model.securityContext.{name}" for name in escalations)
+        raise SpecRefused(
+            "InvalidSpec",
+            f"{fields}: gives the vLLM pods root or privileges, which this operator does not "
+            "create (its chart value vllmPods.allowPrivileged is false)",
+        )
     if spec.model.hf_config is not None:
         hf_config, checkpoint, origin = await _hf_config(kube, owner, spec), None, ""
     else:
-        found = await _by_name(kube, owner, spec, watcher.models)
+        found = await _by_name(kube, owner, spec, watcher)
         hf_config, checkpoint, origin = found.config, found.checkpoint, found.origin
     efficiency = calibration_of(owned, owner, spec)
     plan, curves = await plans.plan_with_curves(owner.uid, spec, hf_config, checkpoint, efficiency)
@@ -216,6 +253,31 @@ async def _owned(
             api_version, kind = SCALED_OBJECT
             found[(kind, name)] = await kube.get(api_version, kind, owner.namespace, name)
     return found
+
+
+def _unready(
+    watcher: Watcher,
+    owner: Owner,
+    planned: Planned,
+    owned: Mapping[ObjectKey, dict[str, Any] | None],
+    now_s: float,
+) -> dict[str, Waiting]:
+    """The pools' replicas not ready past the deadline, by the clocks the watcher keeps; a
+    standby pool's too, while it covers a shortfall."""
+    pools = (*planned.plan.pools, *planned.plan.standby)
+    deployments = {
+        p.pool: owned.get(("Deployment", object_name(owner.name, p.pool))) for p in pools
+    }
+    since = {p.pool: watcher.unready_since.get((owner.uid, p.pool), ()) for p in pools}
+    deadline_s = parse_duration_s(planned.spec.scaling.pending_deadline)
+    clocks, waiting = unready_waiting(pools, deployments, since, deadline_s, now_s)
+    for pool in pools:
+        key = (owner.uid, pool.pool)
+        if pool.pool in clocks:
+            watcher.unready_since[key] = clocks[pool.pool]
+        else:
+            watcher.unready_since.pop(key, None)
+    return waiting
 
 
 def base_observation(body: Mapping[str, Any], now_s: float, watcher: Watcher) -> Observation:
@@ -277,6 +339,7 @@ async def observe(
         owned=pools_owned,
         owned_deployments=owned_deployments,
         pods=owned.pods_of(owner),
+        unready={} if watcher.pod_access else _unready(watcher, owner, planned, pools_owned, now_s),
         prometheus_url=url,
         snapshot=snapshot,
         history_rps=history_rps,

@@ -3,6 +3,11 @@
 Each rule names why it is needed, so a reviewer can match it to a call in
 `controllers.adapters.kube` or to what Kopf itself does. Keep this in step with the adapter: a call
 without a rule fails with 403 in a real cluster.
+
+The default grants no access to Pods or Secrets. Two rules are granted only when a chart value
+under `rbac` asks for them (`chart_value`): pod access (the scheduler's reason for a Pending
+replica, and the scale-down order), and `get` on the Secrets named in a list (resourceNames),
+for fleets whose Hub token the operator itself must read. The operator works without either.
 """
 
 from __future__ import annotations
@@ -11,6 +16,10 @@ from dataclasses import dataclass
 
 from controllers.api.v1alpha1 import GROUP, PLURAL
 
+# The chart values (under `rbac`) that grant the optional rules.
+POD_ACCESS_VALUE = "podAccess"
+READABLE_SECRETS_VALUE = "hubTokenSecrets"
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -18,6 +27,9 @@ class Rule:
     resources: tuple[str, ...]
     verbs: tuple[str, ...]
     why: str
+    # The chart value under `rbac` that grants this rule; None: always granted. A boolean grants
+    # it as written, a list of names grants it for those objects only (resourceNames).
+    chart_value: str | None = None
 
     def as_manifest(self) -> dict[str, list[str]]:
         """The rule as it appears in a ClusterRole's `rules` list."""
@@ -68,6 +80,7 @@ RULES: tuple[Rule, ...] = (
         ("list", "watch", "patch"),
         "The fleet's vLLM pods, watched into the cache: replicas Pending past the deadline and "
         "the scheduler's reason; a scale-down marks the least loaded with pod-deletion-cost.",
+        chart_value=POD_ACCESS_VALUE,
     ),
     Rule(
         ("",),
@@ -76,7 +89,13 @@ RULES: tuple[Rule, ...] = (
         "spec.model.hfConfig.configMapRef (read), and calibration ConfigMaps labelled "
         "inferfleet.io/calibration, watched into the cache (spec.calibration.configMapRef).",
     ),
-    Rule(("",), ("secrets",), ("get",), "spec.model.hub.tokenSecretRef: a Hub access token."),
+    Rule(
+        ("",),
+        ("secrets",),
+        ("get",),
+        "spec.model.hub.tokenSecretRef: a Hub access token, for Secrets of the listed names only.",
+        chart_value=READABLE_SECRETS_VALUE,
+    ),
     Rule(
         ("", "events.k8s.io"),
         ("events",),
@@ -99,5 +118,14 @@ RULES: tuple[Rule, ...] = (
 
 
 def cluster_role_rules() -> list[dict[str, list[str]]]:
-    """The rules list for the operator's ClusterRole."""
-    return [rule.as_manifest() for rule in RULES]
+    """The rules every install grants (the ClusterRole with the chart's default values)."""
+    return [rule.as_manifest() for rule in RULES if rule.chart_value is None]
+
+
+def optional_rules() -> dict[str, list[dict[str, list[str]]]]:
+    """The rules each chart value under `rbac` grants when it is set."""
+    found: dict[str, list[dict[str, list[str]]]] = {}
+    for rule in RULES:
+        if rule.chart_value is not None:
+            found.setdefault(rule.chart_value, []).append(rule.as_manifest())
+    return found

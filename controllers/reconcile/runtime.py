@@ -18,6 +18,32 @@ PROMETHEUS_URL_ENV = "INFERFLEET_PROMETHEUS_URL"
 # allows every host, an empty value only the default URL.
 PROMETHEUS_ALLOWED_HOSTS_ENV = "INFERFLEET_PROMETHEUS_ALLOWED_HOSTS"
 TIME_COMPRESSION_ENV = "INFERFLEET_TIME_COMPRESSION"
+# What the chart's RBAC grants beyond the operator's own objects (chart values rbac.podAccess
+# and rbac.hubTokenSecrets). Unset: everything (a local run with a broad kubeconfig); the chart
+# always sets both.
+POD_ACCESS_ENV = "INFERFLEET_POD_ACCESS"
+READABLE_SECRETS_ENV = "INFERFLEET_READABLE_SECRETS"  # comma-separated Secret names
+# Chart value vllmPods.allowPrivileged: whether a fleet may ask for root or privileges in its
+# vLLM pods (model.securityContext). Unset: no.
+ALLOW_PRIVILEGED_ENV = "INFERFLEET_ALLOW_PRIVILEGED_PODS"
+_OFF = frozenset({"false", "0", "no", "off"})
+
+
+def pod_access_from_environment() -> bool:
+    """Whether the operator may list, watch and patch pods (it then caches its vLLM pods)."""
+    return os.environ.get(POD_ACCESS_ENV, "true").strip().lower() not in _OFF
+
+
+def privileged_pods_from_environment() -> bool:
+    return os.environ.get(ALLOW_PRIVILEGED_ENV, "false").strip().lower() not in _OFF
+
+
+def readable_secrets_from_environment() -> frozenset[str] | None:
+    """The Secret names the operator may read; None: any."""
+    names = os.environ.get(READABLE_SECRETS_ENV)
+    if names is None:
+        return None
+    return frozenset(n.strip() for n in names.split(",") if n.strip())
 
 
 @dataclass(frozen=True)
@@ -63,6 +89,12 @@ class Watcher:
     applied: dict[tuple[str, str, str], str] = field(default_factory=dict)
     # Models named without hfConfig: the built-in catalog, then the Hub (HF_ENDPOINT, offline).
     models: ModelResolver = field(default_factory=lambda: ModelResolver(HubSettings.from_env()))
+    pod_access: bool = True  # False: no pod cache; Pending is read from the Deployments
+    readable_secrets: frozenset[str] | None = None  # None: any Secret (no chart restriction)
+    allow_privileged_pods: bool = False  # model.securityContext may ask for root or privileges
+    # (fleet uid, pool) -> when each replica its Deployment asks for beyond the ready ones was
+    # first seen missing (oldest first); only kept without pod access.
+    unready_since: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
     @classmethod
     def from_environment(cls) -> Watcher:
@@ -75,8 +107,13 @@ class Watcher:
             PrometheusReader(url, clock, allowed),
             clock,
             models=ModelResolver(HubSettings.from_env()),
+            pod_access=pod_access_from_environment(),
+            readable_secrets=readable_secrets_from_environment(),
+            allow_privileged_pods=privileged_pods_from_environment(),
         )
 
     def forget(self, uid: str) -> None:
         self.memory.pop(uid, None)
         self.errors.pop(uid, None)
+        for key in [k for k in self.unready_since if k[0] == uid]:
+            del self.unready_since[key]

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes.config import kube_config
 
 from controllers.api.v1alpha1 import API_VERSION, KIND
 from controllers.reconcile.runtime import TIME_COMPRESSION_ENV
@@ -79,7 +78,7 @@ class LocalHarness:
             stack.callback(self._tmp.cleanup)
         self.cluster = Cluster(self.workdir)
         stack.callback(self.cluster.close)
-        self._point_clients_at(self.cluster.kubeconfig)
+        self._set_env("KUBECONFIG", str(self.cluster.kubeconfig))  # both clients read it
         self.pods = PodRunner(
             self.cluster.url,
             self.workdir,
@@ -108,22 +107,6 @@ class LocalHarness:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = saved
-
-        self._stack.callback(restore)
-
-    def _point_clients_at(self, kubeconfig: Path) -> None:
-        """The operator's adapter reads $KUBECONFIG; Kopf's login reads the default location."""
-        saved_env = os.environ.get("KUBECONFIG")
-        saved_default = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
-        os.environ["KUBECONFIG"] = str(kubeconfig)
-        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(kubeconfig)
-
-        def restore() -> None:
-            kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved_default
-            if saved_env is None:
-                os.environ.pop("KUBECONFIG", None)
-            else:
-                os.environ["KUBECONFIG"] = saved_env
 
         self._stack.callback(restore)
 

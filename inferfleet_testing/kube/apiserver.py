@@ -49,7 +49,8 @@ class Write:
 
 @dataclass
 class Fault:
-    """Answer the next `times` writes whose method and path match with `status`."""
+    """Answer the next `times` writes (or GETs of one object) whose method and path match with
+    `status`."""
 
     method: str
     path_suffix: str
@@ -153,6 +154,9 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def _read(self, request: kmock.Request) -> tuple[int, Any]:
         if request.action == kmock.action.FETCH:
+            faulted = self._faulted(request, "GET")
+            if faulted is not None:
+                return faulted
             found = self._live(self._key(request))
             if found is None:
                 return 404, self._status_body(404, f"{request.url.path} not found")
@@ -206,7 +210,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
     # --- writes --------------------------------------------------------------------------------
 
-    async def _write(self, request: kmock.Request, method: str) -> tuple[int, Any]:
+    def _faulted(self, request: kmock.Request, method: str) -> tuple[int, Any] | None:
         for fault in self.faults:
             if (
                 fault.times > 0
@@ -216,6 +220,12 @@ class ApiServer(kmock.KubernetesEmulator):
                 fault.times -= 1
                 fault.hits.append(request.url.path)
                 return fault.status, self._status_body(fault.status, "injected by the test")
+        return None
+
+    async def _write(self, request: kmock.Request, method: str) -> tuple[int, Any]:
+        faulted = self._faulted(request, method)
+        if faulted is not None:
+            return faulted
         try:
             if method == "POST":
                 return 201, await self._create(request, self._body(request))

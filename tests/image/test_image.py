@@ -198,3 +198,11 @@ def test_the_image_runs_as_its_non_root_user_with_inferfleet_from_its_wheel(char
     version = docker("run", "--rm", "--read-only", "--network", "none", "--entrypoint",
                      "inferfleet", chart_image, "--version")  # fmt: skip
     assert re.fullmatch(r"inferfleet \d+\.\d+\.\d+\S*\n", version)
+
+
+def test_the_image_sizes_a_catalogued_model_offline(chart_image: str):
+    """An air-gapped operator sizes a model named only by name from the installed catalog."""
+    out = docker("run", "--rm", "--read-only", "--network", "none", "--entrypoint", "inferfleet",
+                 chart_image, "memory", "--model", "Qwen/Qwen3-8B", "--offline", "--gpu", "H100",
+                 "--tp", "1", "--max-model-len", "8192", "--output", "json")  # fmt: skip
+    assert json.loads(out)["kv_cache_tokens"] > 8192

@@ -160,7 +160,10 @@ def test_operator_pod_is_locked_down(rendered):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"health": 8080, "metrics": 9090}
-    env = {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"] for e in container["env"]}
+    env = {
+        e["name"]: e["value"] if "value" in e else e["valueFrom"]["fieldRef"]
+        for e in container["env"]
+    }
     assert env["INFERFLEET_PROMETHEUS_URL"].startswith("http")
     assert env["INFERFLEET_METRICS_PORT"] == "9090"
     assert env["POD_ID"] == {"fieldPath": "metadata.name"}  # Kopf's peer identity
@@ -169,13 +172,29 @@ def test_operator_pod_is_locked_down(rendered):
 def test_hub_values_reach_the_operator_environment():
     def env_of(values: dict[str, Any]) -> dict[str, Any]:
         (container,) = operator_workload(render(values))["spec"]["template"]["spec"]["containers"]
-        return {e["name"]: e.get("value") or e["valueFrom"] for e in container["env"]}
+        return {e["name"]: e["value"] if "value" in e else e["valueFrom"] for e in container["env"]}
 
     assert not {"HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_TOKEN"} & env_of({}).keys()
     env = env_of({"hub": {"endpoint": "https://hub.internal", "offline": True,
                           "tokenSecret": {"name": "hf", "key": "tok"}}})  # fmt: skip
     assert env["HF_ENDPOINT"] == "https://hub.internal" and env["HF_HUB_OFFLINE"] == "1"
     assert env["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "tok"}}
+
+
+@pytest.mark.parametrize("limit_mib", [None, 200])
+def test_the_hub_cache_is_a_bounded_emptydir_the_operator_prunes_below_its_limit(limit_mib):
+    values = {} if limit_mib is None else {"hub": {"cache": {"sizeLimitMiB": limit_mib}}}
+    pod = operator_workload(render(values))["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "hub-cache"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "hub-cache"]
+    # The library writes under HF_HOME and the cache dir: both on the writable emptyDir.
+    for key in ("HF_HOME", "INFERFLEET_HUB_CACHE_DIR"):
+        assert Path(env[key]).is_relative_to(mount["mountPath"])
+    limit = limit_mib or 64
+    assert volume["emptyDir"]["sizeLimit"] == f"{limit}Mi"
+    assert 0 < float(env["INFERFLEET_HUB_CACHE_MAX_MIB"]) < limit
 
 
 def test_one_replica_is_standalone_and_never_overlaps():
@@ -245,6 +264,44 @@ def test_namespaced_mode_grants_nothing_cluster_wide():
     ]
     assert "--all-namespaces" not in args
     assert {p["metadata"]["namespace"] for p in of_kind(docs, "KopfPeering")} == {"llm", "team-b"}
+
+
+POD_RULE = {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch"]}
+
+
+@pytest.mark.parametrize("namespaced", [False, True])
+def test_default_rbac_grants_no_pods_and_no_secrets(namespaced: bool):
+    docs = render({"namespaced": namespaced})
+    roles = of_kind(docs, "Role" if namespaced else "ClusterRole")
+    assert roles
+    for role in roles:
+        assert not {"pods", "secrets"} & {r for rule in role["rules"] for r in rule["resources"]}
+    env = _operator_env({"namespaced": namespaced})
+    assert env["INFERFLEET_POD_ACCESS"] == "false" and env["INFERFLEET_READABLE_SECRETS"] == ""
+    assert env["INFERFLEET_ALLOW_PRIVILEGED_PODS"] == "false"
+    assert env["INFERFLEET_HUB_ALLOWED_HOSTS"] == "hf.co,*.hf.co,*.huggingface.co"
+
+
+@pytest.mark.parametrize("namespaced", [False, True])
+def test_the_rbac_values_grant_exactly_the_narrow_rules(namespaced: bool):
+    grants = {"podAccess": True, "hubTokenSecrets": ["hf-token", "team-b.hf"]}
+    values = {"namespaced": namespaced, "watchNamespaces": ["llm"], "rbac": grants}
+    docs = render(values)
+    (role,) = of_kind(docs, "Role" if namespaced else "ClusterRole")
+    (default,) = of_kind(render({"namespaced": namespaced, "watchNamespaces": ["llm"]}),
+                         "Role" if namespaced else "ClusterRole")  # fmt: skip
+    added = [rule for rule in role["rules"] if rule not in default["rules"]]
+    secret_rule = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                   "resourceNames": ["hf-token", "team-b.hf"]}  # fmt: skip
+    assert len(added) == 2 and POD_RULE in added and secret_rule in added
+    assert len(role["rules"]) == len(default["rules"]) + 2
+    env = _operator_env(values)
+    assert env["INFERFLEET_POD_ACCESS"] == "true"
+    assert env["INFERFLEET_READABLE_SECRETS"] == "hf-token,team-b.hf"
+    # One grant alone: pods without Secrets.
+    (pods_only,) = of_kind(render({**values, "rbac": {"podAccess": True, "hubTokenSecrets": []}}),
+                           "Role" if namespaced else "ClusterRole")  # fmt: skip
+    assert [r for r in pods_only["rules"] if r not in default["rules"]] == [POD_RULE]
 
 
 def test_namespaced_mode_defaults_to_the_release_namespace():

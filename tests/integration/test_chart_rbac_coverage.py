@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes.config import kube_config
 
-from inferfleet_testing.kube.apiserver import ApiServer
+from inferfleet_testing.kube.fixtures import recorded_fixture  # noqa: F401
 from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
 from tests.conftest import REPO
 
@@ -26,7 +25,6 @@ RULES_FILE = REPO / "charts" / "inferfleet" / "files" / "rbac-rules.yaml"
 FLEETS = "inferfleet.io/v1alpha1"
 # Readable by every authenticated user (system:discovery / system:public-info-viewer).
 PUBLIC_PREFIXES = ("/version", "/openapi", "/healthz", "/livez", "/readyz")
-TEST_CLIENT_AGENT = "python-httpx/"  # the harness's client; the operator uses aiohttp
 
 
 def attributes(method: str, path: str, query: dict[str, str]) -> tuple[str, str, str] | None:
@@ -61,26 +59,9 @@ def allowed(rules: list[dict[str, list[str]]], group: str, resource: str, verb: 
 
 
 @pytest.fixture
-def recorded(monkeypatch) -> list[tuple[str, str, dict[str, str]]]:
-    """Requests of the operator (Kopf and the aiohttp adapter), not of the test's httpx client."""
-    calls: list[tuple[str, str, dict[str, str]]] = []
-    handle = ApiServer._handle
-
-    async def recording(self, request):
-        if not request.headers.get("User-Agent", "").startswith(TEST_CLIENT_AGENT):
-            method = str(request.method.value).upper()
-            calls.append((method, request.url.path, dict(request.url.query)))
-        return await handle(self, request)
-
-    monkeypatch.setattr(ApiServer, "_handle", recording)
-    return calls
-
-
-@pytest.fixture
 def running(tmp_path, monkeypatch, recorded) -> Iterator[Cluster]:
     cluster = Cluster(tmp_path)
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(cluster.kubeconfig))
     operator = Operator()
     try:
         yield cluster
@@ -133,7 +114,10 @@ def test_every_operator_request_is_granted_by_the_chart(running: Cluster, record
     )
 
     rules = yaml.safe_load(RULES_FILE.read_text())
-    granted = rules["namespaced"] + rules["cluster"]
+    # This operator has every access on (no chart settings in its environment): checked against
+    # every rule the chart can grant. The default grant is test_operator_least_privilege's.
+    optional = [rule for granted_by in rules["optional"].values() for rule in granted_by]
+    granted = rules["namespaced"] + rules["cluster"] + optional
     checked = {
         attrs
         for method, path, query in recorded

@@ -13,6 +13,7 @@ from controllers.adapters.kube import Kube
 from controllers.reconcile.handlers import reconcile
 from controllers.reconcile.plans import PlanCache
 from controllers.reconcile.runtime import Watcher
+from inferfleet_testing.kube.apiserver import Fault
 from inferfleet_testing.kube.fixtures import cluster_fixture  # noqa: F401
 from inferfleet_testing.kube.harness import Cluster
 from tests.conftest import REPO
@@ -27,7 +28,7 @@ def _create(cluster: Cluster, **model: Any) -> None:
     cluster.create(fleet)
 
 
-def _pass(cluster: Cluster) -> dict[str, Any]:
+def _pass(cluster: Cluster, watcher: Watcher | None = None) -> dict[str, Any]:
     (fleet,) = cluster.objects("InferenceFleet")
 
     async def run() -> None:
@@ -35,7 +36,7 @@ def _pass(cluster: Cluster) -> dict[str, Any]:
         try:
             await reconcile(
                 kube, fleet, now_s=1_000_000.0, plans=PlanCache(), owned=cluster.owned(),
-                watcher=Watcher(),
+                watcher=watcher or Watcher(),
             )  # fmt: skip
         finally:
             await kube.close()
@@ -80,3 +81,31 @@ def test_the_token_reference_reaches_the_pod_as_a_secret_key_ref(cluster: Cluste
     assert pod["automountServiceAccountToken"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+
+
+def test_a_token_secret_the_operator_may_not_read_is_refused_naming_the_chart_value(
+    cluster: Cluster,
+):
+    """The API answers 403 (the chart grants no such Secret): a clear refusal, not a retry."""
+    fault = cluster.inject(Fault("GET", "/secrets/hf-gated", 403, times=100))
+    _create(cluster, name="acme/private-8b", hfConfig=None,
+            hub={"tokenSecretRef": {"name": "hf-gated"}})  # fmt: skip
+    sized = _sized(_pass(cluster))
+    assert fault.hits, "the operator did not try to read the Secret"
+    assert (sized["status"], sized["reason"]) == ("False", "ModelConfigUnavailable")
+    assert "rbac.hubTokenSecrets" in sized["message"] and "hf-gated" in sized["message"]
+
+
+def test_root_in_the_vllm_pods_only_where_the_chart_allows_it(cluster: Cluster):
+    _create(cluster, securityContext={"runAsUser": 0, "privileged": True})
+    sized = _sized(_pass(cluster))
+    assert (sized["status"], sized["reason"]) == ("False", "InvalidSpec")
+    assert "spec.model.securityContext.runAsUser" in sized["message"]
+    assert "spec.model.securityContext.privileged" in sized["message"]
+    assert "vllmPods.allowPrivileged" in sized["message"]
+    assert cluster.objects("Deployment") == []
+    assert _sized(_pass(cluster, Watcher(allow_privileged_pods=True)))["status"] == "True"
+    (deployment,) = cluster.objects("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 0
+    assert pod["containers"][0]["securityContext"]["privileged"] is True

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from controllers.adapters.hf_hub import CACHE_ENV
 from inferfleet_testing.checkpoints import dense_decoder_tensors, safetensors_header
 from inferfleet_testing.fake_hub import FakeHub
 from inferfleet_testing.kube.fixtures import cluster_fixture  # noqa: F401
@@ -37,8 +39,11 @@ def hub() -> Iterator[FakeHub]:
         yield fake
 
 
-def _operator(monkeypatch: pytest.MonkeyPatch, hub: FakeHub, offline: bool) -> Operator:
+def _operator(
+    monkeypatch: pytest.MonkeyPatch, hub: FakeHub, offline: bool, cache: Path
+) -> Operator:
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv(CACHE_ENV, str(cache))
     monkeypatch.delenv("HF_TOKEN", raising=False)
     if offline:
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -48,9 +53,9 @@ def _operator(monkeypatch: pytest.MonkeyPatch, hub: FakeHub, offline: bool) -> O
 
 
 def test_model_name_alone_against_the_hub_with_a_token_secret(
-    cluster: Cluster, hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    operator = _operator(monkeypatch, hub, offline=False)
+    operator = _operator(monkeypatch, hub, offline=False, cache=tmp_path)
     try:
         obj = by_name(PRIVATE, hub={"tokenSecretRef": {"name": "hf", "key": "token"}})
         cluster.create(obj)
@@ -83,9 +88,9 @@ def test_model_name_alone_against_the_hub_with_a_token_secret(
 
 
 def test_offline_the_catalog_sizes_and_an_unknown_model_is_refused_alone(
-    cluster: Cluster, hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    operator = _operator(monkeypatch, hub, offline=True)
+    operator = _operator(monkeypatch, hub, offline=True, cache=tmp_path)
     try:
         known = by_name(CATALOGUED)
         cluster.create(known)

@@ -47,8 +47,8 @@ def fleets() -> list[dict[str, Any]]:
 class OperatorProcess:
     """`kopf run operator/main.py` against `cluster` in a process of its own."""
 
-    def __init__(self, cluster: Cluster, log: Path) -> None:
-        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    def __init__(self, cluster: Cluster, log: Path, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), **(env or {})}
         command = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
                    str(REPO / "operator" / "main.py")]  # fmt: skip
         self._log = log.open("ab")

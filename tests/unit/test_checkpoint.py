@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 from inferfleet_testing.checkpoints import dense_decoder_tensors, safetensors_header
 from sizing.checkpoint import (
     TensorInfo,
-    header_length,
-    parse_header,
     summarize,
+    tensors_from_header,
     weight_map_files,
 )
 from sizing.errors import InvalidInput
@@ -31,8 +30,9 @@ TINY = {
 
 
 def _tensors(blob: bytes) -> tuple[TensorInfo, ...]:
-    length = header_length(blob[:8])
-    return parse_header(blob[8 : 8 + length])
+    """A header as the Hub adapter hands it over: the JSON after the 8-byte length, decoded."""
+    length = int.from_bytes(blob[:8], "little")
+    return tensors_from_header(json.loads(blob[8 : 8 + length]))
 
 
 def test_header_round_trip_gives_dtype_shape_and_bytes() -> None:
@@ -45,25 +45,16 @@ def test_header_round_trip_gives_dtype_shape_and_bytes() -> None:
 @pytest.mark.parametrize(
     ("header", "words"),
     [
-        (b"not json", "not JSON"),
-        (b"[1, 2]", "JSON object"),
-        (json.dumps({"x": {"dtype": "Q3", "shape": [1], "data_offsets": [0, 1]}}).encode(), "Q3"),
-        (json.dumps({"x": {"dtype": "F16", "shape": [4], "data_offsets": [0, 6]}}).encode(),
-         "spans 6 bytes"),
-        (json.dumps({"x": {"dtype": "F16", "shape": [-1], "data_offsets": [0, 2]}}).encode(),
-         "non-negative"),
+        ({"x": {"dtype": "Q3", "shape": [1], "data_offsets": [0, 1]}}, "Q3"),
+        ({"x": {"dtype": "F16", "shape": [4], "data_offsets": [0, 6]}}, "spans 6 bytes"),
+        ({"x": {"dtype": "F16", "shape": [-1], "data_offsets": [0, 2]}}, "non-negative"),
+        ({"x": [1, 2]}, "not an object"),
     ],
 )  # fmt: skip
-def test_bad_headers_are_named(header: bytes, words: str) -> None:
+def test_bad_headers_are_named(header: dict, words: str) -> None:
     with pytest.raises(InvalidInput, match=words):
-        parse_header(header)
-
-
-def test_bad_length_prefix_is_named() -> None:
-    with pytest.raises(InvalidInput, match="at least 8"):
-        header_length(b"\x01\x00")
-    with pytest.raises(InvalidInput, match="not a safetensors file"):
-        header_length((2**40).to_bytes(8, "little"))
+        tensors_from_header(header)
+    assert tensors_from_header({"__metadata__": {"format": "pt"}}) == ()
 
 
 def test_exact_bytes_of_a_real_config_match_the_logged_weights() -> None:
@@ -124,7 +115,7 @@ def test_encoder_goes_to_the_first_stage() -> None:
     ]
     weights = summarize(_tensors(safetensors_header(tensors)), 4)
     arch = with_checkpoint(load_model_config(TINY), weights)
-    assert arch.has_vision and arch.vision_params == 256 * 64 + 64 * 64
+    assert arch.has_encoder and arch.vision_params == 256 * 64 + 64 * 64
     one, two = stage_weights_bytes(arch, "none", "auto", pp=2)
     plain = with_checkpoint(load_model_config(TINY), summarize(_tensors(safetensors_header(
         dense_decoder_tensors(TINY))), 4))  # fmt: skip

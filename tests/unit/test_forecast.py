@@ -10,7 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from controllers.api.packed import INT32, unpack_array
+from controllers.api.packed import INT32, unpack_array, unpacked_bytes
 from controllers.api.v1alpha1 import ForecasterMemory, RampMemory
 from controllers.policy.scaling.forecast import (
     DAY_S,
@@ -129,7 +129,7 @@ def _as_lists(model: dict) -> dict:
     out = {}
     for period, profile in model.items():
         rows = (DAY_S if period == "daily" else 7 * DAY_S) // 600
-        depth = len(base64.b64decode(profile["values"])) // 4 // rows
+        depth = len(unpacked_bytes(profile["values"], 2**24)) // 4 // rows
         out[period] = {
             "values": lists(profile["values"], (rows, depth)),
             "cycles": [int(c) for c in unpack_array(profile["cycles"], (rows,), INT32)],
@@ -158,7 +158,7 @@ def test_state_stored_as_float64_strings_by_an_older_release_still_loads(m_small
     state = fc.to_dict()
 
     def widened(text: str, dtype: str) -> str:
-        values = np.frombuffer(base64.b64decode(text), dtype=dtype)
+        values = np.frombuffer(unpacked_bytes(text, 2**24), dtype=dtype)
         return base64.b64encode(values.astype("<f8").tobytes()).decode("ascii")
 
     older_model = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from itertools import pairwise
 
@@ -273,12 +274,29 @@ def test_bigger_profiling_batches_never_leave_more_kv(arch, batched, more_tokens
     assert more.kv_cache_tokens <= m.kv_cache_tokens
 
 
-def test_unified_memory_devices_warn_that_the_host_shares_the_pool() -> None:
+@pytest.mark.parametrize("device", ["GB10", "Jetson-AGX-Thor"])
+def test_unified_memory_devices_start_only_within_what_the_host_leaves(device: str) -> None:
+    """vLLM reads the host's available memory as free on these devices and refuses to start
+    when utilization x total is more: 0.92 (its default) does not start on a DGX Spark,
+    0.83 does, and the KV cache is then sized from utilization x total as anywhere else."""
     arch = _arch("Qwen--Qwen3-8B")
-    cfg = EngineConfig(max_model_len=8192, gpu_memory_utilization=0.8)
-    unified = estimate_memory(arch, get_gpu("GB10"), cfg)
-    assert any("shares its" in n and f"{0.8 * 119.7:.1f} GiB" in n for n in unified.notes)
-    assert not any("shares its" in n for n in estimate_memory(arch, get_gpu("H100"), cfg).notes)
+    gpu = get_gpu(device)
+    assert 0.8 < gpu.startable_utilization < 0.85
+    refused = estimate_memory(
+        arch, gpu, EngineConfig(max_model_len=8192, gpu_memory_utilization=0.92)
+    )
+    assert not refused.fits and refused.kv_cache_gib > 0
+    most = f"at most {math.floor(100 * gpu.startable_utilization) / 100:.2f}"
+    assert any("refuses to start" in n and most in n for n in refused.notes)
+    started = estimate_memory(
+        arch, gpu, EngineConfig(max_model_len=8192, gpu_memory_utilization=0.83)
+    )
+    assert started.fits and not any("refuses" in n for n in started.notes)
+    assert started.usable_gib == pytest.approx(0.83 * gpu.memory_gib_reported)
+    discrete = estimate_memory(
+        arch, get_gpu("H100"), EngineConfig(max_model_len=8192, gpu_memory_utilization=0.92)
+    )
+    assert discrete.fits and get_gpu("H100").startable_utilization == 1.0
 
 
 def test_hybrid_mamba_kv_comes_in_whole_grown_blocks() -> None:

@@ -106,3 +106,29 @@ def test_console_script_prints_no_traceback() -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("spelling", "name"),
+    [
+        ("RTX-PRO-6000", "RTX-PRO-6000"),
+        ("rtx pro 6000", "RTX-PRO-6000"),
+        ("GB10", "GB10"),
+        ("Jetson-AGX-Thor", "Jetson-AGX-Thor"),
+        ("jetson agx thor", "Jetson-AGX-Thor"),
+        ("MI300X", "MI300X"),
+        ("mi325x", "MI325X"),
+        ("MI-355X", "MI355X"),
+        ("H20", "H20"),
+        ("gb200", "GB200"),
+        ("B300", "B300"),
+    ],
+)
+def test_gpu_accepts_every_name_the_catalog_promises(
+    capsys: pytest.CaptureFixture[str], spelling: str, name: str
+) -> None:
+    """Case, dashes and spaces ignored; the unified-memory devices are sized at a utilization
+    their host leaves room for."""
+    out = _json(capsys, "--model-config", LLAMA8B, "--gpu", spelling, "--tp", "1",
+                "--max-model-len", "8192", "--gpu-memory-utilization", "0.8")  # fmt: skip
+    assert out["gpu"] == name and out["kv_cache_tokens"] > 8192

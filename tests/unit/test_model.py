@@ -93,7 +93,7 @@ def test_hybrid_sliding_window_gpt_oss() -> None:
 
 def test_multimodal_keeps_language_keys_under_text_config() -> None:
     arch = _arch("mistralai--Mistral-Small-3.1-24B-Instruct-2503")
-    assert arch.has_vision and arch.num_layers == 40 and arch.hidden_size == 5120
+    assert arch.has_encoder and arch.num_layers == 40 and arch.hidden_size == 5120
     assert arch.vision_params == pytest.approx(0.43e9, rel=0.05)
     assert arch.total_params == 24_000_000_000
 
@@ -182,7 +182,7 @@ def test_a_hub_config_that_leaves_out_its_class_defaults() -> None:
         131_072,
         True,
     )
-    assert a.params == b.params and a.vision == b.vision
+    assert a.params == b.params and a.tower == b.tower
 
 
 CATALOG = REPO / "controllers" / "adapters" / "model_catalog"
@@ -221,3 +221,60 @@ def test_a_state_layer_fits_one_attention_page(tp: int) -> None:
         json.loads((CATALOG / "meta-llama--Llama-3.1-8B-Instruct.json").read_text())
     )
     assert plain.block_tokens(2.0, 2.0, tp, 16) == 16
+
+
+def _raw_catalog(name: str) -> dict:
+    return json.loads((CATALOG / f"{name}.json").read_text())
+
+
+def _catalog(name: str) -> ModelArch:
+    return load_model_config(_raw_catalog(name))
+
+
+def test_gated_delta_layers_hold_a_recurrent_state_per_sequence() -> None:
+    """Qwen3-Next (real config): every 4th layer full attention, the rest gated delta, whose
+    per-sequence state is what vLLM allocates: value heads x key dim x value dim, plus the
+    conv's (kernel - 1) taps over the q, k and v channels."""
+    arch = _catalog("Qwen--Qwen3-Next-80B-A3B-Instruct")
+    assert arch.layer_types[:4] == ("linear_attention",) * 3 + ("full_attention",)
+    assert (arch.num_state_layers, arch.num_attention_layers) == (36, 12)
+    recurrent, conv = 32 * 128 * 128, 3 * (2 * 16 * 128 + 32 * 128)
+    assert (arch.mamba_state_elements, arch.mamba_conv_elements) == (recurrent, conv)
+    assert arch.state_bytes_per_sequence(2.0, tp=4) == (recurrent + conv) * 2.0 / 4
+    # The shapes alone give the model card's 80B (79.67B) and 3B active (3.87B).
+    derived = load_model_config({**_raw_catalog("Qwen--Qwen3-Next-80B-A3B-Instruct"),
+                                 "total_params_b": None})  # fmt: skip
+    assert derived.total_params == pytest.approx(79.67e9, rel=0.002)
+    assert derived.active_params == pytest.approx(3.87e9, rel=0.005)
+    # The attention block grows until a page holds one state: 544 tokens at TP 1, 272 at TP 4.
+    assert [arch.block_tokens(2.0, 2.0, tp, 16) for tp in (1, 4)] == [544, 272]
+    # One pool shared by groups of 12 layers (3 gated-delta groups + 1 attention group).
+    assert arch.stage_cache_layers(1) == (48,)
+
+
+def test_a_pinned_float32_recurrent_state_doubles_its_page() -> None:
+    """Qwen3.5-9B (real config) pins mamba_ssm_dtype float32: a 2,146,304-byte state per
+    layer, so vLLM sets the attention block to 528 tokens and pads the state by 0.76 % (the
+    figures a vLLM start-up log of this layer shape prints)."""
+    arch = _catalog("Qwen--Qwen3.5-9B")
+    assert arch.ssm_state_dtype == "float32"
+    state = arch.state_bytes_per_sequence(2.0)
+    assert state == 3 * 8192 * 2 + 32 * 128 * 128 * 4
+    block = arch.block_tokens(2.0, 2.0, 1, 16)
+    page = block * arch.kv_bytes_per_token_per_layer(2.0)
+    assert block == 528 and round(100 * (page - state) / state, 2) == 0.76
+    raw = _raw_catalog("Qwen--Qwen3.5-9B")
+    raw["text_config"]["mamba_ssm_dtype"] = None  # vLLM's "auto": the model dtype
+    bf16 = load_model_config(raw)
+    assert bf16.block_tokens(2.0, 2.0, 1, 16) < block
+
+
+def test_llama4_chunked_local_layers_are_local_kv_layers() -> None:
+    """Llama 4 Scout (real config): layers with RoPE attend within attention_chunk_size
+    (chunked local attention), the NoPE ones (every 4th) over everything. vLLM's pool holds
+    both kinds in groups of 12, so the KV slots stay 48 either way."""
+    arch = _catalog("meta-llama--Llama-4-Scout-17B-16E-Instruct")
+    assert arch.layer_types[:4] == ("chunked_attention",) * 3 + ("full_attention",)
+    assert (arch.num_sliding_layers, arch.num_attention_layers) == (36, 48)
+    assert arch.sliding_window == 8192  # what a chunked layer's token attends to, at most
+    assert arch.stage_cache_layers(1) == (48,)

@@ -146,6 +146,18 @@ def test_model_does_not_fit_names_gib(chat_request):
         plan_fleet(replace(chat_request, pools=(t4,), quantization="none"), fixed_capacity(1.0))
 
 
+def test_a_unified_memory_pool_above_what_its_host_leaves_is_refused_with_the_fix(chat_request):
+    """vLLM would refuse to start on a GB10 at utilization 0.9: the plan says so, and what to
+    set, instead of trying layouts."""
+    gb10 = PoolRequest("spark", get_gpu("GB10"), max_gpus=8)
+    request = replace(chat_request, pools=(gb10,))
+    assert request.engine.gpu_memory_utilization == 0.9
+    with pytest.raises(ModelDoesNotFit, match=r"refuses to start.*at most 0\.83"):
+        plan_fleet(request, fixed_capacity(10.0))
+    lowered = replace(request, engine=replace(request.engine, gpu_memory_utilization=0.8))
+    assert plan_fleet(lowered, fixed_capacity(200.0)).total_gpus > 0
+
+
 def test_max_replicas_is_respected(chat_request):
     with pytest.raises(NoPoolFits, match="maxReplicas"):
         plan_fleet(replace(chat_request, max_replicas=3), fixed_capacity(10.0))

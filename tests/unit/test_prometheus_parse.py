@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from controllers.adapters.allow_list import host_allowed
 from controllers.adapters.prometheus import (
     FAMILIES,
     MAX_PLAUSIBLE,
@@ -21,7 +22,6 @@ from controllers.adapters.prometheus_http import (
     QUERY_RANGE_PATH,
     PrometheusError,
     _result,
-    host_allowed,
 )
 from controllers.adapters.prometheus_reader import PrometheusReader
 from controllers.policy.monitoring.snapshot import metrics_condition

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from controllers.api.v1alpha1 import GROUP, PLURAL
-from controllers.reconcile.rbac import RULES, cluster_role_rules
+from controllers.reconcile.rbac import (
+    POD_ACCESS_VALUE,
+    READABLE_SECRETS_VALUE,
+    RULES,
+    cluster_role_rules,
+    optional_rules,
+)
 
 
 def _allowed(group: str, resource: str, verb: str) -> bool:
@@ -48,6 +54,16 @@ def test_nothing_broader_than_needed():
     assert not _allowed("", "secrets", "list") and not _allowed("", "secrets", "watch")
     # Owned objects come from the watch cache: no GET per object per pass.
     assert not _allowed("apps", "deployments", "get")
+
+
+def test_the_default_grant_holds_no_pods_and_no_secrets():
+    resources = {r for rule in cluster_role_rules() for r in rule["resources"]}
+    assert not {"pods", "secrets"} & resources
+    assert optional_rules() == {
+        POD_ACCESS_VALUE: [{"apiGroups": [""], "resources": ["pods"],
+                            "verbs": ["list", "watch", "patch"]}],
+        READABLE_SECRETS_VALUE: [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+    }  # fmt: skip
 
 
 def test_manifest_form():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from controllers.reconcile.rbac import RULES, cluster_role_rules
+from controllers.reconcile.rbac import RULES, cluster_role_rules, optional_rules
 from tests.conftest import REPO
 
 RULES_FILE = REPO / "charts" / "inferfleet" / "files" / "rbac-rules.yaml"
@@ -27,16 +27,16 @@ def chart_rules() -> dict[str, list[dict[str, list[str]]]]:
 
 def test_chart_rules_are_the_operators_rules():
     rules = chart_rules()
-    assert sorted(rules) == ["cluster", "namespaced"]
+    assert sorted(rules) == ["cluster", "namespaced", "optional"]
     merged = rules["namespaced"] + rules["cluster"]
-    assert sorted(map(repr, merged)) == sorted(map(repr, cluster_role_rules())), (
-        "charts/inferfleet/files/rbac-rules.yaml drifted; run `python scripts/sync_chart.py`"
-    )
+    drifted = "charts/inferfleet/files/rbac-rules.yaml drifted; run `python scripts/sync_chart.py`"
+    assert sorted(map(repr, merged)) == sorted(map(repr, cluster_role_rules())), drifted
+    assert rules["optional"] == optional_rules(), drifted
 
 
 def test_cluster_scoped_resources_are_never_in_a_namespaced_role():
     rules = chart_rules()
-    for rule in rules["namespaced"]:
+    for rule in rules["namespaced"] + [r for rs in rules["optional"].values() for r in rs]:
         assert not CLUSTER_SCOPED & set(rule["resources"]), rule
     for rule in rules["cluster"]:
         assert set(rule["resources"]) <= CLUSTER_SCOPED, rule

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from controllers.api.v1alpha1 import ScorecardMemory
 from controllers.policy.scaling.capacity import LoadSample, SLOLimits
 from controllers.policy.scaling.scorecard import WINDOWS, Interval, Scorecard, slo_met
 
@@ -99,6 +101,16 @@ def test_pending_counts_only_a_shortfall_older_than_a_cold_start():
     assert window(c, "1h", 7 * INTERVAL_S).pending_s == pytest.approx(4 * INTERVAL_S)
 
 
+def test_pending_follows_the_pending_detection_where_it_ran():
+    c = card(cold_start_s=120.0)
+    # Short of ready for five minutes, but the detection saw nothing waiting for a node in
+    # the first three (slow warming), then two replicas past the deadline for two minutes.
+    for i, waiting in enumerate([0, 0, 0, 2, 2]):
+        c.observe(Interval((i + 1) * INTERVAL_S, INTERVAL_S, 4, ready=2, pending=waiting))
+    c.observe(Interval(6 * INTERVAL_S, INTERVAL_S, 4, ready=2, pending=0))
+    assert window(c, "1h", 6 * INTERVAL_S).pending_s == pytest.approx(2 * INTERVAL_S)
+
+
 def test_state_round_trips_through_json():
     c = card(horizon_s=120.0)
     for i in range(40):
@@ -113,6 +125,51 @@ def test_state_round_trips_through_json():
     c.observe(nxt)
     again.observe(nxt)
     assert again.scores(2460.0) == c.scores(2460.0)
+
+
+def test_state_round_trips_through_the_typed_status_model():
+    c = card(horizon_s=120.0)
+    for i in range(30):
+        c.observe(
+            Interval((i + 1) * INTERVAL_S, INTERVAL_S, 2 + i % 2, ready=1 + i % 3,
+                     demand_rps=4.0 + i, capacity_rps=2.0, forecast_rps=None if i % 5 else 3.0)
+        )  # fmt: skip
+    # As status.history stores it: validated, then written without its unset figures.
+    stored = ScorecardMemory.model_validate(c.to_dict()).model_dump(
+        by_alias=True, exclude_none=True
+    )
+    again = card(horizon_s=120.0)
+    again.load(json.loads(json.dumps(stored)))
+    assert again.scores(1800.0) == c.scores(1800.0)
+    assert (again.last_change, again.short_since_s) == (c.last_change, c.short_since_s)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=30,
+)
+_memory_keys = st.sampled_from(["rings", "due", "lastReplicas", "lastChange", "shortSince", "x"])
+_ring = st.lists(st.lists(st.floats(allow_nan=True) | st.integers(), max_size=14), max_size=3)
+
+
+@given(
+    st.one_of(
+        _json,
+        st.dictionaries(_memory_keys, _json, max_size=5),
+        st.fixed_dictionaries(
+            {"rings": st.dictionaries(st.sampled_from(["1h", "7d", "2h"]), _ring)}
+        ),
+    )
+)
+def test_any_stored_scorecard_parses_and_loads_or_is_refused(raw):
+    try:
+        memory = ScorecardMemory.model_validate(raw)
+    except ValueError:  # pydantic's ValidationError: status.history starts afresh
+        return
+    # Anything else would escape the autoscaler, which answers these with a fresh card.
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        card().load(memory.model_dump(by_alias=True, exclude_none=True))
 
 
 def test_damaged_state_is_refused():

@@ -121,7 +121,25 @@ spec:
           value: {{ include "inferfleet.prometheusAllowedHosts" . | quote }}
         - name: INFERFLEET_METRICS_PORT
           value: {{ .Values.metrics.port | quote }}
+        # What the chart's RBAC grants (rbac.*), so the operator watches no pods and reads no
+        # Secret it may not (a watch without the grant would retry its 403 forever).
+        - name: INFERFLEET_POD_ACCESS
+          value: {{ .Values.rbac.podAccess | toString | quote }}
+        - name: INFERFLEET_READABLE_SECRETS
+          value: {{ join "," .Values.rbac.hubTokenSecrets | quote }}
+        - name: INFERFLEET_ALLOW_PRIVILEGED_PODS
+          value: {{ .Values.vllmPods.allowPrivileged | toString | quote }}
         {{- with .Values.hub }}
+        # huggingface_hub's files (config.json, shard indexes; its own HF_HOME state) live on
+        # the hub-cache emptyDir: the root filesystem is read-only. Pruned to half its size.
+        - name: HF_HOME
+          value: /var/cache/inferfleet-hub
+        - name: INFERFLEET_HUB_CACHE_DIR
+          value: /var/cache/inferfleet-hub/hub
+        - name: INFERFLEET_HUB_CACHE_MAX_MIB
+          value: {{ div (.cache.sizeLimitMiB | default 64 | int) 2 | quote }}
+        - name: HF_HUB_DISABLE_TELEMETRY
+          value: "1"
         {{- if .endpoint }}
         - name: HF_ENDPOINT
           value: {{ .endpoint | quote }}
@@ -130,6 +148,8 @@ spec:
         - name: HF_HUB_OFFLINE
           value: "1"
         {{- end }}
+        - name: INFERFLEET_HUB_ALLOWED_HOSTS
+          value: {{ join "," (.allowedHosts | default list) | quote }}
         {{- if and .tokenSecret .tokenSecret.name }}
         - name: HF_TOKEN
           valueFrom:
@@ -184,10 +204,15 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        - name: hub-cache
+          mountPath: /var/cache/inferfleet-hub
   volumes:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
+    - name: hub-cache
+      emptyDir:
+        sizeLimit: {{ .Values.hub.cache.sizeLimitMiB | default 64 | int }}Mi
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
