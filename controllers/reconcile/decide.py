@@ -394,10 +394,11 @@ def _acting(obs: Observation, planned: Planned, decision: FleetDecision) -> Acti
         for pool, reason in decision.reasons.items()
     }
     reasons |= {p.pool: placed.reasons.get(p.pool, "standby pool") for p in plan.standby}
+    # A standby pool has no count in `runs`, nor in `applied` when scaling is external.
     changed = {
-        p.pool: (runs[p.pool], applied[p.pool])
+        p.pool: (runs.get(p.pool, 0), applied.get(p.pool, 0))
         for p in _ranked(plan)
-        if applied[p.pool] != runs[p.pool]
+        if applied.get(p.pool, 0) != runs.get(p.pool, 0)
     }
     history = {**decision.history, "pools": memories}
     decided = replace(decision, replicas=applied, reasons=reasons, changed=changed, history=history)
