@@ -751,6 +751,12 @@ class PoolPlanStatus(ApiModel):
 class PlanStatus(ApiModel):
     hash: str
     pools: list[PoolPlanStatus]
+    standby: list[PoolPlanStatus] = Field(
+        default_factory=list,
+        description="Allowed pools the plan ranked after the ones it runs, in its order, with "
+        "their replica shape and no replicas: where a shortfall of Pending replicas spills "
+        "once the planned pools are full.",
+    )
     steps: list[PlanStep]
     total_gpus: int = Field(alias="totalGPUs")
     cost_per_hour: str

@@ -159,7 +159,10 @@ def pool_config(
     config = replace(config, closed_loop=closed_loop(spec, pool))
     if time_compression == 1.0:
         return config
-    return replace(config, interval_s=config.interval_s * time_compression)
+    # Rates stay per wall second: an interval still counts the requests of its wall seconds.
+    return replace(
+        config, interval_s=config.interval_s * time_compression, count_interval_s=config.interval_s
+    )
 
 
 def last_decided(tick: FleetTick, pool: PoolPlanStatus, stored: Mapping[str, Any] | None) -> int:

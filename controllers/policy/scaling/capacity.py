@@ -14,7 +14,7 @@ workload the pool really gets:
   over; "loaded" below): the replicas served x within the SLO at utilization u (the highest
   of TTFT/SLO, ITL/SLO, KV usage over its threshold and running requests over the plan's
   concurrency), so capacity is about x / u, with u floored at `U_FLOOR` so one sample
-  extrapolates by at most 1 / U_FLOOR. Weighs by how loaded it was.
+  extrapolates by at most 1 / U_FLOOR. Weighs by how near its limits it ran (u).
 * **idle** or unknown (light load, no replica ready, fewer ready than at the last sample — a
   restart or a scale-down within the interval — or no signal that tells queueing apart):
   ignored, the state does not move. A replica that joined within the interval is kept: it
@@ -315,9 +315,13 @@ class CapacityEstimator:
         if share < LOADED_SHARE or u is None:
             return "idle"
         # Within the SLO it served x, so it serves at least x: u is capped at 1.
-        scale = 1.0 / max(min(u, 1.0), U_FLOOR)
-        values = {unit: _bounded(v * scale, self.predicted.get(unit)) for unit, v in served.items()}
-        self.loaded.add(now_s, values, min(1.0, share))
+        nearness = max(min(u, 1.0), U_FLOOR)
+        values = {
+            unit: _bounded(v / nearness, self.predicted.get(unit)) for unit, v in served.items()
+        }
+        # Weighed by how near its limits it ran, not by what it served: a weight that grew
+        # with throughput would let a busier low sample outweigh the rest (not monotone).
+        self.loaded.add(now_s, values, nearness)
         self.samples += 1
         return "loaded"
 

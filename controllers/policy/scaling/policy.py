@@ -103,6 +103,7 @@ class ScalingConfig:
     cold_start_s: float
     interval_s: float = 60.0
     mode: Mode = "predictive"
+    count_interval_s: float | None = None  # seconds one interval's rates count; None: interval
     min_replicas: int = 1
     max_replicas: int | None = None
     gpus_per_replica: int = 1
@@ -386,7 +387,7 @@ class ScalingPolicy:
                 loop.gen_tok_per_s_per_replica,
             ),
             loop.limits,
-            config.interval_s,
+            config.interval_s if config.count_interval_s is None else config.count_interval_s,
         )
         self.guard = SLOGuard(loop.limits, loop.guard, config.stabilization_s, config.interval_s)
 
