@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -76,7 +75,9 @@ class HubSettings:
     timeout_s: float = 10.0  # per request; the whole resolution has `deadline_s`
     deadline_s: float = 120.0
     # Where hf_hub_download keeps config.json and the index, and how large that may grow.
-    cache_dir: Path = Path(tempfile.gettempdir()) / "inferfleet-hub"
+    # Named, not probed: tempfile.gettempdir() raises where no temporary directory is writable
+    # (a read-only container without /tmp), which an offline run never needs.
+    cache_dir: Path = Path(os.environ.get("TMPDIR") or "/tmp") / "inferfleet-hub"
     cache_max_bytes: int = 32 * 2**20
     # Host patterns a redirect may lead to besides the endpoint's host; None: any host.
     allowed_hosts: tuple[str, ...] | None = None
