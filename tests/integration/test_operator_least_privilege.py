@@ -66,7 +66,12 @@ def test_without_pod_or_secret_access_pending_is_seen_from_the_deployment(
             lambda: (r := replicas(cluster, "l4")) and r > planned_l4 and r, "the spill to l4", 30
         )
         assert replicas(cluster, "l40s") == 2  # held there
-        fleet = fleet_of(cluster, doc)
+        # A pass writes the Deployments before the status: wait for the status of that pass.
+        fleet = wait_for(
+            lambda: (f := fleet_of(cluster, doc))["status"].get("pending") and f,
+            "status.pending",
+            30,
+        )
         (pending,) = fleet["status"]["pending"]
         assert (pending["pool"], pending["replicas"], pending["reason"]) == ("l40s", 2, REASON)
         assert pending["spilledTo"] == "l4" and pending["spilledReplicas"] == spilled - planned_l4
