@@ -27,6 +27,7 @@ FleetKey = tuple[str, str]  # (namespace, fleet name)
 IndexStore = Mapping[FleetKey, Iterable[Mapping[str, Any]]]
 _METADATA_KEPT = ("name", "namespace", "labels", "annotations", "ownerReferences")
 _STATUS_KEPT = ("replicas", "readyReplicas")
+_CONDITIONS_KEPT = ("ReplicaFailure",)
 _INTERNED_MAX = 64  # characters: names, keys and enum-like values, not long texts
 FLEET_LABEL = "app.kubernetes.io/instance"
 
@@ -52,9 +53,23 @@ def index_entry(body: Mapping[str, Any]) -> dict[FleetKey, dict[str, Any]] | Non
         "kind": body.get("kind"),
         "metadata": {k: meta[k] for k in _METADATA_KEPT if k in meta},
         "spec": body.get("spec") or {},
-        "status": {k: v for k, v in (body.get("status") or {}).items() if k in _STATUS_KEPT},
+        "status": _status_kept(body.get("status") or {}),
     }
     return {(meta["namespace"], owner["name"]): _interned(entry)}
+
+
+def _status_kept(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The replica counts, and a ReplicaFailure condition (quota: the pods were never created,
+    which the Pending detection reads) but no other condition."""
+    kept = {k: v for k, v in status.items() if k in _STATUS_KEPT}
+    failures = [
+        c
+        for c in status.get("conditions") or ()
+        if isinstance(c, Mapping) and c.get("type") in _CONDITIONS_KEPT
+    ]
+    if failures:
+        kept["conditions"] = failures
+    return kept
 
 
 def _interned(value: Any) -> Any:

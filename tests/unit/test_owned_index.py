@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -11,6 +12,7 @@ import yaml
 from controllers.adapters.kube import Owner, owned
 from controllers.adapters.owned import IndexedOwned, index_entry, index_objects
 from controllers.api.v1alpha1 import InferenceFleet
+from controllers.policy.pending import POOL_LABEL, waiting_replicas
 from controllers.policy.render import drifted, render_fleet
 from tests.conftest import REPO
 from tests.plans import fleet_plan, pool_plan
@@ -75,3 +77,24 @@ def test_a_fleet_created_again_under_its_name_owns_nothing_of_the_old_one():
     cache = IndexedOwned({"Deployment": index_objects([served])})
     assert list(cache.owned_by(OWNER)) == [("Deployment", served["metadata"]["name"])]
     assert cache.owned_by(Owner(name="chat", namespace="llm", uid="uid-2")) == {}
+
+
+def test_an_entry_keeps_a_replica_failure_that_the_pending_detection_reads():
+    """Quota: the ReplicaSet never created the pods, and only the Deployment's ReplicaFailure
+    says so; the cache must keep that condition (and no other) for the detection to see it."""
+    (served,) = _deployments()
+    failure = {
+        "type": "ReplicaFailure",
+        "status": "True",
+        "reason": "FailedCreate",
+        "message": 'pods "chat-l40s-x" is forbidden: exceeded quota: gpu',
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    served["status"]["conditions"].append(failure)
+    served["spec"]["replicas"] = 5  # 3 exist
+    entry = next(iter((index_entry(served) or {}).values()))
+    assert entry["status"]["conditions"] == [failure]
+    pool = served["metadata"]["labels"][POOL_LABEL]
+    five_minutes_later_s = datetime(2026, 1, 1, 0, 5, tzinfo=UTC).timestamp()
+    found = waiting_replicas([], {pool: entry}, 60.0, five_minutes_later_s)
+    assert found[pool].replicas == 2 and found[pool].reason == "FailedCreate"
