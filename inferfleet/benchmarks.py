@@ -31,7 +31,15 @@ ASSUMED_INPUT_LEN = {"LMArena": 400, "GPQA": 300, "Sourcegraph": 1500}
 # Prompts per point where the source does not say (vllm bench serve's habit of 10 per slot).
 PROMPTS_PER_SLOT = 10
 _SOURCES = {"mlenergy": "ml.energy", "ix": "inferencex", "blog": "vllm-blog", "vultr": "vultr"}
-_KV_BOUND_SHARE = 0.9  # a running batch below this share of max_num_seqs was KV-limited
+_KV_BOUND_SHARE = 0.9
+# Which statistic each published latency field is (sizing.accuracy.TTFT_STATS / TPOT_STATS).
+_STAT_OF = {
+    "ttft_median_ms": "median",
+    "ttft_mean_ms": "mean",
+    "tpot_median_ms": "tpot_median",
+    "tpot_mean_ms": "tpot_mean",
+    "itl_median_ms": "itl_median",
+}  # a running batch below this share of max_num_seqs was KV-limited
 
 
 def _source(case_id: str) -> str:
@@ -52,13 +60,20 @@ def _input_len(point: dict[str, Any]) -> int:
     raise UsageError(f"{point['case_id']}: no input_len and no assumption for its dataset")
 
 
+def _length_spread(point: dict[str, Any]) -> float:
+    """The +-share lengths vary by, where the source states one ("+/-15% variance")."""
+    found = re.search(r"(?:\+/-|±)\s*(\d+(?:\.\d+)?)\s*%", str(point.get("length_distribution")))
+    return float(found.group(1)) / 100 if found else 0.0
+
+
 def _avg_batch(point: dict[str, Any]) -> float | None:
     found = re.search(r"avg_batch_size=([\d.]+)", str(point.get("notes")))
     return float(found.group(1)) if found else None
 
 
-def _first(point: dict[str, Any], *keys: str) -> float | None:
-    return next((float(point[k]) for k in keys if point.get(k) is not None), None)
+def _published(point: dict[str, Any], *keys: str) -> str | None:
+    """The first of `keys` the source published a value for."""
+    return next((k for k in keys if point.get(k) is not None), None)
 
 
 def _case(
@@ -85,10 +100,14 @@ def _case(
     )
     avg_batch = _avg_batch(point)
     kv_bound = avg_batch is not None and avg_batch < _KV_BOUND_SHARE * load
+    ttft_key = _published(point, "ttft_median_ms", "ttft_mean_ms")
+    tpot_key = _published(point, "tpot_median_ms", "itl_median_ms", "tpot_mean_ms")
     measured = Measured(
         output_tok_per_s=float(point["output_tok_per_s"]),
-        ttft_ms=_first(point, "ttft_median_ms", "ttft_mean_ms"),
-        tpot_ms=_first(point, "tpot_median_ms", "itl_median_ms", "tpot_mean_ms"),
+        ttft_ms=float(point[ttft_key]) if ttft_key else None,
+        tpot_ms=float(point[tpot_key]) if tpot_key else None,
+        ttft_stat=_STAT_OF[ttft_key or "ttft_median_ms"],
+        tpot_stat=_STAT_OF[tpot_key or "itl_median_ms"],
     )
     return BenchmarkCase(
         case_id=point["case_id"],
@@ -107,6 +126,7 @@ def _case(
         measured=measured,
         regime=regime_of(load, measured.output_tok_per_s, sweep_best, kv_bound),
         confidence=point.get("confidence", "medium"),
+        length_spread=_length_spread(point),
     )
 
 

@@ -34,11 +34,11 @@ from inferfleet.errors import UsageError
 from inferfleet.inputs import read_text
 from sizing.curve import replica_engine
 from sizing.errors import SizingError
+from sizing.frontend import ClientClosedLoop, front_end_of
 from sizing.hardware import GPU
 from sizing.memory import EngineConfig, MemoryBreakdown
 from sizing.model import ModelArch
 from sizing.performance import DEFAULT_EFFICIENCY, Efficiency
-from sizing.simulator import simulate_closed_loop
 
 API_VERSION = policy_calibration.API_VERSION
 KIND = policy_calibration.KIND
@@ -202,13 +202,17 @@ def simulator_predictor(
     input_len: int,
     output_len: int,
 ) -> Predictor:
-    """Predict a closed-loop point the way `inferfleet curve` does, for any efficiency."""
+    """Predict a client's closed-loop point the way `inferfleet curve` does, for any efficiency."""
 
     def predict(efficiency: Efficiency, concurrency: int, num_prompts: int) -> PredictedPoint:
         step_model, limits = replica_engine(arch, gpu, cfg, memory, efficiency)
         n = max(num_prompts, concurrency)
         prompts, outputs = np.full(n, input_len), np.full(n, output_len)
-        point = simulate_closed_loop(step_model, limits, prompts, outputs, concurrency)
+        # Through the API server's front end, as the bench measured it and `curve` prices it.
+        loop = ClientClosedLoop(
+            limits, prompts, outputs, concurrency, False, front_end_of(efficiency)
+        )
+        point = loop.price(step_model)
         return PredictedPoint(point.ttft_p50_s, point.itl_p50_s, point.output_tok_per_s)
 
     return predict

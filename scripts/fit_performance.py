@@ -45,8 +45,10 @@ from sizing.simulator import ClosedLoopSchedule
 FITTED = (
     ("compute_fraction", "fraction"),
     ("expert_compute_fraction", "fraction"),
+    ("expert_gemm_half_tokens", "log"),
     ("hbm_fraction", "fraction"),
     ("expert_hbm_fraction", "fraction"),
+    ("blackwell_attention_hbm_fraction", "fraction"),
     ("block_fp8_expert_speed", "fraction"),
     ("allreduce_latency_s", "log"),
     ("step_overhead_s", "log"),

@@ -18,6 +18,7 @@ import numpy as np
 from sizing.curve import replica_engine
 from sizing.error_bands import METRICS, REGIMES, ratio_at, ratio_quantiles
 from sizing.errors import InvalidInput, SizingError
+from sizing.frontend import ClientClosedLoop, front_end_of
 from sizing.hardware import get_gpu
 from sizing.memory import EngineConfig, estimate_memory
 from sizing.model import ModelArch
@@ -28,11 +29,26 @@ from sizing.simulator import ClosedLoopSchedule, LoadPoint, schedule_closed_loop
 STEADY_STATE_ROUNDS = 3
 
 
+# The statistic a source published for a latency, which the prediction must match: TTFT over
+# requests; TPOT per request ((e2e - TTFT) / (output - 1)) or ITL over every token gap.
+TTFT_STATS = ("median", "mean")
+TPOT_STATS = ("tpot_median", "tpot_mean", "itl_median")
+
+
 @dataclass(frozen=True)
 class Measured:
     output_tok_per_s: float
-    ttft_ms: float | None  # median (or mean where only that was published)
-    tpot_ms: float | None  # median TPOT, else median ITL
+    ttft_ms: float | None
+    tpot_ms: float | None
+    ttft_stat: str = "median"  # of TTFT_STATS
+    tpot_stat: str = "itl_median"  # of TPOT_STATS
+
+    def __post_init__(self) -> None:
+        if self.ttft_stat not in TTFT_STATS or self.tpot_stat not in TPOT_STATS:
+            raise InvalidInput(
+                f"latency statistics must be among {TTFT_STATS} and {TPOT_STATS}, got "
+                f"{self.ttft_stat!r} and {self.tpot_stat!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,9 @@ class BenchmarkCase:
     measured: Measured
     regime: str
     confidence: str
+    # Lengths drawn uniformly within +-this share of input_len / output_len (0: fixed), as
+    # `vllm bench serve --random-range-ratio` does; a seeded draw, the same on every run.
+    length_spread: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -77,10 +96,26 @@ class Scored:
         return 100.0 * (getattr(self.predicted, metric) - measured) / measured
 
 
+def _lengths(case: BenchmarkCase, count: int) -> tuple[np.ndarray, np.ndarray]:
+    if not case.length_spread:
+        return np.full(count, case.input_len), np.full(count, case.output_len)
+    rng = np.random.default_rng(0)
+    drawn = []
+    for nominal in (case.input_len, case.output_len):
+        low = max(1, round(nominal * (1 - case.length_spread)))
+        drawn.append(rng.integers(low, round(nominal * (1 + case.length_spread)) + 1, count))
+    return drawn[0], drawn[1]
+
+
 def schedule(
     case: BenchmarkCase, efficiency: Efficiency = DEFAULT_EFFICIENCY
-) -> tuple[ClosedLoopSchedule, StepTimeModel]:
-    """The case's closed-loop schedule (the same under any efficiency) and its step model."""
+) -> tuple[ClosedLoopSchedule | ClientClosedLoop, StepTimeModel]:
+    """The case's closed loop, ready to be priced by a step model, and its step model.
+
+    A server-side load (a saturated queue at `max_num_seqs`) is scheduled once in ticks, the
+    same under any efficiency. A client's loop goes through the API server first
+    (sizing.frontend), whose queue depends on the clock, so it is stepped when priced.
+    """
     gpu = get_gpu(case.gpu)
     memory = estimate_memory(case.arch, gpu, case.engine)
     if not memory.fits:
@@ -91,12 +126,12 @@ def schedule(
     count = max(case.num_prompts // case.data_parallel, 1)
     if case.steady_state:
         count = max(count, STEADY_STATE_ROUNDS * per_rank)
-    prompts = np.full(count, case.input_len)
-    outputs = np.full(count, case.output_len)
-    run = schedule_closed_loop(
-        step_model, limits, prompts, outputs, per_rank, steady_state=case.steady_state
-    )
-    return run, step_model
+    prompts, outputs = _lengths(case, count)
+    if case.steady_state:
+        run = schedule_closed_loop(step_model, limits, prompts, outputs, per_rank, True)
+        return run, step_model
+    loop = ClientClosedLoop(limits, prompts, outputs, per_rank, False, front_end_of(efficiency))
+    return loop, step_model
 
 
 def predict(case: BenchmarkCase, efficiency: Efficiency = DEFAULT_EFFICIENCY) -> Prediction:
@@ -105,11 +140,18 @@ def predict(case: BenchmarkCase, efficiency: Efficiency = DEFAULT_EFFICIENCY) ->
 
 
 def prediction_of(case: BenchmarkCase, point: LoadPoint) -> Prediction:
-    """What the benchmark reports, from the simulated load point of one engine rank."""
+    """What the benchmark reports, from the simulated load point of one engine rank: each
+    latency as the statistic the source published."""
+    ttft_s = {"median": point.ttft_p50_s, "mean": point.ttft_mean_s}
+    tpot_s = {
+        "tpot_median": point.tpot_p50_s,
+        "tpot_mean": point.tpot_mean_s,
+        "itl_median": point.itl_p50_s,
+    }
     return Prediction(
         output_tok_per_s=point.output_tok_per_s * case.data_parallel,
-        ttft_ms=point.ttft_p50_s * 1e3,
-        tpot_ms=point.itl_p50_s * 1e3,
+        ttft_ms=ttft_s[case.measured.ttft_stat] * 1e3,
+        tpot_ms=tpot_s[case.measured.tpot_stat] * 1e3,
     )
 
 

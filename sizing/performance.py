@@ -14,8 +14,8 @@ context) and some prefill tokens (chunks of prompts). Per GPU and pipeline stage
   attends to (a sliding-window layer reads at most its window) at paged attention's bandwidth;
   the recurrent state of state-space layers, read and written once per sequence;
 * the two overlap imperfectly: the step takes the larger plus a share of the smaller;
-* plus what overlaps with neither: two all-reduces per layer under TP (a latency per call,
-  higher over PCIe, and the message over the link), pipeline hand-offs, a per-step
+* plus what overlaps with neither: an all-reduce after every mixer block under TP (a latency
+  per call, higher over PCIe, and the message over the link), pipeline hand-offs, a per-step
   scheduler/launch cost that CUDA graphs shrink up to their largest captured batch (beyond it,
   or with --enforce-eager, every layer's kernels are launched one by one), a floor per layer
   per mixer block (each kernel takes microseconds however small the batch; an MoE layer runs
@@ -48,7 +48,9 @@ ACTIVATION_BYTES = 2
 # multiply-add (2 FLOPs).
 ATTENTION_FLOPS_PER_PAIR_PER_WIDTH = 4
 FLOPS_PER_PARAM_PER_TOKEN = 2
-ALLREDUCES_PER_LAYER = 2  # after attention and after the MLP (Megatron-style TP)
+# Megatron-style TP all-reduces after every mixer block: after attention and after the MLP of
+# a transformer layer, after each Mamba, attention, MLP or MoE block of a hybrid pattern.
+ALLREDUCES_PER_BLOCK = 1
 # A step's work: one step (float) or a run of decode steps (array), through the same formula.
 Work = TypeVar("Work", float, np.ndarray)
 
@@ -63,6 +65,7 @@ _FRACTIONS = (
     "hbm_fraction",
     "expert_hbm_fraction",
     "attention_hbm_fraction",
+    "blackwell_attention_hbm_fraction",
     "interconnect_fraction",
     "roofline_overlap",
 )
@@ -76,16 +79,24 @@ class Efficiency:
     compute_fraction: float = 0.57
     # The same for routed experts' grouped GEMMs: many small per-expert matrices, each fed only
     # the tokens routed to it, keep far fewer tensor cores busy than one dense GEMM.
-    expert_compute_fraction: float = 0.084
+    expert_compute_fraction: float = 0.10
+    # Tokens per expert at which a grouped GEMM's efficiency is half its well-fed value: each
+    # expert a step touches costs about this many tokens' compute however few reach it
+    # (kernel tiles padded, weights multiplied for a handful of rows), so MoE prefill runs
+    # near expert_compute_fraction while small batches pay per expert touched.
+    expert_gemm_half_tokens: float = 3.3
     # Per-GPU output width (columns of a layer's shard) at which GEMM efficiency is halved:
     # narrow shards under high TP keep fewer tensor-core tiles busy.
     gemm_half_width: float = 256.0
     # Share of HBM bandwidth dense weight GEMVs stream at.
-    hbm_fraction: float = 0.97
+    hbm_fraction: float = 0.99
     # The same for MoE expert weights (grouped GEMMs over few tokens per expert).
-    expert_hbm_fraction: float = 0.68
-    # The same for paged-attention KV reads and state-space state.
+    expert_hbm_fraction: float = 0.82
+    # The same for paged-attention KV reads and state-space state ...
     attention_hbm_fraction: float = 0.6
+    # ... and on Blackwell, whose attention kernels in the measured vLLM releases reach a
+    # smaller share of its higher bandwidth (decode at large batch is no faster than Hopper's).
+    blackwell_attention_hbm_fraction: float = 0.25
     # Block-scaled FP8 (2-D scales) expert kernels: share of the plain FP8 kernel's speed.
     block_fp8_expert_speed: float = 0.62
     # Expert parallel: relative excess of the busiest rank's routed tokens, at one token per
@@ -96,24 +107,29 @@ class Efficiency:
     # Share of the per-GPU link bandwidth an all-reduce reaches.
     interconnect_fraction: float = 0.8
     # Latency of one all-reduce call over NVLink/Infinity Fabric (custom all-reduce) ...
-    allreduce_latency_s: float = 20e-6
+    allreduce_latency_s: float = 37e-6
     # ... and over PCIe (NCCL through the host bridge: tens of microseconds).
     pcie_allreduce_latency_s: float = 30e-6
     # Latency of one pipeline-stage hand-off (send/recv of the activations).
     pipeline_send_latency_s: float = 30e-6
     # Per-step scheduler, input preparation and graph-replay cost with CUDA graphs.
-    step_overhead_s: float = 1.09e-3
+    step_overhead_s: float = 2.8e-3
     # Without a captured graph: kernel launches from Python, per layer of the stage.
     eager_launch_s_per_layer: float = 60e-6
     # Largest batch (tokens) vLLM captures CUDA graphs for; larger steps run eagerly.
     cuda_graph_max_tokens: int = 512
     # Per block (attention, MLP, MoE or Mamba mixer; a transformer layer has two) per step:
     # its kernels each take microseconds however small the batch, even from a CUDA graph.
-    block_latency_s: float = 34e-6
+    block_latency_s: float = 18e-6
     # Per MoE layer on top: routing, token sort, grouped GEMMs over every local expert, combine.
-    moe_layer_latency_s: float = 5.6e-6
+    moe_layer_latency_s: float = 14e-6
     # Per running sequence per step: sampling, detokenising and bookkeeping on the CPU.
     per_sequence_overhead_s: float = 10e-6
+    # The API server in front of the engine (sizing.frontend), as a client-side benchmark
+    # sees it: a latency per request that overlaps everything else, and tokenising prompts
+    # one after another.
+    request_latency_s: float = 0.3
+    tokenize_s_per_token: float = 5e-6
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -272,6 +288,8 @@ class StepTimeModel:
     # expert_compute_s_per_token / sqrt(tokens).
     expert_compute_s_per_token: float = 0.0
     routing_skew: float = 0.0
+    # Compute of all experts' underfilled tiles, paid in the share of experts a step touches.
+    expert_tile_s: float = 0.0
 
     sliding_s_per_kv_token: float = 0.0
     sliding_window: int = 0
@@ -334,7 +352,9 @@ class StepTimeModel:
             compute = compute + self.expert_compute_s_per_token * busiest
         weights: Work | float = self.dense_weights_s
         if self.all_experts_s:
-            weights = weights + self.all_experts_s * (1.0 - self.expert_miss_fraction**tokens)
+            touched = 1.0 - self.expert_miss_fraction**tokens
+            weights = weights + self.all_experts_s * touched
+            compute = compute + self.expert_tile_s * touched
         memory = weights + self.memory_s_per_kv_token * kv_tokens_read
         if self.sliding_s_per_kv_token:
             window = smaller(kv_tokens_read, sequences * self.sliding_window)
@@ -382,14 +402,19 @@ def build_step_model(
     hbm_bytes_per_s = hbm * efficiency.hbm_fraction
     block_speed = efficiency.block_fp8_expert_speed if shape.block_scaled_experts else 1.0
     expert_bytes_per_s = hbm * efficiency.expert_hbm_fraction * block_speed
-    attention_bytes_per_s = hbm * efficiency.attention_hbm_fraction
+    attention_bytes_per_s = hbm * (
+        efficiency.blackwell_attention_hbm_fraction
+        if gpu.architecture == "blackwell"
+        else efficiency.attention_hbm_fraction
+    )
     link_bytes_per_s = gpu.interconnect.bandwidth_gb_per_s * 1e9 * efficiency.interconnect_fraction
     layers_per_stage = math.ceil(shape.num_layers / shape.pp)
     activation_bytes_per_token = shape.hidden_size * ACTIVATION_BYTES
     if shape.tp > 1:
         # Ring all-reduce: each GPU sends and receives 2 (tp - 1) / tp of the message.
         ring_factor = 2 * (shape.tp - 1) / shape.tp
-        calls = ALLREDUCES_PER_LAYER * layers_per_stage
+        blocks = shape.num_blocks or 2 * shape.num_layers
+        calls = ALLREDUCES_PER_BLOCK * math.ceil(blocks / shape.pp)
         comm_s_per_token = calls * ring_factor * activation_bytes_per_token / link_bytes_per_s
         latency = (
             efficiency.allreduce_latency_s
@@ -441,6 +466,9 @@ def build_step_model(
         ridge_point_flops_per_byte=flops_per_s / hbm_bytes_per_s,
         expert_compute_s_per_token=expert_compute,
         routing_skew=skew,
+        expert_tile_s=expert_compute
+        * efficiency.expert_gemm_half_tokens
+        * (shape.num_experts / shape.experts_per_token if shape.num_experts else 0.0),
         sliding_s_per_kv_token=shape.sliding_kv_bytes_per_token_per_gpu / attention_bytes_per_s,
         sliding_window=shape.sliding_window,
         state_s_per_sequence=shape.state_bytes_per_sequence_per_gpu / attention_bytes_per_s,

@@ -528,6 +528,11 @@ class LoadPoint:
     kv_blocked_steps: int
     mean_batch_size: float
     mean_running: float  # requests in the engine (running + waiting), averaged over the window
+    # What `vllm bench serve` also prints: the mean TTFT, and TPOT per request ((e2e - TTFT) /
+    # (output - 1), the mean gap a request saw) as a median and a mean over requests.
+    ttft_mean_s: float = 0.0
+    tpot_p50_s: float = 0.0
+    tpot_mean_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -549,7 +554,7 @@ class _Timeline:
     resume_gap_s: np.ndarray  # each resumed request's gap since its last token
 
 
-class _Recorder:
+class Recorder:
     """Per-request and per-step timestamps, collected while the engine runs on its clock."""
 
     def __init__(self, prompts: list[int]) -> None:
@@ -619,11 +624,12 @@ class _Recorder:
         )
 
 
-def _load_point(
+def load_point(
     run: _Timeline,
     engine: Engine,
     measured: slice,
     window_s: tuple[float, float],
+    outputs: np.ndarray,
     concurrency: int | None = None,
     request_rate: float | None = None,
 ) -> LoadPoint:
@@ -632,6 +638,9 @@ def _load_point(
     sent = run.sent_s[measured]
     ttft = run.first_s[measured] - sent
     e2e = run.finish_s[measured] - sent
+    gaps_after_first = outputs[measured] - 1
+    several = gaps_after_first > 0
+    tpot = (e2e - ttft)[several] / gaps_after_first[several]
     ends, durations = run.end_s, run.duration_s
     in_window = (ends > start_s) & (ends <= end_s)
     gaps = np.concatenate([durations, run.resume_gap_s])
@@ -672,6 +681,9 @@ def _load_point(
         kv_blocked_steps=engine.kv_blocked_steps,
         mean_batch_size=_dot(run.batch[in_window], window_durations) / busy,
         mean_running=_dot(run.in_system[in_window], window_durations) / span,
+        ttft_mean_s=float(ttft.mean()),
+        tpot_p50_s=float(np.median(tpot)) if tpot.size else 0.0,
+        tpot_mean_s=float(tpot.mean()) if tpot.size else 0.0,
     )
 
 
@@ -696,7 +708,7 @@ def weighted_percentiles(
     return tuple(float(v) for v in values[order][index])
 
 
-def _check_lengths(prompts: np.ndarray, outputs: np.ndarray) -> tuple[list[int], list[int]]:
+def check_lengths(prompts: np.ndarray, outputs: np.ndarray) -> tuple[list[int], list[int]]:
     if prompts.shape != outputs.shape or prompts.ndim != 1 or prompts.size == 0:
         raise InvalidInput(
             f"prompt and output lengths must be non-empty 1-D arrays of one size, got shapes "
@@ -804,14 +816,16 @@ class ClosedLoopSchedule:
     ticks: _TickWork
     concurrency: int
     steady_state: bool
+    outputs: np.ndarray
 
     def price(self, step_model: StepTimeModel) -> LoadPoint:
         run = _price_ticks(step_model, self.ticks)
         c, n = self.concurrency, len(self.ticks.sent)
         if self.steady_state:
             window_s = (float(run.sent_s[c]), float(run.sent_s[-1]))
-            return _load_point(run, self.engine, slice(c, n - c), window_s, c)
-        return _load_point(run, self.engine, slice(0, n), (0.0, float(run.end_s[-1])), c)
+            return load_point(run, self.engine, slice(c, n - c), window_s, self.outputs, c)
+        window_s = (0.0, float(run.end_s[-1]))
+        return load_point(run, self.engine, slice(0, n), window_s, self.outputs, c)
 
 
 def simulate_closed_loop(
@@ -851,7 +865,7 @@ def schedule_closed_loop(
     steps are priced at once afterwards. `fast_path=False` schedules every tick on its own
     (same result, slower).
     """
-    prompt_list, output_list = _check_lengths(prompts, outputs)
+    prompt_list, output_list = check_lengths(prompts, outputs)
     n = len(prompt_list)
     if concurrency < 1:
         raise InvalidInput(f"concurrency must be >= 1, got {concurrency}")
@@ -891,7 +905,7 @@ def schedule_closed_loop(
                 engine.add_request(prompt_list[sent], output_list[sent])
                 sent += 1
     ticks = _tick_work(engine.ticks, log, prompt_list)
-    return ClosedLoopSchedule(engine, ticks, concurrency, steady_state)
+    return ClosedLoopSchedule(engine, ticks, concurrency, steady_state, np.asarray(output_list))
 
 
 def simulate_arrivals(
@@ -902,21 +916,28 @@ def simulate_arrivals(
     outputs: np.ndarray,
     request_rate: float | None = None,
     fast_path: bool = True,
+    sent_s: np.ndarray | None = None,
 ) -> LoadPoint:
     """Open loop: requests arrive at the given times (a trace, or Poisson draws) whatever the
-    engine's state; rates are over the first arrival to the last finish."""
-    prompt_list, output_list = _check_lengths(prompts, outputs)
+    engine's state; rates are over the first arrival to the last finish. Latencies count from
+    `sent_s` when given (a client's send, before the API server passed the request on)."""
+    prompt_list, output_list = check_lengths(prompts, outputs)
     arrivals = [float(t) for t in arrival_s]
-    if len(arrivals) != len(prompt_list) or bool(np.any(np.diff(arrival_s) < 0)):
+    sent = arrivals if sent_s is None else [float(t) for t in sent_s]
+    if (
+        len(arrivals) != len(prompt_list)
+        or len(sent) != len(arrivals)
+        or bool(np.any(np.diff(arrival_s) < 0))
+    ):
         raise InvalidInput(
-            f"arrival times must be sorted and one per request ({len(prompt_list)}), "
-            f"got {len(arrivals)}"
+            f"arrival (and send) times must be sorted and one per request "
+            f"({len(prompt_list)}), got {len(arrivals)} and {len(sent)}"
         )
     n = len(arrivals)
     engine = Engine(step_model, limits)
     engine.advance_to(arrivals[0])
-    rec = _Recorder(prompt_list)
-    rec.sent_s = arrivals
+    rec = Recorder(prompt_list)
+    rec.sent_s = sent
     i = 0
     add, step, record = engine.add_request, engine.step, rec.record
     while i < n or engine.has_work:
@@ -931,8 +952,11 @@ def simulate_arrivals(
             rec.record_run(run, engine.running + engine.waiting)
             continue
         record(step(), engine.running + engine.waiting)
-    window_s = (arrivals[0], engine.now_s)
-    return _load_point(rec.timeline(), engine, slice(0, n), window_s, None, request_rate)
+    window_s = (sent[0], engine.now_s)
+    timeline = rec.timeline()
+    return load_point(
+        timeline, engine, slice(0, n), window_s, np.asarray(output_list), None, request_rate
+    )
 
 
 def poisson_arrivals(request_rate: float, count: int, rng: np.random.Generator) -> np.ndarray:

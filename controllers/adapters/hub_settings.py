@@ -8,7 +8,6 @@ names a model that neither its spec, a ConfigMap nor the built-in catalog descri
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,9 @@ class HubSettings:
     timeout_s: float = 10.0  # per request; the whole resolution has `deadline_s`
     deadline_s: float = 120.0
     # Where hf_hub_download keeps config.json and the index, and how large that may grow.
-    cache_dir: Path = Path(tempfile.gettempdir()) / "inferfleet-hub"
+    # Named, not probed: tempfile.gettempdir() raises where no temporary directory is writable
+    # (a read-only container without /tmp), which an offline run never needs.
+    cache_dir: Path = Path(os.environ.get("TMPDIR") or "/tmp") / "inferfleet-hub"
     cache_max_bytes: int = 32 * 2**20
     # Host patterns a redirect may lead to besides the endpoint's host; None: any host.
     allowed_hosts: tuple[str, ...] | None = None

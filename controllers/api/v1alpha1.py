@@ -567,7 +567,8 @@ class ScalingSpec(ApiModel):
         le=100,
         alias="sloGuardScrapes",
         description="Consecutive intervals with TTFT/ITL P99 over the SLO, a queue, or KV cache "
-        "over its threshold before the SLO guard adds replicas.",
+        "over its threshold before the SLO guard adds replicas (a full queue that grew acts at "
+        "its first scrape).",
     )
 
     @model_validator(mode="after")
@@ -750,6 +751,12 @@ class PoolPlanStatus(ApiModel):
 class PlanStatus(ApiModel):
     hash: str
     pools: list[PoolPlanStatus]
+    standby: list[PoolPlanStatus] = Field(
+        default_factory=list,
+        description="Allowed pools the plan ranked after the ones it runs, in its order, with "
+        "their replica shape and no replicas: where a shortfall of Pending replicas spills "
+        "once the planned pools are full.",
+    )
     steps: list[PlanStep]
     total_gpus: int = Field(alias="totalGPUs")
     cost_per_hour: str
@@ -971,6 +978,9 @@ class CapacityMemory(ApiModel):
     samples: int
     saturated_samples: int
     last_ready: int | None = None
+    mix: dict[str, list[float]] | None = Field(
+        default=None, description="Decayed (requests, tokens) served, per token kind."
+    )
 
 
 class GuardMemory(ApiModel):

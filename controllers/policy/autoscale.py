@@ -87,6 +87,9 @@ class FleetTick:
     # seeds the first pool's forecaster when it has no memory yet (a new operator, a new fleet
     # on old traffic), so the first day already knows the daily cycle.
     history_rps: tuple[tuple[float, float], ...] = ()
+    # Per pool, replicas waiting for a node past the pending deadline (the Pending detection,
+    # `controllers.policy.pending`); None: no detection ran. For the scorecard's time Pending.
+    pending: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,10 @@ def pool_config(
     config = replace(config, closed_loop=closed_loop(spec, pool))
     if time_compression == 1.0:
         return config
-    return replace(config, interval_s=config.interval_s * time_compression)
+    # Rates stay per wall second: an interval still counts the requests of its wall seconds.
+    return replace(
+        config, interval_s=config.interval_s * time_compression, count_interval_s=config.interval_s
+    )
 
 
 def last_decided(tick: FleetTick, pool: PoolPlanStatus, stored: Mapping[str, Any] | None) -> int:
@@ -189,7 +195,7 @@ def _scorecard(config: ScalingConfig, stored: Mapping[str, Any] | None) -> Score
 
 def pool_interval(
     policy: ScalingPolicy, metrics: Metrics, decision_forecast_rps: float | None,
-    held: int, now_s: float, duration_s: float,
+    held: int, now_s: float, duration_s: float, pending: int | None = None,
 ) -> Interval:  # fmt: skip
     """The interval that just ended as the scorecard judges it, from what the policy saw."""
     fresh = metrics.age_s <= policy.config.stale_limit_s
@@ -204,6 +210,7 @@ def pool_interval(
         demand_rps=metrics.rps if fresh else None,
         capacity_rps=rps_per_replica(policy.config, metrics) if used is None else used,
         forecast_rps=decision_forecast_rps,
+        pending=pending,
     )
 
 
@@ -239,7 +246,8 @@ def _step_pool(
     elapsed_s = config.interval_s if stepped_at is None else tick.now_s - float(stepped_at)
     card.observe(
         pool_interval(policy, metrics, decision.forecast_rps, current, tick.now_s,
-                      min(elapsed_s, 2 * config.interval_s))
+                      min(elapsed_s, 2 * config.interval_s),
+                      None if tick.pending is None else tick.pending.get(pool.pool, 0))
     )  # fmt: skip
     memory = {
         "policy": policy.to_dict(),

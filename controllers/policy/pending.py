@@ -138,9 +138,10 @@ def spill(
     `desired` is what the scaling policy asked for, `current` what each Deployment asks now,
     `ready` its ready replicas, `previous` the last pass's status.pending (the spill-over stays,
     never growing, while a recovered pool's replicas warm). Pools are tried in the plan's order
-    (cheapest first); a shortfall carried past the last pool is reported, not invented.
+    (cheapest first), the standby pools it ranked but does not run last (their `desired` is
+    0); a shortfall carried past the last pool is reported, not invented.
     """
-    replicas = dict(desired)
+    replicas = {**{p.pool: 0 for p in pools}, **desired}
     reasons: dict[str, str] = {}
     before = {p.pool: p for p in previous}
     # (stuck pool, req/s it cannot serve, most replicas to give it), in plan order

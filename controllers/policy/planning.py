@@ -27,7 +27,7 @@ from sizing.hardware import GPU, custom_gpu, get_gpu
 from sizing.memory import EngineConfig
 from sizing.model import load_model_config, with_checkpoint
 from sizing.performance import Efficiency
-from sizing.plan import CapacityFn, FleetRequest, PoolRequest, SizingPlan, plan_fleet
+from sizing.plan import CapacityFn, FleetRequest, PoolOption, PoolRequest, SizingPlan, plan_fleet
 from sizing.workload import Percentiles, Workload
 
 _DTYPES = {"auto": "auto", "bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
@@ -180,48 +180,60 @@ def weight_format(quantization: str, plan: SizingPlan) -> str:
     return plan.checkpoint_format
 
 
+def _pool_status(
+    o: PoolOption, replicas: int, min_warm: int, cost_per_hour_usd: float, plan: SizingPlan
+) -> PoolPlanStatus:
+    """One pool's replica shape and count as `status.plan` shows it."""
+    assert o.engine is not None and o.memory is not None and o.capacity is not None
+    capacity: Capacity = o.capacity
+    return PoolPlanStatus(
+        pool=o.pool.name,
+        gpu=o.pool.gpu.name,
+        quantization=o.quantization,
+        weight_format=weight_format(o.quantization, plan),
+        kv_cache_dtype=o.engine.kv_cache_dtype,
+        tensor_parallel=o.engine.tp,
+        pipeline_parallel=o.engine.pp,
+        replicas=replicas,
+        min_warm=min_warm,
+        c_max=capacity.c_max,
+        usable_rps_per_replica=f"{o.usable_rps:.3f}",
+        usable_rps_band=UsableBand(
+            p10=f"{o.usable_rps_band[0]:.3f}",
+            p50=f"{o.usable_rps_band[1]:.3f}",
+            p90=f"{o.usable_rps_band[2]:.3f}",
+            regime=o.band_regime,
+        )
+        if o.band_regime
+        else None,
+        gpus=replicas * o.gpus_per_replica,
+        cost_per_hour=_money(cost_per_hour_usd),
+        cost_per_million_tokens=f"{o.cost_per_million_tokens_usd:.4f}",
+        max_model_len=o.engine.max_model_len or plan.profile.max_model_len,
+        max_num_seqs=o.engine.max_num_seqs,
+        max_num_batched_tokens=o.engine.max_num_batched_tokens or 0,
+        kv_cache_tokens=o.memory.kv_cache_tokens,
+        cold_start_seconds=round(o.cold_start_s),
+        weights_gib=f"{o.memory.weights_gib * o.engine.tp * o.engine.pp:.1f}",
+    )
+
+
 def plan_status(plan: SizingPlan) -> PlanStatus:
     """The plan as it appears in `status.plan` (decimals as strings: no floats in the API)."""
-    pools = []
-    for a in plan.allocations:
-        o = a.option
-        assert o.engine is not None and o.memory is not None and o.capacity is not None
-        capacity: Capacity = o.capacity
-        pools.append(
-            PoolPlanStatus(
-                pool=o.pool.name,
-                gpu=o.pool.gpu.name,
-                quantization=o.quantization,
-                weight_format=weight_format(o.quantization, plan),
-                kv_cache_dtype=o.engine.kv_cache_dtype,
-                tensor_parallel=o.engine.tp,
-                pipeline_parallel=o.engine.pp,
-                replicas=a.replicas,
-                min_warm=a.min_warm,
-                c_max=capacity.c_max,
-                usable_rps_per_replica=f"{o.usable_rps:.3f}",
-                usable_rps_band=UsableBand(
-                    p10=f"{o.usable_rps_band[0]:.3f}",
-                    p50=f"{o.usable_rps_band[1]:.3f}",
-                    p90=f"{o.usable_rps_band[2]:.3f}",
-                    regime=o.band_regime,
-                )
-                if o.band_regime
-                else None,
-                gpus=a.gpus,
-                cost_per_hour=_money(a.cost_per_hour_usd),
-                cost_per_million_tokens=f"{o.cost_per_million_tokens_usd:.4f}",
-                max_model_len=o.engine.max_model_len or plan.profile.max_model_len,
-                max_num_seqs=o.engine.max_num_seqs,
-                max_num_batched_tokens=o.engine.max_num_batched_tokens or 0,
-                kv_cache_tokens=o.memory.kv_cache_tokens,
-                cold_start_seconds=round(o.cold_start_s),
-                weights_gib=f"{o.memory.weights_gib * o.engine.tp * o.engine.pp:.1f}",
-            )
-        )
+    pools = [
+        _pool_status(a.option, a.replicas, a.min_warm, a.cost_per_hour_usd, plan)
+        for a in plan.allocations
+    ]
+    running = {a.option.pool.name for a in plan.allocations}
+    standby = [
+        _pool_status(o, 0, 0, 0.0, plan)
+        for o in sorted(plan.options, key=lambda o: o.cost_per_million_tokens_usd)
+        if o.fits and o.pool.name not in running
+    ]
     return PlanStatus(
         hash=plan.fingerprint(),
         pools=pools,
+        standby=standby,
         steps=[
             PlanStep(step=f"{s.number}. {s.title}", decision=s.decision, reason=s.reason)
             for s in plan.steps

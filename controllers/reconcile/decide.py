@@ -36,6 +36,7 @@ from controllers.api.v1alpha1 import (
     PendingPool,
     PlanStatus,
     PoolCapacity,
+    PoolPlanStatus,
     Recommendation,
     ReplicaStatus,
     parse_duration_s,
@@ -56,7 +57,7 @@ from controllers.policy.drain import (
 from controllers.policy.monitoring.resize import propose_resize
 from controllers.policy.monitoring.snapshot import MetricsSnapshot
 from controllers.policy.monitoring.thresholds import resolve_thresholds
-from controllers.policy.pending import POOL_LABEL, Spill, spill, waiting_replicas
+from controllers.policy.pending import POOL_LABEL, Spill, Waiting, spill, waiting_replicas
 from controllers.policy.render import EXTERNALLY_SCALED, drifted, object_name, render_fleet
 from controllers.reconcile.observe import POOL_COMPANIONS, Observation, Planned
 from controllers.reconcile.runtime import Remembered, share_unchanged
@@ -263,9 +264,10 @@ def _describe_apply(manifest: Mapping[str, Any], plan: PlanStatus, pool: str) ->
 
 
 def _current_replicas(obs: Observation, planned: Planned) -> dict[str, int]:
-    """Replicas each pool's Deployment asks for now (pools without one are left out)."""
+    """Replicas each pool's Deployment asks for now (pools without one are left out), standby
+    pools included (one runs while it covers a Pending shortfall)."""
     current = {}
-    for pool in planned.plan.pools:
+    for pool in (*planned.plan.pools, *planned.plan.standby):
         deployment = obs.owned.get(("Deployment", object_name(obs.owner.name, pool.pool)))
         count = (deployment or {}).get("spec", {}).get("replicas")
         if count is not None:
@@ -285,8 +287,18 @@ def _fleet_decision(obs: Observation, planned: Planned) -> FleetDecision:
             curves=planned.curves,
             time_compression=obs.time_compression,
             history_rps=obs.history_rps,
+            pending={pool: w.replicas for pool, w in _waiting(obs, planned).items()},
         )
     )
+
+
+def _waiting(obs: Observation, planned: Planned) -> dict[str, Waiting]:
+    """Per pool, the replicas waiting for a node past `scaling.pendingDeadline`: a Pending pod
+    (with the scheduler's reason) or a Deployment's own ReplicaFailure says more than the
+    not-ready fallback (`obs.unready`, when the operator has no pod access)."""
+    deployments = {p.pool: _deployment(obs, p.pool) for p in _ranked(planned.plan)}
+    deadline_s = parse_duration_s(planned.spec.scaling.pending_deadline)
+    return {**obs.unready, **waiting_replicas(obs.pods, deployments, deadline_s, obs.now_s)}
 
 
 def _deployment(obs: Observation, pool: str) -> Mapping[str, Any] | None:
@@ -300,16 +312,32 @@ def _spilled(
     spec = planned.spec
     if spec.scaling.mode in EXTERNALLY_SCALED:  # another controller owns replicas
         return Spill(dict(own))
-    deployments = {p.pool: _deployment(obs, p.pool) for p in planned.plan.pools}
-    deadline_s = parse_duration_s(spec.scaling.pending_deadline)
-    # A Deployment's own ReplicaFailure or a Pending pod says more than "not ready" (unready).
-    waiting = {**obs.unready, **waiting_replicas(obs.pods, deployments, deadline_s, obs.now_s)}
+    deployments = {p.pool: _deployment(obs, p.pool) for p in _ranked(planned.plan)}
+    waiting = _waiting(obs, planned)
     ready = {
         pool: int(((found or {}).get("status") or {}).get("readyReplicas") or 0)
         for pool, found in deployments.items()
     }
     max_gpus = {p.name: p.max_gpus for p in spec.pools}
-    return spill(planned.plan.pools, own, current, ready, waiting, obs.status.pending, max_gpus)
+    return spill(_ranked(planned.plan), own, current, ready, waiting, obs.status.pending, max_gpus)
+
+
+def _ranked(plan: PlanStatus) -> tuple[PoolPlanStatus, ...]:
+    """The pools the plan runs, then the allowed ones it ranked after them, in its order."""
+    return (*plan.pools, *plan.standby)
+
+
+def _running(planned: Planned, replicas: Mapping[str, int]) -> Planned:
+    """The plan with the standby pools that cover a Pending shortfall now, at their count."""
+    covering = [
+        p.model_copy(update={"replicas": replicas[p.pool]})
+        for p in planned.plan.standby
+        if replicas.get(p.pool, 0) > 0
+    ]
+    if not covering:
+        return planned
+    plan = planned.plan.model_copy(update={"pools": [*planned.plan.pools, *covering]})
+    return replace(planned, plan=plan)
 
 
 @dataclass(frozen=True)
@@ -338,6 +366,7 @@ def _acting(obs: Observation, planned: Planned, decision: FleetDecision) -> Acti
         own[pool.pool] = int(memory["advised"]) if kept else decision.replicas[pool.pool]
     placed = _spilled(obs, planned, own, current)
     runs = {p.pool: current.get(p.pool, p.replicas) for p in plan.pools}
+    runs |= {p.pool: current.get(p.pool, 0) for p in plan.standby}
     applied = runs if advisory else placed.replicas
     events = []
     for pool in plan.pools:
@@ -364,10 +393,12 @@ def _acting(obs: Observation, planned: Planned, decision: FleetDecision) -> Acti
         pool: "; ".join(r for r in (reason, placed.reasons.get(pool)) if r)
         for pool, reason in decision.reasons.items()
     }
+    reasons |= {p.pool: placed.reasons.get(p.pool, "standby pool") for p in plan.standby}
+    # A standby pool has no count in `runs`, nor in `applied` when scaling is external.
     changed = {
-        p.pool: (runs[p.pool], applied[p.pool])
-        for p in plan.pools
-        if applied[p.pool] != runs[p.pool]
+        p.pool: (runs.get(p.pool, 0), applied.get(p.pool, 0))
+        for p in _ranked(plan)
+        if applied.get(p.pool, 0) != runs.get(p.pool, 0)
     }
     history = {**decision.history, "pools": memories}
     decided = replace(decision, replicas=applied, reasons=reasons, changed=changed, history=history)
@@ -557,6 +588,7 @@ def decide(obs: Observation) -> Effects:
     owner = obs.owner
     acting = _acting(obs, planned, _fleet_decision(obs, planned))
     decision, placed = acting.decision, acting.placed
+    running = _running(planned, decision.replicas)
     replicas = decision.replicas
     writes = _status_events(obs)
     for pool_name, (was, now) in decision.changed.items():
@@ -571,8 +603,8 @@ def decide(obs: Observation) -> Effects:
         )
     writes += acting.events
     writes += _pending_events(obs, placed.pending)
-    grace_s = _grace_periods(obs, planned)
-    applies, per_pool, kept = _manifest_writes(obs, planned, replicas, grace_s)
+    grace_s = _grace_periods(obs, running)
+    applies, per_pool, kept = _manifest_writes(obs, running, replicas, grace_s)
     for apply in applies:
         writes.append(apply)
         assert isinstance(apply, Apply)
@@ -614,10 +646,13 @@ def decide(obs: Observation) -> Effects:
         obs, planned, decision, history is not obs.status.history
     )
     writes += capacity_events
-    # The scorecard moves every step; written as often as the policy memory, like capacity.
+    # The scorecard moves every step; written as often as the policy memory, like capacity,
+    # and when replicas newly wait for nodes or stop waiting (its time Pending moved).
     scorecard = (
         list(decision.scorecard)
-        if history is not obs.status.history or not obs.status.scorecard
+        if history is not obs.status.history
+        or not obs.status.scorecard
+        or list(placed.pending) != list(obs.status.pending)
         else list(obs.status.scorecard)
     )
     new = obs.status.model_copy(

@@ -301,7 +301,8 @@ if pod_access_from_environment():
 
 
 # Calibrations (`spec.calibration.configMapRef`): only labelled ConfigMaps are watched, so the
-# operator never caches every ConfigMap in the cluster; a fleet's next pass re-plans on a change.
+# operator never caches every ConfigMap in the cluster; a change runs the naming fleets' passes
+# (`calibration_changed`).
 @kopf.index("v1", "configmaps", labels={CALIBRATION_LABEL: kopf.PRESENT})
 def calibrations(body: kopf.Body, **_: Any) -> dict[FleetKey, dict[str, str]] | None:
     return config_map_entry(body)
@@ -349,14 +350,18 @@ def _owned_changed(memo: kopf.Memo, kind: str, body: kopf.Body, kwargs: Mapping[
         return
     owners = [o for o in meta.get("ownerReferences", []) if o.get("kind") == KIND]
     for owner in owners:
-        key = (namespace, owner["name"])
-        memo.last_event_s[key] = asyncio.get_running_loop().time()
-        if key in memo.coalescing:
-            continue
-        task = asyncio.create_task(_coalesced_pass(memo, key, kwargs))
-        memo.coalescing[key] = task
-        memo.passes.add(task)
-        task.add_done_callback(memo.passes.discard)
+        _pass_soon(memo, (namespace, owner["name"]), kwargs)
+
+
+def _pass_soon(memo: kopf.Memo, key: tuple[str, str], indexes: Mapping[str, Any]) -> None:
+    """Run the fleet's pass once this burst of events is quiet (one pass for the burst)."""
+    memo.last_event_s[key] = asyncio.get_running_loop().time()
+    if key in memo.coalescing:
+        return
+    task = asyncio.create_task(_coalesced_pass(memo, key, indexes))
+    memo.coalescing[key] = task
+    memo.passes.add(task)
+    task.add_done_callback(memo.passes.discard)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
@@ -372,6 +377,22 @@ async def owned_service_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
 async def owned_pdb_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     _owned_changed(memo, "PodDisruptionBudget", body, kwargs)
+
+
+@kopf.on.event("v1", "configmaps", labels={CALIBRATION_LABEL: kopf.PRESENT})
+async def calibration_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A calibration ConfigMap created, edited or deleted: the fleets naming it re-plan now,
+    not at their next resync (none at the start-up listing: every fleet's first pass reads
+    the cache anyway)."""
+    if kwargs.get("type") is None:
+        return
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    for (fleet_namespace, fleet_name), bodies in kwargs["fleets"].items():
+        fleet: Mapping[str, Any] = next(iter(bodies), {})
+        ref = ((fleet.get("spec") or {}).get("calibration") or {}).get("configMapRef") or {}
+        if fleet_namespace == namespace and ref.get("name") == name:
+            _pass_soon(memo, (fleet_namespace, fleet_name), kwargs)
 
 
 async def _coalesced_pass(

@@ -262,8 +262,9 @@ def _unready(
     owned: Mapping[ObjectKey, dict[str, Any] | None],
     now_s: float,
 ) -> dict[str, Waiting]:
-    """The pools' replicas not ready past the deadline, by the clocks the watcher keeps."""
-    pools = planned.plan.pools
+    """The pools' replicas not ready past the deadline, by the clocks the watcher keeps; a
+    standby pool's too, while it covers a shortfall."""
+    pools = (*planned.plan.pools, *planned.plan.standby)
     deployments = {
         p.pool: owned.get(("Deployment", object_name(owner.name, p.pool))) for p in pools
     }

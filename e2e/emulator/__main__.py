@@ -99,7 +99,7 @@ async def serve(args: argparse.Namespace, setup: ReplicaSetup, faults: Faults) -
     engine = RealTimeEngine(
         setup.engine, setup.step_model, setup.limits, metrics,
         speedup=args.speedup, seed=args.seed, mean_output_tokens=args.mean_output_tokens,
-        admission_window_s=args.admission_window_ms / 1000,
+        admission_window_s=args.admission_window_ms / 1000, front_end=setup.front_end,
     )  # fmt: skip
     hostname = socket.gethostname()
     dcgm = DcgmExporter(setup.gpu, args.tp, setup.fb_used_gib_per_gpu, hostname, args.seed)

@@ -20,6 +20,7 @@ from e2e.emulator.dcgm import Activity
 from e2e.emulator.metrics import VllmMetrics
 from e2e.emulator.prefix import PrefixCache
 from e2e.emulator.tokens import Token
+from sizing.frontend import FrontEnd
 from sizing.performance import StepTimeModel
 from sizing.simulator import Engine, EngineLimits, StepResult
 
@@ -27,6 +28,7 @@ ACTIVITY_WINDOW_S = 5.0  # wall seconds of step history behind the DCGM utilizat
 # Wall seconds an idle engine waits for more arrivals before its first step (which still
 # starts, on the engine clock, at the first arrival): larger than localhost HTTP jitter.
 DEFAULT_ADMISSION_WINDOW_S = 0.005
+NO_FRONT_END = FrontEnd()  # engine only: what unit tests of the driver drive
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class RealTimeEngine:
         mean_output_tokens: float,
         admission_window_s: float = DEFAULT_ADMISSION_WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
+        front_end: FrontEnd = NO_FRONT_END,
     ) -> None:
         if speedup <= 0:
             raise ValueError(f"speedup must be > 0, got {speedup}")
@@ -97,6 +100,8 @@ class RealTimeEngine:
         self._rng = random.Random(seed)
         self._clock = clock
         self._wall0 = clock()
+        self.front_end = front_end
+        self._tokenizer_free_sim_s = 0.0
         self._tracked: dict[int, _Tracked] = {}
         self._wake = asyncio.Event()
         # (wall end, wall duration, compute share, memory share) of recent steps, for DCGM.
@@ -114,6 +119,17 @@ class RealTimeEngine:
         if drawn >= max_tokens:
             return max_tokens, "length"
         return drawn, "stop"
+
+    async def through_front_end(self, prompt_tokens: int) -> None:
+        """Wait as vLLM's API server makes a request wait before the engine sees it: its
+        per-request latency, then one tokenizer taking prompts first come, first served
+        (`sizing.frontend`, the stage `inferfleet curve` prices a client's loop with)."""
+        if self.front_end.free:
+            return
+        now = self._sim_now()
+        start = max(now + self.front_end.request_latency_s, self._tokenizer_free_sim_s)
+        self._tokenizer_free_sim_s = start + prompt_tokens * self.front_end.tokenize_s_per_token
+        await asyncio.sleep((self._tokenizer_free_sim_s - now) / self.speedup)
 
     def submit(self, prompt: Sequence[Token], max_tokens: int, ignore_eos: bool) -> RequestStream:
         """Queue a request; its tokens arrive on the returned stream."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields, replace
 
 from sizing.curve import replica_engine
 from sizing.errors import ModelDoesNotFit
+from sizing.frontend import FrontEnd, front_end_of
 from sizing.hardware import GPU, get_gpu
 from sizing.memory import EngineConfig, MemoryBreakdown, estimate_memory
 from sizing.model import load_model_config
@@ -43,6 +44,8 @@ class ReplicaSetup:
     limits: EngineLimits
     memory: MemoryBreakdown
     vocab_size: int
+    # The API server before the engine, as `inferfleet curve` prices a client's loop with it.
+    front_end: FrontEnd
 
     @property
     def max_model_len(self) -> int:
@@ -93,4 +96,5 @@ def build_replica(
     if speed_factor != 1.0:
         step_model = at_speed(step_model, speed_factor)
     engine = Engine(step_model, limits, track_tokens=True)
-    return ReplicaSetup(gpu, engine, step_model, limits, memory, arch.vocab_size)
+    front_end = front_end_of(efficiency)  # CPU-side: the speed factor is the GPU's
+    return ReplicaSetup(gpu, engine, step_model, limits, memory, arch.vocab_size, front_end)

@@ -288,6 +288,7 @@ def _generation_handler(chat: bool) -> Callable[[web.Request], Awaitable[web.Str
             await asyncio.sleep(verdict.delay_s)
         if verdict.status is not None:
             return _error(verdict.status, "injected fault", "InternalServerError")
+        await engine.through_front_end(len(gen.prompt))
         stream = engine.submit(gen.prompt, gen.max_tokens, gen.ignore_eos)
         chunks = _Chunks(gen, state.model_name)
         try:

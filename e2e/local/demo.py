@@ -147,13 +147,22 @@ class Change:
     speed_factor: float = 1.0  # replicas this many times as fast as planned, all day
     prompt_shift: float = 1.0  # prompts this many times as long from `shift_at_h` on
     shift_at_h: float = 18.0
+    # The fleet's spec.sizingQuantile for this scenario (None: the manifest's). The emulator's
+    # speed is relative to the model's median, so a replica "slower than planned" needs a
+    # plan sized on the median: on the default P10 the plan already allows for slow replicas.
+    sizing_quantile: str | None = None
 
 
 SCENARIOS = {
     c.name: c
     for c in (
         Change("prompts-x3", "prompts 3x longer from 18:00", prompt_shift=3.0),
-        Change("slower", "replicas 40 % slower than planned", speed_factor=0.6),
+        Change(
+            "slower",
+            "replicas 40 % slower than planned (plan sized on the median)",
+            speed_factor=0.6,
+            sizing_quantile="0.5",
+        ),
         Change("prompts-x2", "prompt length doubles at 18:00", prompt_shift=2.0),
     )
 }
@@ -229,6 +238,8 @@ def build_scenario(args: argparse.Namespace, change: Change) -> Scenario:
     if args.peak_rps is not None:
         spec_doc.setdefault("workload", {})["peakRequestsPerSecond"] = f"{args.peak_rps:g}"
     spec_doc.setdefault("scaling", {})["interval"] = args.interval
+    if change.sizing_quantile is not None:
+        spec_doc["sizingQuantile"] = change.sizing_quantile
     fleet.setdefault("metadata", {}).setdefault("namespace", "default")
     try:
         spec = InferenceFleetSpec.model_validate(spec_doc)

@@ -20,9 +20,18 @@ HEADER = (
 )
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a schema used twice (one model in two fields) out twice: no YAML anchors."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 def crd_yaml() -> str:
     """The CRD as the YAML text committed in `crds/` (stable key order, so diffs stay small)."""
-    body = yaml.safe_dump(build_crd(), sort_keys=False, allow_unicode=True, width=100)
+    body = yaml.dump(
+        build_crd(), Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=100
+    )
     return HEADER + body
 
 

@@ -138,9 +138,11 @@ def predict_points(args: argparse.Namespace) -> list[LoadPoint]:
     from inferfleet.engine_flags import engine_config_from_args
     from inferfleet.models import load_arch
     from sizing.curve import replica_engine
+    from sizing.frontend import ClientClosedLoop, engine_arrivals, front_end_of
     from sizing.hardware import get_gpu
     from sizing.memory import estimate_memory
-    from sizing.simulator import poisson_arrivals, simulate_arrivals, simulate_closed_loop
+    from sizing.performance import DEFAULT_EFFICIENCY
+    from sizing.simulator import poisson_arrivals, simulate_arrivals
 
     arch = load_arch(args, args.params_b, "--model-config")
     gpu = get_gpu(args.gpu)
@@ -156,14 +158,14 @@ def predict_points(args: argparse.Namespace) -> list[LoadPoint]:
             f"--input-len {args.input_len} + --output-len {args.output_len} exceeds "
             f"max_model_len {memory.max_model_len}; raise --max-model-len or shorten them"
         )
+    efficiency = DEFAULT_EFFICIENCY
     if args.calibration:
         from inferfleet.calibration import load_calibration
 
-        step_model, limits = replica_engine(
-            arch, gpu, cfg, memory, load_calibration(args.calibration)
-        )
-    else:
-        step_model, limits = replica_engine(arch, gpu, cfg, memory)
+        efficiency = load_calibration(args.calibration)
+    step_model, limits = replica_engine(arch, gpu, cfg, memory, efficiency)
+    # A client measures through the API server (sizing.frontend), as `vllm bench serve` does.
+    front_end = front_end_of(efficiency)
     # Data-parallel ranks are independent engines behind one API server that spreads the
     # load evenly: one rank is simulated with its share, and the server's rates are N times it.
     ranks = args.data_parallel
@@ -172,25 +174,21 @@ def predict_points(args: argparse.Namespace) -> list[LoadPoint]:
     outputs = np.full(count, args.output_len)
     if args.concurrency:
         points = [
-            simulate_closed_loop(step_model, limits, prompts, outputs, max(1, c // ranks))
+            ClientClosedLoop(limits, prompts, outputs, max(1, c // ranks), False, front_end).price(
+                step_model
+            )
             for c in args.concurrency
         ]
         return [server_point(p, ranks, c) for p, c in zip(points, args.concurrency, strict=True)]
-    rng_seed = args.seed
-    return [
-        server_point(
-            simulate_arrivals(
-                step_model,
-                limits,
-                poisson_arrivals(rate / ranks, count, np.random.default_rng(rng_seed)),
-                prompts,
-                outputs,
-                rate / ranks,
-            ),
-            ranks,
+    points = []
+    for rate in args.request_rate:
+        sent_s = poisson_arrivals(rate / ranks, count, np.random.default_rng(args.seed))
+        arrive_s = engine_arrivals(front_end, sent_s, prompts)
+        point = simulate_arrivals(
+            step_model, limits, arrive_s, prompts, outputs, rate / ranks, sent_s=sent_s
         )
-        for rate in args.request_rate
-    ]
+        points.append(server_point(point, ranks))
+    return points
 
 
 def server_point(point: LoadPoint, ranks: int, concurrency: int | None = None) -> LoadPoint:
@@ -223,6 +221,7 @@ def point_json(point: LoadPoint) -> dict[str, float | int]:
         "ttft_p99_ms": point.ttft_p99_s * MS_PER_S,
         "itl_p50_ms": point.itl_p50_s * MS_PER_S,
         "itl_p99_ms": point.itl_p99_s * MS_PER_S,
+        "tpot_p50_ms": point.tpot_p50_s * MS_PER_S,
         "output_tok_per_s": point.output_tok_per_s,
         "total_tok_per_s": point.total_tok_per_s,
         "request_per_s": point.request_per_s,

@@ -245,6 +245,9 @@ def test_demo_scenario_compresses_the_day_and_sets_the_fleet():
     assert default.peak_rps == pytest.approx(10.0)  # examples/fleet-code-8b.yaml's own peak
     assert max(default.demand.rps) == pytest.approx(10.0)
     assert default.fleet["spec"]["workload"]["peakRequestsPerSecond"] == "10"
+    # The emulator's speed is relative to the median: so is the plan "slower" is slower than.
+    assert default.fleet["spec"]["sizingQuantile"] == "0.5"
+    assert "sizingQuantile" not in scenario.fleet["spec"]  # the others keep the manifest's
 
 
 def test_demo_runs_every_scenario_unless_one_is_named_and_flags_override_it():

@@ -334,7 +334,8 @@ def test_hf_config_from_a_config_map(cluster: Cluster, operator: Operator):
 
 def test_a_calibration_config_map_is_watched_and_planned_with(cluster: Cluster, operator: Operator):
     """`spec.calibration` names a labelled ConfigMap holding `inferfleet bench --calibrate`
-    output; the operator reads it from its watch cache and plans the measured engine."""
+    output; the operator reads it from its watch cache and plans the measured engine as soon
+    as the ConfigMap is created or edited."""
     plain = example()
     plain["spec"]["pools"] = plain["spec"]["pools"][:1]  # the L40S pool, one GPU to calibrate
     plain["spec"]["scaling"]["interval"] = "1s"  # resyncs that soon
@@ -345,6 +346,7 @@ def test_a_calibration_config_map_is_watched_and_planned_with(cluster: Cluster, 
 
     calibrated = copy.deepcopy(plain)
     calibrated["spec"]["calibration"] = {"configMapRef": {"name": "l40s-cal"}}
+    calibrated["spec"]["scaling"]["interval"] = "1h"  # no resync within the test: events only
     cluster.create(calibrated)
     fleet = wait_sized(cluster, calibrated, status="False")
     assert "ConfigMap l40s-cal" in condition(fleet, "Sized")["message"]
@@ -357,7 +359,7 @@ def test_a_calibration_config_map_is_watched_and_planned_with(cluster: Cluster, 
                                  "labels": {"inferfleet.io/calibration": "l40s"}},
                     "data": {"calibration.yaml": yaml.safe_dump(document)}})  # fmt: skip
 
-    # The watch caches it; the fleet's next pass (its resync) plans with it, no edit needed.
+    # The watch caches it and its event runs the fleet's pass at once: no edit, no resync.
     def planned_slower():
         f = fleet_of(cluster, calibrated)
         sized = condition(f, "Sized")

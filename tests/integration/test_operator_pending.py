@@ -125,3 +125,46 @@ def test_pending_replicas_degrade_the_fleet_spill_to_the_next_pool_and_come_back
 
     wait_for(recovered, "Degraded=False", 30)
     assert not fleet_of(cluster, doc)["status"].get("pending")
+
+
+def test_a_shortfall_spills_to_an_allowed_pool_the_plan_ranked_but_does_not_run(operator):
+    cluster = operator
+    doc = copy.deepcopy(example("fleet-code-8b.yaml"))  # the plan: 5 L40S; L4 allowed, unused
+    doc["spec"]["scaling"] = {"mode": "static", "interval": "1s", "pendingDeadline": "1m"}
+    cluster.create(doc)
+    planned = wait_for(lambda: replicas(cluster, "l40s"), "the l40s Deployment", 30)
+    plan = wait_for(lambda: fleet_of(cluster, doc).get("status", {}).get("plan"), "the plan", 30)
+    standby = plan["standby"]
+    assert [p["pool"] for p in standby] == ["l4"] and replicas(cluster, "l4") is None
+    for name in ("l40s-a", "l40s-b"):
+        _pod(cluster, name, UNSCHEDULABLE)
+
+    made = wait_for(lambda: replicas(cluster, "l4"), "a Deployment for the standby pool", 30)
+    deployment = cluster.get("apps/v1", "Deployment", NS, f"{FLEET}-l4")
+    assert deployment is not None
+    # The replica shape is the plan's for that pool: its GPU, its tensor parallelism.
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = " ".join(container.get("args") or container.get("command") or [])
+    shape = standby[0]
+    assert f"--tensor-parallel-size={shape['tensorParallel']}" in args, args
+    assert f"--max-num-seqs={shape['maxNumSeqs']}" in args, args
+    assert replicas(cluster, "l40s") == planned  # held: never more Pending replicas there
+    # The pass applies the Deployment before it writes status.
+    (pending,) = wait_for(
+        lambda: fleet_of(cluster, doc)["status"].get("pending"), "status.pending", 30
+    )
+    assert pending["spilledTo"] == "l4" and pending["spilledReplicas"] == made
+
+    for name in ("l40s-a", "l40s-b"):  # room again: placed and ready
+        _pod(cluster, name, RUNNING)
+    _status(cluster, "apps/v1", "Deployment", f"{FLEET}-l40s",
+            {"replicas": planned, "readyReplicas": planned})  # fmt: skip
+    wait_for(lambda: replicas(cluster, "l4") is None, "the standby pool's Deployment gone", 30)
+    assert replicas(cluster, "l40s") == planned
+
+    def settled() -> bool:  # the pass that pruned it has written its status too
+        fleet = fleet_of(cluster, doc)
+        cond = condition(fleet, "Degraded")
+        return bool(cond and cond["status"] == "False" and not fleet["status"].get("pending"))
+
+    wait_for(settled, "Degraded=False and no status.pending", 30)

@@ -10,10 +10,12 @@ policy interval and the PromQL windows fit in a test; the plan is the real one f
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import pytest
 
+from controllers.policy.drain import DELETION_COST
 from controllers.reconcile.runtime import TIME_COMPRESSION_ENV
 from inferfleet_testing.kube.fixtures import cluster_fixture  # noqa: F401
 from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
@@ -27,6 +29,8 @@ from inferfleet_testing.prometheus import (
     vllm_pod,
 )
 from tests.integration.test_operator import FLEETS, condition, example, fleet_of
+from tests.integration.test_operator_pending import RUNNING, UNSCHEDULABLE
+from tests.integration.test_operator_pending import _pod as running_pod_with
 
 pytestmark = requires_prometheus
 
@@ -214,3 +218,93 @@ def test_advisory_mode_writes_nothing_to_deployments_and_switching_back_acts(sta
         FLEETS, "InferenceFleet", NS, FLEET, {"spec": {"scaling": {"mode": "predictive"}}}
     )
     wait_for(lambda: (r := replicas(cluster)) and r >= 6, "the scale-up once acting", 60)
+
+
+def _pods_stack(cluster: Cluster, loads: dict[str, VllmLoad]):
+    """Prometheus scraping one target per named pod with its own load, and the operator."""
+    servers = {
+        pod: ExpositionServer(lambda s, load=load: render_exposition([vllm_pod({}, load)], s))
+        for pod, load in loads.items()
+    }
+    targets = [
+        Target(s.address, {"namespace": NS, "fleet": FLEET, "pool": POOL, "pod": pod})
+        for pod, s in servers.items()
+    ]
+    prometheus = PrometheusServer(targets).start()
+    prometheus.wait_for_series(f'vllm:num_requests_running{{fleet="{FLEET}"}}', count=len(loads))
+    operator = Operator()
+    try:
+        yield cluster, prometheus
+    finally:
+        operator.stop()
+        prometheus.close()
+        for server in servers.values():
+            server.close()
+
+
+@pytest.fixture
+def uneven_stack(cluster: Cluster, monkeypatch):
+    """Two pods Prometheus sees with 30 and 2 requests in flight."""
+    monkeypatch.setenv(TIME_COMPRESSION_ENV, "60")
+    yield from _pods_stack(cluster, {"p0": VllmLoad(running=30.0), "p1": VllmLoad(running=2.0)})
+
+
+@pytest.fixture
+def light_stack(cluster: Cluster, monkeypatch):
+    """Eight lightly loaded pods, all ready: more than the policy keeps."""
+    monkeypatch.setenv(TIME_COMPRESSION_ENV, "60")
+    yield from _pods_stack(cluster, {f"p{i}": VllmLoad(rps=0.5, running=1.0) for i in range(8)})
+
+
+def test_a_scale_down_marks_the_least_loaded_pods_before_it_lowers_replicas(uneven_stack):
+    cluster, prometheus = uneven_stack
+    doc = fleet_doc(prometheus.url)
+    doc["spec"]["scaling"]["mode"] = "static"  # the plan's 3 replicas
+    cluster.create(doc)
+    planned = wait_for(lambda: replicas(cluster), "the Deployment", 30)
+    for pod in ("p0", "p1"):
+        running_pod_with(cluster, pod, RUNNING)
+    # Someone scaled the Deployment up by hand: the operator brings it back down to the plan.
+    cluster.merge_patch("apps/v1", "Deployment", NS, f"{FLEET}-{POOL}",
+                        {"spec": {"replicas": planned + 2}})  # fmt: skip
+    start = len(cluster.writes())
+    wait_for(lambda: replicas(cluster) == planned, "the scale-down to the plan's count", 60)
+    writes = cluster.writes()[start:]
+    lowered = next(
+        i for i, w in enumerate(writes)
+        if w.path.endswith(f"/deployments/{FLEET}-{POOL}") and not w.is_status
+        and (w.body or {}).get("spec", {}).get("replicas") == planned
+    )  # fmt: skip
+    marked = {
+        w.path.rsplit("/", 1)[1]: w.body["metadata"]["annotations"][DELETION_COST]
+        for w in writes[:lowered]
+        if "/pods/" in w.path
+        and DELETION_COST in (w.body or {}).get("metadata", {}).get("annotations", {})
+    }
+    # Before the Deployment is lowered, each pod carries its requests in flight as its cost:
+    # the ReplicaSet removes the least loaded first.
+    assert marked == {"p0": "30", "p1": "2"}, [w.path for w in writes]
+    for pod, cost in marked.items():
+        annotations = cluster.get("v1", "Pod", NS, pod)["metadata"]["annotations"]
+        assert annotations[DELETION_COST] == cost
+
+
+def pending_minutes(cluster: Cluster, doc: dict[str, Any]) -> float:
+    """The pool's time Pending over the last hour, from status.scorecard."""
+    cards = fleet_of(cluster, doc).get("status", {}).get("scorecard") or []
+    hour = [w for c in cards if c["pool"] == POOL for w in c["windows"] if w["window"] == "1h"]
+    return float(hour[0]["pendingMinutes"]) if hour else 0.0
+
+
+def test_the_scorecard_counts_time_pending_from_the_pending_detection(light_stack):
+    cluster, prometheus = light_stack
+    doc = fleet_doc(prometheus.url)
+    doc["spec"]["scaling"]["pendingDeadline"] = "1m"
+    cluster.create(doc)
+    wait_for(lambda: replicas(cluster), "the Deployment", 60)
+    time.sleep(8)  # more than a cold start: ready (eight) never short of what it asks
+    for name in ("l40s-a", "l40s-b"):  # yet the pods say two wait for a node
+        running_pod_with(cluster, name, UNSCHEDULABLE)
+    wait_for(lambda: fleet_of(cluster, doc)["status"].get("pending"), "the Pending detection", 60)
+    # The status is rewritten as they start waiting, with the time Pending counted.
+    assert pending_minutes(cluster, doc) > 0

@@ -212,3 +212,56 @@ def test_a_prompt_length_shift_lowers_the_rate_a_replica_serves_at_once():
     assert (base, unit) == (2.0, "requests")
     doubled, unit = rps_in_limiting_unit(PREDICTED, served, served * 4000, served * 200)
     assert doubled == pytest.approx(1.0) and unit == "prefill tokens"
+
+
+def mixed(prompt_tokens: float, requests_per_s: float, interval_s: float = 60.0) -> LoadSample:
+    """An interval whose requests all carried `prompt_tokens` and 100 output tokens."""
+    return LoadSample(
+        ready=2,
+        served_rps=requests_per_s,
+        prompt_tok_per_s=requests_per_s * prompt_tokens,
+        gen_tok_per_s=requests_per_s * 100.0,
+    )
+
+
+@given(
+    st.lists(st.floats(min_value=10, max_value=20_000), min_size=1, max_size=30),
+    st.floats(min_value=0.001, max_value=100),
+)
+def test_the_smoothed_mix_stays_within_what_was_served(prompts: list[float], rps: float):
+    mix = cap.RequestMix()
+    for prompt in prompts:
+        mix.observe(mixed(prompt, rps), 60.0)
+    per_request = mix.per_request("prompt")
+    assert per_request is not None
+    assert min(prompts) * (1 - 1e-9) <= per_request <= max(prompts) * (1 + 1e-9)
+
+
+def test_a_few_requests_with_one_long_prompt_do_not_set_the_rate_alone():
+    """Three requests a minute: one minute of 7,000-token prompts after an hour of 1,500 moves
+    the mix a little; a busy pool's same minute moves it almost all the way."""
+    quiet, busy = cap.RequestMix(), cap.RequestMix()
+    for _ in range(60):
+        quiet.observe(mixed(1500, 0.05), 60.0)
+        busy.observe(mixed(1500, 50.0), 60.0)
+    quiet.observe(mixed(7000, 0.05), 60.0)
+    busy.observe(mixed(7000, 50.0), 60.0)
+    assert (quiet.per_request("prompt") or 0) < 2000
+    assert (busy.per_request("prompt") or 0) > 6900
+    shifted, unit = rps_in_limiting_unit(PREDICTED, *busy.smoothed(mixed(7000, 50.0)))
+    assert unit == "prefill tokens" and shifted < 0.6 * PREDICTED.rps  # the shift, at once
+
+
+def test_the_mix_round_trips_with_the_estimator_and_older_state_loads():
+    est = estimator()
+    feed(est, [mixed(3000, 1.0), mixed(1000, 1.0)])
+    again = estimator()
+    again.load(est.to_dict())
+    assert again.mix.per_request("prompt") == est.mix.per_request("prompt")
+    older = est.to_dict()
+    del older["mix"]
+    estimator().load(older)  # saved before the mix was smoothed
+    broken = est.to_dict()
+    broken["mix"]["prompt"] = [1.0, float("nan")]
+    with pytest.raises(ValueError, match="request mix"):
+        estimator().load(broken)

@@ -13,8 +13,8 @@ LLAMA_8B = str(CALIBRATION / "model_configs" / "meta-llama--Llama-3.1-8B-Instruc
 BASE = ["curve", "--model-config", LLAMA_8B, "--gpu", "H100", "--tp", "1",
         "--max-model-len", "4096", "--input-len", "512", "--output-len", "64",
         "--num-prompts", "64"]  # fmt: skip
-POINT_KEYS = {"ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "output_tok_per_s",
-              "total_tok_per_s", "request_per_s"}  # fmt: skip
+POINT_KEYS = {"ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "tpot_p50_ms",
+              "output_tok_per_s", "total_tok_per_s", "request_per_s"}  # fmt: skip
 BAND_KEYS = {"regime", "output_tok_per_s_p10", "output_tok_per_s_p90", "request_per_s_p10",
              "ttft_p50_ms_p10", "ttft_p50_ms_p90", "ttft_p99_ms_high", "itl_p50_ms_p10",
              "itl_p50_ms_p90", "itl_p99_ms_high"}  # fmt: skip

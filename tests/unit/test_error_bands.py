@@ -69,3 +69,12 @@ def test_quantiles_of_ratios_are_rounded_and_need_data():
     assert ratio_quantiles([1.0] * 10) == (1.0,) * len(BAND_QUANTILES)
     with pytest.raises(InvalidInput):
         ratio_quantiles([])
+
+
+@given(st.lists(st.floats(0.05, 20), min_size=1, max_size=300))
+def test_a_p10_p90_band_holds_at_least_80_percent_of_the_ratios_it_was_taken_from(ratios):
+    quantiles = ratio_quantiles(ratios)
+    low, high = quantiles[0], quantiles[-1]
+    inside = sum(low <= r <= high for r in ratios)
+    assert inside >= 0.8 * len(ratios)
+    assert list(quantiles) == sorted(quantiles)

@@ -88,6 +88,16 @@ def test_a_growing_queue_trips_it_before_the_queue_is_long():
     assert verdict.floor is not None and "queue grew 4 -> 6" in verdict.reason
 
 
+def test_a_full_queue_that_grew_acts_on_its_first_scrape_a_standing_one_waits():
+    g = guard(scrapes=3)
+    full = LoadSample(ready=4, served_rps=8.0, waiting=40.0, ttft_p99_s=6.0)
+    verdict = g.observe(60.0, full, current=4, demand_rps=12.0)
+    assert verdict.floor is not None and "for 1 scrapes" in verdict.reason
+    # The same queue, no longer growing, is a trend to confirm over the configured scrapes.
+    assert g.observe(120.0, full, current=verdict.floor, demand_rps=12.0).floor is None
+    assert g.observe(180.0, full, current=verdict.floor, demand_rps=12.0).floor is not None
+
+
 def _policy(mode: str) -> ScalingPolicy:
     config = ScalingConfig(
         usable_rps_per_replica=1.0,

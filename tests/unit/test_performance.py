@@ -119,7 +119,9 @@ def test_pipeline_stages_add_hand_offs_but_not_work():
     ratio = (two.decode_step_s(1, 1000) - two.fixed_overhead_s) / (
         one.decode_step_s(1, 1000) - one.fixed_overhead_s
     )
-    assert 1.5 < ratio < 2.2
+    # Not quite 2x: both make the same number of all-reduce calls per GPU, whose latency
+    # weighs the same in either.
+    assert 1.4 < ratio < 2.2
 
 
 def test_moe_reads_more_experts_as_the_batch_grows():

@@ -386,3 +386,14 @@ def _replay_plain() -> list[int]:
         input=lines, capture_output=True, text=True, cwd=REPO, timeout=120, check=True,
     )  # fmt: skip
     return [json.loads(line)["replicas"] for line in done.stdout.splitlines()]
+
+
+def test_under_time_compression_an_interval_still_counts_its_wall_seconds_of_requests():
+    """Policy time runs faster, but the rates read are per wall second: the request mix and
+    the capacity samples count what one wall interval served, not what the policy's did."""
+    planned, pool = _scaled_fleet()
+    plain = pool_config(planned.spec, pool, primary=True)
+    compressed = pool_config(planned.spec, pool, primary=True, time_compression=60.0)
+    assert compressed.interval_s == 60.0 * plain.interval_s
+    assert compressed.count_interval_s == plain.interval_s and plain.count_interval_s is None
+    assert ScalingPolicy(compressed).capacity.interval_s == plain.interval_s

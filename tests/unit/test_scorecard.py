@@ -101,6 +101,16 @@ def test_pending_counts_only_a_shortfall_older_than_a_cold_start():
     assert window(c, "1h", 7 * INTERVAL_S).pending_s == pytest.approx(4 * INTERVAL_S)
 
 
+def test_pending_follows_the_pending_detection_where_it_ran():
+    c = card(cold_start_s=120.0)
+    # Short of ready for five minutes, but the detection saw nothing waiting for a node in
+    # the first three (slow warming), then two replicas past the deadline for two minutes.
+    for i, waiting in enumerate([0, 0, 0, 2, 2]):
+        c.observe(Interval((i + 1) * INTERVAL_S, INTERVAL_S, 4, ready=2, pending=waiting))
+    c.observe(Interval(6 * INTERVAL_S, INTERVAL_S, 4, ready=2, pending=0))
+    assert window(c, "1h", 6 * INTERVAL_S).pending_s == pytest.approx(2 * INTERVAL_S)
+
+
 def test_state_round_trips_through_json():
     c = card(horizon_s=120.0)
     for i in range(40):

@@ -293,6 +293,11 @@ def test_the_closed_loop_matches_the_engine_stepped_on_its_clock(kv_cache_tokens
         assert point.kv_blocked_steps == engine.kv_blocked_steps
         assert (point.ttft_p50_s, point.ttft_p99_s) == tuple(np.percentile(ttft, (50, 99)))
         assert (point.e2e_p99_s, point.e2e_mean_s) == (np.percentile(e2e, 99), e2e.mean())
+        assert point.ttft_mean_s == pytest.approx(ttft.mean(), rel=1e-12)
+        several = outputs > 1
+        tpot = (e2e - ttft)[several] / (outputs[several] - 1)
+        assert point.tpot_p50_s == pytest.approx(np.median(tpot), rel=1e-9)
+        assert point.tpot_mean_s == pytest.approx(tpot.mean(), rel=1e-9)
         itl = weighted_percentiles(np.array(gaps), np.array(weights), (50, 95, 99))
         assert (point.itl_p50_s, point.itl_p95_s, point.itl_p99_s) == itl
     assert kv_cache_tokens > 10_000 or engine.preemptions > 0

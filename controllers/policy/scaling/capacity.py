@@ -14,7 +14,7 @@ workload the pool really gets:
   over; "loaded" below): the replicas served x within the SLO at utilization u (the highest
   of TTFT/SLO, ITL/SLO, KV usage over its threshold and running requests over the plan's
   concurrency), so capacity is about x / u, with u floored at `U_FLOOR` so one sample
-  extrapolates by at most 1 / U_FLOOR. Weighs by how loaded it was.
+  extrapolates by at most 1 / U_FLOOR. Weighs by how near its limits it ran (u).
 * **idle** or unknown (light load, no replica ready, fewer ready than at the last sample — a
   restart or a scale-down within the interval — or no signal that tells queueing apart):
   ignored, the state does not move. A replica that joined within the interval is kept: it
@@ -53,6 +53,7 @@ KV_SATURATED_RATIO = 0.95  # KV-cache usage at which vLLM starts to preempt
 WAITING_PER_REPLICA = 1.0  # queued requests per ready replica that mean it is full
 LATENCY_BUSY_SHARE = 0.5  # latency over the SLO means "full" only at this share of capacity
 GPU_BUSY_RATIO = 0.7  # or, for TTFT, while the GPUs step at least this share of the time
+MIX_HALF_REQUESTS = 100.0  # the request mix forgets half of itself every this many completions
 UNITS = ("rps", "prompt_tok_per_s", "gen_tok_per_s")
 
 
@@ -217,12 +218,67 @@ class _DecayingMean:
         self.at_s = None if data.get("at") is None else float(data["at"])
 
 
+class RequestMix:
+    """Prompt and output tokens per request of what was served lately, weighed by requests.
+
+    The unit that limits divides a token capacity by tokens per request. One interval of a
+    few requests gives a noisy figure (a 7,000-token prompt among three), and the minimum over
+    units turns that noise into too few req/s per replica. So the mix forgets half of itself
+    every `MIX_HALF_REQUESTS` completions: a busy pool follows a prompt-length shift within
+    its interval, a quiet one over the next few hundred requests.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list[float]] = {}  # unit -> [requests, tokens], decayed
+
+    def observe(self, sample: LoadSample, interval_s: float) -> None:
+        served = sample.served_rps
+        if not served:
+            return
+        n = served * interval_s
+        keep = 0.5 ** (n / MIX_HALF_REQUESTS)
+        for unit, tok_per_s in (("prompt", sample.prompt_tok_per_s), ("gen", sample.gen_tok_per_s)):
+            if tok_per_s is None:
+                continue
+            requests, tokens = self.sums.get(unit, [0.0, 0.0])
+            self.sums[unit] = [keep * requests + n, keep * tokens + tok_per_s * interval_s]
+
+    def per_request(self, unit: str) -> float | None:
+        requests, tokens = self.sums.get(unit, [0.0, 0.0])
+        return tokens / requests if requests > 0 and math.isfinite(tokens / requests) else None
+
+    def smoothed(self, sample: LoadSample) -> tuple[float | None, float | None, float | None]:
+        """The sample's (served req/s, prompt tok/s, generated tok/s) with the token rates
+        those requests carry at the smoothed mix (the sample's own where none is known)."""
+        served = sample.served_rps
+        if not served:
+            return served, sample.prompt_tok_per_s, sample.gen_tok_per_s
+        prompt, gen = self.per_request("prompt"), self.per_request("gen")
+        return (
+            served,
+            sample.prompt_tok_per_s if prompt is None else served * prompt,
+            sample.gen_tok_per_s if gen is None else served * gen,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {unit: list(pair) for unit, pair in self.sums.items()}
+
+    def load(self, data: dict[str, Any]) -> None:
+        sums = {str(u): [float(r), float(t)] for u, (r, t) in data.items()}
+        if any(u not in ("prompt", "gen") or not all(math.isfinite(v) and v >= 0 for v in pair)
+               for u, pair in sums.items()):  # fmt: skip
+            raise ValueError("request mix state holds a negative or non-finite figure")
+        self.sums = sums
+
+
 class CapacityEstimator:
     """Online measured capacity of one pool's replicas; feed one sample per interval."""
 
-    def __init__(self, predicted: PerReplica, limits: SLOLimits) -> None:
+    def __init__(self, predicted: PerReplica, limits: SLOLimits, interval_s: float = 60.0) -> None:
         self.predicted = predicted
         self.limits = limits
+        self.interval_s = interval_s
+        self.mix = RequestMix()
         self.saturated = _DecayingMean()
         self.loaded = _DecayingMean()
         self.samples = 0
@@ -232,6 +288,7 @@ class CapacityEstimator:
     def observe(self, now_s: float, raw: LoadSample) -> str:
         """Learn from one interval; returns its kind: saturated, loaded or idle."""
         sample = raw.clean()
+        self.mix.observe(sample, self.interval_s)
         ready, last = sample.ready, self.last_ready
         if ready is not None:
             self.last_ready = ready
@@ -239,18 +296,14 @@ class CapacityEstimator:
         # counted over fewer replicas; one that joined only lowers the figure, the safe side.
         if not ready or last is None or ready < last or not sample.served_rps:
             return "idle"
+        # Tokens at the smoothed mix: one interval's few long prompts are not a slow replica.
+        rates = self.mix.smoothed(sample)
         served = {
             unit: value / ready
-            for unit, value in (
-                ("rps", sample.served_rps),
-                ("prompt_tok_per_s", sample.prompt_tok_per_s),
-                ("gen_tok_per_s", sample.gen_tok_per_s),
-            )
+            for unit, value in zip(UNITS, rates, strict=True)
             if value is not None and value > 0
         }
-        planned, _ = rps_in_limiting_unit(
-            self.predicted, sample.served_rps, sample.prompt_tok_per_s, sample.gen_tok_per_s
-        )
+        planned, _ = rps_in_limiting_unit(self.predicted, *rates)
         if overloaded(sample, self.limits, planned):
             values = {u: _bounded(v, self.predicted.get(u)) for u, v in served.items()}
             self.saturated.add(now_s, values, 1.0)
@@ -262,9 +315,13 @@ class CapacityEstimator:
         if share < LOADED_SHARE or u is None:
             return "idle"
         # Within the SLO it served x, so it serves at least x: u is capped at 1.
-        scale = 1.0 / max(min(u, 1.0), U_FLOOR)
-        values = {unit: _bounded(v * scale, self.predicted.get(unit)) for unit, v in served.items()}
-        self.loaded.add(now_s, values, min(1.0, share))
+        nearness = max(min(u, 1.0), U_FLOOR)
+        values = {
+            unit: _bounded(v / nearness, self.predicted.get(unit)) for unit, v in served.items()
+        }
+        # Weighed by how near its limits it ran, not by what it served: a weight that grew
+        # with throughput would let a busier low sample outweigh the rest (not monotone).
+        self.loaded.add(now_s, values, nearness)
         self.samples += 1
         return "loaded"
 
@@ -308,6 +365,7 @@ class CapacityEstimator:
             "samples": self.samples,
             "saturatedSamples": self.saturated_samples,
             "lastReady": self.last_ready,
+            "mix": self.mix.to_dict(),
         }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -316,6 +374,8 @@ class CapacityEstimator:
         self.samples = int(data["samples"])
         self.saturated_samples = int(data["saturatedSamples"])
         self.last_ready = None if data.get("lastReady") is None else int(data["lastReady"])
+        if data.get("mix"):  # state saved before the mix was smoothed lacks it
+            self.mix.load(data["mix"])
 
 
 def blend(predicted: PerReplica, estimate: CapacityEstimate) -> PerReplica:

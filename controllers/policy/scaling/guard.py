@@ -6,7 +6,9 @@ watches the symptoms directly: TTFT or ITL P99 above the SLO while the replicas 
 least half of what the plan says one serves: a replica too slow per step at light load is not
 fixed by more replicas, that is step 13's to say), requests queuing (one waiting per ready
 replica, or a queue that grows between scrapes), KV cache past its threshold. After
-`scrapes` such intervals in a row it asks for a floor sized from the observed overload:
+`scrapes` such intervals in a row (a full queue that grew: at its first scrape, since requests
+already wait and a cold start is still ahead) it asks for a floor sized from the observed
+overload:
 
     ready x (max(demand, served) + waiting / drain) / served     with a queue, else
     ready x min(1.5, max(TTFT / SLO, ITL / SLO, KV / threshold))
@@ -28,7 +30,12 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from controllers.policy.scaling.capacity import LoadSample, SLOLimits, overloaded
+from controllers.policy.scaling.capacity import (
+    WAITING_PER_REPLICA,
+    LoadSample,
+    SLOLimits,
+    overloaded,
+)
 
 DRAIN_S = 120.0  # a queue should be gone within this once the floor is ready
 # Latency grows faster than load near capacity, so its ratio to the SLO overstates the
@@ -130,7 +137,14 @@ class SLOGuard:
             # holding on it would only ratchet the fleet up on every noisy reading.
             self.missing = bool(over or overloaded(replace(sample, itl_p99_s=None), self.limits))
         within = self.acted_at_s is not None and now_s - self.acted_at_s < self.stabilization_s
-        if not over or self.streak < self.config.scrapes:
+        # A full queue that grew is no noisy reading: requests are being turned away now.
+        queue_grew = (
+            w is not None
+            and bool(sample.ready)
+            and w >= WAITING_PER_REPLICA * (sample.ready or 0)
+            and w > (last or 0.0)
+        )
+        if not over or (self.streak < self.config.scrapes and not queue_grew):
             return GuardVerdict(None, self.streak > 0 or within or self.missing, "")
         if w is not None and last is not None and w > last and sample.served_rps is not None:
             # What vLLM completes is capped by the replicas: what arrived also filled the queue.

@@ -103,6 +103,7 @@ class ScalingConfig:
     cold_start_s: float
     interval_s: float = 60.0
     mode: Mode = "predictive"
+    count_interval_s: float | None = None  # seconds one interval's rates count; None: interval
     min_replicas: int = 1
     max_replicas: int | None = None
     gpus_per_replica: int = 1
@@ -386,6 +387,7 @@ class ScalingPolicy:
                 loop.gen_tok_per_s_per_replica,
             ),
             loop.limits,
+            config.interval_s if config.count_interval_s is None else config.count_interval_s,
         )
         self.guard = SLOGuard(loop.limits, loop.guard, config.stabilization_s, config.interval_s)
 
@@ -399,7 +401,7 @@ class ScalingPolicy:
             return None, ""
         load = metrics.load or LoadSample()
         rate, unit = rps_in_limiting_unit(
-            self.capacity.current(now_s), load.served_rps, load.prompt_tok_per_s, load.gen_tok_per_s
+            self.capacity.current(now_s), *self.capacity.mix.smoothed(load)
         )
         rate = rps_per_replica(self.config, metrics, rate)
         if estimate.measured is None:
@@ -422,7 +424,7 @@ class ScalingPolicy:
         believed = rps_per_replica(self.config, metrics) if per_replica is None else per_replica
         seen = load or LoadSample()
         planned, _ = rps_in_limiting_unit(
-            self.capacity.predicted, seen.served_rps, seen.prompt_tok_per_s, seen.gen_tok_per_s
+            self.capacity.predicted, *self.capacity.mix.smoothed(seen)
         )
         planned = rps_per_replica(self.config, metrics, planned)
         guard = self.guard.observe(now_s, load, current_replicas, rate, planned)

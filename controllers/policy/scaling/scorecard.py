@@ -12,9 +12,10 @@ rolling window, the sums that answer:
   forecaster that does worse than doing nothing shows;
 * **scale events and flaps per day**: a flap is a change against the direction of the one
   before within `flap_window_s` (the stabilization window);
-* **time Pending**: interval time during which fewer replicas were ready than asked for, for
-  longer than one cold start (a replica slower than its cold start is not warming, it waits
-  for a node).
+* **time Pending**: interval time during which the Pending detection found replicas waiting
+  for a node past `scaling.pendingDeadline` (`controllers.policy.pending`); where no detection
+  ran (`inferfleet simulate`), time during which fewer replicas were ready than asked for,
+  for longer than one cold start.
 
 Each window is a ring of `BUCKETS` buckets of window / `BUCKETS` each plus the current one, so
 the state is small (it lives in status.history) and a window spans between its length and one
@@ -65,6 +66,7 @@ class Interval:
     demand_rps: float | None = None
     capacity_rps: float | None = None  # per replica, what the decision divided by
     forecast_rps: float | None = None  # the forecast, made now, for now + horizon
+    pending: int | None = None  # replicas the Pending detection found; None: it did not run
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,11 @@ class Scorecard:
         self.last_change = (iv.end_s, direction)
 
     def _count_pending(self, iv: Interval, duration: float, sums: dict[str, float]) -> None:
+        if iv.pending is not None:
+            self.short_since_s = None
+            if iv.pending > 0:
+                sums["pending_s"] = duration
+            return
         if iv.ready is None:
             return
         if iv.ready >= iv.replicas:
