@@ -36,7 +36,7 @@ def add_hub_arguments(parser: argparse.ArgumentParser | Any) -> None:
 
 
 def resolve_model(name: str, revision: str | None, offline: bool) -> ResolvedModel:
-    from controllers.adapters.hf_hub import HubSettings
+    from controllers.adapters.hub_settings import HubSettings
     from controllers.adapters.model_source import ModelConfigUnavailable, ModelResolver
 
     settings = HubSettings.from_env()

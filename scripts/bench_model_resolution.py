@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from controllers.adapters.hf_hub import HubSettings
+from controllers.adapters.hub_settings import HubSettings
 from controllers.adapters.model_source import ModelResolver, ResolvedModel
 from inferfleet_testing.checkpoints import Tensor, safetensors_header
 from inferfleet_testing.fake_hub import FakeHub

@@ -103,8 +103,8 @@ def connection_info() -> kopf.ConnectionInfo:
     """The in-cluster service account when present, else $KUBECONFIG or ~/.kube/config.
 
     Kopf's own login functions read them, so the operator's client and its watches use the same
-    credentials, without the official client library: importing it costs the operator ~20 MiB
-    of resident memory (Kopf imports it whenever it is installed). A kubeconfig is read as Kopf
+    credentials, without the official client library: it costs the operator ~8 MiB of resident
+    memory (Kopf imports it whenever it is installed). A kubeconfig is read as Kopf
     reads it: tokens, client certificates, basic auth; exec plugins are not run.
     """
     settings = kopf.OperatorSettings()
@@ -163,7 +163,6 @@ class Kube:
     """One API client per operator process (aiohttp keeps the connections warm)."""
 
     def __init__(self, info: kopf.ConnectionInfo, token_file: Path | None = None) -> None:
-        self._info = info
         self._token_file = token_file  # re-read now and then: the kubelet rotates it
         self._auth = info.as_http_headers()
         self._auth_read_s = time.monotonic()

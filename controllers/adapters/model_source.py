@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from controllers.adapters.hf_hub import HubClient, HubError, HubModel, HubSettings
+from controllers.adapters.hub_settings import HubError, HubModel, HubSettings
 from sizing.checkpoint import CheckpointWeights, summarize
 from sizing.errors import InvalidInput, SizingError
 from sizing.model import load_model_config
@@ -174,6 +174,8 @@ class ModelResolver:
         self, name: str, revision: str, token: str | None
     ) -> tuple[CheckpointWeights | None, HubModel]:
         """Blocking (a worker thread): the Hub's files, then the header's tensors sorted."""
+        from controllers.adapters.hf_hub import HubClient  # the library loads here, once
+
         found = HubClient(self.settings, token).read_model(name, revision)
         try:
             layers = _num_layers(found.config)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controllers.adapters.hf_hub import HubSettings
+from controllers.adapters.hub_settings import HubSettings
 from controllers.adapters.model_source import ModelResolver
 from controllers.adapters.prometheus_reader import MetricsSource, OperatorClock, PrometheusReader
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import scan_cache_dir
 
-from controllers.adapters.hf_hub import HubSettings, prune_cache
+from controllers.adapters.hf_hub import prune_cache
+from controllers.adapters.hub_settings import HubSettings
 from controllers.adapters.model_source import (
     FAILURE_TTL_S,
     ModelCatalog,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controllers.adapters.hf_hub import CACHE_ENV
+from controllers.adapters.hub_settings import CACHE_ENV
 from inferfleet_testing.checkpoints import dense_decoder_tensors, safetensors_header
 from inferfleet_testing.fake_hub import FakeHub
 from inferfleet_testing.kube.fixtures import cluster_fixture  # noqa: F401
