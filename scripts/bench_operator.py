@@ -177,8 +177,12 @@ def burst(count: int, prometheus_url: str | None) -> dict[str, float]:
             rss_mib, peak_mib = _memory_mib(operator.pid)
             metrics_url = f"http://127.0.0.1:{metrics_port}"
             reconciles = _reconciles(metrics_url)
-            # Sized is not the end: Kopf may still be working off the burst's events.
+            # Sized is not the end: Kopf may still be working off the burst's events. Then the
+            # replicas come up, as a cluster's Deployment controller would report them (KMock
+            # has none): a steady state is one whose pods are ready, not a fleet of Pending.
             _wait_quiet(cluster, 600)
+            while cluster.mark_deployments_ready():
+                _wait_quiet(cluster, 600)
             settled_s = time.monotonic() - started
             reconciles_settled = _reconciles(metrics_url)
             # Steady state: resyncs only, as the API server sees them.

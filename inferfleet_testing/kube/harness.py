@@ -141,6 +141,32 @@ class Cluster:
         response.raise_for_status()
         return response.json()
 
+    def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        """Merge-patch the status subresource, as the object's own controller would."""
+        response = self.client.patch(
+            object_path(api_version, kind, namespace, name) + "/status",
+            json={"status": status},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        response.raise_for_status()
+
+    def mark_deployments_ready(self) -> int:
+        """What the Deployment controller reports once every pod is up (KMock runs no
+        controllers, so without this every replica stays not ready). Returns how many
+        Deployments it changed."""
+        changed = 0
+        for deployment in self.objects("Deployment"):
+            meta, want = deployment["metadata"], deployment["spec"].get("replicas", 1)
+            status = deployment.get("status") or {}
+            if status.get("replicas") == want and status.get("readyReplicas") == want:
+                continue
+            ready = {"replicas": want, "readyReplicas": want, "availableReplicas": want}
+            self.patch_status("apps/v1", "Deployment", meta["namespace"], meta["name"], ready)
+            changed += 1
+        return changed
+
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self.client.delete(object_path(api_version, kind, namespace, name)).raise_for_status()
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from controllers.adapters.kube import object_path
 from inferfleet_testing.kube.fixtures import cluster_fixture  # noqa: F401
 from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
 from tests.integration.test_operator import condition, example, fleet_of
@@ -65,12 +64,7 @@ def _pod(cluster: Cluster, name: str, status: dict[str, Any]) -> None:
 
 
 def _status(cluster: Cluster, api_version: str, kind: str, name: str, status: dict) -> None:
-    response = cluster.client.patch(
-        object_path(api_version, kind, NS, name) + "/status",
-        json={"status": status},
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
-    response.raise_for_status()
+    cluster.patch_status(api_version, kind, NS, name, status)
 
 
 UNSCHEDULABLE = {
