@@ -10,10 +10,17 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from inferfleet.calibration import load_calibration
 from inferfleet_testing.emulator import REPO, RunningEmulator, run_emulator
+from sizing.curve import replica_engine
+from sizing.hardware import get_gpu
+from sizing.memory import EngineConfig, estimate_memory
+from sizing.model import load_model_config
+from sizing.performance import Efficiency
+from sizing.simulator import simulate_closed_loop
 from tests.conftest import CALIBRATION
 
 
@@ -212,14 +219,27 @@ def test_calibrate_recovers_the_efficiency_the_emulator_runs_with(tmp_path: Path
         result = _bench(
             emu,
             *("--input-len", "2048", "--output-len", "16", "--concurrency", "1,4"),
-            *("--num-prompts", "4", "--time-scale", "2", "--calibrate"),
+            *("--num-prompts", "8", "--time-scale", "2", "--calibrate"),
             *("--calibration-out", str(out), "--model-config", str(LLAMA_3_8B), "--gpu", "L4"),
         )
     assert result.returncode == 0, result.stderr
     assert "calibration written to" in result.stderr
     fitted = load_calibration(out)
     assert fitted.compute_fraction == pytest.approx(truth["compute_fraction"], rel=0.15)
-    assert fitted.hbm_fraction == pytest.approx(truth["hbm_fraction"], rel=0.10)
+    # Short outputs at batch 1 and 4 time a decode step as weights / HBM + overhead: the sum
+    # is measured, its split between hbm_fraction and step_overhead_s is not (the fit's prior
+    # picks it). So the check is the decode step the fit predicts, against the true one.
+    emulated_efficiency = load_calibration(emulated)
+    assert _decode_step_s(fitted) == pytest.approx(_decode_step_s(emulated_efficiency), rel=0.10)
+
+
+def _decode_step_s(efficiency: Efficiency) -> float:
+    """One decode step of one 2,048-token sequence of the emulated L4 replica."""
+    arch = load_model_config(json.loads(LLAMA_3_8B.read_text()))
+    gpu, cfg = get_gpu("L4"), EngineConfig()
+    step_model, limits = replica_engine(arch, gpu, cfg, estimate_memory(arch, gpu, cfg), efficiency)
+    prompts, outputs = np.full(2, 2048), np.full(2, 16)
+    return simulate_closed_loop(step_model, limits, prompts, outputs, 1).itl_p50_s
 
 
 def test_calibrate_without_its_flags_fails_before_sending_load():
