@@ -83,7 +83,12 @@ def test_without_pod_or_secret_access_pending_is_seen_from_the_deployment(
             cluster, "apps/v1", "Deployment", "code-8b-l40s", {"replicas": 2, "readyReplicas": 2}
         )
         wait_for(lambda: replicas(cluster, "l4") == planned_l4, "l4 back to the plan's count", 30)
-        assert not fleet_of(cluster, doc)["status"].get("pending")
+        # As above, the status of the pass that shrank l4 lands after its Deployment write.
+        wait_for(
+            lambda: not fleet_of(cluster, doc)["status"].get("pending"),
+            "status.pending cleared",
+            30,
+        )
 
         token = base64.b64encode(b"hf_secret").decode()
         cluster.create({"apiVersion": "v1", "kind": "Secret",
