@@ -82,7 +82,7 @@ def run_emulator(
     startup_delay_s: float = 0.0,
     extra_args: Sequence[str] = (),
     wait_ready: bool = True,
-    ready_timeout_s: float = 30.0,
+    ready_timeout_s: float = 60.0,
 ) -> Iterator[RunningEmulator]:
     """An emulator process on 127.0.0.1; yields once healthy (unless `wait_ready=False`)."""
     port, dcgm_port = free_port(), free_port()

@@ -209,7 +209,7 @@ class PrometheusServer:
         answer.raise_for_status()
         return answer.json()["data"]["result"]
 
-    def wait_for_series(self, promql: str, count: int = 1, timeout_s: float = 30.0) -> None:
+    def wait_for_series(self, promql: str, count: int = 1, timeout_s: float = 60.0) -> None:
         """Until `promql` returns at least `count` series (the first scrapes have landed)."""
         wait_for(lambda: len(self.query(promql)) >= count, timeout_s, f"{count} series of {promql}")
 

@@ -194,22 +194,24 @@ class PodRunner:
         """One pass: list Deployments, converge pods, probe, report status and targets."""
         listed = self._api.get(DEPLOYMENTS_PATH, params={"labelSelector": MANAGED_SELECTOR})
         listed.raise_for_status()
-        seen: set[tuple[str, str]] = set()
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
         for deployment in listed.json().get("items", []):
             meta = deployment["metadata"]
             managed = meta.get("labels", {}).get("app.kubernetes.io/managed-by") == MANAGED_BY
             if meta.get("deletionTimestamp") or not managed:  # the selector, checked again
                 continue
             key = (meta["namespace"], meta["name"])
-            seen.add(key)
-            state = self._deployments.setdefault(key, DeploymentState())
-            self._converge(deployment, state)
-            self._report(deployment, state)
-        for key in set(self._deployments) - seen:
+            seen[key] = deployment
+            self._converge(deployment, self._deployments.setdefault(key, DeploymentState()))
+        for key in set(self._deployments) - set(seen):
             for pod in self._deployments[key].pods:
                 self._begin_stop(pod)
         self._reap()
+        # Endpoints and pods first, status last: whoever sees a Deployment report its replicas
+        # ready (the operator, a test) then finds them among the endpoints too.
         self._publish()
+        for key, deployment in seen.items():
+            self._report(deployment, self._deployments[key])
 
     def _converge(self, deployment: dict[str, Any], state: DeploymentState) -> None:
         wanted = deployment["spec"].get("replicas")

@@ -212,8 +212,17 @@ class Cluster:
         return fault
 
 
+# What a test waits for takes well under a second here, alone; on a 2-core CI machine whose
+# cores the suite's own processes saturate it can take many times that. A deadline costs time
+# only when the test fails, so it is generous.
+WAIT_TIMEOUT_S = 60.0
+
+
 def wait_for(
-    check: Callable[[], T | None], what: str, timeout_s: float = 10.0, poll_s: float = 0.02
+    check: Callable[[], T | None],
+    what: str,
+    timeout_s: float = WAIT_TIMEOUT_S,
+    poll_s: float = 0.02,
 ) -> T:
     """Poll `check` until it returns something truthy; fail with `what` after the timeout."""
     deadline = time.monotonic() + timeout_s
@@ -224,6 +233,25 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(poll_s)
+
+
+def wait_quiet(
+    count: Callable[[], int], what: str, quiet_s: float = 1.0, timeout_s: float = WAIT_TIMEOUT_S
+) -> int:
+    """Until `count()` has not moved for `quiet_s` of wall time; returns it. Timed, not a
+    number of polls: on a loaded machine a pass can pause longer than a few polls between two
+    of its writes, and a short quiet would end inside it."""
+    last = [count()]
+    since = [time.monotonic()]
+
+    def quiet() -> bool:
+        n, now = count(), time.monotonic()
+        if n != last[0]:
+            last[0], since[0] = n, now
+        return now - since[0] >= quiet_s
+
+    wait_for(quiet, what, timeout_s)
+    return last[0]
 
 
 def create_example_and_wait_for_deployments(

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 
 from inferfleet.calibration import load_calibration
 from inferfleet_testing.emulator import REPO, RunningEmulator, run_emulator
+from inferfleet_testing.kube.harness import wait_for
 from sizing.curve import replica_engine
 from sizing.hardware import get_gpu
 from sizing.memory import EngineConfig, estimate_memory
@@ -152,10 +152,11 @@ def _completed(emu: RunningEmulator) -> float:
 def _wait_for_completed_requests(emu: RunningEmulator, process: subprocess.Popen) -> None:
     """Until the bench has finished some requests (its start-up time varies with load)."""
     before = _completed(emu)
-    for _ in range(600):
-        if process.poll() is not None or _completed(emu) > before + 2:
-            return
-        time.sleep(0.05)
+    wait_for(
+        lambda: process.poll() is not None or _completed(emu) > before + 2,
+        "the bench to complete some requests",
+        poll_s=0.05,
+    )
 
 
 def test_ctrl_c_prints_what_was_measured_and_exits_130(fast_emulator):

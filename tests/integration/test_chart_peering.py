@@ -91,22 +91,22 @@ def test_highest_ordinal_works_and_the_other_takes_over(cluster: Cluster, tmp_pa
     replicas = [Replica(ordinal, cluster.kubeconfig, tmp_path) for ordinal in (0, 1)]
     standby, active = replicas
     try:
-        wait_for(lambda: peers(cluster) == {standby.name, active.name}, "both peers", 20)
-        wait_for(lambda: active.working() and not standby.working(), "one active replica", 30)
+        wait_for(lambda: peers(cluster) == {standby.name, active.name}, "both peers")
+        wait_for(lambda: active.working() and not standby.working(), "one active replica")
         fleet = example()
         name = fleet["metadata"]["name"]
         cluster.create(fleet)
-        wait_for(lambda: generation_done(cluster, name, 1), "the active replica to reconcile", 30)
+        wait_for(lambda: generation_done(cluster, name, 1), "the active replica to reconcile")
         # The operator logs its writes once the pass is over, after the status patch.
-        wait_for(active.applied, "the active replica's write in its log", 10)
+        wait_for(active.applied, "the active replica's write in its log")
         assert not standby.applied(), "the lower ordinal wrote while a higher one lived"
 
         active.stop()  # a clean stop removes its peer entry: the standby resumes at once
-        wait_for(standby.working, "the standby to take over", 30)
+        wait_for(standby.working, "the standby to take over")
         patch = {"spec": {"workload": {"peakRequestsPerSecond": "40"}}}
         cluster.merge_patch(FLEETS, "InferenceFleet", "llm", name, patch)
-        wait_for(lambda: generation_done(cluster, name, 2), "the standby to reconcile", 30)
-        wait_for(standby.applied, "the standby's write in its log", 10)
+        wait_for(lambda: generation_done(cluster, name, 2), "the standby to reconcile")
+        wait_for(standby.applied, "the standby's write in its log")
     finally:
         for replica in replicas:
             replica.stop()

@@ -80,7 +80,7 @@ def sized(cluster: Cluster, name: str, generation: int):
         fleet = cluster.get(FLEETS, "InferenceFleet", "llm", name)
         return fleet and fleet.get("status", {}).get("observedGeneration") == generation
 
-    wait_for(check, f"{name} reconciled at generation {generation}", timeout_s=30)
+    wait_for(check, f"{name} reconciled at generation {generation}")
 
 
 def test_every_operator_request_is_granted_by_the_chart(running: Cluster, recorded):

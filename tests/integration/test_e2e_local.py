@@ -60,7 +60,7 @@ def scalar(harness: LocalHarness, promql: str) -> float:
 def test_fleet_is_sized_runs_as_pods_serves_load_and_is_scraped():
     with LocalHarness(speedup=SPEEDUP, time_compression=COMPRESSION) as harness:
         harness.apply_fleet(small_fleet())
-        wait_for(lambda: is_true(harness, "Sized"), "Sized=True", timeout_s=30)
+        wait_for(lambda: is_true(harness, "Sized"), "Sized=True")
         wait_for(lambda: is_true(harness, "Ready"), "Ready=True (pods warm)", timeout_s=60)
 
         fleet = harness.fleet(NAMESPACE, NAME)
@@ -106,7 +106,6 @@ def test_fleet_is_sized_runs_as_pods_serves_load_and_is_scraped():
         wait_for(
             lambda: scalar(harness, f"sum(vllm:request_success_total{{{labels}}})") == totals.ok,
             f"Prometheus to count {totals.ok} successful requests",
-            timeout_s=15,
         )
         applied = [e for e in EventLog(NAMESPACE, NAME).poll(harness, 0) if e.reason == "Applied"]
         assert any(e.message.startswith("Applied Deployment") for e in applied)

@@ -91,7 +91,7 @@ def test_pods_follow_the_deployment(cluster: Cluster, tmp_path):
         cluster.url, tmp_path, speedup=4.0, time_compression=480.0, poll_s=0.1, drain_s=2.0
     )
     try:
-        wait_for(lambda: settled(cluster, runner, 2), "2 ready pods", timeout_s=40)
+        wait_for(lambda: settled(cluster, runner, 2), "2 ready pods")
         first = {p.name: p for p in runner.pods()}
         assert status(cluster)["availableReplicas"] == 2
         assert status(cluster)["updatedReplicas"] == 2
@@ -108,7 +108,7 @@ def test_pods_follow_the_deployment(cluster: Cluster, tmp_path):
         wait_for(lambda: len(runner.endpoints(NS, FLEET)) == 1, "the surplus out of endpoints")
         (draining,) = [p for p in runner.pods() if p.terminating]
         assert draining.process.poll() is None, "SIGTERM came before the drain period"
-        wait_for(lambda: settled(cluster, runner, 1), "1 pod after scale-down", timeout_s=20)
+        wait_for(lambda: settled(cluster, runner, 1), "1 pod after scale-down")
         gone = [p for name, p in first.items() if name not in {q.name for q in runner.pods()}]
         assert len(gone) == 1 and gone[0].process.poll() is not None
         assert len(targets(runner)) == 2
@@ -123,7 +123,7 @@ def test_pods_follow_the_deployment(cluster: Cluster, tmp_path):
             pods = runner.pods()
             return settled(cluster, runner, 1) and pods[0].template_hash == current
 
-        wait_for(rolled, "the rollout to the new template", timeout_s=30)
+        wait_for(rolled, "the rollout to the new template")
         assert status(cluster)["updatedReplicas"] == 1
 
         # A crashed pod is replaced.
@@ -132,13 +132,12 @@ def test_pods_follow_the_deployment(cluster: Cluster, tmp_path):
         wait_for(
             lambda: settled(cluster, runner, 1) and runner.pods()[0].name != crashed.name,
             "a replacement for the crashed pod",
-            timeout_s=30,
         )
 
         # Deleting the Deployment stops its pods.
         survivors = runner.pods()
         cluster.delete("apps/v1", "Deployment", NS, DEPLOYMENT)
-        wait_for(lambda: not runner.pods(), "all pods gone after the delete", timeout_s=20)
+        wait_for(lambda: not runner.pods(), "all pods gone after the delete")
         assert all(p.process.poll() is not None for p in survivors)
         assert targets(runner) == []
         runner.check()  # the loop is still alive
@@ -160,7 +159,7 @@ def test_a_pod_with_the_operators_prestop_drains_before_its_sigterm(cluster: Clu
     cluster.create(manifest)
     runner = PodRunner(cluster.url, tmp_path, speedup=4.0, time_compression=480.0, poll_s=0.1)
     try:
-        wait_for(lambda: settled(cluster, runner, 2), "2 ready pods", timeout_s=40)
+        wait_for(lambda: settled(cluster, runner, 2), "2 ready pods")
         cluster.merge_patch("apps/v1", "Deployment", NS, DEPLOYMENT, {"spec": {"replicas": 1}})
         wait_for(lambda: len(runner.endpoints(NS, FLEET)) == 1, "the surplus out of endpoints")
         (draining,) = [p for p in runner.pods() if p.terminating]
@@ -169,7 +168,7 @@ def test_a_pod_with_the_operators_prestop_drains_before_its_sigterm(cluster: Clu
         # the grace period, and only then the SIGTERM ends the emulator.
         wait_for(lambda: draining.process.poll() is not None, "the drained pod to exit", 25)
         assert draining.hook.poll() == 0
-        wait_for(lambda: settled(cluster, runner, 1), "1 pod after scale-down", timeout_s=20)
+        wait_for(lambda: settled(cluster, runner, 1), "1 pod after scale-down")
     finally:
         runner.close()
     assert not runner.errors

@@ -9,6 +9,7 @@ import pytest
 
 from inferfleet_testing.emulator import RunningEmulator, run_emulator
 from inferfleet_testing.emulator import emulator as emulator  # noqa: PLC0414 (re-exported fixture)
+from inferfleet_testing.kube.harness import wait_for
 
 
 @pytest.fixture
@@ -109,16 +110,21 @@ def test_bad_requests_get_a_400_that_says_what_is_wrong(emulator, body, needle):
     assert needle in error["message"]
 
 
+COLD_START_S = 4.0
+
+
 def test_health_is_503_during_cold_start_then_200():
-    with run_emulator(startup_delay_s=1.5, wait_ready=False) as emu:
+    # The cold start runs from the process's start: long enough that a starved test process
+    # still asks inside it, once the emulator listens.
+    with run_emulator(startup_delay_s=COLD_START_S, wait_ready=False) as emu:
         assert httpx.get(emu.url + "/health", timeout=5).status_code == 503
         body = {"model": emu.model, "prompt": "x", "max_tokens": 1}
         assert httpx.post(emu.url + "/v1/completions", json=body, timeout=5).status_code == 503
-        for _ in range(100):
-            if httpx.get(emu.url + "/health", timeout=5).status_code == 200:
-                break
-            httpx.get(emu.url + "/v1/models", timeout=5)
-        assert httpx.get(emu.url + "/health", timeout=5).status_code == 200
+        wait_for(
+            lambda: httpx.get(emu.url + "/health", timeout=5).status_code == 200,
+            "/health to answer 200 after the cold start",
+            poll_s=0.1,
+        )
 
 
 def test_runtime_faults_answer_500_then_recover(faulty):

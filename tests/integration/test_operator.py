@@ -6,7 +6,6 @@ import asyncio
 import copy
 import json
 import socket
-import time
 from typing import Any
 
 import httpx
@@ -23,7 +22,7 @@ from controllers.reconcile.runtime import Watcher
 from controllers.reconcile.timing import COALESCE_S
 from inferfleet_testing.kube.apiserver import Fault
 from inferfleet_testing.kube.fixtures import cluster_fixture, operator_fixture  # noqa: F401
-from inferfleet_testing.kube.harness import Cluster, Operator, wait_for
+from inferfleet_testing.kube.harness import Cluster, Operator, wait_for, wait_quiet
 from tests.conftest import REPO
 
 FLEETS = "inferfleet.io/v1alpha1"
@@ -71,16 +70,8 @@ def args_of(deployment: dict[str, Any]) -> list[str]:
 
 
 def settle(cluster: Cluster) -> list:
-    """Wait until the operator stops writing for a while; returns the write log."""
-    seen: dict[str, int] = {"n": -1, "stable": 0}
-
-    def quiet():
-        n = len(cluster.writes())
-        seen["stable"] = seen["stable"] + 1 if n == seen["n"] else 0
-        seen["n"] = n
-        return seen["stable"] >= 15  # 15 polls of 20 ms with no new write
-
-    wait_for(quiet, "the operator to go quiet")
+    """Wait until the operator has written nothing for a second; returns the write log."""
+    wait_quiet(lambda: len(cluster.writes()), "the operator to go quiet")
     return cluster.writes()
 
 
@@ -342,7 +333,7 @@ def test_a_calibration_config_map_is_watched_and_planned_with(cluster: Cluster, 
     cluster.create(plain)
     usable = float(wait_sized(cluster, plain)["status"]["plan"]["pools"][0]["usableRPSPerReplica"])
     cluster.delete(FLEETS, "InferenceFleet", "llm", "code-8b")
-    wait_for(lambda: cluster.get(FLEETS, "InferenceFleet", "llm", "code-8b") is None, "gone", 30)
+    wait_for(lambda: cluster.get(FLEETS, "InferenceFleet", "llm", "code-8b") is None, "gone")
 
     calibrated = copy.deepcopy(plain)
     calibrated["spec"]["calibration"] = {"configMapRef": {"name": "l40s-cal"}}
@@ -475,13 +466,14 @@ def test_a_burst_of_owned_deployment_events_runs_one_pass(cluster: Cluster):
         cluster.create(obj)
         wait_sized(cluster, obj)
         settle(cluster)
-        time.sleep(3 * COALESCE_S)  # past any pass an event of the creation could still run
-        passes = running.reconciles()
+        # Past any pass an event of the creation could still run: none for a while.
+        passes = wait_quiet(running.reconciles, "no pass for a while", quiet_s=3 * COALESCE_S)
         for k in range(5):  # edits the operator does not own: each is an event, none a drift
             edit = {"metadata": {"annotations": {"example.com/edit": str(k)}}}
             cluster.merge_patch("apps/v1", "Deployment", "llm", "code-8b-l40s", edit)
         wait_for(lambda: running.reconciles() > passes, "a pass for the edits")
-        time.sleep(3 * COALESCE_S)  # what a second pass would have needed to show up
-        assert running.reconciles() == passes + 1
+        # Long enough for a second pass to have shown up.
+        after = wait_quiet(running.reconciles, "the passes to stop", quiet_s=3 * COALESCE_S)
+        assert after == passes + 1
     finally:
         running.stop()

@@ -104,7 +104,7 @@ def test_keda_mode_writes_scaled_objects_keda_accepts_with_queries_prometheus_an
         pools = [p["pool"] for p in fleet["status"]["plan"]["pools"]]
         name = doc["metadata"]["name"]
         wait_for(lambda: len(scaled_objects(cluster, name)) == len(pools),
-                 "a ScaledObject per planned pool", timeout_s=30)  # fmt: skip
+                 "a ScaledObject per planned pool")  # fmt: skip
     finally:
         operator.stop()
     found = scaled_objects(cluster, name)

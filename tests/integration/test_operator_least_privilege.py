@@ -82,7 +82,7 @@ def test_without_pod_or_secret_access_pending_is_seen_from_the_deployment(
         _status(
             cluster, "apps/v1", "Deployment", "code-8b-l40s", {"replicas": 2, "readyReplicas": 2}
         )
-        wait_for(lambda: replicas(cluster, "l4") == planned_l4, "l4 back to the plan's count", 30)
+        wait_for(lambda: replicas(cluster, "l4") == planned_l4, "l4 back to the plan's count")
         # As above, the status of the pass that shrank l4 lands after its Deployment write.
         wait_for(
             lambda: not fleet_of(cluster, doc)["status"].get("pending"),

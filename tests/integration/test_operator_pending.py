@@ -83,7 +83,7 @@ def test_pending_replicas_degrade_the_fleet_spill_to_the_next_pool_and_come_back
     cluster = operator
     doc = _fleet("static")
     cluster.create(doc)
-    planned_l4 = wait_for(lambda: replicas(cluster, "l4"), "the l4 Deployment", 30)
+    planned_l4 = wait_for(lambda: replicas(cluster, "l4"), "the l4 Deployment")
     assert replicas(cluster, "l40s") == 2
     for name in ("l40s-a", "l40s-b"):  # both L40S replicas wait for a node
         _pod(cluster, name, UNSCHEDULABLE)
@@ -98,7 +98,7 @@ def test_pending_replicas_degrade_the_fleet_spill_to_the_next_pool_and_come_back
         cond = condition(fleet, "Degraded")
         return fleet if cond and cond["status"] == "True" else None
 
-    fleet = wait_for(degraded, "Degraded=True", 30)
+    fleet = wait_for(degraded, "Degraded=True")
     cond = condition(fleet, "Degraded")
     assert cond is not None and cond["reason"] == "ReplicasUnschedulable"
     assert MESSAGE in cond["message"]
@@ -111,13 +111,13 @@ def test_pending_replicas_degrade_the_fleet_spill_to_the_next_pool_and_come_back
     for name in ("l40s-a", "l40s-b"):  # room again: placed and ready
         _pod(cluster, name, RUNNING)
     _status(cluster, "apps/v1", "Deployment", f"{FLEET}-l40s", {"replicas": 2, "readyReplicas": 2})
-    wait_for(lambda: replicas(cluster, "l4") == planned_l4, "l4 back to the plan's count", 30)
+    wait_for(lambda: replicas(cluster, "l4") == planned_l4, "l4 back to the plan's count")
 
     def recovered() -> bool:
         cond = condition(fleet_of(cluster, doc), "Degraded")
         return bool(cond and cond["status"] == "False")
 
-    wait_for(recovered, "Degraded=False", 30)
+    wait_for(recovered, "Degraded=False")
     assert not fleet_of(cluster, doc)["status"].get("pending")
 
 
@@ -126,14 +126,14 @@ def test_a_shortfall_spills_to_an_allowed_pool_the_plan_ranked_but_does_not_run(
     doc = copy.deepcopy(example("fleet-code-8b.yaml"))  # the plan: 5 L40S; L4 allowed, unused
     doc["spec"]["scaling"] = {"mode": "static", "interval": "1s", "pendingDeadline": "1m"}
     cluster.create(doc)
-    planned = wait_for(lambda: replicas(cluster, "l40s"), "the l40s Deployment", 30)
-    plan = wait_for(lambda: fleet_of(cluster, doc).get("status", {}).get("plan"), "the plan", 30)
+    planned = wait_for(lambda: replicas(cluster, "l40s"), "the l40s Deployment")
+    plan = wait_for(lambda: fleet_of(cluster, doc).get("status", {}).get("plan"), "the plan")
     standby = plan["standby"]
     assert [p["pool"] for p in standby] == ["l4"] and replicas(cluster, "l4") is None
     for name in ("l40s-a", "l40s-b"):
         _pod(cluster, name, UNSCHEDULABLE)
 
-    made = wait_for(lambda: replicas(cluster, "l4"), "a Deployment for the standby pool", 30)
+    made = wait_for(lambda: replicas(cluster, "l4"), "a Deployment for the standby pool")
     deployment = cluster.get("apps/v1", "Deployment", NS, f"{FLEET}-l4")
     assert deployment is not None
     # The replica shape is the plan's for that pool: its GPU, its tensor parallelism.
@@ -153,7 +153,7 @@ def test_a_shortfall_spills_to_an_allowed_pool_the_plan_ranked_but_does_not_run(
         _pod(cluster, name, RUNNING)
     _status(cluster, "apps/v1", "Deployment", f"{FLEET}-l40s",
             {"replicas": planned, "readyReplicas": planned})  # fmt: skip
-    wait_for(lambda: replicas(cluster, "l4") is None, "the standby pool's Deployment gone", 30)
+    wait_for(lambda: replicas(cluster, "l4") is None, "the standby pool's Deployment gone")
     assert replicas(cluster, "l40s") == planned
 
     def settled() -> bool:  # the pass that pruned it has written its status too
@@ -161,4 +161,4 @@ def test_a_shortfall_spills_to_an_allowed_pool_the_plan_ranked_but_does_not_run(
         cond = condition(fleet, "Degraded")
         return bool(cond and cond["status"] == "False" and not fleet["status"].get("pending"))
 
-    wait_for(settled, "Degraded=False and no status.pending", 30)
+    wait_for(settled, "Degraded=False and no status.pending")

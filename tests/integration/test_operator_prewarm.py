@@ -74,7 +74,7 @@ def test_first_day_prewarms_for_the_peak_in_the_history(cluster: Cluster, promet
             fleet = cluster.get("inferfleet.io/v1alpha1", "InferenceFleet", NS, FLEET) or {}
             return (fleet.get("status") or {}).get("forecast")
 
-        forecast = wait_for(forecast_written, "status.forecast", 30)
+        forecast = wait_for(forecast_written, "status.forecast")
         assert float(forecast["nextPeakRPS"]) >= 50.0, forecast
         events = [e["message"] for e in cluster.objects("Event") if e.get("reason") == "Scaled"]
         assert any("forecast" in m for m in events), events

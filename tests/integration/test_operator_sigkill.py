@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
-from inferfleet_testing.kube.harness import Cluster, wait_for
+from inferfleet_testing.kube.harness import Cluster, wait_for, wait_quiet
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(600)
 
 FLEETS = "inferfleet.io/v1alpha1"
 OWNED = ("Deployment", "Service", "PodDisruptionBudget")
@@ -91,19 +91,6 @@ def converged(cluster: Cluster, names: set[str]) -> bool:
     return names <= done
 
 
-def quiet(cluster: Cluster, polls: int = 50) -> None:
-    """Until no write has arrived for `polls` polls of 20 ms (a second)."""
-    seen = {"n": -1, "stable": 0}
-
-    def check() -> bool:
-        n = len(cluster.writes())
-        seen["stable"] = seen["stable"] + 1 if n == seen["n"] else 0
-        seen["n"] = n
-        return seen["stable"] >= polls
-
-    wait_for(check, "the operator to stop writing", timeout_s=60)
-
-
 def owned_state(cluster: Cluster) -> dict[tuple[str, str, str], dict[str, Any]]:
     """Every owned object by (kind, namespace, name), without what the server assigns."""
     state = {}
@@ -141,7 +128,7 @@ def run_to_convergence(cluster: Cluster, log: Path, kills: tuple[int, ...]) -> l
             assert not converged(cluster, names), "killed too late: the work was already done"
             operator = OperatorProcess(cluster, log)
         wait_for(lambda: converged(cluster, names), "every fleet Sized", timeout_s=90)
-        quiet(cluster)
+        wait_quiet(lambda: len(cluster.writes()), "the operator to stop writing")
     except AssertionError as err:
         raise AssertionError(f"{err}\noperator log:\n{log.read_text()[-4000:]}") from err
     finally:

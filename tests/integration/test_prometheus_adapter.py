@@ -89,9 +89,9 @@ def fleets():
             targets.append(Target(server.address, labels))
     prom = PrometheusServer(targets).start()
     try:
-        # Wait until every pod has samples spanning the rate window.
-        prom.wait_for_series("vllm:num_requests_running", count=len(targets))
-        time.sleep(10)
+        # Until every pod has samples spanning the rate window (and the history's range): a
+        # series with a sample 10 s old. A loaded machine's late first scrape waits longer.
+        prom.wait_for_series("vllm:request_success_total offset 10s", count=len(targets))
         yield prom
     finally:
         prom.close()

@@ -7,7 +7,6 @@ and token percentiles inside the histogram buckets those lengths fall in.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -50,7 +49,9 @@ def pool():
             with ThreadPoolExecutor(8) as workers:
                 urls = [(first, second)[i % 2].url for i in range(REQUESTS)]
                 list(workers.map(_complete, urls))
-            time.sleep(3)  # the last scrape after the last request
+            # Until both replicas were scraped after their last request.
+            served = f'sum(vllm:request_success_total{{fleet="emu"}}) == {REQUESTS}'
+            prom.wait_for_series(served)
             yield prom
         finally:
             prom.close()
