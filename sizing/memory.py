@@ -57,6 +57,12 @@ _NON_TORCH_GIB = {
     "0.17+": {"single": 0.25, "pipeline": 0.07, "tp_base": 2.03, "tp_per_rank": 0.035},
     "0.10-0.16": {"single": 0.13, "pipeline": 0.07, "tp_base": 0.48, "tp_per_rank": 0.03},
 }
+# ROCm at TP > 1: RCCL's channel buffers over xGMI, the custom/quick all-reduce buffers and the
+# hipBLASLt/AITER workspaces, beyond the CUDA figures above. The one ROCm V1 start-up with a KV
+# figure (MiniMax-M2.5 FP8, TP 2, MI300X, 0.17) holds 1.7 GiB per GPU more non-KV memory than
+# the CUDA figures give; it printed no breakdown, so that is the upper bound (the gap may sit in
+# the weights instead), and taking it errs towards fewer KV tokens. TP 1 shows no gap to use.
+_ROCM_TP_EXTRA_NON_TORCH_GIB = 1.7
 # CUDA-graph pool for the default capture sizes: 0.19 logs 0.5-1.1 GiB for dense models on
 # H100 and estimates 1.3 GiB (1.84 captured) for MoE gpt-oss, whose fused-MoE buffers are larger.
 _CUDA_GRAPH_GIB = {False: 0.85, True: 1.3}
@@ -326,6 +332,8 @@ def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -
     nt = _NON_TORCH_GIB[family]
     if cfg.tp > 1:
         non_torch = nt["tp_base"] + nt["tp_per_rank"] * cfg.tp
+        if gpu.vendor == "amd":
+            non_torch += _ROCM_TP_EXTRA_NON_TORCH_GIB
     else:
         non_torch = nt["pipeline"] if cfg.pp > 1 else nt["single"]
     cuda_graph = 0.0 if cfg.enforce_eager else _CUDA_GRAPH_GIB[arch.is_moe]
