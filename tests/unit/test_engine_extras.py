@@ -207,3 +207,27 @@ def test_extra_args_are_read_as_vllm_reads_them() -> None:
 def test_bad_extra_args_fail_with_the_argument_named(args: list[str], words: str) -> None:
     with pytest.raises(ValueError, match=words):
         check_extra_args(args)
+
+
+CATALOG_MODELS = sorted(p.stem for p in CATALOG.glob("*--*.json"))
+
+
+@given(
+    st.sampled_from(CATALOG_MODELS),
+    st.integers(min_value=1, max_value=8),
+    st.sampled_from(["mtp", "ngram"]),
+)
+def test_drafting_never_frees_memory(name: str, tokens: int, method: str) -> None:
+    """Over the catalog: speculative decoding never lowers the weights or raises the tokens,
+    and the more tokens drafted, the fewer requests the pool holds."""
+    arch = _arch(name)
+    gpu = get_gpu("B200")
+    tp = next(n for n in (8, 4, 2, 1) if arch.num_attention_heads % n == 0)
+    base = EngineConfig(tp=tp, max_model_len=8192)
+    plain = estimate_memory(arch, gpu, base)
+    spec = replace(base, speculative_method=method, num_speculative_tokens=tokens)
+    more = estimate_memory(arch, gpu, replace(spec, num_speculative_tokens=tokens + 1))
+    drafted = estimate_memory(arch, gpu, spec)
+    assert drafted.weights_gib >= plain.weights_gib
+    assert drafted.kv_cache_tokens <= plain.kv_cache_tokens
+    assert more.max_concurrency <= drafted.max_concurrency <= plain.max_concurrency
