@@ -245,11 +245,14 @@ def _forward_peak_bytes(arch: ModelArch, tokens: int, tp: int, value_bytes: floa
     return tokens * (max(mlp, qkv) + 3 * h) * value_bytes
 
 
+def _drafts_with_mtp(cfg: EngineConfig) -> bool:
+    return (cfg.speculative_method or "").lower().endswith("mtp")
+
+
 def mtp_draft_layers(arch: ModelArch, cfg: EngineConfig) -> int:
     """MTP modules the drafter loads and caches KV for: all the checkpoint has (one when the
     config does not say), however many tokens each step drafts (vLLM reuses a module)."""
-    method = (cfg.speculative_method or "").lower()
-    return (arch.mtp_layers or 1) if method.endswith("mtp") else 0
+    return (arch.mtp_layers or 1) if _drafts_with_mtp(cfg) else 0
 
 
 def mamba_cache_mode(arch: ModelArch, cfg: EngineConfig) -> str:
@@ -426,7 +429,7 @@ def _with_notes(
             "in warm-up; lower gpu_memory_utilization or max_num_seqs, or enforce eager"
         )
     method = (cfg.speculative_method or "").lower()
-    if method and not method.endswith("mtp") and method not in _CPU_PROPOSERS:
+    if method and not _drafts_with_mtp(cfg) and method not in _CPU_PROPOSERS:
         notes.append(
             f"speculative method {cfg.speculative_method!r} loads a separate draft model whose "
             "weights and KV cache are not counted here"
