@@ -108,8 +108,8 @@ class Efficiency:
     interconnect_fraction: float = 0.8
     # Latency of one all-reduce call over NVLink/Infinity Fabric (custom all-reduce): a fixed
     # part, and a part per peer GPU (each rank exchanges with every other one) ...
-    allreduce_latency_s: float = 37e-6
-    allreduce_peer_latency_s: float = 0.0
+    allreduce_latency_s: float = 5.2e-6
+    allreduce_peer_latency_s: float = 9.6e-6
     # ... and over PCIe (NCCL through the host bridge: tens of microseconds).
     pcie_allreduce_latency_s: float = 30e-6
     # Latency of one pipeline-stage hand-off (send/recv of the activations).
@@ -122,9 +122,9 @@ class Efficiency:
     cuda_graph_max_tokens: int = 512
     # Per block (attention, MLP, MoE or Mamba mixer; a transformer layer has two) per step:
     # its kernels each take microseconds however small the batch, even from a CUDA graph.
-    block_latency_s: float = 18e-6
+    block_latency_s: float = 13e-6
     # Per MoE layer on top: routing, token sort, grouped GEMMs over every local expert, combine.
-    moe_layer_latency_s: float = 14e-6
+    moe_layer_latency_s: float = 1.3e-6
     # Per running sequence per step: sampling, detokenising and bookkeeping on the CPU.
     per_sequence_overhead_s: float = 10e-6
     # The API server in front of the engine (sizing.frontend), as a client-side benchmark

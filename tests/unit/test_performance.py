@@ -111,8 +111,10 @@ def test_tensor_parallel_all_reduce_costs_more_on_pcie_than_nvlink():
 
 
 def test_pipeline_stages_add_hand_offs_but_not_work():
-    one = build_step_model(llama3_70b(tp=4), H100)
-    two = build_step_model(llama3_70b(tp=2, pp=2), H100)
+    # (All-reduce latency per peer left out: TP2's calls would then be cheaper than TP4's.)
+    same_calls = Efficiency(allreduce_peer_latency_s=0.0)
+    one = build_step_model(llama3_70b(tp=4), H100, same_calls)
+    two = build_step_model(llama3_70b(tp=2, pp=2), H100, same_calls)
     # Same four GPUs, same bytes each: a step walks both stages one after the other (the
     # per-step and per-block floors are the same in both: every layer runs once either way).
     assert two.fixed_overhead_s == pytest.approx(one.fixed_overhead_s)
@@ -265,3 +267,12 @@ def test_only_attention_layers_pay_attention_flops():
     assert few.compute_s_per_attention_pair == pytest.approx(every.compute_s_per_attention_pair / 4)
     with pytest.raises(InvalidInput, match="num_sliding_layers"):
         _attention_shape(num_attention_layers=6, num_sliding_layers=12)
+
+
+def test_an_all_reduce_waits_longer_the_more_peers_it_exchanges_with():
+    gpu = get_gpu("H100")
+    eff = Efficiency(allreduce_latency_s=5e-6, allreduce_peer_latency_s=10e-6)
+    calls = {tp: build_step_model(_attention_shape(tp=tp), gpu, eff).comm_fixed_s for tp in (2, 8)}
+    blocks = 2 * 24
+    assert calls[2] == pytest.approx(blocks * (5e-6 + 10e-6))
+    assert calls[8] == pytest.approx(blocks * (5e-6 + 7 * 10e-6))
