@@ -28,9 +28,12 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "calibra
 # Real start-up logs the shared set lacks, in its schema (see its README).
 SUPPLEMENT_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "calibration"
 # GPU names as the logs print them -> our catalog.
+# Longer names first: "L40S" before "L4", "RTX PRO 6000" before "A6000".
 _GPU_WORDS = (
-    ("H200", "H200"), ("H100", "H100"), ("A100", "A100-80GB"), ("L4", "L4"),
-    ("T4", "T4"), ("4090", "RTX4090"), ("3090", "RTX3090"), ("A6000", "A6000"),
+    ("H200", "H200"), ("H100", "H100"), ("A100", "A100-80GB"), ("L40S", "L40S"), ("L4", "L4"),
+    ("T4", "T4"), ("4090", "RTX4090"), ("3090", "RTX3090"), ("RTX PRO 6000", "RTX-PRO-6000"),
+    ("A6000", "A6000"), ("MI300X", "MI300X"), ("MI325X", "MI325X"), ("MI355X", "MI355X"),
+    ("GB10", "GB10"), ("Thor", "Jetson-AGX-Thor"),
 )  # fmt: skip
 
 

@@ -116,11 +116,12 @@ class CheckpointWeights:
     lm_head: tuple[int, int]  # (0, 0) when tied to the embedding
     encoder: tuple[int, int]  # vision/audio towers and their projectors
     final: tuple[int, int]  # outside the layers: final norm and the like (last stage)
-    skipped_bytes: int  # stored but not loaded by vLLM (MTP heads)
+    skipped_bytes: int  # stored but not loaded by vLLM (MTP heads unless MTP decoding is on)
     stored_bytes: int  # every tensor of every shard, as on disk
     stored_bytes_by_dtype: tuple[tuple[str, int], ...]
     float_elements: int  # loaded 16/32-bit elements (parameters when nothing is packed)
     packed: bool  # some loaded weights are stored below 16 bit
+    mtp: tuple[int, int] = (0, 0)  # MTP modules, loaded for MTP speculative decoding only
 
     @property
     def num_layers(self) -> int:
@@ -135,25 +136,33 @@ def _add(acc: dict[str, list[int]], role: str, tensor: TensorInfo) -> None:
         pair[1] += tensor.stored_bytes
 
 
+def _mtp_role(lowered: str) -> str:
+    """An MTP module's tensor: loaded only for MTP speculative decoding, except its copies of
+    the vocabulary embedding and head, which vLLM's drafter shares with the model."""
+    if _EMBEDDING.search(lowered) or _LM_HEAD.search(lowered) or ".shared_head.head." in lowered:
+        return "skip"
+    return "mtp"
+
+
 def _role(name: str, num_layers: int) -> str:
-    """Where a tensor goes: encoder, skip, embedding, lm_head, L<i>s / L<i>r, or final."""
+    """Where a tensor goes: encoder, mtp, skip, embedding, lm_head, L<i>s / L<i>r, or final."""
     lowered = name.lower()
     if "mtp" in lowered and _MTP.search(lowered):
-        return "skip"
+        return _mtp_role(lowered)
     if any(word in lowered for word in _ENCODER_WORDS):
         return "encoder"
+    match = _LAYER.search(lowered)
+    if match is not None and int(match[1]) >= num_layers:
+        return _mtp_role(lowered)  # DeepSeek-V3 / GLM keep their MTP head as one extra layer
     if _EMBEDDING.search(lowered):
         return "embedding"
     if _LM_HEAD.search(lowered):
         return "lm_head"
     if lowered.endswith("rotary_emb.inv_freq"):
         return "skip"  # a buffer vLLM recomputes
-    match = _LAYER.search(lowered)
     if match is None:
         return "final"
     index = int(match[1])
-    if index >= num_layers:
-        return "skip"  # DeepSeek-V3 / GLM keep their MTP head as one extra layer
     if _REPLICATED.search(lowered):
         return f"L{index}r"
     return f"L{index}{'e' if _ROUTED_EXPERTS.search(lowered) else 's'}"
@@ -175,8 +184,10 @@ def summarize(tensors: Iterable[TensorInfo], num_layers: int) -> CheckpointWeigh
         stored += tensor.stored_bytes
         by_dtype[tensor.dtype] = by_dtype.get(tensor.dtype, 0) + tensor.stored_bytes
         role = _role(tensor.name, num_layers)
-        if role == "skip":
+        if role in ("skip", "mtp"):
             skipped += tensor.stored_bytes
+            if role == "mtp":
+                _add(acc, role, tensor)
             continue
         _add(acc, role, tensor)
         if tensor.converted:
@@ -203,6 +214,7 @@ def summarize(tensors: Iterable[TensorInfo], num_layers: int) -> CheckpointWeigh
         stored_bytes_by_dtype=tuple(sorted(by_dtype.items())),
         float_elements=float_elements,
         packed=packed,
+        mtp=pair("mtp"),
     )
 
 

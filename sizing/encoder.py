@@ -20,7 +20,8 @@ forward over all those patches and the language model's pass with the cached out
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sizing.errors import InvalidInput
@@ -43,6 +44,27 @@ class EncoderTower:
     intermediate_size: int
     patches_per_item: int  # what the tower's layers run over, per image (all its tiles)
     tokens_per_item: int  # what the language model receives per image
+    # Towers that take any image size: the patch side in pixels and the patch merge, so a
+    # processor's max_pixels (a deployment's --mm-processor-kwargs) can resize the dummy image
+    patch_size: int = 0
+    merge: int = 1
+
+
+def _any_size_patches(pixels: int, patch: int, merge: int) -> int:
+    """Patches of the largest square image the Qwen-VL processors' smart_resize lets through
+    `pixels`: each side a multiple of patch x merge (at least one such unit)."""
+    unit = patch * merge
+    side = max(1, math.isqrt(pixels) // unit) * unit
+    return (side // patch) ** 2
+
+
+def with_max_pixels(tower: EncoderTower, max_pixels: int | None) -> EncoderTower:
+    """The tower as profiled when the processor is told another max_pixels; towers with a
+    fixed input size ignore it, as their processors do."""
+    if max_pixels is None or not tower.patch_size:
+        return tower
+    patches = _any_size_patches(max_pixels, tower.patch_size, tower.merge)
+    return replace(tower, patches_per_item=patches, tokens_per_item=patches // tower.merge**2)
 
 
 def _positive(cfg: dict[str, Any], *keys: str) -> int | None:
@@ -76,8 +98,8 @@ def vision_tower(config: dict[str, Any]) -> EncoderTower | None:
         pixels = _positive(config, "max_pixels") or _MAX_PIXELS.get(_tower_type(config, vc))
         if pixels is None:
             return None
-        patches = pixels // patch**2
-        return EncoderTower(hidden, intermediate, patches, max(1, patches // merge**2))
+        patches = _any_size_patches(pixels, patch, merge)
+        return EncoderTower(hidden, intermediate, patches, patches // merge**2, patch, merge)
     tiles = _positive(vc, "max_num_tiles") or _MAX_TILES.get(_tower_type(config, vc), 1)
     patches = (image // patch) ** 2 * tiles
     shuffle = vc.get("pixel_shuffle_ratio")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sizing.encoder import encoder_items, encoder_profile_bytes
+from sizing.encoder import encoder_items, encoder_profile_bytes, with_max_pixels
 from sizing.errors import InvalidInput
 from sizing.hardware import GPU
 from sizing.model import ModelArch
@@ -24,6 +24,7 @@ from sizing.quantization import (
     dtype_bytes,
     effective_format,
     kv_dtype_bytes,
+    mtp_weights_bytes,
     stage_weights_bytes,
 )
 from sizing.units import GB, GIB
@@ -56,12 +57,28 @@ _NON_TORCH_GIB = {
     "0.17+": {"single": 0.25, "pipeline": 0.07, "tp_base": 2.03, "tp_per_rank": 0.035},
     "0.10-0.16": {"single": 0.13, "pipeline": 0.07, "tp_base": 0.48, "tp_per_rank": 0.03},
 }
+# ROCm at TP > 1: RCCL's channel buffers over xGMI, the custom/quick all-reduce buffers and the
+# hipBLASLt/AITER workspaces, beyond the CUDA figures above. The one ROCm V1 start-up with a KV
+# figure (MiniMax-M2.5 FP8, TP 2, MI300X, 0.17) holds 1.7 GiB per GPU more non-KV memory than
+# the CUDA figures give; it printed no breakdown, so that is the upper bound (the gap may sit in
+# the weights instead), and taking it errs towards fewer KV tokens. TP 1 shows no gap to use.
+_ROCM_TP_EXTRA_NON_TORCH_GIB = 1.7
 # CUDA-graph pool for the default capture sizes: 0.19 logs 0.5-1.1 GiB for dense models on
 # H100 and estimates 1.3 GiB (1.84 captured) for MoE gpt-oss, whose fused-MoE buffers are larger.
 _CUDA_GRAPH_GIB = {False: 0.85, True: 1.3}
 # vLLM V1's default --limit-mm-per-prompt per modality: high enough that the encoder budget,
 # not the limit, decides how many dummy items the profiler encodes.
 DEFAULT_MM_ITEMS_PER_PROMPT = 999
+# Speculative proposers that run on the CPU (no GPU weights or KV layers of their own); the
+# `*mtp` methods draft with the checkpoint's MTP modules; anything else (EAGLE, a draft model)
+# brings a second checkpoint this model does not size.
+_CPU_PROPOSERS = frozenset({"ngram", "suffix"})
+# --mamba-cache-mode: how many state pages a sequence holds in a state layer's group (vLLM's
+# MambaSpec.max_memory_usage_bytes): the current state ("none"), the last block-aligned state
+# too ("align", prefix caching of hybrid models), or one per block ("all"); plus one per
+# speculative token. "auto" is the release's choice: "align" with prefix caching from 0.17
+# (align mode landed in early 2026), "none" before or without prefix caching.
+MAMBA_CACHE_MODES = ("auto", "none", "align", "all")
 
 # Field-guide constants (chapter 2).
 GUIDE_ACTIVATION_FRACTION = 0.20  # of the 16-bit weights, whatever the weight format
@@ -93,6 +110,11 @@ class EngineConfig:
     vllm_version: str = "0.19"  # profiler behaviour: 0.10-0.16 or 0.17+
     mm_items_per_prompt: int | None = None  # --limit-mm-per-prompt; 0 = text only
     cuda_graphs_in_budget: bool = False  # VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1
+    mm_max_pixels: int | None = None  # --mm-processor-kwargs max_pixels (any-size towers)
+    speculative_method: str | None = None  # --speculative-config method: mtp, ngram, eagle...
+    num_speculative_tokens: int = 0
+    enable_prefix_caching: bool = True
+    mamba_cache_mode: str = "auto"  # --mamba-cache-mode (hybrid state-space models)
 
 
 @dataclass(frozen=True)
@@ -164,6 +186,23 @@ def _validate(arch: ModelArch, gpu: GPU, cfg: EngineConfig) -> None:
         raise InvalidInput(
             f"quantization: {cfg.quantization!r} is not one of {', '.join(QUANTIZATIONS)}"
         )
+    if cfg.mamba_cache_mode not in MAMBA_CACHE_MODES:
+        raise InvalidInput(
+            f"mamba_cache_mode: {cfg.mamba_cache_mode!r} is not one of "
+            f"{', '.join(MAMBA_CACHE_MODES)}"
+        )
+    if cfg.mm_max_pixels is not None and cfg.mm_max_pixels < 1:
+        raise InvalidInput(f"mm_processor_kwargs.max_pixels: {cfg.mm_max_pixels} must be >= 1")
+    if (cfg.speculative_method is None) != (cfg.num_speculative_tokens == 0):
+        raise InvalidInput(
+            "speculative_config: method and num_speculative_tokens (>= 1) go together; got "
+            f"method {cfg.speculative_method!r}, num_speculative_tokens "
+            f"{cfg.num_speculative_tokens}"
+        )
+    if cfg.num_speculative_tokens < 0:
+        raise InvalidInput(
+            f"speculative_config.num_speculative_tokens: {cfg.num_speculative_tokens} must be >= 1"
+        )
 
 
 def _is_large_gpu(gpu: GPU) -> bool:
@@ -206,6 +245,54 @@ def _forward_peak_bytes(arch: ModelArch, tokens: int, tp: int, value_bytes: floa
     return tokens * (max(mlp, qkv) + 3 * h) * value_bytes
 
 
+def _drafts_with_mtp(cfg: EngineConfig) -> bool:
+    return (cfg.speculative_method or "").lower().endswith("mtp")
+
+
+def mtp_draft_layers(arch: ModelArch, cfg: EngineConfig) -> int:
+    """MTP modules the drafter loads and caches KV for: all the checkpoint has (one when the
+    config does not say), however many tokens each step drafts (vLLM reuses a module)."""
+    return (arch.mtp_layers or 1) if _drafts_with_mtp(cfg) else 0
+
+
+def mamba_cache_mode(arch: ModelArch, cfg: EngineConfig) -> str:
+    """The mode vLLM runs a hybrid model's state cache in (see MAMBA_CACHE_MODES)."""
+    if not arch.num_state_layers or not cfg.enable_prefix_caching:
+        return "none"  # vLLM forces "none" without prefix caching
+    if cfg.mamba_cache_mode != "auto":
+        return cfg.mamba_cache_mode
+    return "align" if _version_family(cfg.vllm_version) == "0.17+" else "none"
+
+
+def _pages_per_request(kind: str, max_len: int, block: int, batched: int, arch: ModelArch,
+                       mode: str, spec_tokens: int) -> int:  # fmt: skip
+    """Pages one request of max_len holds in one group of this kind (vLLM's
+    `max_memory_usage_bytes` of the group's spec, in pages)."""
+    if kind == "state":
+        held = {"none": 1, "align": 2, "all": math.ceil(max_len / block)}[mode]
+        return held + spec_tokens
+    if kind == "sliding" and arch.sliding_window:
+        window = min(arch.sliding_window - 1 + batched, max_len)
+        return math.ceil(window / block) + 1
+    return math.ceil(max_len / block)
+
+
+def _max_concurrency(
+    arch: ModelArch, cfg: EngineConfig, stage: int, blocks: int, block: int, max_len: int,
+    batched: int, spec_layers: int,
+) -> float:  # fmt: skip
+    """Requests of max_len the pool holds, as vLLM logs it ("Maximum concurrency"): the
+    pool's pages over the pages one request needs in every group."""
+    groups = arch.stage_cache_groups(cfg.pp, spec_layers)[stage]
+    mode = mamba_cache_mode(arch, cfg)
+    spec = cfg.num_speculative_tokens
+    needed = sum(
+        count * _pages_per_request(kind, max_len, block, batched, arch, mode, spec)
+        for kind, count in groups.items()
+    )
+    return blocks * sum(groups.values()) / max(1, needed)
+
+
 def _encoder_profile(
     arch: ModelArch, cfg: EngineConfig, batched: int, seqs: int, value_bytes: float
 ) -> tuple[float, float]:
@@ -220,8 +307,9 @@ def _encoder_profile(
         return 0.0, 0.0
     if arch.tower is None:
         return 0.0, batched * arch.hidden_size * value_bytes
-    items = encoder_items(arch.tower, batched, seqs, limit or DEFAULT_MM_ITEMS_PER_PROMPT)
-    return encoder_profile_bytes(arch.tower, items, arch.hidden_size, value_bytes, cfg.tp)
+    tower = with_max_pixels(arch.tower, cfg.mm_max_pixels)
+    items = encoder_items(tower, batched, seqs, limit or DEFAULT_MM_ITEMS_PER_PROMPT)
+    return encoder_profile_bytes(tower, items, arch.hidden_size, value_bytes, cfg.tp)
 
 
 def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -> MemoryBreakdown:
@@ -232,9 +320,12 @@ def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -
     budget_gib = gpu.memory_gib_reported * cfg.gpu_memory_utilization
     # Every stage also holds the rotary cos/sin cache: one row per position, model dtype.
     rope = arch.max_position_embeddings * arch.rotary_dim * value_bytes
-    stage_weights = tuple(
+    stage_weights = [
         w + rope for w in stage_weights_bytes(arch, cfg.quantization, cfg.dtype, cfg.tp, cfg.pp)
-    )
+    ]
+    spec_layers = mtp_draft_layers(arch, cfg)
+    if spec_layers:  # the drafter runs with the last stage, which holds lm_head
+        stage_weights[-1] += mtp_weights_bytes(arch, cfg.quantization, cfg.dtype, cfg.tp)
 
     forward = _forward_peak_bytes(arch, batched, cfg.tp, value_bytes)
     if cfg.pp > 1:  # intermediate tensors sent between stages: hidden + residual
@@ -244,6 +335,8 @@ def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -
     nt = _NON_TORCH_GIB[family]
     if cfg.tp > 1:
         non_torch = nt["tp_base"] + nt["tp_per_rank"] * cfg.tp
+        if gpu.vendor == "amd":
+            non_torch += _ROCM_TP_EXTRA_NON_TORCH_GIB
     else:
         non_torch = nt["pipeline"] if cfg.pp > 1 else nt["single"]
     cuda_graph = 0.0 if cfg.enforce_eager else _CUDA_GRAPH_GIB[arch.is_moe]
@@ -256,9 +349,11 @@ def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -
 
     encoder_forward, encoder_cached = _encoder_profile(arch, cfg, batched, seqs, value_bytes)
     best: MemoryBreakdown | None = None
-    cache_slots = arch.stage_cache_layers(cfg.pp)
+    cache_slots = arch.stage_cache_layers(cfg.pp, spec_layers)
     # Mamba state is kept in the model dtype (vLLM's mamba_ssm_cache_dtype "auto").
-    block = arch.block_tokens(kv_bytes, value_bytes, cfg.tp, cfg.block_size)
+    block = arch.block_tokens(
+        kv_bytes, value_bytes, cfg.tp, cfg.block_size, cfg.num_speculative_tokens
+    )
     for stage, (weights_b, slots) in enumerate(zip(stage_weights, cache_slots, strict=True)):
         last = stage == cfg.pp - 1
         peak = max(forward, sampler if last else 0.0)
@@ -281,7 +376,9 @@ def _estimate_vllm(arch: ModelArch, gpu: GPU, cfg: EngineConfig, max_len: int) -
             usable_gib=budget_gib,
             kv_cache_gib=kv_gib,
             kv_cache_tokens=tokens,
-            max_concurrency=tokens / max_len,
+            max_concurrency=_max_concurrency(
+                arch, cfg, stage, blocks, block, max_len, batched, spec_layers
+            ),
             kv_bytes_per_token=per_token,
             max_model_len=max_len,
             fits=kv_gib > 0,
@@ -330,6 +427,12 @@ def _with_notes(
             f"(~{warmup_sampler:.2f} GiB) leave {spare:.2f} GiB of the "
             f"{headroom + result.activation_gib:.2f} GiB free after KV sizing: start-up can fail "
             "in warm-up; lower gpu_memory_utilization or max_num_seqs, or enforce eager"
+        )
+    method = (cfg.speculative_method or "").lower()
+    if method and not _drafts_with_mtp(cfg) and method not in _CPU_PROPOSERS:
+        notes.append(
+            f"speculative method {cfg.speculative_method!r} loads a separate draft model whose "
+            "weights and KV cache are not counted here"
         )
     fits = result.fits
     refusal = gpu.startup_refusal(cfg.gpu_memory_utilization)

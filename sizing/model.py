@@ -141,12 +141,18 @@ class ModelArch:
     # recurrent state's elements per sequence per layer, and the short convolution's
     mamba_state_elements: int = 0
     mamba_conv_elements: int = 0
+    # Channels of that convolution: each speculative token widens its state by one tap per
+    # channel (`conv_kernel - 1 + num_spec` in vLLM's state shapes)
+    mamba_conv_channels: int = 0
     # The recurrent state's dtype when the config pins it (Qwen3.5's mamba_ssm_dtype float32);
     # None: the model dtype, as vLLM's mamba_ssm_cache_dtype "auto" keeps it
     ssm_state_dtype: str | None = None
     # The loaded tensors as the safetensors headers list them (None: derived from the shapes)
     checkpoint: CheckpointWeights | None = None
     partial_rotary_factor: float = 1.0  # share of head_dim that RoPE rotates
+    # Multi-token-prediction modules the checkpoint carries (`num_nextn_predict_layers`,
+    # `mtp_num_hidden_layers`): one decoder layer each, loaded only for MTP speculative decoding
+    mtp_layers: int = 0
 
     @property
     def total_params(self) -> int:
@@ -223,28 +229,57 @@ class ModelArch:
             return (self.kv_lora_rank + self.qk_rope_head_dim) * kv_dtype_bytes
         return 2 * self.kv_heads_per_gpu(tp) * self.head_dim * kv_dtype_bytes
 
-    def stage_cache_layers(self, pp: int = 1) -> tuple[int, ...]:
-        """Per pipeline stage, the layer slots vLLM's KV pool is divided among.
-
-        One cache kind (every layer full attention) is one group of all layers. With several
-        kinds (sliding + full, Mamba + attention) vLLM makes groups of equal size g and gives
-        every group the same pages, so the pool is shared by g x (number of groups) slots:
-        Gemma 3's 52 sliding + 10 full layers take 70, gpt-oss's 12 + 12 take 24, and a
-        Nemotron-H's 4 attention + 27 Mamba layers take 32 (its MLP-only layers none).
-        """
-        counts = self.stage_layer_counts(pp)
-        if len(self.layer_types) != self.num_layers:
-            return counts
-        slots, start = [], 0
-        for count in counts:
-            kinds = Counter(
+    def _stage_kinds(self, pp: int, extra_full_layers: int) -> list[Counter[str]]:
+        """Per pipeline stage, the cached layers of each kind (full / sliding / state)."""
+        kinds, start = [], 0
+        for stage, count in enumerate(self.stage_layer_counts(pp)):
+            found = Counter(
                 kind for t in self.layer_types[start : start + count] if (kind := _cache_kind(t))
             )
+            if stage == pp - 1 and extra_full_layers:
+                found["full"] += extra_full_layers
+            kinds.append(found)
             start += count
+        return kinds
+
+    @staticmethod
+    def _group_size(sizes: list[int]) -> int:
+        group = min(sizes)
+        return max(sizes) if max(sizes) < group * _GROUP_SIZE_SLACK else group
+
+    def stage_cache_groups(
+        self, pp: int = 1, extra_full_layers: int = 0
+    ) -> tuple[dict[str, int], ...]:
+        """Per pipeline stage, how many KV-cache groups of each cache kind vLLM makes.
+
+        One cache kind (every layer full attention) is one group of all layers. With several
+        kinds (sliding + full, Mamba + attention) vLLM's hybrid manager makes groups of equal
+        size g (`vllm/v1/core/kv_cache_utils.py`), ceil(n / g) per kind, sharing one pool of
+        pages. `extra_full_layers` are full-attention layers the last stage also caches (the
+        MTP draft layers of speculative decoding).
+        """
+        if len(self.layer_types) != self.num_layers:
+            return tuple({"full": 1} for _ in range(pp))
+        stages = []
+        for kinds in self._stage_kinds(pp, extra_full_layers):
+            group = self._group_size(list(kinds.values()) or [1])
+            stages.append({kind: math.ceil(n / group) for kind, n in kinds.items()} or {"full": 1})
+        return tuple(stages)
+
+    def stage_cache_layers(self, pp: int = 1, extra_full_layers: int = 0) -> tuple[int, ...]:
+        """Per pipeline stage, the layer slots vLLM's KV pool is divided among: group size x
+        groups (`stage_cache_groups`), as every group gets the same pages. Gemma 3's 52
+        sliding + 10 full layers take 70, gpt-oss's 12 + 12 take 24, and a Nemotron-H's 4
+        attention + 27 Mamba layers take 32 (its MLP-only layers none).
+        """
+        if len(self.layer_types) != self.num_layers:
+            counts = list(self.stage_layer_counts(pp))
+            counts[-1] += extra_full_layers
+            return tuple(counts)
+        slots = []
+        for kinds in self._stage_kinds(pp, extra_full_layers):
             sizes = list(kinds.values()) or [1]
-            group = min(sizes)
-            if max(sizes) < group * _GROUP_SIZE_SLACK:
-                group = max(sizes)
+            group = self._group_size(sizes)
             slots.append(group * sum(math.ceil(n / group) for n in sizes))
         return tuple(slots)
 
@@ -253,22 +288,31 @@ class ModelArch:
         return sum(1 for t in self.layer_types if t in _STATE_LAYER_TYPES)
 
     def block_tokens(
-        self, kv_dtype_bytes: float, state_bytes: float, tp: int, block_size: int
+        self,
+        kv_dtype_bytes: float,
+        state_bytes: float,
+        tp: int,
+        block_size: int,
+        spec_tokens: int = 0,
     ) -> int:
         """The attention block size vLLM uses: as asked, or for a model with state layers the
         smallest multiple of 16 tokens whose page holds one sequence's state of a layer."""
-        state = self.state_bytes_per_sequence(state_bytes, tp)
+        state = self.state_bytes_per_sequence(state_bytes, tp, spec_tokens)
         if not self.num_state_layers or state <= 0:
             return block_size
         per_token = self.kv_bytes_per_token_per_layer(kv_dtype_bytes, tp)
         needed = _BLOCK_ALIGNMENT * math.ceil(state / (_BLOCK_ALIGNMENT * per_token))
         return max(block_size, needed)
 
-    def state_bytes_per_sequence(self, value_bytes: float, tp: int = 1) -> float:
+    def state_bytes_per_sequence(
+        self, value_bytes: float, tp: int = 1, spec_tokens: int = 0
+    ) -> float:
         """One state layer's cache for one sequence on one TP rank: the convolution state in
-        the model dtype, the recurrent state in its own (`ssm_state_dtype`) when pinned."""
+        the model dtype (one more tap per speculative token), the recurrent state in its own
+        dtype (`ssm_state_dtype`) when pinned."""
         ssm_bytes = _DTYPE_BYTES[self.ssm_state_dtype] if self.ssm_state_dtype else value_bytes
-        return (self.mamba_conv_elements * value_bytes + self.mamba_state_elements * ssm_bytes) / tp
+        conv = self.mamba_conv_elements + spec_tokens * self.mamba_conv_channels
+        return (conv * value_bytes + self.mamba_state_elements * ssm_bytes) / tp
 
     def kv_bytes_per_token(self, kv_dtype_bytes: float, tp: int = 1, pp: int = 1) -> float:
         """KV-cache bytes one token needs on one GPU, on the stage with the most cache slots
@@ -423,12 +467,16 @@ def _mamba_mixer_params(cfg: dict[str, Any], hidden: int) -> int:
     )
 
 
-def _mamba_conv_elements(cfg: dict[str, Any]) -> int:
-    """The causal convolution's last kernel-1 inputs over x, B and C: per layer per sequence."""
+def _mamba_conv_channels(cfg: dict[str, Any]) -> int:
+    """Channels of a Mamba-2 causal convolution: x, B and C."""
     inner = int(cfg.get("mamba_num_heads") or 0) * int(cfg.get("mamba_head_dim") or 0)
     groups = int(cfg.get("n_groups") or cfg.get("mamba_n_groups") or 1)
-    channels = inner + 2 * groups * int(cfg.get("ssm_state_size") or 0)
-    return channels * max(0, int(cfg.get("conv_kernel") or 4) - 1) if inner else 0
+    return inner + 2 * groups * int(cfg.get("ssm_state_size") or 0) if inner else 0
+
+
+def _mamba_conv_elements(cfg: dict[str, Any]) -> int:
+    """The causal convolution's last kernel-1 inputs over x, B and C: per layer per sequence."""
+    return _mamba_conv_channels(cfg) * max(0, int(cfg.get("conv_kernel") or 4) - 1)
 
 
 def _mamba_state_elements(cfg: dict[str, Any]) -> int:
@@ -465,12 +513,13 @@ def _gated_delta_params(cfg: dict[str, Any], hidden: int) -> int:
     )
 
 
-def _gated_delta_state(cfg: dict[str, Any]) -> tuple[int, int]:
-    """(recurrent state, conv state) elements per layer per sequence, as vLLM allocates them
-    (`MambaStateShapeCalculator.gated_delta_net_state_shape`): value heads x key dim x value dim,
-    and (kernel - 1) taps over the q, k and v channels."""
+def _gated_delta_state(cfg: dict[str, Any]) -> tuple[int, int, int]:
+    """(recurrent state, conv state, conv channels) elements per layer per sequence, as vLLM
+    allocates them (`MambaStateShapeCalculator.gated_delta_net_state_shape`): value heads x key
+    dim x value dim, and (kernel - 1) taps over the q, k and v channels."""
     k_heads, v_heads, k_dim, v_dim, kernel = _gated_delta_shape(cfg)
-    return v_heads * k_dim * v_dim, (kernel - 1) * (2 * k_heads * k_dim + v_heads * v_dim)
+    channels = 2 * k_heads * k_dim + v_heads * v_dim
+    return v_heads * k_dim * v_dim, (kernel - 1) * channels, channels
 
 
 def _layer_types(cfg: dict[str, Any], layers: int) -> tuple[str, ...]:
@@ -668,8 +717,11 @@ def load_model_config(
         tower=encoder_tower(config),
         mamba_state_elements=_mamba_state_elements(cfg) or _gated_delta_state(cfg)[0],
         mamba_conv_elements=_mamba_conv_elements(cfg) or _gated_delta_state(cfg)[1],
+        mamba_conv_channels=_mamba_conv_channels(cfg) or _gated_delta_state(cfg)[2],
         ssm_state_dtype=_DTYPE_NAMES.get(str(cfg.get("mamba_ssm_dtype") or "").lower()),
         partial_rotary_factor=_fraction(cfg, "partial_rotary_factor", where),
+        mtp_layers=_int(cfg, "num_nextn_predict_layers", where, default=0)
+        or _int(cfg, "mtp_num_hidden_layers", where, default=0),
     )
 
 

@@ -196,6 +196,24 @@ def stage_weights_bytes(
     return tuple(stages)
 
 
+def mtp_weights_bytes(arch: ModelArch, quantization: str, dtype: str, tp: int = 1) -> float:
+    """Bytes on one GPU of the MTP modules vLLM loads for MTP speculative decoding.
+
+    From the headers when the checkpoint is served as stored (the MTP tensors but their copies
+    of the embedding and head, which the drafter shares); otherwise each module is a decoder
+    layer the size of the model's average one plus the projection of [embedding; hidden] back
+    to the hidden size (2 h^2 in the model dtype), split over TP.
+    """
+    layers = arch.mtp_layers or 1
+    exact = served_as_stored(arch, quantization)
+    if exact is not None and exact.mtp != (0, 0):
+        return role_bytes(exact.mtp, dtype_bytes(dtype, arch)) / tp
+    linear, replicated, *_ = _weight_bytes(arch, quantization, dtype, tp)
+    projection = 2 * arch.hidden_size**2 * dtype_bytes(dtype, arch)
+    per_layer = (linear + projection * arch.num_layers) / arch.num_layers / tp
+    return layers * (per_layer + replicated / arch.num_layers)
+
+
 def weights_bytes_per_gpu(
     arch: ModelArch, quantization: str, dtype: str, tp: int = 1, pp: int = 1
 ) -> float:

@@ -9,7 +9,9 @@ Hugging Face token as an env var from a Secret instead.
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 
 # Every flag `controllers.policy.render.vllm_args` writes (a unit test keeps the two equal),
 # with vLLM's short aliases, and the flags that change how many GPUs a replica uses.
@@ -94,6 +96,88 @@ def is_secret_flag(name: str) -> bool:
     return bool(_SECRET_NAME.match(name))
 
 
+@dataclass(frozen=True)
+class EngineExtras:
+    """What extraArgs change in the replica's memory: speculative decoding, the multimodal
+    processor's image size, the hybrid models' state cache mode."""
+
+    speculative_method: str | None = None
+    num_speculative_tokens: int = 0
+    mm_max_pixels: int | None = None
+    mamba_cache_mode: str = "auto"
+
+
+_MAMBA_MODES = ("none", "align", "all")
+
+
+def _flag_values(args: list[str]) -> dict[str, tuple[int, str]]:
+    """`--name=value` or `--name value` of every flag, by normalized name: (index, value)."""
+    found: dict[str, tuple[int, str]] = {}
+    for index, arg in enumerate(args):
+        name = flag_name(arg)
+        if name is None:
+            continue
+        if "=" in arg:
+            found[name] = (index, arg.split("=", 1)[1])
+        elif index + 1 < len(args) and flag_name(args[index + 1]) is None:
+            found[name] = (index, args[index + 1])
+    return found
+
+
+def _json_object(where: str, name: str, raw: str) -> dict:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValueError(f"{where}: {name} must be a JSON object, got invalid JSON") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: {name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _positive_int(where: str, field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{where}: {field} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _speculative(index: int, raw: str) -> tuple[str, int]:
+    where = f"extraArgs[{index}]"
+    spec = _json_object(where, "--speculative-config", raw)
+    method = spec.get("method") or ("draft_model" if spec.get("model") else "mtp")
+    if not isinstance(method, str):
+        raise ValueError(f"{where}: --speculative-config method must be a string")
+    tokens = spec.get("num_speculative_tokens", 1 if method.endswith("mtp") else None)
+    return method, _positive_int(where, "--speculative-config num_speculative_tokens", tokens)
+
+
+def engine_extras(args: list[str]) -> EngineExtras:
+    """Read --speculative-config, --mm-processor-kwargs and --mamba-cache-mode the way vLLM
+    does (a speculative config without a method drafts with the model's own MTP modules, or
+    with its `model` when it names one); a bad value is a ValueError naming the argument."""
+    values = _flag_values(args)
+    method, tokens = None, 0
+    if "--speculative-config" in values:
+        method, tokens = _speculative(*values["--speculative-config"])
+    max_pixels = None
+    if "--mm-processor-kwargs" in values:
+        index, raw = values["--mm-processor-kwargs"]
+        where = f"extraArgs[{index}]"
+        kwargs = _json_object(where, "--mm-processor-kwargs", raw)
+        if "max_pixels" in kwargs:
+            max_pixels = _positive_int(
+                where, "--mm-processor-kwargs max_pixels", kwargs["max_pixels"]
+            )
+    mode = "auto"
+    if "--mamba-cache-mode" in values:
+        index, mode = values["--mamba-cache-mode"]
+        if mode not in _MAMBA_MODES:
+            raise ValueError(
+                f"extraArgs[{index}]: --mamba-cache-mode must be one of "
+                f"{', '.join(_MAMBA_MODES)}, got {mode!r}"
+            )
+    return EngineExtras(method, tokens, max_pixels, mode)
+
+
 def check_extra_args(args: list[str]) -> list[str]:
     """Refuse flags the operator manages or that carry a secret; the message never holds a
     value (it may be the secret)."""
@@ -116,6 +200,7 @@ def check_extra_args(args: list[str]) -> list[str]:
                 f"{where}: {name} is set by inferfleet (from {source}); remove it from "
                 "extraArgs and change that field instead"
             )
+    engine_extras(args)
     return args
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from controllers.api.engine_args import engine_extras
 from controllers.api.v1alpha1 import (
     DEFAULT_VLLM_IMAGE,
     InferenceFleetSpec,
@@ -106,6 +107,7 @@ def fleet_request(
     )
     serving = spec.serving
     lora = model.lora
+    extras = engine_extras(list(model.extra_args))
     engine = EngineConfig(
         dtype=_DTYPES[model.dtype],
         kv_cache_dtype=model.kv_cache_dtype,
@@ -118,6 +120,11 @@ def fleet_request(
         lora_adapter_bytes=(
             lora.adapter_size_mib * 2**20 if lora and lora.adapter_size_mib else None
         ),
+        mm_max_pixels=extras.mm_max_pixels,
+        speculative_method=extras.speculative_method,
+        num_speculative_tokens=extras.num_speculative_tokens,
+        enable_prefix_caching=serving.enable_prefix_caching,
+        mamba_cache_mode=extras.mamba_cache_mode,
     )
     return FleetRequest(
         arch=arch,

@@ -19,6 +19,7 @@ from inferfleet.models import add_model_arguments, load_arch
 from inferfleet.tables import render_table
 
 if TYPE_CHECKING:
+    from controllers.api.engine_args import EngineExtras
     from sizing.memory import MemoryBreakdown
 
 NAME = "memory"
@@ -49,6 +50,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit-mm-per-prompt", metavar="N",
                         help="images per prompt of a multimodal model; 0 = text only (no "
                              "encoder profile); default: vLLM's")  # fmt: skip
+    parser.add_argument("--speculative-config", metavar="JSON",
+                        help="vLLM's --speculative-config, e.g. '{\"method\": \"mtp\", "
+                             "\"num_speculative_tokens\": 2}' (MTP modules and their KV "
+                             "are counted)")  # fmt: skip
+    parser.add_argument("--mm-processor-kwargs", metavar="JSON",
+                        help="vLLM's --mm-processor-kwargs; its max_pixels sizes the dummy "
+                             "image of any-size vision towers (Qwen-VL)")  # fmt: skip
+    parser.add_argument("--mamba-cache-mode", choices=("none", "align", "all"),
+                        help="state cache of hybrid state-space models (default: the "
+                             "release's, align with prefix caching from 0.17)")  # fmt: skip
+    parser.add_argument("--no-enable-prefix-caching", action="store_true",
+                        help="prefix caching off (hybrid models keep one state page)")  # fmt: skip
     parser.add_argument("--vllm-version", metavar="X.Y",
                         help="the vLLM release whose profiler to model (0.10 or newer; "
                              "default: the release of the image the chart pins)")  # fmt: skip
@@ -80,6 +93,21 @@ def _float(flag: str, raw: str | None, low: float, high: float) -> float | None:
     return value
 
 
+def _extras(args: argparse.Namespace) -> EngineExtras:
+    """The engine flags as extraArgs would carry them, read by the operator's own parser."""
+    from controllers.api.engine_args import engine_extras
+
+    flags = []
+    for flag in ("--speculative-config", "--mm-processor-kwargs", "--mamba-cache-mode"):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            flags.append(f"{flag}={value}")
+    try:
+        return engine_extras(flags)
+    except ValueError as err:  # its message names extraArgs[i]; name the flag instead
+        raise UsageError(str(err).split(": ", 1)[1]) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from controllers.policy.planning import DEFAULT_VLLM_RELEASE
     from sizing.errors import ModelDoesNotFit
@@ -89,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     gpu = get_gpu(args.gpu)
     params_b = _float("--params-b", args.params_b, 0.0, 1e5)
     arch = load_arch(args, params_b)
+    extras = _extras(args)
     engine = EngineConfig(
         tp=_int("--tp", args.tp) or 1,
         pp=_int("--pp", args.pp) or 1,
@@ -105,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
         enforce_eager=args.enforce_eager,
         mm_items_per_prompt=_int("--limit-mm-per-prompt", args.limit_mm_per_prompt, minimum=0),
         vllm_version=args.vllm_version or DEFAULT_VLLM_RELEASE,
+        mm_max_pixels=extras.mm_max_pixels,
+        speculative_method=extras.speculative_method,
+        num_speculative_tokens=extras.num_speculative_tokens,
+        enable_prefix_caching=not args.no_enable_prefix_caching,
+        mamba_cache_mode=extras.mamba_cache_mode,
     )
     memory = estimate_memory(arch, gpu, engine, method=args.method)
     if not memory.fits:

@@ -56,3 +56,19 @@ def test_a_v0_release_is_refused_for_the_vllm_method_only() -> None:
         engine_release(old.spec)
     guide = _fleet({"image": "vllm/vllm-openai:v0.8.5"}, sizingMethod="guide")
     assert engine_release(guide.spec) == "0.8"
+
+
+def test_extra_args_that_move_memory_reach_the_plan() -> None:
+    """A fleet's extraArgs carry vLLM's own flags: the plan's engine sees the speculative
+    config, the processor's max_pixels and the state-cache mode, and prefix caching comes from
+    spec.serving; a malformed one is refused by the API model, naming the argument."""
+    fleet = _fleet({"extraArgs": [
+        '--speculative-config={"method": "mtp", "num_speculative_tokens": 2}',
+        "--mm-processor-kwargs", '{"max_pixels": 1003520}', "--mamba-cache-mode=all",
+    ]}, serving={"enablePrefixCaching": False})  # fmt: skip
+    engine = fleet_request(fleet.spec, fleet.spec.model.hf_config.inline or {}).engine
+    assert (engine.speculative_method, engine.num_speculative_tokens) == ("mtp", 2)
+    assert (engine.mm_max_pixels, engine.mamba_cache_mode) == (1_003_520, "all")
+    assert engine.enable_prefix_caching is False
+    with pytest.raises(ValueError, match=r"extraArgs\[0\]: --speculative-config must be a JSON"):
+        _fleet({"extraArgs": ["--speculative-config", "{mtp"]})

@@ -308,3 +308,19 @@ def test_hybrid_mamba_kv_comes_in_whole_grown_blocks() -> None:
     block = arch.block_tokens(2.0, 2.0, 1, 16)
     assert block > 16 and memory.kv_cache_tokens % block == 0
     assert memory.kv_bytes_per_token == 32 * arch.kv_bytes_per_token_per_layer(2.0)
+
+
+def test_rocm_tensor_parallel_reserves_its_collective_buffers() -> None:
+    """At TP > 1 an MI300X replica keeps 1.7 GiB per GPU more non-torch memory than the CUDA
+    figures (RCCL, all-reduce and hipBLASLt/AITER buffers; the bound one ROCm log sets), so it
+    never holds more KV than an otherwise equal CUDA GPU; at TP 1 nothing changes."""
+    arch = load_model_config(json.loads(
+        (REPO / "controllers/adapters/model_catalog/meta-llama--Llama-3.1-70B-Instruct.json")
+        .read_text()))  # fmt: skip
+    mi300x = get_gpu("MI300X")
+    as_cuda = replace(mi300x, vendor="nvidia")
+    for tp, extra in ((1, 0.0), (2, 1.7), (8, 1.7)):
+        cfg = EngineConfig(tp=tp, max_model_len=8192)
+        rocm, cuda = estimate_memory(arch, mi300x, cfg), estimate_memory(arch, as_cuda, cfg)
+        assert rocm.non_torch_gib - cuda.non_torch_gib == pytest.approx(extra)
+        assert rocm.kv_cache_tokens <= cuda.kv_cache_tokens

@@ -132,3 +132,34 @@ def test_gpu_accepts_every_name_the_catalog_promises(
     out = _json(capsys, "--model-config", LLAMA8B, "--gpu", spelling, "--tp", "1",
                 "--max-model-len", "8192", "--gpu-memory-utilization", "0.8")  # fmt: skip
     assert out["gpu"] == name and out["kv_cache_tokens"] > 8192
+
+
+def test_engine_extras_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    """--speculative-config / --mm-processor-kwargs / --mamba-cache-mode reach the model the
+    way extraArgs do: Qwen3.5-9B's MTP layer costs weights and tokens, a hybrid's "all" mode
+    lowers the requests of max_model_len the pool holds."""
+    base = ["--model", "Qwen/Qwen3.5-9B", "--offline", "--gpu", "H100", "--tp", "1",
+            "--max-model-len", "32768"]  # fmt: skip
+    plain = _json(capsys, *base)
+    mtp = _json(capsys, *base, "--speculative-config",
+                '{"method": "qwen3_5_mtp", "num_speculative_tokens": 2}')  # fmt: skip
+    every = _json(capsys, *base, "--mamba-cache-mode", "all")
+    assert mtp["weights_gib"] > plain["weights_gib"]
+    assert mtp["kv_cache_tokens"] < plain["kv_cache_tokens"]
+    assert every["max_concurrency"] < plain["max_concurrency"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "words"),
+    [
+        ("--speculative-config", "{mtp}", "--speculative-config must be a JSON object"),
+        ("--mm-processor-kwargs", '{"max_pixels": -1}', "max_pixels must be an integer"),
+    ],
+)
+def test_bad_engine_extras_flag_is_one_line(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str, words: str
+) -> None:
+    argv = ["memory", "--model-config", LLAMA8B, "--gpu", "H100", "--tp", "1", flag, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and "extraArgs" not in err
