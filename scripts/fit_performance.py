@@ -2,6 +2,7 @@
 say how well the fit does on data it did not see.
 
     python scripts/fit_performance.py [--split source|model] [--evaluations N] [--every K]
+                                      [--fields a,b,...]
 
 Each case is scheduled once (a closed loop's schedule does not depend on the step times) and
 re-priced under every candidate, so a fit costs seconds per evaluation, not a re-simulation.
@@ -51,6 +52,7 @@ FITTED = (
     ("blackwell_attention_hbm_fraction", "fraction"),
     ("block_fp8_expert_speed", "fraction"),
     ("allreduce_latency_s", "log"),
+    ("allreduce_peer_latency_s", "log"),
     ("step_overhead_s", "log"),
     ("block_latency_s", "log"),
     ("moe_layer_latency_s", "log"),
@@ -63,18 +65,20 @@ MAX_START_FRACTION = 0.95
 Priced = tuple[BenchmarkCase, ClosedLoopSchedule, Callable[[Efficiency], object]]
 
 
-def to_search(e: Efficiency) -> np.ndarray:
+def to_search(e: Efficiency, fitted: tuple[tuple[str, str], ...] = FITTED) -> np.ndarray:
     values = []
-    for name, kind in FITTED:
+    for name, kind in fitted:
         v = getattr(e, name)
         v = min(v, MAX_START_FRACTION) if kind == "fraction" else v
         values.append(math.log(v / (1 - v)) if kind == "fraction" else math.log(v))
     return np.array(values)
 
 
-def from_search(x: np.ndarray, base: Efficiency) -> Efficiency:
+def from_search(
+    x: np.ndarray, base: Efficiency, fitted: tuple[tuple[str, str], ...] = FITTED
+) -> Efficiency:
     changes = {}
-    for (name, kind), v in zip(FITTED, x, strict=True):
+    for (name, kind), v in zip(fitted, x, strict=True):
         changes[name] = min(1.0, 1 / (1 + math.exp(-v))) if kind == "fraction" else math.exp(v)
     return replace(base, **changes)
 
@@ -149,27 +153,35 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=300)
     parser.add_argument("--every", type=int, default=2, help="fit on every K-th training point")
     parser.add_argument("--start", type=Path, help="JSON of Efficiency fields to start from")
+    parser.add_argument("--fields", help="comma-separated Efficiency fields to fit (default all)")
     args = parser.parse_args()
+    chosen = set(args.fields.split(",")) if args.fields else {name for name, _ in FITTED}
+    unknown = chosen - {name for name, _ in FITTED}
+    if unknown:
+        parser.error(f"--fields: {sorted(unknown)} not among {[name for name, _ in FITTED]}")
+    fitted_fields = tuple(f for f in FITTED if f[0] in chosen)
     cases, _ = load_cases()
     train, held_out = split(cases, args.split)
     fittable = [c for c in train if not any(s in c.sweep_id for s in SUSPICIOUS)][:: args.every]
     fit_set, train_set, test_set = prepare(fittable), prepare(train), prepare(held_out)
 
     def objective(x: np.ndarray) -> float:
-        return misfit(scored(fit_set, from_search(x, DEFAULT_EFFICIENCY)))
+        return misfit(scored(fit_set, from_search(x, base, fitted_fields)))
 
     base = DEFAULT_EFFICIENCY
     if args.start:
         base = replace(base, **json.loads(args.start.read_text()))
-    start = to_search(base)
+    start = to_search(base, fitted_fields)
     best, value, used = nelder_mead(objective, start, args.evaluations, 1e-4)
-    fitted = from_search(best, base)
+    fitted = from_search(best, base, fitted_fields)
     print(f"fit ({args.split} split): misfit {objective(start):.4f} -> {value:.4f} in {used}")
     for name, e in (("defaults", DEFAULT_EFFICIENCY), ("fitted", fitted)):
         print(name, "train", json.dumps(summary(scored(train_set, e))))
         if test_set:
             print(name, "held-out", json.dumps(summary(scored(test_set, e))))
-    print(json.dumps({k: v for k, v in asdict(fitted).items() if k in dict(FITTED)}, indent=1))
+    print(
+        json.dumps({k: v for k, v in asdict(fitted).items() if k in dict(fitted_fields)}, indent=1)
+    )
     return 0
 
 

@@ -130,7 +130,8 @@ def schedule(
     if case.steady_state:
         run = schedule_closed_loop(step_model, limits, prompts, outputs, per_rank, True)
         return run, step_model
-    loop = ClientClosedLoop(limits, prompts, outputs, per_rank, False, front_end_of(efficiency))
+    front_end = front_end_of(efficiency).shared_by(case.data_parallel)
+    loop = ClientClosedLoop(limits, prompts, outputs, per_rank, False, front_end)
     return loop, step_model
 
 

@@ -47,6 +47,14 @@ class FrontEnd:
                 f"{self.request_latency_s} and {self.tokenize_s_per_token}"
             )
 
+    def shared_by(self, ranks: int) -> FrontEnd:
+        """What one of `ranks` data-parallel engines sees of the one API server in front of
+        them all: the same request latency, and a 1/ranks share of its tokenizer (the server's
+        prompt-token rate is capped once, not once per rank)."""
+        if ranks < 1:
+            raise InvalidInput(f"data-parallel ranks must be >= 1, got {ranks}")
+        return FrontEnd(self.request_latency_s, self.tokenize_s_per_token * ranks)
+
     @property
     def free(self) -> bool:
         return self.request_latency_s == 0 and self.tokenize_s_per_token == 0

@@ -106,8 +106,10 @@ class Efficiency:
     roofline_overlap: float = 0.2
     # Share of the per-GPU link bandwidth an all-reduce reaches.
     interconnect_fraction: float = 0.8
-    # Latency of one all-reduce call over NVLink/Infinity Fabric (custom all-reduce) ...
-    allreduce_latency_s: float = 37e-6
+    # Latency of one all-reduce call over NVLink/Infinity Fabric (custom all-reduce): a fixed
+    # part, and a part per peer GPU (each rank exchanges with every other one) ...
+    allreduce_latency_s: float = 5.2e-6
+    allreduce_peer_latency_s: float = 9.6e-6
     # ... and over PCIe (NCCL through the host bridge: tens of microseconds).
     pcie_allreduce_latency_s: float = 30e-6
     # Latency of one pipeline-stage hand-off (send/recv of the activations).
@@ -120,9 +122,9 @@ class Efficiency:
     cuda_graph_max_tokens: int = 512
     # Per block (attention, MLP, MoE or Mamba mixer; a transformer layer has two) per step:
     # its kernels each take microseconds however small the batch, even from a CUDA graph.
-    block_latency_s: float = 18e-6
+    block_latency_s: float = 13e-6
     # Per MoE layer on top: routing, token sort, grouped GEMMs over every local expert, combine.
-    moe_layer_latency_s: float = 14e-6
+    moe_layer_latency_s: float = 1.3e-6
     # Per running sequence per step: sampling, detokenising and bookkeeping on the CPU.
     per_sequence_overhead_s: float = 10e-6
     # The API server in front of the engine (sizing.frontend), as a client-side benchmark
@@ -170,6 +172,9 @@ class ReplicaShape:
     state_bytes_per_sequence_per_gpu: float = 0.0  # state-space layers' recurrent state
     num_moe_layers: int = 0  # layers with routed experts
     num_blocks: int = 0  # mixer blocks per token (a transformer layer has two)
+    # Layers that attend (0: every layer), and how many of them over a sliding window only.
+    num_attention_layers: int = 0
+    num_sliding_layers: int = 0
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "attention_width", "tp", "pp"):
@@ -179,6 +184,11 @@ class ReplicaShape:
             raise InvalidInput(
                 f"active_params ({self.active_params}) must be > 0 and "
                 f"kv_bytes_per_token_per_gpu ({self.kv_bytes_per_token_per_gpu}) >= 0"
+            )
+        if not 0 <= self.num_sliding_layers <= (self.num_attention_layers or self.num_layers):
+            raise InvalidInput(
+                f"num_sliding_layers ({self.num_sliding_layers}) must be within the attention "
+                f"layers ({self.num_attention_layers or self.num_layers})"
             )
         if self.kv_bytes_per_token_per_gpu + self.sliding_kv_bytes_per_token_per_gpu <= 0:
             raise InvalidInput("a model needs some KV cache per token: no attention layer")
@@ -263,6 +273,8 @@ def replica_shape(
         state_bytes_per_sequence_per_gpu=2 * state / pp,  # read and written back
         num_moe_layers=arch.num_moe_layers if arch.is_moe else 0,
         num_blocks=arch.num_blocks,
+        num_attention_layers=arch.num_attention_layers,
+        num_sliding_layers=sliding,
     )
 
 
@@ -293,6 +305,8 @@ class StepTimeModel:
 
     sliding_s_per_kv_token: float = 0.0
     sliding_window: int = 0
+    # Sliding-window layers' attention FLOPs: each token attends to at most the window.
+    sliding_compute_s_per_pair: float = 0.0
     state_s_per_sequence: float = 0.0
     roofline_overlap: float = 0.0
     eager_overhead_s: float = 0.0  # extra per step beyond the largest captured graph
@@ -347,6 +361,9 @@ class StepTimeModel:
         compute = (
             self.compute_s_per_token * tokens + self.compute_s_per_attention_pair * attention_pairs
         )
+        if self.sliding_compute_s_per_pair:
+            windowed = smaller(attention_pairs, tokens * self.sliding_window)
+            compute = compute + self.sliding_compute_s_per_pair * windowed
         if self.routing_skew:
             busiest = self.routing_skew * larger(tokens, 1) ** 0.5  # excess over the mean
             compute = compute + self.expert_compute_s_per_token * busiest
@@ -417,7 +434,7 @@ def build_step_model(
         calls = ALLREDUCES_PER_BLOCK * math.ceil(blocks / shape.pp)
         comm_s_per_token = calls * ring_factor * activation_bytes_per_token / link_bytes_per_s
         latency = (
-            efficiency.allreduce_latency_s
+            efficiency.allreduce_latency_s + efficiency.allreduce_peer_latency_s * (shape.tp - 1)
             if gpu.interconnect.is_nvlink_class
             else efficiency.pcie_allreduce_latency_s
         )
@@ -443,13 +460,19 @@ def build_step_model(
         efficiency.block_latency_s * (shape.num_blocks or 2 * shape.num_layers)
         + efficiency.moe_layer_latency_s * shape.num_moe_layers
     )
-    return StepTimeModel(
-        compute_s_per_token=dense_compute + expert_compute,
-        compute_s_per_attention_pair=ATTENTION_FLOPS_PER_PAIR_PER_WIDTH
+    # Attention FLOPs per (token, context token) pair per attending layer of a stage.
+    pair_s_per_layer = (
+        ATTENTION_FLOPS_PER_PAIR_PER_WIDTH
         * shape.attention_width
         / shape.tp
-        * layers_per_stage
-        / attention_flops_per_s,
+        / attention_flops_per_s
+    )
+    attending = (shape.num_attention_layers or shape.num_layers) / shape.pp
+    sliding = shape.num_sliding_layers / shape.pp if shape.sliding_window else 0.0
+    return StepTimeModel(
+        compute_s_per_token=dense_compute + expert_compute,
+        compute_s_per_attention_pair=pair_s_per_layer * (attending - sliding),
+        sliding_compute_s_per_pair=pair_s_per_layer * sliding,
         dense_weights_s=shape.dense_weight_bytes_per_gpu / hbm_bytes_per_s,
         all_experts_s=shape.expert_weight_bytes_per_gpu / expert_bytes_per_s,
         expert_miss_fraction=miss,

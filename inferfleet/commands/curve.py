@@ -165,10 +165,11 @@ def predict_points(args: argparse.Namespace) -> list[LoadPoint]:
         efficiency = load_calibration(args.calibration)
     step_model, limits = replica_engine(arch, gpu, cfg, memory, efficiency)
     # A client measures through the API server (sizing.frontend), as `vllm bench serve` does.
-    front_end = front_end_of(efficiency)
     # Data-parallel ranks are independent engines behind one API server that spreads the
-    # load evenly: one rank is simulated with its share, and the server's rates are N times it.
+    # load evenly: one rank is simulated with its share (of the load and of the server's
+    # tokenizer), and the server's rates are N times it.
     ranks = args.data_parallel
+    front_end = front_end_of(efficiency).shared_by(ranks)
     count = max(1, args.num_prompts // ranks)
     prompts = np.full(count, args.input_len)
     outputs = np.full(count, args.output_len)

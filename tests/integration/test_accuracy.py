@@ -19,12 +19,12 @@ from tests.conftest import SHARED
 BENCHMARKS = SHARED / "data" / "benchmarks"
 # metric -> (median, p90) of absolute % error over every scored point, at most.
 OVERALL_BOUNDS = {
-    "output_tok_per_s": (20.0, 56.0),
-    "ttft_ms": (45.0, 115.0),
-    "tpot_ms": (19.5, 60.0),
+    "output_tok_per_s": (17.0, 52.5),
+    "ttft_ms": (44.0, 108.0),
+    "tpot_ms": (17.5, 58.0),
 }
 # Median absolute % error of output tok/s per source, at most.
-SOURCE_BOUNDS = {"ml.energy": 17.5, "inferencex": 46.0, "vllm-blog": 36.0, "vultr": 39.0}
+SOURCE_BOUNDS = {"ml.energy": 15.5, "inferencex": 35.0, "vllm-blog": 31.5, "vultr": 29.0}
 # The recorded error bands may differ from a fresh run's residuals by this much (ratio units).
 BAND_DRIFT = 0.05
 

@@ -54,6 +54,21 @@ def test_a_serial_tokenizer_caps_the_request_rate_at_high_concurrency():
     assert point.tpot_p50_s < engine_only.tpot_p50_s / 5
 
 
+def test_data_parallel_ranks_share_one_tokenizer_cap():
+    prompt_tokens, per_token_s = 4000, 1e-4  # a third of what the engine prefills
+    cap_rps = 1 / (prompt_tokens * per_token_s)  # the API server's, for the whole server
+    prompts, outputs = np.full(400, prompt_tokens), np.full(400, 20)
+    front_end = FrontEnd(tokenize_s_per_token=per_token_s)
+    one = _loop(prompts, outputs, 64, front_end, steady_state=True).price(MODEL)
+    # Each of two ranks runs half the clients through its half of the same tokenizer.
+    rank = _loop(prompts, outputs, 32, front_end.shared_by(2), steady_state=True).price(MODEL)
+    assert one.request_per_s == pytest.approx(cap_rps, rel=0.05)
+    assert 2 * rank.request_per_s == pytest.approx(cap_rps, rel=0.05)
+    assert front_end.shared_by(1) == front_end
+    with pytest.raises(InvalidInput, match="ranks must be >= 1"):
+        front_end.shared_by(0)
+
+
 @given(
     gaps=st.lists(st.floats(0, 2), min_size=1, max_size=40),
     prompts=st.integers(1, 30_000),

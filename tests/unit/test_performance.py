@@ -111,8 +111,10 @@ def test_tensor_parallel_all_reduce_costs_more_on_pcie_than_nvlink():
 
 
 def test_pipeline_stages_add_hand_offs_but_not_work():
-    one = build_step_model(llama3_70b(tp=4), H100)
-    two = build_step_model(llama3_70b(tp=2, pp=2), H100)
+    # (All-reduce latency per peer left out: TP2's calls would then be cheaper than TP4's.)
+    same_calls = Efficiency(allreduce_peer_latency_s=0.0)
+    one = build_step_model(llama3_70b(tp=4), H100, same_calls)
+    two = build_step_model(llama3_70b(tp=2, pp=2), H100, same_calls)
     # Same four GPUs, same bytes each: a step walks both stages one after the other (the
     # per-step and per-block floors are the same in both: every layer runs once either way).
     assert two.fixed_overhead_s == pytest.approx(one.fixed_overhead_s)
@@ -225,3 +227,52 @@ def test_routed_experts_multiply_at_the_grouped_gemm_efficiency():
     # An 8K-token prefill is compute-bound: nearly all of its FLOPs are the experts'.
     assert slow.prefill_s(8192) > 4 * fast.prefill_s(8192)
     assert slow.decode_step_s(1, 100) == pytest.approx(fast.decode_step_s(1, 100), rel=0.05)
+
+
+def _attention_shape(**changes) -> ReplicaShape:
+    base = ReplicaShape(
+        num_layers=24,
+        hidden_size=2880,
+        attention_width=64 * 64,
+        active_params=3.6e9,
+        dense_weight_bytes_per_gpu=7e9,
+        expert_weight_bytes_per_gpu=0.0,
+        num_experts=0,
+        experts_per_token=0,
+        kv_bytes_per_token_per_gpu=12 * 2 * 8 * 64 * 2,
+        sliding_kv_bytes_per_token_per_gpu=12 * 2 * 8 * 64 * 2,
+        sliding_window=128,
+    )
+    return replace(base, **changes)
+
+
+def test_sliding_window_layers_attend_to_their_window_only_in_prefill_flops():
+    gpu = get_gpu("H100")
+    full = build_step_model(_attention_shape(num_sliding_layers=0), gpu)
+    half = build_step_model(_attention_shape(num_sliding_layers=12), gpu)
+    # Shorter than the window, a sliding layer attends to everything: the same cost.
+    assert half.prefill_s(100) == pytest.approx(full.prefill_s(100))
+    # At 20k tokens the sliding half's attention all but vanishes.
+    tokens = 20_000
+    pairs = tokens * (tokens + 1) / 2
+    attention_full = full.compute_s_per_attention_pair * pairs
+    saved = full.prefill_s(tokens) - half.prefill_s(tokens)
+    assert saved == pytest.approx(attention_full / 2, rel=0.05)
+
+
+def test_only_attention_layers_pay_attention_flops():
+    gpu = get_gpu("H100")
+    every = build_step_model(_attention_shape(), gpu)
+    few = build_step_model(_attention_shape(num_attention_layers=6), gpu)  # a Mamba hybrid
+    assert few.compute_s_per_attention_pair == pytest.approx(every.compute_s_per_attention_pair / 4)
+    with pytest.raises(InvalidInput, match="num_sliding_layers"):
+        _attention_shape(num_attention_layers=6, num_sliding_layers=12)
+
+
+def test_an_all_reduce_waits_longer_the_more_peers_it_exchanges_with():
+    gpu = get_gpu("H100")
+    eff = Efficiency(allreduce_latency_s=5e-6, allreduce_peer_latency_s=10e-6)
+    calls = {tp: build_step_model(_attention_shape(tp=tp), gpu, eff).comm_fixed_s for tp in (2, 8)}
+    blocks = 2 * 24
+    assert calls[2] == pytest.approx(blocks * (5e-6 + 10e-6))
+    assert calls[8] == pytest.approx(blocks * (5e-6 + 7 * 10e-6))
