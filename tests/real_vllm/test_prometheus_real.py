@@ -42,10 +42,14 @@ def prometheus(real_vllm: RunningVllm):
             body = {"model": real_vllm.model, "prompt": prompt, "max_tokens": OUTPUT_TOKENS,
                     "ignore_eos": True}  # fmt: skip
             httpx.post(real_vllm.url + "/v1/completions", json=body, timeout=60).raise_for_status()
-        served = 'vllm:request_success_total{fleet="tiny"}'
-        prom.wait_for_series(f"sum({served}) >= {REQUESTS}")
-        # One more scrape, so rates see the last requests.
-        prom.wait_for_series(f"timestamp({served}) > {time.time():.3f}")
+        served = 'sum(vllm:request_success_total{fleet="tiny"})'
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            answer = prom.query(served)
+            if answer and float(answer[0]["value"][1]) >= REQUESTS:
+                break
+            time.sleep(0.5)
+        time.sleep(2)  # one more scrape, so rates see the last requests
         yield prom
     finally:
         prom.close()
