@@ -62,6 +62,7 @@ FITTED = (
     ("step_overhead_s", "log"),
     ("block_latency_s", "log"),
     ("moe_layer_latency_s", "log"),
+    ("per_sequence_overhead_s", "log"),
 )
 # The API server in front of a client's loop: fitted only when asked for by name.
 FRONT_END = (("request_latency_s", "log"), ("tokenize_s_per_token", "log"))
