@@ -74,6 +74,8 @@ class BenchmarkCase:
     # Lengths drawn uniformly within +-this share of input_len / output_len (0: fixed), as
     # `vllm bench serve --random-range-ratio` does; a seeded draw, the same on every run.
     length_spread: float = 0.0
+    # The set's own README calls this sweep unreliable: scored and reported, never fitted on.
+    flagged: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,7 @@ GROUPINGS: dict[str, Callable[[BenchmarkCase], str]] = {
     "model": lambda c: c.model_id,
     "tp": lambda c: f"TP{c.engine.tp}" + (f" DP{c.data_parallel}" if c.data_parallel > 1 else ""),
     "regime": lambda c: c.regime,
+    "flagged": lambda c: "flagged by the set" if c.flagged else "not flagged",
 }
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 NAME = "accuracy"
 HELP = "score the performance model against the measured vLLM benchmark set"
-TABLE_GROUPINGS = ("all", "source", "regime", "gpu", "tp", "model")
+TABLE_GROUPINGS = ("all", "flagged", "source", "regime", "gpu", "tp", "model")
 # Sweeps drawn in the PNG: the longest sweep of each (source, GPU) pair, at most this many.
 PLOTTED_SWEEPS = 6
 
