@@ -263,7 +263,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # has been idle this long (its default: 5 s). After a wave of events (a burst, a rollout
     # of every fleet) that is thousands of parsed objects for no use: 1,000 fleets settle
     # 7-12 MiB lower with 1 s.
-    settings.batching.idle_timeout = KOPF_WORKER_IDLE_S
+    settings.queueing.idle_timeout = KOPF_WORKER_IDLE_S
     log_redaction.install()
     tune_gc()
     memo.kube = Kube.from_environment()
