@@ -169,16 +169,23 @@ def test_operator_pod_is_locked_down(rendered):
     assert env["POD_ID"] == {"fieldPath": "metadata.name"}  # Kopf's peer identity
 
 
-def test_hub_values_reach_the_operator_environment():
-    def env_of(values: dict[str, Any]) -> dict[str, Any]:
-        (container,) = operator_workload(render(values))["spec"]["template"]["spec"]["containers"]
-        return {e["name"]: e["value"] if "value" in e else e["valueFrom"] for e in container["env"]}
+def env_of(values: dict[str, Any]) -> dict[str, Any]:
+    """The operator container's environment as `values` render it."""
+    (container,) = operator_workload(render(values))["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] if "value" in e else e["valueFrom"] for e in container["env"]}
 
+
+def test_hub_values_reach_the_operator_environment():
     assert not {"HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_TOKEN"} & env_of({}).keys()
     env = env_of({"hub": {"endpoint": "https://hub.internal", "offline": True,
                           "tokenSecret": {"name": "hf", "key": "tok"}}})  # fmt: skip
     assert env["HF_ENDPOINT"] == "https://hub.internal" and env["HF_HUB_OFFLINE"] == "1"
     assert env["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "tok"}}
+
+
+def test_the_bound_on_passes_in_flight_reaches_the_operator_environment():
+    assert env_of({})["INFERFLEET_CONCURRENT_PASSES"] == "8"
+    assert env_of({"concurrentPasses": 3})["INFERFLEET_CONCURRENT_PASSES"] == "3"
 
 
 @pytest.mark.parametrize("limit_mib", [None, 200])
@@ -463,6 +470,7 @@ BAD_VALUES = [
     ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
     ({"resources": {"limits": {"memory": "lots"}}}, "memory"),
     ({"metrics": {"port": 70000}}, "port"),
+    ({"concurrentPasses": 0}, "concurrentPasses"),
     (
         {"prometheus": {"url": "http://p:9090", "allowedNamespaces": ["Bad_NS"]}},
         "allowedNamespaces",

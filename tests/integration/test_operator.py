@@ -438,7 +438,8 @@ def test_the_resync_daemon_ends_once_clean_up_closed_the_client(cluster: Cluster
 
     async def run() -> None:
         memo = kopf.Memo(
-            kube=Kube.from_environment(), locks={}, plans=PlanCache(), watcher=Watcher(),
+            kube=Kube.from_environment(), locks={}, pass_slots=asyncio.Semaphore(1),
+            plans=PlanCache(), watcher=Watcher(),
             metrics=OperatorMetrics(),
         )  # fmt: skip
         await memo.kube.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,8 +46,9 @@ def _deployments() -> list[dict[str, Any]]:
 
 def test_an_entry_keeps_what_a_pass_compares_and_counts():
     (served,) = _deployments()
-    ((key, entry),) = (index_entry(served) or {}).items()
+    ((key, packed),) = (index_entry(served) or {}).items()
     assert key == ("llm", "chat")
+    entry = packed.unpacked()
     desired = owned(copy.deepcopy({k: v for k, v in served.items() if k != "status"}), OWNER)
     for bookkeeping in ("uid", "resourceVersion", "creationTimestamp", "managedFields"):
         desired["metadata"].pop(bookkeeping)
@@ -56,14 +58,32 @@ def test_an_entry_keeps_what_a_pass_compares_and_counts():
                                       "ownerReferences"}  # fmt: skip
 
 
-def test_entries_of_separately_parsed_objects_share_their_keys():
-    (first,) = _deployments()
-    second = json.loads(json.dumps(first))
-    a = next(iter((index_entry(first) or {}).values()))
-    b = next(iter((index_entry(second) or {}).values()))
-    key_a = next(k for k in a["spec"]["template"]["spec"] if k == "containers")
-    key_b = next(k for k in b["spec"]["template"]["spec"] if k == "containers")
-    assert key_a is key_b
+def _parsed_size(value: Any) -> int:
+    """Bytes of a parsed JSON tree in this process: every dict, list, string and number."""
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        size += sum(_parsed_size(k) + _parsed_size(v) for k, v in value.items())
+    elif isinstance(value, list):
+        size += sum(_parsed_size(v) for v in value)
+    return size
+
+
+def test_an_entry_holds_its_object_packed_at_a_fraction_of_the_parsed_size():
+    """Thousands of Deployments stay in the cache between passes; a parsed one is a tree of
+    hundreds of small objects, its packed form one string."""
+    (served,) = _deployments()
+    packed = next(iter((index_entry(served) or {}).values()))
+    kept = packed.unpacked()
+    assert _parsed_size(kept) > 3 * sys.getsizeof(packed.json)
+
+
+def test_an_unpacked_entry_is_the_passs_own_copy():
+    (served,) = _deployments()
+    cache = IndexedOwned({"Deployment": index_objects([served])})
+    key = ("Deployment", served["metadata"]["name"])
+    first = cache.owned_by(OWNER)[key]
+    first["spec"]["replicas"] = 99
+    assert cache.owned_by(OWNER)[key]["spec"]["replicas"] == served["spec"]["replicas"]
 
 
 def test_an_object_no_fleet_controls_is_not_indexed():
@@ -92,7 +112,7 @@ def test_an_entry_keeps_a_replica_failure_that_the_pending_detection_reads():
     }
     served["status"]["conditions"].append(failure)
     served["spec"]["replicas"] = 5  # 3 exist
-    entry = next(iter((index_entry(served) or {}).values()))
+    entry = next(iter((index_entry(served) or {}).values())).unpacked()
     assert entry["status"]["conditions"] == [failure]
     pool = served["metadata"]["labels"][POOL_LABEL]
     five_minutes_later_s = datetime(2026, 1, 1, 0, 5, tzinfo=UTC).timestamp()

@@ -121,6 +121,8 @@ spec:
           value: {{ include "inferfleet.prometheusAllowedHosts" . | quote }}
         - name: INFERFLEET_METRICS_PORT
           value: {{ .Values.metrics.port | quote }}
+        - name: INFERFLEET_CONCURRENT_PASSES
+          value: {{ .Values.concurrentPasses | quote }}
         # What the chart's RBAC grants (rbac.*), so the operator watches no pods and reads no
         # Secret it may not (a watch without the grant would retry its 403 forever).
         - name: INFERFLEET_POD_ACCESS
